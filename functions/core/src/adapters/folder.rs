@@ -1,0 +1,109 @@
+//! Export files in a folder of the local data dir. A file is written under a temporary name
+//! and renamed when finished, so a reader never sees a partial export.
+
+use std::io::ErrorKind;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use rand::Rng;
+use tokio::fs::{self, File};
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+use crate::domain::RequestId;
+use crate::ports::{ExportFile, ExportStore, ExportWriter, Served};
+
+/// A folder of `<request id>.json` files.
+pub struct FolderExports {
+    dir: PathBuf,
+}
+
+impl FolderExports {
+    /// Uses (and creates) this folder.
+    ///
+    /// # Errors
+    /// When the folder cannot be created.
+    pub fn new(dir: PathBuf) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self { dir })
+    }
+
+    /// Where the export of a request lives.
+    #[must_use]
+    pub fn path(&self, id: RequestId) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+}
+
+struct FolderWriter {
+    file: BufWriter<File>,
+    temporary: PathBuf,
+    target: PathBuf,
+    written: u64,
+}
+
+#[async_trait]
+impl ExportWriter for FolderWriter {
+    async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.file.write_all(bytes).await.context("writing an export")?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> anyhow::Result<u64> {
+        self.file.flush().await.context("flushing an export")?;
+        self.file.get_ref().sync_all().await.context("syncing an export")?;
+        fs::rename(&self.temporary, &self.target).await.context("publishing an export")?;
+        Ok(self.written)
+    }
+}
+
+impl Drop for FolderWriter {
+    fn drop(&mut self) {
+        // Unfinished: the temporary file goes. Finished: it was renamed and this is a no-op.
+        let _ = std::fs::remove_file(&self.temporary);
+    }
+}
+
+async fn open_file(path: PathBuf) -> anyhow::Result<Option<ExportFile>> {
+    match File::open(&path).await {
+        Ok(file) => {
+            let len = file.metadata().await.context("reading an export's size")?.len();
+            Ok(Some(ExportFile { len, reader: Box::pin(file) }))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).context("opening an export"),
+    }
+}
+
+#[async_trait]
+impl ExportStore for FolderExports {
+    async fn create(&self, id: RequestId) -> anyhow::Result<Box<dyn ExportWriter>> {
+        let suffix: u64 = rand::rng().random();
+        let temporary = self.dir.join(format!(".{id}.{suffix:016x}.part"));
+        let file = File::create(&temporary).await.context("creating an export")?;
+        Ok(Box::new(FolderWriter {
+            file: BufWriter::with_capacity(256 * 1024, file),
+            temporary,
+            target: self.path(id),
+            written: 0,
+        }))
+    }
+
+    async fn open(&self, id: RequestId) -> anyhow::Result<Option<ExportFile>> {
+        open_file(self.path(id)).await
+    }
+
+    async fn serve(&self, id: RequestId, _ttl: Duration) -> anyhow::Result<Option<Served>> {
+        Ok(open_file(self.path(id)).await?.map(Served::Stream))
+    }
+
+    async fn delete(&self, id: RequestId) -> anyhow::Result<()> {
+        match fs::remove_file(self.path(id)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).context("deleting an export"),
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! In-memory implementations of every port: fakes for tests, with handles to look inside.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::AsyncReadExt;
+
+use crate::app::App;
+use crate::config::Settings;
+use crate::domain::{
+    AccountId, DataRequest, Event, EventKind, Message, Profile, ProfileId, Record, RequestId, State, Subject,
+    Subprofile, SubprofileId, Timestamp, TokenHash, WebAddress, WebhookSecret,
+};
+use crate::ports::{
+    Accounts, BuildQueue, Change, Clock, ExportFile, ExportStore, ExportWriter, Guard, Mailer, OutgoingMail, Page,
+    RequestStore, Served, SubjectData, WebDelivery, WebhookHeaders,
+};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Requests in a map.
+#[derive(Default)]
+pub struct MemoryRequests(Mutex<HashMap<RequestId, DataRequest>>);
+
+#[async_trait]
+impl RequestStore for MemoryRequests {
+    async fn insert(&self, request: &DataRequest) -> anyhow::Result<bool> {
+        let mut map = lock(&self.0);
+        if map.contains_key(&request.id) {
+            return Ok(false);
+        }
+        map.insert(request.id, request.clone());
+        Ok(true)
+    }
+
+    async fn get(&self, id: RequestId) -> anyhow::Result<Option<DataRequest>> {
+        Ok(lock(&self.0).get(&id).cloned())
+    }
+
+    async fn update(&self, id: RequestId, guard: &Guard, change: &Change) -> anyhow::Result<bool> {
+        let mut map = lock(&self.0);
+        match map.get_mut(&id) {
+            Some(request) if guard.admits(request) => {
+                change.apply(request);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn expiring(&self, now: Timestamp, limit: usize) -> anyhow::Result<Vec<RequestId>> {
+        let mut ids: Vec<RequestId> = lock(&self.0)
+            .values()
+            .filter(|r| r.state.has_file() && r.expires.is_some_and(|e| e <= now))
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        ids.truncate(limit);
+        Ok(ids)
+    }
+
+    async fn unfinished(&self) -> anyhow::Result<Vec<RequestId>> {
+        let mut ids: Vec<RequestId> = lock(&self.0)
+            .values()
+            .filter(|r| {
+                matches!(r.state, State::Accepted | State::Building)
+                    || (r.state == State::Built
+                        && matches!(
+                            r.delivery.status,
+                            crate::domain::DeliveryStatus::Pending | crate::domain::DeliveryStatus::Sending
+                        ))
+            })
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+/// A queue that only collects what was enqueued.
+#[derive(Default)]
+pub struct MemoryQueue {
+    items: Mutex<Vec<RequestId>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryQueue {
+    /// Takes everything enqueued so far.
+    pub fn drain(&self) -> Vec<RequestId> {
+        std::mem::take(&mut *lock(&self.items))
+    }
+
+    /// Makes every later enqueue fail (or succeed again).
+    pub fn fail(&self, fail: bool) {
+        self.fail.store(fail, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl BuildQueue for MemoryQueue {
+    async fn enqueue(&self, id: RequestId) -> anyhow::Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            anyhow::bail!("the queue is unavailable");
+        }
+        lock(&self.items).push(id);
+        Ok(())
+    }
+}
+
+/// Export files as byte vectors.
+#[derive(Default)]
+pub struct MemoryExports(Arc<Mutex<HashMap<RequestId, Vec<u8>>>>);
+
+impl MemoryExports {
+    /// The bytes of an export.
+    pub fn bytes(&self, id: RequestId) -> Option<Vec<u8>> {
+        lock(&self.0).get(&id).cloned()
+    }
+}
+
+struct MemoryWriter {
+    id: RequestId,
+    buffer: Vec<u8>,
+    files: Arc<Mutex<HashMap<RequestId, Vec<u8>>>>,
+}
+
+#[async_trait]
+impl ExportWriter for MemoryWriter {
+    async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.buffer.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> anyhow::Result<u64> {
+        let len = self.buffer.len() as u64;
+        lock(&self.files).insert(self.id, self.buffer);
+        Ok(len)
+    }
+}
+
+fn memory_file(bytes: Vec<u8>) -> ExportFile {
+    ExportFile { len: bytes.len() as u64, reader: Box::pin(Cursor::new(bytes)) }
+}
+
+#[async_trait]
+impl ExportStore for MemoryExports {
+    async fn create(&self, id: RequestId) -> anyhow::Result<Box<dyn ExportWriter>> {
+        Ok(Box::new(MemoryWriter { id, buffer: Vec::new(), files: Arc::clone(&self.0) }))
+    }
+
+    async fn open(&self, id: RequestId) -> anyhow::Result<Option<ExportFile>> {
+        Ok(self.bytes(id).map(memory_file))
+    }
+
+    async fn serve(&self, id: RequestId, _ttl: Duration) -> anyhow::Result<Option<Served>> {
+        Ok(self.bytes(id).map(|bytes| Served::Stream(memory_file(bytes))))
+    }
+
+    async fn delete(&self, id: RequestId) -> anyhow::Result<()> {
+        lock(&self.0).remove(&id);
+        Ok(())
+    }
+}
+
+/// Subject data in a list, filtered and sorted on every read; pages of `page_size`.
+pub struct MemorySubjects {
+    records: Mutex<Vec<Record>>,
+    page_size: usize,
+}
+
+impl Default for MemorySubjects {
+    fn default() -> Self {
+        Self { records: Mutex::new(Vec::new()), page_size: 2 }
+    }
+}
+
+fn paginate<T>(mut items: Vec<T>, cursor: Option<&str>, size: usize) -> anyhow::Result<Page<T>> {
+    let start: usize = cursor.map_or(Ok(0), str::parse)?;
+    let end = (start + size).min(items.len());
+    let next = (end < items.len()).then(|| end.to_string());
+    let items = items.drain(start.min(end)..end).collect();
+    Ok(Page { items, next })
+}
+
+impl MemorySubjects {
+    fn in_scope(
+        &self,
+        account: AccountId,
+        subject: &Subject,
+        profile: Option<ProfileId>,
+        subprofile: Option<SubprofileId>,
+        email: Option<&str>,
+    ) -> bool {
+        match subject {
+            Subject::Profile(id) => {
+                profile == Some(*id) || subprofile.is_some_and(|s| {
+                    lock(&self.records).iter().any(
+                        |r| matches!(r, Record::Subprofile(x) if x.account == account && x.id == s && x.profile == *id),
+                    )
+                })
+            }
+            Subject::Subprofile(id) => subprofile == Some(*id),
+            Subject::Email(address) => email.is_some_and(|e| e.eq_ignore_ascii_case(address.as_str())),
+        }
+    }
+}
+
+#[async_trait]
+impl SubjectData for MemorySubjects {
+    async fn profile(&self, account: AccountId, id: ProfileId) -> anyhow::Result<Option<Profile>> {
+        Ok(lock(&self.records).iter().rev().find_map(|r| match r {
+            Record::Profile(p) if p.account == account && p.id == id => Some(p.clone()),
+            _ => None,
+        }))
+    }
+
+    async fn subprofile(&self, account: AccountId, id: SubprofileId) -> anyhow::Result<Option<Subprofile>> {
+        Ok(lock(&self.records).iter().rev().find_map(|r| match r {
+            Record::Subprofile(s) if s.account == account && s.id == id => Some(s.clone()),
+            _ => None,
+        }))
+    }
+
+    async fn subprofiles(
+        &self,
+        account: AccountId,
+        profile: ProfileId,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Page<Subprofile>> {
+        let mut items: Vec<Subprofile> = lock(&self.records)
+            .iter()
+            .filter_map(|r| match r {
+                Record::Subprofile(s) if s.account == account && s.profile == profile => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        items.sort_by_key(|s| s.id);
+        paginate(items, cursor, self.page_size)
+    }
+
+    async fn messages(
+        &self,
+        account: AccountId,
+        subject: &Subject,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Page<Message>> {
+        let all: Vec<Message> = lock(&self.records)
+            .iter()
+            .filter_map(|r| match r {
+                Record::Message(m) if m.account == account => Some(m.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut items: Vec<Message> = all
+            .into_iter()
+            .filter(|m| self.in_scope(account, subject, m.profile, m.subprofile, Some(&m.email)))
+            .collect();
+        items.sort_by(|a, b| (a.sent, &a.id).cmp(&(b.sent, &b.id)));
+        paginate(items, cursor, self.page_size)
+    }
+
+    async fn events(
+        &self,
+        account: AccountId,
+        subject: &Subject,
+        kind: EventKind,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Page<Event>> {
+        let all: Vec<Event> = lock(&self.records)
+            .iter()
+            .filter_map(|r| match r {
+                Record::Event(e) if e.account == account && e.kind == kind => Some(e.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut items: Vec<Event> = all
+            .into_iter()
+            .filter(|e| self.in_scope(account, subject, e.profile, e.subprofile, e.email.as_deref()))
+            .collect();
+        items.sort_by_key(|e| e.time);
+        paginate(items, cursor, self.page_size)
+    }
+
+    async fn load(&self, records: &[Record]) -> anyhow::Result<()> {
+        let mut stored = lock(&self.records);
+        for record in records {
+            let replaces = |old: &Record| match (old, record) {
+                (Record::Profile(a), Record::Profile(b)) => a.account == b.account && a.id == b.id,
+                (Record::Subprofile(a), Record::Subprofile(b)) => a.account == b.account && a.id == b.id,
+                (Record::Message(a), Record::Message(b)) => a.account == b.account && a.id == b.id,
+                _ => false,
+            };
+            stored.retain(|old| !replaces(old));
+            stored.push(record.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Accounts in maps.
+#[derive(Default)]
+pub struct MemoryAccounts {
+    tokens: Mutex<HashMap<TokenHash, AccountId>>,
+    secrets: Mutex<Vec<WebhookSecret>>,
+}
+
+#[async_trait]
+impl Accounts for MemoryAccounts {
+    async fn create(&self, token: &TokenHash, secret: &WebhookSecret) -> anyhow::Result<AccountId> {
+        let mut secrets = lock(&self.secrets);
+        secrets.push(secret.clone());
+        let account = AccountId::try_from(secrets.len() as u64)?;
+        lock(&self.tokens).insert(*token, account);
+        Ok(account)
+    }
+
+    async fn add_token(&self, account: AccountId, token: &TokenHash) -> anyhow::Result<bool> {
+        if account.get() > lock(&self.secrets).len() as u64 {
+            return Ok(false);
+        }
+        lock(&self.tokens).insert(*token, account);
+        Ok(true)
+    }
+
+    async fn by_token(&self, token: &TokenHash) -> anyhow::Result<Option<AccountId>> {
+        Ok(lock(&self.tokens).get(token).copied())
+    }
+
+    async fn webhook_secret(&self, account: AccountId) -> anyhow::Result<Option<WebhookSecret>> {
+        let index = usize::try_from(account.get() - 1)?;
+        Ok(lock(&self.secrets).get(index).cloned())
+    }
+}
+
+/// Collects sent mail; can be told to fail.
+#[derive(Default)]
+pub struct MemoryMailer {
+    sent: Mutex<Vec<OutgoingMail>>,
+    failures_left: Mutex<u32>,
+}
+
+impl MemoryMailer {
+    /// Everything sent so far.
+    pub fn sent(&self) -> Vec<OutgoingMail> {
+        lock(&self.sent).clone()
+    }
+
+    /// Makes the next `n` sends fail.
+    pub fn fail_next(&self, n: u32) {
+        *lock(&self.failures_left) = n;
+    }
+}
+
+#[async_trait]
+impl Mailer for MemoryMailer {
+    async fn send(&self, mail: &OutgoingMail) -> anyhow::Result<()> {
+        let mut failures = lock(&self.failures_left);
+        if *failures > 0 {
+            *failures -= 1;
+            anyhow::bail!("the mail server refused the message");
+        }
+        lock(&self.sent).push(mail.clone());
+        Ok(())
+    }
+}
+
+/// One web delivery as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    /// Target.
+    pub target: String,
+    /// Headers.
+    pub headers: WebhookHeaders,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// Receives web deliveries and answers with a programmed status.
+pub struct MemoryWeb {
+    posted: Mutex<Vec<Posted>>,
+    statuses: Mutex<Vec<u16>>,
+}
+
+impl Default for MemoryWeb {
+    fn default() -> Self {
+        Self { posted: Mutex::new(Vec::new()), statuses: Mutex::new(Vec::new()) }
+    }
+}
+
+impl MemoryWeb {
+    /// Everything posted so far.
+    pub fn posted(&self) -> Vec<Posted> {
+        lock(&self.posted).clone()
+    }
+
+    /// Answers the next posts with these statuses, then with 200.
+    pub fn answer(&self, statuses: &[u16]) {
+        *lock(&self.statuses) = statuses.iter().rev().copied().collect();
+    }
+}
+
+#[async_trait]
+impl WebDelivery for MemoryWeb {
+    async fn post(&self, target: &WebAddress, headers: &WebhookHeaders, mut body: ExportFile) -> anyhow::Result<u16> {
+        let mut bytes = Vec::new();
+        body.reader.read_to_end(&mut bytes).await?;
+        lock(&self.posted).push(Posted { target: target.to_string(), headers: headers.clone(), body: bytes });
+        Ok(lock(&self.statuses).pop().unwrap_or(200))
+    }
+}
+
+/// A clock that moves only when told.
+#[derive(Debug)]
+pub struct FakeClock(AtomicI64);
+
+impl FakeClock {
+    /// A clock at this time.
+    #[must_use]
+    pub fn at(time: Timestamp) -> Self {
+        Self(AtomicI64::new(time.unix()))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(i64::try_from(by.as_secs()).unwrap_or(i64::MAX), Ordering::SeqCst);
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_unix(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// The fakes behind an in-memory [`App`], to arrange and inspect.
+pub struct Fakes {
+    /// Requests.
+    pub requests: Arc<MemoryRequests>,
+    /// Queue.
+    pub queue: Arc<MemoryQueue>,
+    /// Exports.
+    pub exports: Arc<MemoryExports>,
+    /// Subject data.
+    pub subjects: Arc<MemorySubjects>,
+    /// Accounts.
+    pub accounts: Arc<MemoryAccounts>,
+    /// Mail.
+    pub mailer: Arc<MemoryMailer>,
+    /// Web deliveries.
+    pub web: Arc<MemoryWeb>,
+    /// Clock.
+    pub clock: Arc<FakeClock>,
+}
+
+/// An app on fakes only, with the fakes to arrange and inspect.
+#[must_use]
+pub fn app(settings: Settings) -> (App, Fakes) {
+    let fakes = Fakes {
+        requests: Arc::default(),
+        queue: Arc::default(),
+        exports: Arc::default(),
+        subjects: Arc::default(),
+        accounts: Arc::default(),
+        mailer: Arc::default(),
+        web: Arc::default(),
+        clock: Arc::new(FakeClock::at(Timestamp::from_unix(1_764_320_000))),
+    };
+    let app = App {
+        requests: fakes.requests.clone(),
+        queue: fakes.queue.clone(),
+        exports: fakes.exports.clone(),
+        subjects: fakes.subjects.clone(),
+        accounts: fakes.accounts.clone(),
+        mailer: fakes.mailer.clone(),
+        web: fakes.web.clone(),
+        clock: fakes.clock.clone(),
+        settings: Arc::new(settings),
+    };
+    (app, fakes)
+}

@@ -1,0 +1,12 @@
+//! Adapters: the ports implemented in memory (fakes for tests), on embedded storage (local
+//! mode) and, behind the `aws` feature, on AWS services.
+
+pub mod memory;
+pub mod webhook;
+
+#[cfg(feature = "local")]
+pub mod folder;
+#[cfg(feature = "local")]
+pub mod outbox;
+#[cfg(feature = "local")]
+pub mod sqlite;

@@ -1,0 +1,188 @@
+//! The application: ports wired together with the settings, and the use cases that the HTTP
+//! router, the worker and the command call.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tracing::instrument;
+
+use crate::config::Settings;
+use crate::domain::{AccessToken, AccountId, DataRequest, Report, RequestId, State, Subject, Timestamp, WebhookSecret};
+use crate::ports::{
+    Accounts, BuildQueue, Change, Clock, ExportStore, Guard, Mailer, RequestStore, SubjectData, WebDelivery,
+};
+
+/// Every port the service uses, injected once.
+#[derive(Clone)]
+pub struct App {
+    /// Data requests.
+    pub requests: Arc<dyn RequestStore>,
+    /// The build queue.
+    pub queue: Arc<dyn BuildQueue>,
+    /// Export files.
+    pub exports: Arc<dyn ExportStore>,
+    /// The platform's data about subjects.
+    pub subjects: Arc<dyn SubjectData>,
+    /// Accounts and tokens.
+    pub accounts: Arc<dyn Accounts>,
+    /// Outgoing mail.
+    pub mailer: Arc<dyn Mailer>,
+    /// Web delivery.
+    pub web: Arc<dyn WebDelivery>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// Settings.
+    pub settings: Arc<Settings>,
+}
+
+/// Why a request could not be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The subject does not exist in the caller's account (or exists in another one).
+    #[error("No entity with supplied ID")]
+    NoSuchSubject,
+    /// Anything else; the cause is logged, not shown.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// A new account, as shown once to the operator.
+#[derive(Debug)]
+pub struct NewAccount {
+    /// Its id.
+    pub account: AccountId,
+    /// Its first access token.
+    pub token: AccessToken,
+    /// Its webhook signing secret.
+    pub webhook_secret: WebhookSecret,
+}
+
+impl App {
+    /// Accepts a data request: checks that the subject exists in the account, stores the
+    /// request and queues it. A request that could not be queued is marked failed, so nothing
+    /// is left waiting forever.
+    ///
+    /// # Errors
+    /// [`SubmitError::NoSuchSubject`] for an unknown or foreign profile or subprofile.
+    #[instrument(skip_all, fields(account = %account, kind = subject.kind().as_str()))]
+    pub async fn submit(
+        &self,
+        account: AccountId,
+        subject: Subject,
+        report: Option<Report>,
+    ) -> Result<RequestId, SubmitError> {
+        let exists = match &subject {
+            Subject::Profile(id) => self.subjects.profile(account, *id).await?.is_some(),
+            Subject::Subprofile(id) => self.subjects.subprofile(account, *id).await?.is_some(),
+            Subject::Email(_) => true,
+        };
+        if !exists {
+            return Err(SubmitError::NoSuchSubject);
+        }
+        let now = self.clock.now();
+        let mut request = DataRequest::accepted(RequestId::random(), account, subject, report, now);
+        let mut tries = 0;
+        while !self.requests.insert(&request).await? {
+            tries += 1;
+            if tries == 5 {
+                return Err(anyhow::anyhow!("no free request id after 5 tries").into());
+            }
+            request.id = RequestId::random();
+        }
+        if let Err(error) = self.queue.enqueue(request.id).await {
+            let change =
+                Change { state: Some(State::Failed), reason: Some("could not be queued".into()), ..Change::default() };
+            let _ = self.requests.update(request.id, &Guard::in_states(&[State::Accepted]), &change).await;
+            return Err(SubmitError::Unexpected(error.context("queueing the request")));
+        }
+        tracing::info!(request_id = %request.id, "data request accepted");
+        Ok(request.id)
+    }
+
+    /// The request with this id if it belongs to `account`; a foreign request is `None`,
+    /// exactly like a missing one. A request past its expiry is expired here and now.
+    ///
+    /// # Errors
+    /// When a store cannot be reached.
+    pub async fn find(&self, account: AccountId, id: RequestId) -> anyhow::Result<Option<DataRequest>> {
+        let Some(request) = self.requests.get(id).await? else { return Ok(None) };
+        if request.account != account {
+            return Ok(None);
+        }
+        self.expire_if_due(request).await.map(Some)
+    }
+
+    /// The request with this id, of any account (for download links, whose signed token is
+    /// the authority), expired when due.
+    ///
+    /// # Errors
+    /// When a store cannot be reached.
+    pub async fn find_any(&self, id: RequestId) -> anyhow::Result<Option<DataRequest>> {
+        match self.requests.get(id).await? {
+            Some(request) => self.expire_if_due(request).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn expire_if_due(&self, mut request: DataRequest) -> anyhow::Result<DataRequest> {
+        let now = self.clock.now();
+        if request.effective_state(now) == State::Expired && request.state != State::Expired {
+            self.expire(request.id).await?;
+            request.state = State::Expired;
+        }
+        Ok(request)
+    }
+
+    /// Deletes the file of a request and marks it expired (if it still holds a file).
+    ///
+    /// # Errors
+    /// When a store cannot be reached.
+    pub async fn expire(&self, id: RequestId) -> anyhow::Result<()> {
+        self.exports.delete(id).await.context("deleting an expired export")?;
+        let change = Change {
+            state: Some(State::Expired),
+            reason: Some("the export expired".into()),
+            available: Some(0),
+            ..Change::default()
+        };
+        if self.requests.update(id, &Guard::in_states(&[State::Built, State::Delivered]), &change).await? {
+            tracing::info!(request_id = %id, "export expired");
+        }
+        Ok(())
+    }
+
+    /// Expires every request whose time has come. Returns how many.
+    ///
+    /// # Errors
+    /// When a store cannot be reached.
+    pub async fn sweep_expired(&self) -> anyhow::Result<usize> {
+        let mut count = 0;
+        loop {
+            let due = self.requests.expiring(self.clock.now(), 100).await?;
+            if due.is_empty() {
+                return Ok(count);
+            }
+            for id in &due {
+                self.expire(*id).await?;
+            }
+            count += due.len();
+        }
+    }
+
+    /// Creates an account with a fresh token and webhook secret.
+    ///
+    /// # Errors
+    /// When the account store cannot be reached.
+    pub async fn create_account(&self) -> anyhow::Result<NewAccount> {
+        let token = AccessToken::generate();
+        let webhook_secret = WebhookSecret::generate();
+        let account = self.accounts.create(&token.hash(), &webhook_secret).await?;
+        Ok(NewAccount { account, token, webhook_secret })
+    }
+
+    /// The current time.
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}

@@ -1,0 +1,229 @@
+//! Settings from environment variables. The names are constants shared with `template.yaml`,
+//! the local command and the README; parsing goes through a lookup function so tests pass a
+//! map, and a bad value fails at start naming its variable.
+
+use std::time::Duration;
+
+use crate::domain::{LinkSecret, WebPolicy};
+
+/// `From:` of the delivery mails, e.g. `Datarequest <privacy@example.com>`.
+pub const SENDER: &str = "DATAREQUEST_SENDER";
+/// Base URL of the API as clients reach it; used in `Location` and download links.
+pub const PUBLIC_URL: &str = "DATAREQUEST_PUBLIC_URL";
+/// Largest export, in bytes, that is attached to the mail; larger ones get a link.
+pub const ATTACHMENT_LIMIT: &str = "DATAREQUEST_ATTACHMENT_LIMIT";
+/// Days an export is kept (decimals allowed).
+pub const EXPORT_TTL_DAYS: &str = "DATAREQUEST_EXPORT_TTL_DAYS";
+/// Key that signs download links (at least 32 characters).
+pub const LINK_SECRET: &str = "DATAREQUEST_LINK_SECRET";
+/// `true` allows web delivery to `http://`, loopback and private addresses.
+pub const WEBHOOK_ALLOW_PRIVATE: &str = "DATAREQUEST_WEBHOOK_ALLOW_PRIVATE";
+/// Attempts of a web or mail delivery before it is given up.
+pub const DELIVERY_ATTEMPTS: &str = "DATAREQUEST_DELIVERY_ATTEMPTS";
+/// Seconds before the first retry of a delivery; doubles each time.
+pub const DELIVERY_BACKOFF_SECS: &str = "DATAREQUEST_DELIVERY_BACKOFF_SECS";
+/// Seconds a web delivery may take.
+pub const WEBHOOK_TIMEOUT_SECS: &str = "DATAREQUEST_WEBHOOK_TIMEOUT_SECS";
+/// Receives of a build message before the request is marked failed.
+pub const BUILD_ATTEMPTS: &str = "DATAREQUEST_BUILD_ATTEMPTS";
+
+/// A setting that is missing or wrong, named.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A new error about a variable.
+    #[must_use]
+    pub fn new(variable: &'static str, message: impl Into<String>) -> Self {
+        Self { variable, message: message.into() }
+    }
+}
+
+/// Reads one variable: absent and empty are the same.
+pub fn optional(lookup: &dyn Fn(&str) -> Option<String>, variable: &'static str) -> Option<String> {
+    lookup(variable).filter(|value| !value.trim().is_empty())
+}
+
+/// Reads a required variable.
+///
+/// # Errors
+/// When it is absent or empty.
+pub fn required(lookup: &dyn Fn(&str) -> Option<String>, variable: &'static str) -> Result<String, ConfigError> {
+    optional(lookup, variable).ok_or_else(|| ConfigError::new(variable, "must be set"))
+}
+
+fn parsed<T: std::str::FromStr>(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+    what: &str,
+) -> Result<T, ConfigError> {
+    match optional(lookup, variable) {
+        None => Ok(default),
+        Some(text) => text.trim().parse().map_err(|_| ConfigError::new(variable, format!("must be {what}"))),
+    }
+}
+
+/// Settings shared by every way of running the service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Base URL of the API, without a trailing slash.
+    pub public_url: String,
+    /// `From:` of delivery mails.
+    pub sender: lettre::message::Mailbox,
+    /// Largest export attached to a mail.
+    pub attachment_limit: u64,
+    /// How long exports are kept.
+    pub export_ttl: Duration,
+    /// Key of download links.
+    pub link_secret: LinkSecret,
+    /// Which web addresses deliveries may reach.
+    pub web_policy: WebPolicy,
+    /// Delivery attempts before giving up.
+    pub delivery_attempts: u32,
+    /// First retry delay of a delivery.
+    pub delivery_backoff: Duration,
+    /// Timeout of one web delivery.
+    pub webhook_timeout: Duration,
+    /// Receives of a build message before the request fails.
+    pub build_attempts: u32,
+    /// Lifetime of a signed URL handed out by `/data` and `/download`.
+    pub signed_url_ttl: Duration,
+}
+
+/// Defaults that differ between local mode and AWS.
+#[derive(Debug, Clone, Default)]
+pub struct Fallbacks {
+    /// Public URL when `DATAREQUEST_PUBLIC_URL` is not set (local: the listen address).
+    pub public_url: Option<String>,
+    /// Link secret when `DATAREQUEST_LINK_SECRET` is not set (local: kept in the data dir).
+    pub link_secret: Option<LinkSecret>,
+}
+
+/// Default `From:` of delivery mails.
+pub const DEFAULT_SENDER: &str = "Datarequest <datarequest@example.com>";
+/// Default attachment limit: 7 MiB, so the base64 message stays under 10 MB.
+pub const DEFAULT_ATTACHMENT_LIMIT: u64 = 7 * 1024 * 1024;
+
+impl Settings {
+    /// Reads the settings.
+    ///
+    /// # Errors
+    /// When a variable is missing or malformed; the error names it.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>, fallbacks: Fallbacks) -> Result<Self, ConfigError> {
+        let public_url = match optional(lookup, PUBLIC_URL).or(fallbacks.public_url) {
+            Some(url) => url,
+            None => return Err(ConfigError::new(PUBLIC_URL, "must be set")),
+        };
+        let parsed_url = url::Url::parse(&public_url)
+            .map_err(|_| ConfigError::new(PUBLIC_URL, "must be an absolute http(s) URL"))?;
+        if !matches!(parsed_url.scheme(), "http" | "https") || parsed_url.query().is_some() {
+            return Err(ConfigError::new(PUBLIC_URL, "must be an absolute http(s) URL without query"));
+        }
+        let public_url = public_url.trim_end_matches('/').to_owned();
+
+        let sender = optional(lookup, SENDER).unwrap_or_else(|| DEFAULT_SENDER.to_owned());
+        let sender = sender
+            .parse::<lettre::message::Mailbox>()
+            .map_err(|_| ConfigError::new(SENDER, "must be an address, optionally with a name: Name <address>"))?;
+
+        let attachment_limit = parsed(lookup, ATTACHMENT_LIMIT, DEFAULT_ATTACHMENT_LIMIT, "a number of bytes")?;
+        let ttl_days: f64 = parsed(lookup, EXPORT_TTL_DAYS, 7.0, "a positive number of days")?;
+        if !(ttl_days.is_finite() && ttl_days > 0.0 && ttl_days <= 3650.0) {
+            return Err(ConfigError::new(EXPORT_TTL_DAYS, "must be a positive number of days, at most 3650"));
+        }
+        let export_ttl = Duration::from_secs_f64(ttl_days * 86_400.0);
+
+        let link_secret = match optional(lookup, LINK_SECRET) {
+            Some(text) => LinkSecret::new(&text).map_err(|e| ConfigError::new(LINK_SECRET, e.0))?,
+            None => fallbacks.link_secret.ok_or_else(|| ConfigError::new(LINK_SECRET, "must be set"))?,
+        };
+        let allow_private: bool = parsed(lookup, WEBHOOK_ALLOW_PRIVATE, false, "true or false")?;
+        let delivery_attempts: u32 = parsed(lookup, DELIVERY_ATTEMPTS, 5, "a number of attempts")?;
+        if delivery_attempts == 0 {
+            return Err(ConfigError::new(DELIVERY_ATTEMPTS, "must be at least 1"));
+        }
+        let backoff: f64 = parsed(lookup, DELIVERY_BACKOFF_SECS, 30.0, "a number of seconds")?;
+        if !(0.0..=86_400.0).contains(&backoff) {
+            return Err(ConfigError::new(DELIVERY_BACKOFF_SECS, "must be between 0 and 86400 seconds"));
+        }
+        let timeout: u64 = parsed(lookup, WEBHOOK_TIMEOUT_SECS, 30, "a number of seconds")?;
+        let build_attempts: u32 = parsed(lookup, BUILD_ATTEMPTS, 5, "a number of attempts")?;
+        if build_attempts == 0 {
+            return Err(ConfigError::new(BUILD_ATTEMPTS, "must be at least 1"));
+        }
+        Ok(Self {
+            public_url,
+            sender,
+            attachment_limit,
+            export_ttl,
+            link_secret,
+            web_policy: if allow_private { WebPolicy::AllowPrivate } else { WebPolicy::PublicOnly },
+            delivery_attempts,
+            delivery_backoff: Duration::from_secs_f64(backoff),
+            webhook_timeout: Duration::from_secs(timeout.max(1)),
+            build_attempts,
+            signed_url_ttl: Duration::from_secs(300),
+        })
+    }
+
+    /// Settings for tests: every default, the given public URL, a random link secret, and
+    /// private web addresses allowed.
+    #[must_use]
+    pub fn for_tests(public_url: &str) -> Self {
+        let fallbacks =
+            Fallbacks { public_url: Some(public_url.to_owned()), link_secret: Some(LinkSecret::generate()) };
+        let lookup = |name: &str| (name == WEBHOOK_ALLOW_PRIVATE).then(|| "true".to_owned());
+        match Self::from_lookup(&lookup, fallbacks) {
+            Ok(settings) => settings,
+            Err(e) => unreachable!("test settings are valid: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let lookup = move |name: &str| map.get(name).cloned();
+        Settings::from_lookup(&lookup, Fallbacks::default())
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn defaults_apply_when_only_the_required_settings_are_given() {
+        let s = settings(&[(PUBLIC_URL, "https://api.example.com/"), (LINK_SECRET, SECRET)]);
+        let Ok(s) = s else { panic!("valid settings") };
+        assert_eq!(s.public_url, "https://api.example.com");
+        assert_eq!(s.attachment_limit, 7 * 1024 * 1024);
+        assert_eq!(s.export_ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.web_policy, WebPolicy::PublicOnly);
+    }
+
+    #[test]
+    fn a_bad_or_missing_value_names_its_variable() {
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (&[(LINK_SECRET, SECRET)], PUBLIC_URL),
+            (&[(PUBLIC_URL, "https://a.example")], LINK_SECRET),
+            (&[(PUBLIC_URL, "https://a.example"), (LINK_SECRET, "short")], LINK_SECRET),
+            (&[(PUBLIC_URL, "https://a.example"), (LINK_SECRET, SECRET), (ATTACHMENT_LIMIT, "7MB")], ATTACHMENT_LIMIT),
+            (&[(PUBLIC_URL, "https://a.example"), (LINK_SECRET, SECRET), (EXPORT_TTL_DAYS, "-1")], EXPORT_TTL_DAYS),
+            (&[(PUBLIC_URL, "https://a.example"), (LINK_SECRET, SECRET), (SENDER, "not an address")], SENDER),
+        ];
+        for (vars, variable) in cases {
+            let error = settings(vars).err().map(|e| e.variable);
+            assert_eq!(error, Some(variable));
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Domain types. Every value here was parsed at the edge: a value that exists is valid, so the
+//! rest of the library never checks an id, an address or a token again.
+
+mod email;
+mod ids;
+mod report;
+mod request;
+mod subject;
+mod time;
+mod token;
+mod web_address;
+
+pub use email::EmailAddress;
+pub use ids::{AccountId, ProfileId, RequestId, SubprofileId};
+pub use report::Report;
+pub use request::{DataRequest, Delivery, DeliveryStatus, State, Subject, SubjectKind};
+pub use subject::{Event, EventKind, Message, Profile, Record, Subprofile};
+pub use time::Timestamp;
+pub use token::{AccessToken, DownloadToken, LinkSecret, TokenHash, WebhookSecret};
+pub use web_address::{WebAddress, WebPolicy, is_public_ip};
+
+/// Why a value from outside was refused. The text is safe to show to the client: it names the
+/// rule that was broken, never echoes the value (it may be personal data).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}

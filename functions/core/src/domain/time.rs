@@ -1,0 +1,95 @@
+//! Timestamps: whole seconds in UTC, written `YYYY-MM-DD hh:mm:ss` as Copernica does.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::Invalid;
+
+const FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+/// A point in time, to the second, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// Seconds since the Unix epoch.
+    #[must_use]
+    pub fn from_unix(seconds: i64) -> Self {
+        Self(seconds)
+    }
+
+    /// The current time.
+    #[must_use]
+    pub fn now() -> Self {
+        Self(Utc::now().timestamp())
+    }
+
+    /// Seconds since the Unix epoch.
+    #[must_use]
+    pub fn unix(self) -> i64 {
+        self.0
+    }
+
+    /// This time plus a number of seconds (saturating).
+    #[must_use]
+    pub fn plus_seconds(self, seconds: i64) -> Self {
+        Self(self.0.saturating_add(seconds))
+    }
+
+    /// Parses `YYYY-MM-DD hh:mm:ss` (taken as UTC) or RFC 3339 with any offset.
+    ///
+    /// # Errors
+    /// When the text is neither.
+    pub fn parse(text: &str) -> Result<Self, Invalid> {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(text, FORMAT) {
+            return Ok(Self(Utc.from_utc_datetime(&naive).timestamp()));
+        }
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| Self(t.timestamp()))
+            .map_err(|_| Invalid::new("a timestamp must be YYYY-MM-DD hh:mm:ss (UTC) or RFC 3339"))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match DateTime::from_timestamp(self.0, 0) {
+            Some(t) => write!(f, "{}", t.format(FORMAT)),
+            None => f.write_str("0000-00-00 00:00:00"),
+        }
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_accepted_forms_normalize_to_utc_seconds() {
+        let plain = Timestamp::parse("2025-10-01 07:00:00");
+        let offset = Timestamp::parse("2025-10-01T09:00:00+02:00");
+        assert_eq!(plain, offset);
+        assert_eq!(plain.map(|t| t.to_string()).as_deref(), Ok("2025-10-01 07:00:00"));
+    }
+
+    #[test]
+    fn malformed_timestamps_are_refused() {
+        for bad in ["", "2025-13-01 00:00:00", "2025-10-01", "yesterday", "2025-10-01 07:00"] {
+            assert!(Timestamp::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

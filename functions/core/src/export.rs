@@ -1,0 +1,251 @@
+//! Writes the export file of a request as a stream: records are read a page at a time and
+//! serialised into a small buffer that is flushed to the export store, so memory stays flat
+//! however large the subject's history is. The output is deterministic for the same data.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::domain::{
+    DataRequest, Event, EventKind, Message, Profile, RequestId, State, Subject, Subprofile, Timestamp,
+};
+use crate::ports::{Change, ExportWriter, Guard, Page, RequestStore, SubjectData};
+
+/// Bytes buffered before a part is handed to the store.
+const FLUSH_AT: usize = 256 * 1024;
+/// Bytes written between two updates of `available`.
+const PROGRESS_EVERY: u64 = 1024 * 1024;
+
+#[derive(Serialize)]
+struct ProfileOut<'a> {
+    #[serde(rename = "ID")]
+    id: String,
+    fields: &'a Map<String, Value>,
+    interests: &'a [String],
+    database: String,
+    email: &'a Option<String>,
+    created: Timestamp,
+    modified: Timestamp,
+}
+
+#[derive(Serialize)]
+struct SubprofileOut<'a> {
+    #[serde(rename = "ID")]
+    id: String,
+    profile: String,
+    collection: String,
+    email: &'a Option<String>,
+    fields: &'a Map<String, Value>,
+    created: Timestamp,
+    modified: Timestamp,
+}
+
+#[derive(Serialize)]
+struct DestinationOut<'a> {
+    #[serde(rename = "ID")]
+    id: &'a str,
+    mailing: &'a str,
+    subject: &'a str,
+    timestampsent: Timestamp,
+    profile: Option<String>,
+    subprofile: Option<String>,
+    email: &'a str,
+    mime: &'a str,
+}
+
+#[derive(Serialize)]
+struct EventOut<'a> {
+    destination: &'a Option<String>,
+    timestamp: Timestamp,
+    profile: Option<String>,
+    subprofile: Option<String>,
+    email: &'a Option<String>,
+    data: &'a Map<String, Value>,
+}
+
+fn profile_out(p: &Profile) -> ProfileOut<'_> {
+    ProfileOut {
+        id: p.id.to_string(),
+        fields: &p.fields,
+        interests: &p.interests,
+        database: p.database.to_string(),
+        email: &p.email,
+        created: p.created,
+        modified: p.modified,
+    }
+}
+
+fn subprofile_out(s: &Subprofile) -> SubprofileOut<'_> {
+    SubprofileOut {
+        id: s.id.to_string(),
+        profile: s.profile.to_string(),
+        collection: s.collection.to_string(),
+        email: &s.email,
+        fields: &s.fields,
+        created: s.created,
+        modified: s.modified,
+    }
+}
+
+fn destination_out(m: &Message) -> DestinationOut<'_> {
+    DestinationOut {
+        id: &m.id,
+        mailing: &m.mailing,
+        subject: &m.subject,
+        timestampsent: m.sent,
+        profile: m.profile.map(|p| p.to_string()),
+        subprofile: m.subprofile.map(|s| s.to_string()),
+        email: &m.email,
+        mime: &m.mime,
+    }
+}
+
+fn event_out(e: &Event) -> EventOut<'_> {
+    EventOut {
+        destination: &e.message,
+        timestamp: e.time,
+        profile: e.profile.map(|p| p.to_string()),
+        subprofile: e.subprofile.map(|s| s.to_string()),
+        email: &e.email,
+        data: &e.data,
+    }
+}
+
+/// The buffered output of one export, reporting progress as it goes.
+struct Sink<'a> {
+    writer: Box<dyn ExportWriter>,
+    buffer: Vec<u8>,
+    written: u64,
+    reported: u64,
+    requests: &'a dyn RequestStore,
+    id: RequestId,
+    records_in_section: usize,
+    sections: usize,
+}
+
+impl Sink<'_> {
+    async fn flush_if_full(&mut self) -> anyhow::Result<()> {
+        if self.buffer.len() >= FLUSH_AT {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.writer.write(&self.buffer).await?;
+        self.written += self.buffer.len() as u64;
+        self.buffer.clear();
+        if self.written - self.reported >= PROGRESS_EVERY {
+            self.reported = self.written;
+            let change = Change { available: Some(self.written), ..Change::default() };
+            self.requests.update(self.id, &Guard::in_states(&[State::Building]), &change).await?;
+        }
+        Ok(())
+    }
+
+    fn open_section(&mut self, name: &str) {
+        if self.sections > 0 {
+            self.buffer.push(b',');
+        }
+        self.sections += 1;
+        self.records_in_section = 0;
+        self.buffer.extend_from_slice(b"[\"");
+        self.buffer.extend_from_slice(name.as_bytes());
+        self.buffer.push(b'"');
+    }
+
+    async fn record<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
+        self.buffer.push(b',');
+        serde_json::to_writer(&mut self.buffer, record)?;
+        self.records_in_section += 1;
+        self.flush_if_full().await
+    }
+
+    fn close_section(&mut self) {
+        self.buffer.push(b']');
+    }
+}
+
+/// Pages through a list, writing each record, until the last page.
+macro_rules! write_pages {
+    ($sink:expr, $fetch:expr, $convert:expr) => {{
+        let mut cursor: Option<String> = None;
+        loop {
+            let page: Page<_> = $fetch(cursor.as_deref()).await?;
+            for item in &page.items {
+                $sink.record(&$convert(item)).await?;
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }};
+}
+
+/// Writes the export of a request to `writer` and completes it. Returns the size in bytes.
+///
+/// # Errors
+/// When the subject data or the export store fails; the writer is dropped unfinished, so no
+/// partial export becomes visible.
+pub async fn write_export(
+    subjects: &dyn SubjectData,
+    requests: &dyn RequestStore,
+    request: &DataRequest,
+    writer: Box<dyn ExportWriter>,
+) -> anyhow::Result<u64> {
+    let mut sink = Sink {
+        writer,
+        buffer: Vec::with_capacity(FLUSH_AT + 64 * 1024),
+        written: 0,
+        reported: 0,
+        requests,
+        id: request.id,
+        records_in_section: 0,
+        sections: 0,
+    };
+    let account = request.account;
+    let subject = &request.subject;
+    sink.buffer.extend_from_slice(b"{\"info\":");
+    let info = serde_json::json!({"type": subject.kind().as_str(), "id": subject.info_id()});
+    serde_json::to_writer(&mut sink.buffer, &info)?;
+    sink.buffer.extend_from_slice(b",\"data\":[");
+
+    match subject {
+        Subject::Profile(id) => {
+            sink.open_section("profile");
+            if let Some(profile) = subjects.profile(account, *id).await? {
+                sink.record(&profile_out(&profile)).await?;
+            }
+            sink.close_section();
+            sink.open_section("subprofiles");
+            write_pages!(sink, |c| subjects.subprofiles(account, *id, c), subprofile_out);
+            sink.close_section();
+        }
+        Subject::Subprofile(id) => {
+            sink.open_section("subprofiles");
+            if let Some(subprofile) = subjects.subprofile(account, *id).await? {
+                sink.record(&subprofile_out(&subprofile)).await?;
+            }
+            sink.close_section();
+        }
+        Subject::Email(_) => {}
+    }
+
+    sink.open_section("destinations");
+    write_pages!(sink, |c| subjects.messages(account, subject, c), destination_out);
+    sink.close_section();
+
+    for kind in EventKind::ALL {
+        sink.open_section(kind.section());
+        write_pages!(sink, |c| subjects.events(account, subject, kind, c), event_out);
+        sink.close_section();
+    }
+    sink.buffer.extend_from_slice(b"]}");
+    sink.flush().await?;
+    let size = sink.writer.finish().await?;
+    debug_assert_eq!(size, sink.written);
+    Ok(size)
+}

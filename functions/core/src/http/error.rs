@@ -1,0 +1,74 @@
+//! Errors at the edge, mapped to HTTP in exactly one place, in Copernica's shape:
+//! `{"error":{"message":"…"}}`. Causes of a 5xx go to the log, never to the client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::app::SubmitError;
+use crate::domain::Invalid;
+
+/// The message for a subject or request that does not exist in the caller's account.
+pub const NO_ENTITY: &str = "No entity with supplied ID";
+/// The message for a missing or wrong access token.
+pub const INVALID_TOKEN: &str = "Invalid access token";
+/// The message for an unknown path or a wrong method.
+pub const INVALID_METHOD: &str = "Invalid method";
+
+/// An error answer.
+#[derive(Debug)]
+pub enum ApiError {
+    /// `400`: the client's mistake, explained.
+    BadRequest(String),
+    /// `404`: the export is not there (yet).
+    NotFound(String),
+    /// `500`: ours; the cause is logged.
+    Internal(anyhow::Error),
+}
+
+impl ApiError {
+    /// A `400` with this message.
+    pub fn bad(message: impl Into<String>) -> Self {
+        Self::BadRequest(message.into())
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(invalid: Invalid) -> Self {
+        Self::BadRequest(invalid.0)
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> Self {
+        Self::Internal(error)
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(error: SubmitError) -> Self {
+        match error {
+            SubmitError::NoSuchSubject => Self::bad(NO_ENTITY),
+            SubmitError::Unexpected(e) => Self::Internal(e),
+        }
+    }
+}
+
+/// Copernica's error body with a status.
+pub fn error_response(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"error": {"message": message}}))).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::BadRequest(message) => error_response(StatusCode::BAD_REQUEST, &message),
+            Self::NotFound(message) => error_response(StatusCode::NOT_FOUND, &message),
+            Self::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed");
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal error, please try again later")
+            }
+        }
+    }
+}

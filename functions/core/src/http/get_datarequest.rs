@@ -1,0 +1,134 @@
+//! `GET /vN/datarequest/{id}`, `…/status` and `…/data`: poll a request and fetch its export.
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::error::{ApiError, NO_ENTITY};
+use super::{params, serve_export};
+use crate::app::App;
+use crate::domain::{DataRequest, DeliveryStatus, RequestId, State as Lifecycle};
+
+type RequestPath = Result<Path<(String, String)>, PathRejection>;
+
+/// The caller's request named in the path, or the error to answer.
+async fn lookup(
+    app: &App,
+    path: RequestPath,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Option<DataRequest>, ApiError> {
+    let Path((version, id)) = path.map_err(|_| ApiError::bad("The path is not valid UTF-8 after percent-decoding"))?;
+    params::version(&version)?;
+    let query = params::query(query, &["access_token"])?;
+    let account = params::authenticate(app, &query, headers).await?;
+    let id = RequestId::parse(&id)?;
+    Ok(app.find(account, id).await?)
+}
+
+fn info(request: &DataRequest) -> Value {
+    json!({"type": request.subject.kind().as_str(), "id": request.subject.info_id()})
+}
+
+fn respond(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /vN/datarequest/{id}/status`: Copernica's three members, and more for the owner.
+pub async fn status(
+    State(app): State<App>,
+    path: RequestPath,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            let Some(request) = lookup(&app, path, query.as_deref(), &headers).await? else {
+                return Ok(Json(
+                    json!({"status": "not available", "available": 0, "content-type": "application/json"}),
+                )
+                .into_response());
+            };
+            let state = request.effective_state(app.now());
+            let available =
+                if state == Lifecycle::Failed || state == Lifecycle::Expired { 0 } else { request.available };
+            let mut body = json!({
+                "status": state.copernica_status(),
+                "available": available,
+                "content-type": "application/json",
+                "id": request.id.get(),
+                "info": info(&request),
+                "state": state.as_str(),
+                "created": request.created.to_string(),
+                "completed": request.completed.map(|t| t.to_string()),
+                "expires": request.expires.map(|t| t.to_string()),
+                "reason": request.reason,
+            });
+            if let Some(report) = &request.report {
+                body["delivery"] = json!({
+                    "method": request.delivery.method.as_deref().unwrap_or(report.kind()),
+                    "status": request.delivery.status.as_str(),
+                    "attempts": request.delivery.attempts,
+                    "error": request.delivery.error,
+                });
+            } else {
+                body["delivery"] = json!({"status": DeliveryStatus::None.as_str()});
+            }
+            Ok(Json(body).into_response())
+        }
+        .await,
+    )
+}
+
+/// `GET /vN/datarequest/{id}`: the export when ready, otherwise what is known.
+pub async fn export(
+    State(app): State<App>,
+    path: RequestPath,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            let request =
+                lookup(&app, path, query.as_deref(), &headers).await?.ok_or_else(|| ApiError::bad(NO_ENTITY))?;
+            let state = request.effective_state(app.now());
+            if state.has_file()
+                && let Some(served) = app.exports.serve(request.id, app.settings.signed_url_ttl).await?
+            {
+                return Ok(serve_export(served, None));
+            }
+            let data =
+                if state.copernica_status() == "pending" { "Data not available (yet)" } else { "Data not available" };
+            Ok(Json(json!({"info": info(&request), "data": data})).into_response())
+        }
+        .await,
+    )
+}
+
+/// `GET /vN/datarequest/{id}/data`: the export file; `404` while not ready.
+pub async fn data(
+    State(app): State<App>,
+    path: RequestPath,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            let request =
+                lookup(&app, path, query.as_deref(), &headers).await?.ok_or_else(|| ApiError::bad(NO_ENTITY))?;
+            let state = request.effective_state(app.now());
+            if state.has_file()
+                && let Some(served) = app.exports.serve(request.id, app.settings.signed_url_ttl).await?
+            {
+                return Ok(serve_export(served, None));
+            }
+            let message =
+                if state.copernica_status() == "pending" { "Data not available (yet)" } else { "Data not available" };
+            Err(ApiError::NotFound(message.to_owned()))
+        }
+        .await,
+    )
+}

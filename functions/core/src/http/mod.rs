@@ -1,0 +1,78 @@
+//! The HTTP API: one axum router for both worlds. The Lambda functions each serve their part
+//! of it through `lambda_http`; the local command serves all of it with `axum::serve`.
+
+mod download;
+mod error;
+mod get_datarequest;
+mod params;
+mod post_datarequest;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio_util::io::ReaderStream;
+
+pub use error::{ApiError, INVALID_METHOD, INVALID_TOKEN, NO_ENTITY};
+
+use crate::app::App;
+use crate::ports::Served;
+
+/// Which routes a router serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Everything (local mode).
+    All,
+    /// The POST routes (the intake function).
+    Intake,
+    /// The GET routes (the status function).
+    Status,
+}
+
+/// The router for a part of the API. Unknown paths and wrong methods answer `400 Invalid
+/// method`, as Copernica does.
+pub fn router(app: App, part: Part) -> Router {
+    let mut routes = Router::new();
+    if part != Part::Status {
+        routes = routes
+            .route("/{version}/profile/{id}/datarequest", post(post_datarequest::profile))
+            .route("/{version}/subprofile/{id}/datarequest", post(post_datarequest::subprofile))
+            .route("/{version}/email/{email}/datarequest", post(post_datarequest::email));
+    }
+    if part != Part::Intake {
+        routes = routes
+            .route("/{version}/datarequest/{id}", get(get_datarequest::export))
+            .route("/{version}/datarequest/{id}/status", get(get_datarequest::status))
+            .route("/{version}/datarequest/{id}/data", get(get_datarequest::data))
+            .route("/{version}/datarequest/{id}/download", get(download::download));
+    }
+    routes.fallback(invalid_method).method_not_allowed_fallback(invalid_method).with_state(app)
+}
+
+async fn invalid_method() -> Response {
+    ApiError::bad(INVALID_METHOD).into_response()
+}
+
+/// Answers with an export: streamed with its length, or a `303` to a signed URL.
+fn serve_export(served: Served, attachment_name: Option<String>) -> Response {
+    match served {
+        Served::Redirect(url) => match HeaderValue::from_str(&url) {
+            Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
+            Err(_) => ApiError::Internal(anyhow::anyhow!("a signed URL is not a valid header")).into_response(),
+        },
+        Served::Stream(file) => {
+            let mut response = Response::new(Body::from_stream(ReaderStream::with_capacity(file.reader, 64 * 1024)));
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(file.len));
+            if let Some(value) =
+                attachment_name.and_then(|n| HeaderValue::from_str(&format!("attachment; filename=\"{n}\"")).ok())
+            {
+                headers.insert(CONTENT_DISPOSITION, value);
+            }
+            response
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Parsing of the parts of an HTTP request that every route shares: the version prefix, the
+//! query string, the access token and the body of a POST.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+
+use super::error::{ApiError, INVALID_METHOD, INVALID_TOKEN};
+use crate::app::App;
+use crate::domain::{AccessToken, AccountId};
+
+/// Largest accepted POST body.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// The API version of the path; all behave the same, but links keep the caller's version.
+pub fn version(text: &str) -> Result<&'static str, ApiError> {
+    ["v1", "v2", "v3", "v4"].into_iter().find(|v| *v == text).ok_or_else(|| ApiError::bad(INVALID_METHOD))
+}
+
+fn name_for_message(name: &str) -> String {
+    let safe = !name.is_empty()
+        && name.len() <= 40
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if safe { format!("Unknown parameter '{name}'") } else { "Unknown parameter".to_owned() }
+}
+
+/// Name/value pairs from a query string or form, each name allowed and given once.
+pub fn pairs(encoded: &[u8], allowed: &[&'static str]) -> Result<HashMap<&'static str, String>, ApiError> {
+    let mut found = HashMap::new();
+    for (name, value) in form_urlencoded::parse(encoded) {
+        let Some(known) = allowed.iter().find(|a| **a == name) else {
+            return Err(ApiError::bad(name_for_message(&name)));
+        };
+        if found.insert(*known, value.into_owned()).is_some() {
+            return Err(ApiError::bad(format!("Parameter '{known}' is given more than once")));
+        }
+    }
+    Ok(found)
+}
+
+/// The query string's parameters.
+pub fn query(raw: Option<&str>, allowed: &[&'static str]) -> Result<HashMap<&'static str, String>, ApiError> {
+    pairs(raw.unwrap_or_default().as_bytes(), allowed)
+}
+
+/// The account of the access token in the query (`access_token`) or the `Authorization:
+/// Bearer` header. Both may be given if they agree. Any failure is "Invalid access token".
+pub async fn authenticate(
+    app: &App,
+    query: &HashMap<&'static str, String>,
+    headers: &HeaderMap,
+) -> Result<AccountId, ApiError> {
+    let invalid = || ApiError::bad(INVALID_TOKEN);
+    let mut bearer = None;
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    if let Some(value) = values.next() {
+        if values.next().is_some() {
+            return Err(invalid());
+        }
+        let value = value.to_str().map_err(|_| invalid())?;
+        let (scheme, token) = value.split_once(' ').ok_or_else(invalid)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(invalid());
+        }
+        bearer = Some(token.trim());
+    }
+    let token = match (query.get("access_token").map(String::as_str), bearer) {
+        (Some(a), Some(b)) if a != b => return Err(invalid()),
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) => return Err(invalid()),
+    };
+    let token = AccessToken::parse(token).map_err(|_| invalid())?;
+    app.accounts.by_token(&token.hash()).await?.ok_or_else(invalid)
+}
+
+/// The `report` of a POST body: JSON (`{"report": …}`, or `[]`/`{}` for nothing) or a form.
+/// A JSON text sent with the form content type (as `curl -d` does) is read as JSON.
+pub async fn body_report(headers: &HeaderMap, body: Body) -> Result<Option<String>, ApiError> {
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+        ApiError::bad(format!("The request body is larger than {BODY_LIMIT} bytes or could not be read"))
+    })?;
+    let text = bytes.trim_ascii();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let content_type = match headers.get(CONTENT_TYPE) {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| ApiError::bad("Unsupported content type"))?),
+    };
+    let essence = content_type.map(|t| t.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    let looks_like_json = text.starts_with(b"{") || text.starts_with(b"[");
+    match essence.as_deref() {
+        Some("application/json") => json_report(text),
+        Some(t) if t.ends_with("+json") => json_report(text),
+        Some("application/x-www-form-urlencoded") | None if looks_like_json => json_report(text),
+        Some("application/x-www-form-urlencoded") | None => Ok(pairs(text, &["report"])?.remove("report")),
+        Some(_) => {
+            Err(ApiError::bad("Unsupported content type: send application/json or application/x-www-form-urlencoded"))
+        }
+    }
+}
+
+fn json_report(text: &[u8]) -> Result<Option<String>, ApiError> {
+    use serde_json::Value;
+    let value: Value = serde_json::from_slice(text).map_err(|_| ApiError::bad("The request body is not valid JSON"))?;
+    match value {
+        Value::Array(items) if items.is_empty() => Ok(None),
+        Value::Object(members) => {
+            let mut report = None;
+            for (name, value) in members {
+                if name != "report" {
+                    return Err(ApiError::bad(name_for_message(&name)));
+                }
+                report = match value {
+                    Value::Null => None,
+                    Value::String(text) => Some(text),
+                    _ => return Err(ApiError::bad("report must be a string")),
+                };
+            }
+            Ok(report)
+        }
+        _ => Err(ApiError::bad("The request body must be a JSON object")),
+    }
+}

@@ -1,0 +1,86 @@
+//! `POST /vN/{profile,subprofile,email}/{id}/datarequest`: accept a data request.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::params;
+use crate::app::App;
+use crate::domain::{EmailAddress, ProfileId, Report, Subject, SubprofileId};
+
+type SubjectPath = Result<Path<(String, String)>, PathRejection>;
+
+/// `POST /vN/profile/{id}/datarequest`
+pub async fn profile(
+    State(app): State<App>,
+    path: SubjectPath,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    accept(app, path, query, headers, body, |id| Ok(Subject::Profile(ProfileId::parse(id)?))).await
+}
+
+/// `POST /vN/subprofile/{id}/datarequest`
+pub async fn subprofile(
+    State(app): State<App>,
+    path: SubjectPath,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    accept(app, path, query, headers, body, |id| Ok(Subject::Subprofile(SubprofileId::parse(id)?))).await
+}
+
+/// `POST /vN/email/{email}/datarequest` (the address percent-decoded)
+pub async fn email(
+    State(app): State<App>,
+    path: SubjectPath,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    accept(app, path, query, headers, body, |address| Ok(Subject::Email(EmailAddress::parse(address)?))).await
+}
+
+async fn accept(
+    app: App,
+    path: SubjectPath,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+    subject: impl FnOnce(&str) -> Result<Subject, ApiError>,
+) -> Response {
+    let result = async {
+        let Path((version, id)) =
+            path.map_err(|_| ApiError::bad("The path is not valid UTF-8 after percent-decoding"))?;
+        let version = params::version(&version)?;
+        let mut query = params::query(query.as_deref(), &["access_token", "report"])?;
+        let account = params::authenticate(&app, &query, &headers).await?;
+        let subject = subject(&id)?;
+        let from_body = params::body_report(&headers, body).await?;
+        let report = match (query.remove("report").filter(|r| !r.is_empty()), from_body.filter(|r| !r.is_empty())) {
+            (Some(a), Some(b)) if a != b => return Err(ApiError::bad("report is given twice with different values")),
+            (Some(r), _) | (None, Some(r)) => Some(Report::parse(&r, app.settings.web_policy)?),
+            (None, None) => None,
+        };
+        let id = app.submit(account, subject, report).await?;
+        let location = format!("{}/{version}/datarequest/{id}", app.settings.public_url);
+        Ok::<_, ApiError>(
+            (
+                StatusCode::CREATED,
+                [("x-created", id.to_string()), (LOCATION.as_str(), location.clone()), ("x-location", location)],
+                Json(json!({"id": id.get()})),
+            )
+                .into_response(),
+        )
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}

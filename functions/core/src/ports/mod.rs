@@ -1,0 +1,350 @@
+//! Ports: the capabilities the use cases need, each a small trait. Every port has an in-memory
+//! fake in [`crate::adapters::memory`], an embedded adapter for local mode and an AWS adapter.
+//! Their shapes follow the strictest backend: writes are conditional, queues deliver at least
+//! once, exports are written as a stream of parts, and links are minted per call.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::AsyncRead;
+
+use crate::domain::{
+    AccountId, DataRequest, Delivery, EmailAddress, Event, EventKind, Message, Profile, ProfileId, Record, RequestId,
+    State, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, WebAddress, WebhookSecret,
+};
+
+/// Which stored request a conditional update may touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// The request must be in one of these states.
+    pub states: Vec<State>,
+    /// If set, delivery must be claimable at this time: `pending`, or `sending` with a claim
+    /// that ran out at or before it.
+    pub delivery_claimable_at: Option<Timestamp>,
+}
+
+impl Guard {
+    /// The request must be in one of these states.
+    #[must_use]
+    pub fn in_states(states: &[State]) -> Self {
+        Self { states: states.to_vec(), delivery_claimable_at: None }
+    }
+
+    /// Whether a stored request passes the guard. Stores that cannot express the condition
+    /// natively (the fakes) use this; the others must agree with it.
+    #[must_use]
+    pub fn admits(&self, request: &DataRequest) -> bool {
+        use crate::domain::DeliveryStatus as D;
+        self.states.contains(&request.state)
+            && self.delivery_claimable_at.is_none_or(|now| match request.delivery.status {
+                D::Pending => true,
+                D::Sending => request.delivery.claimed_until.is_none_or(|until| until <= now),
+                D::None | D::Sent | D::Failed => false,
+            })
+    }
+}
+
+/// What a conditional update changes; `None` leaves a member as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    /// New state.
+    pub state: Option<State>,
+    /// New reason.
+    pub reason: Option<String>,
+    /// Bytes written so far.
+    pub available: Option<u64>,
+    /// When the export was complete.
+    pub completed: Option<Timestamp>,
+    /// When the export expires.
+    pub expires: Option<Timestamp>,
+    /// Delivery bookkeeping, replaced whole.
+    pub delivery: Option<Delivery>,
+}
+
+impl Change {
+    /// Applies the change to a request in memory, as a store applies it.
+    pub fn apply(&self, request: &mut DataRequest) {
+        if let Some(state) = self.state {
+            request.state = state;
+        }
+        if let Some(reason) = &self.reason {
+            request.reason = Some(reason.clone());
+        }
+        if let Some(available) = self.available {
+            request.available = available;
+        }
+        if let Some(completed) = self.completed {
+            request.completed = Some(completed);
+        }
+        if let Some(expires) = self.expires {
+            request.expires = Some(expires);
+        }
+        if let Some(delivery) = &self.delivery {
+            request.delivery = delivery.clone();
+        }
+    }
+}
+
+/// Stores data requests.
+#[async_trait]
+pub trait RequestStore: Send + Sync {
+    /// Stores a new request. Returns `false`, storing nothing, when the id is taken.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn insert(&self, request: &DataRequest) -> anyhow::Result<bool>;
+
+    /// The request with this id, of any account: callers scope it (see `http::lookup`).
+    ///
+    /// # Errors
+    /// When the store cannot be reached or holds a corrupt record.
+    async fn get(&self, id: RequestId) -> anyhow::Result<Option<DataRequest>>;
+
+    /// Applies `change` if the stored request passes `guard`, atomically. Returns whether it did.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn update(&self, id: RequestId, guard: &Guard, change: &Change) -> anyhow::Result<bool>;
+
+    /// Up to `limit` requests that still hold a file whose expiry is at or before `now`.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn expiring(&self, now: Timestamp, limit: usize) -> anyhow::Result<Vec<RequestId>>;
+
+    /// Requests not yet at rest (accepted, building, or built with delivery still to do), for a
+    /// local process to requeue at start.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn unfinished(&self) -> anyhow::Result<Vec<RequestId>>;
+}
+
+/// Queues a request for the builder. Delivery is at least once: the worker tolerates
+/// duplicates.
+#[async_trait]
+pub trait BuildQueue: Send + Sync {
+    /// Enqueues a request id.
+    ///
+    /// # Errors
+    /// When the queue cannot be reached.
+    async fn enqueue(&self, id: RequestId) -> anyhow::Result<()>;
+}
+
+/// A readable export file.
+pub struct ExportFile {
+    /// Its size in bytes.
+    pub len: u64,
+    /// Its bytes.
+    pub reader: Pin<Box<dyn AsyncRead + Send>>,
+}
+
+/// How to hand an export to an HTTP client.
+pub enum Served {
+    /// Stream these bytes in the response.
+    Stream(ExportFile),
+    /// Send the client to this short-lived URL with a `303`.
+    Redirect(String),
+}
+
+/// Writes one export, part by part.
+#[async_trait]
+pub trait ExportWriter: Send {
+    /// Appends bytes.
+    ///
+    /// # Errors
+    /// When the store refuses the bytes.
+    async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()>;
+
+    /// Completes the file, which only now becomes visible. Returns its size.
+    ///
+    /// # Errors
+    /// When the store cannot complete it.
+    async fn finish(self: Box<Self>) -> anyhow::Result<u64>;
+}
+
+/// Stores export files.
+#[async_trait]
+pub trait ExportStore: Send + Sync {
+    /// Starts writing the export of a request, replacing any earlier one when finished.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn create(&self, id: RequestId) -> anyhow::Result<Box<dyn ExportWriter>>;
+
+    /// Opens a finished export for reading, if it exists.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn open(&self, id: RequestId) -> anyhow::Result<Option<ExportFile>>;
+
+    /// How to serve a finished export to an HTTP client: streamed, or (when the store can
+    /// mint one and the file is large) a fresh signed URL valid for `ttl`.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn serve(&self, id: RequestId, ttl: Duration) -> anyhow::Result<Option<Served>>;
+
+    /// Deletes an export; deleting a missing one is not an error.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn delete(&self, id: RequestId) -> anyhow::Result<()>;
+}
+
+/// A page of records and the cursor of the next one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The records, in export order.
+    pub items: Vec<T>,
+    /// Opaque cursor of the next page, `None` on the last.
+    pub next: Option<String>,
+}
+
+/// Reads (and loads) the platform's data about subjects. Lists come in pages so that memory
+/// stays flat however large a subject's history is.
+#[async_trait]
+pub trait SubjectData: Send + Sync {
+    /// A profile of the account.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn profile(&self, account: AccountId, id: ProfileId) -> anyhow::Result<Option<Profile>>;
+
+    /// A subprofile of the account.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn subprofile(&self, account: AccountId, id: SubprofileId) -> anyhow::Result<Option<Subprofile>>;
+
+    /// A page of the subprofiles of a profile, by id.
+    ///
+    /// # Errors
+    /// When the store cannot be reached or the cursor is not one of its own.
+    async fn subprofiles(
+        &self,
+        account: AccountId,
+        profile: ProfileId,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Page<Subprofile>>;
+
+    /// A page of the messages of a subject, by send time then id.
+    ///
+    /// # Errors
+    /// When the store cannot be reached or the cursor is not one of its own.
+    async fn messages(
+        &self,
+        account: AccountId,
+        subject: &Subject,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Page<Message>>;
+
+    /// A page of one kind of event of a subject, by time then arrival.
+    ///
+    /// # Errors
+    /// When the store cannot be reached or the cursor is not one of its own.
+    async fn events(
+        &self,
+        account: AccountId,
+        subject: &Subject,
+        kind: EventKind,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Page<Event>>;
+
+    /// Loads records (already validated); profiles, subprofiles and messages with an existing
+    /// id replace the stored one.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn load(&self, records: &[Record]) -> anyhow::Result<()>;
+}
+
+/// Accounts, their hashed access tokens and webhook secrets.
+#[async_trait]
+pub trait Accounts: Send + Sync {
+    /// Creates an account with its first token and its webhook secret.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn create(&self, token: &TokenHash, secret: &WebhookSecret) -> anyhow::Result<AccountId>;
+
+    /// Adds a token to an existing account. Returns `false` when there is no such account.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn add_token(&self, account: AccountId, token: &TokenHash) -> anyhow::Result<bool>;
+
+    /// The account a token belongs to.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn by_token(&self, token: &TokenHash) -> anyhow::Result<Option<AccountId>>;
+
+    /// The account's webhook secret.
+    ///
+    /// # Errors
+    /// When the store cannot be reached or holds a corrupt secret.
+    async fn webhook_secret(&self, account: AccountId) -> anyhow::Result<Option<WebhookSecret>>;
+}
+
+/// A complete MIME message ready to send.
+#[derive(Debug, Clone)]
+pub struct OutgoingMail {
+    /// The request it delivers (names the outbox file).
+    pub request: RequestId,
+    /// Envelope sender.
+    pub from: String,
+    /// Envelope recipient.
+    pub to: EmailAddress,
+    /// The RFC 5322 message.
+    pub raw: Vec<u8>,
+}
+
+/// Sends e-mail.
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    /// Sends one message.
+    ///
+    /// # Errors
+    /// When the message could not be handed over; the text is safe to show the account.
+    async fn send(&self, mail: &OutgoingMail) -> anyhow::Result<()>;
+}
+
+/// Standard Webhooks headers of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookHeaders {
+    /// `webhook-id`: the request id.
+    pub id: String,
+    /// `webhook-timestamp`: unix seconds.
+    pub timestamp: i64,
+    /// `webhook-signature`: `v1,<base64>`.
+    pub signature: String,
+}
+
+/// POSTs exports to web addresses.
+#[async_trait]
+pub trait WebDelivery: Send + Sync {
+    /// POSTs the body with the headers. Returns the response status code.
+    ///
+    /// # Errors
+    /// When no response came (refused address, connection, timeout); the text is safe to show
+    /// the account.
+    async fn post(&self, target: &WebAddress, headers: &WebhookHeaders, body: ExportFile) -> anyhow::Result<u16>;
+}
+
+/// Tells the time; tests substitute their own.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}

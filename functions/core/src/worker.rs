@@ -1,0 +1,230 @@
+//! The worker: takes one queued request id, builds its export and delivers it. Messages arrive
+//! at least once, so every step is a conditional write on the state before it: a duplicate or
+//! late message finds nothing to do, and a delivery is claimed before it is sent, so it is
+//! never sent twice.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::AsyncReadExt;
+use tracing::instrument;
+
+use crate::app::App;
+use crate::domain::{DataRequest, Delivery, DeliveryStatus, DownloadToken, Report, RequestId, State, WebhookSecret};
+use crate::export::write_export;
+use crate::mail::{Content, compose};
+use crate::ports::{Change, Guard, OutgoingMail, WebhookHeaders};
+
+/// What to do with the queue message after handling it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing more to do: delete the message.
+    Done,
+    /// Deliver the message again after this long (a delivery to retry).
+    RetryAfter(Duration),
+}
+
+/// How long a worker holds the claim of a delivery before another may take it over.
+const DELIVERY_CLAIM: i64 = 15 * 60;
+
+/// Handles one queue message for a request. `receives` is how often the queue has handed this
+/// message out, this time included.
+///
+/// # Errors
+/// When a step failed in a way worth retrying; the queue delivers the message again. On the
+/// last allowed receive a failed build marks the request failed instead.
+#[instrument(skip_all, fields(request_id = %id, receives))]
+pub async fn handle(app: &App, id: RequestId, receives: u32) -> anyhow::Result<Outcome> {
+    let Some(request) = app.requests.get(id).await? else {
+        tracing::warn!("queued request does not exist");
+        return Ok(Outcome::Done);
+    };
+    let request = match request.state {
+        State::Accepted | State::Building => match build(app, &request).await {
+            Ok(()) => match app.requests.get(id).await? {
+                Some(request) => request,
+                None => return Ok(Outcome::Done),
+            },
+            Err(error) if receives >= app.settings.build_attempts => {
+                tracing::error!(error = format!("{error:#}"), receives, "build failed for the last time");
+                let change = Change {
+                    state: Some(State::Failed),
+                    reason: Some("the export could not be built".into()),
+                    ..Change::default()
+                };
+                app.requests.update(id, &Guard::in_states(&[State::Accepted, State::Building]), &change).await?;
+                return Ok(Outcome::Done);
+            }
+            Err(error) => return Err(error),
+        },
+        _ => request,
+    };
+    if request.effective_state(app.now()) != State::Built {
+        return Ok(Outcome::Done);
+    }
+    deliver(app, &request).await
+}
+
+/// Same as [`handle`], for the end of the queue's patience: the message is about to go to the
+/// dead-letter queue, so a request still waiting is marked failed with the reason.
+///
+/// # Errors
+/// When the request store cannot be reached.
+pub async fn give_up(app: &App, id: RequestId, reason: &str) -> anyhow::Result<()> {
+    let change = Change { state: Some(State::Failed), reason: Some(reason.to_owned()), ..Change::default() };
+    app.requests.update(id, &Guard::in_states(&[State::Accepted, State::Building]), &change).await?;
+    Ok(())
+}
+
+async fn build(app: &App, request: &DataRequest) -> anyhow::Result<()> {
+    let start = Change { state: Some(State::Building), available: Some(0), ..Change::default() };
+    if !app.requests.update(request.id, &Guard::in_states(&[State::Accepted, State::Building]), &start).await? {
+        return Ok(());
+    }
+    let writer = app.exports.create(request.id).await.context("starting the export")?;
+    let size = write_export(&*app.subjects, &*app.requests, request, writer).await.context("writing the export")?;
+    let now = app.now();
+    let ttl = i64::try_from(app.settings.export_ttl.as_secs()).unwrap_or(i64::MAX);
+    let built = Change {
+        state: Some(State::Built),
+        available: Some(size),
+        completed: Some(now),
+        expires: Some(now.plus_seconds(ttl)),
+        ..Change::default()
+    };
+    if app.requests.update(request.id, &Guard::in_states(&[State::Building]), &built).await? {
+        tracing::info!(bytes = size, "export built");
+    }
+    Ok(())
+}
+
+async fn deliver(app: &App, request: &DataRequest) -> anyhow::Result<Outcome> {
+    let Some(report) = &request.report else { return Ok(Outcome::Done) };
+    let now = app.now();
+    let claim = Delivery {
+        status: DeliveryStatus::Sending,
+        claimed_until: Some(now.plus_seconds(DELIVERY_CLAIM)),
+        ..request.delivery.clone()
+    };
+    let guard = Guard { states: vec![State::Built], delivery_claimable_at: Some(now) };
+    if !app.requests.update(request.id, &guard, &Change { delivery: Some(claim), ..Change::default() }).await? {
+        return Ok(Outcome::Done);
+    }
+    let attempts = request.delivery.attempts + 1;
+    let result = match report {
+        Report::Email(to) => send_mail(app, request, to).await,
+        Report::Web(target) => post_web(app, request, target).await,
+    };
+    let claimed = Guard::in_states(&[State::Built]);
+    match result {
+        Ok(method) => {
+            let delivery =
+                Delivery { status: DeliveryStatus::Sent, attempts, method: Some(method.into()), ..Delivery::default() };
+            let change = Change { state: Some(State::Delivered), delivery: Some(delivery), ..Change::default() };
+            app.requests.update(request.id, &claimed, &change).await?;
+            tracing::info!(attempts, method, "export delivered");
+            Ok(Outcome::Done)
+        }
+        Err(failure) => {
+            let last = attempts >= app.settings.delivery_attempts;
+            tracing::warn!(attempts, last, error = %failure.message, "delivery failed");
+            let delivery = Delivery {
+                status: if last { DeliveryStatus::Failed } else { DeliveryStatus::Pending },
+                attempts,
+                method: Some(failure.method.into()),
+                error: Some(failure.message),
+                claimed_until: None,
+            };
+            app.requests
+                .update(request.id, &claimed, &Change { delivery: Some(delivery), ..Change::default() })
+                .await?;
+            if last {
+                return Ok(Outcome::Done);
+            }
+            let factor = 2u32.saturating_pow(attempts - 1).min(64);
+            Ok(Outcome::RetryAfter((app.settings.delivery_backoff * factor).min(Duration::from_secs(12 * 3600))))
+        }
+    }
+}
+
+/// A failed delivery attempt, described without personal data.
+struct Failure {
+    method: &'static str,
+    message: String,
+}
+
+fn failure(method: &'static str, message: impl Into<String>) -> Failure {
+    Failure { method, message: message.into() }
+}
+
+async fn read_export(app: &App, id: RequestId) -> Result<Vec<u8>, String> {
+    let mut file = app.exports.open(id).await.map_err(|e| format!("{e:#}"))?.ok_or("the export is missing")?;
+    let mut bytes = Vec::with_capacity(usize::try_from(file.len).unwrap_or(0));
+    file.reader.read_to_end(&mut bytes).await.map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
+async fn send_mail(
+    app: &App,
+    request: &DataRequest,
+    to: &crate::domain::EmailAddress,
+) -> Result<&'static str, Failure> {
+    let size = request.available;
+    let (method, content) = if size <= app.settings.attachment_limit {
+        let json = read_export(app, request.id).await.map_err(|e| failure("attachment", e))?;
+        ("attachment", Content::Attachment(json))
+    } else {
+        let expires = request.expires.unwrap_or_else(|| app.now());
+        let token = DownloadToken::sign(&app.settings.link_secret, request.id, expires);
+        let url =
+            format!("{}/v1/datarequest/{}/download?token={}", app.settings.public_url, request.id, token.as_str());
+        ("link", Content::Link { url, expires: expires.to_string(), size })
+    };
+    let raw = compose(&app.settings, request, to, content).map_err(|e| failure(method, format!("{e:#}")))?;
+    let mail = OutgoingMail { request: request.id, from: app.settings.sender.email.to_string(), to: to.clone(), raw };
+    app.mailer.send(&mail).await.map_err(|e| failure(method, format!("{e:#}")))?;
+    Ok(method)
+}
+
+async fn post_web(
+    app: &App,
+    request: &DataRequest,
+    target: &crate::domain::WebAddress,
+) -> Result<&'static str, Failure> {
+    let secret = app
+        .accounts
+        .webhook_secret(request.account)
+        .await
+        .map_err(|e| failure("web", format!("{e:#}")))?
+        .ok_or_else(|| failure("web", "the account has no webhook secret"))?;
+    let timestamp = app.now().unix();
+    let signature = sign_export(app, request.id, &secret, timestamp).await.map_err(|e| failure("web", e))?;
+    let headers = WebhookHeaders { id: request.id.to_string(), timestamp, signature };
+    let body = app
+        .exports
+        .open(request.id)
+        .await
+        .map_err(|e| failure("web", format!("{e:#}")))?
+        .ok_or_else(|| failure("web", "the export is missing"))?;
+    match app.web.post(target, &headers, body).await {
+        Ok(status) if (200..300).contains(&status) => Ok("web"),
+        Ok(status) => Err(failure("web", format!("the web address answered HTTP {status}"))),
+        Err(e) => Err(failure("web", format!("{e:#}"))),
+    }
+}
+
+/// Signs the export as Standard Webhooks do, reading it once as a stream.
+async fn sign_export(app: &App, id: RequestId, secret: &WebhookSecret, timestamp: i64) -> Result<String, String> {
+    use hmac::Mac;
+    let mut file = app.exports.open(id).await.map_err(|e| format!("{e:#}"))?.ok_or("the export is missing")?;
+    let mut mac = secret.signer(&id.to_string(), timestamp);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.reader.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        mac.update(&chunk[..n]);
+    }
+    Ok(WebhookSecret::signature(mac))
+}
