@@ -228,3 +228,25 @@ async fn sign_export(app: &App, id: RequestId, secret: &WebhookSecret, timestamp
     }
     Ok(WebhookSecret::signature(mac))
 }
+
+/// The body of a build queue message: `{"request":"<id>"}` (the id as a string, so no JSON
+/// reader rounds it).
+#[must_use]
+pub fn message_body(id: RequestId) -> String {
+    serde_json::json!({"request": id.to_string()}).to_string()
+}
+
+/// Reads the request id from a build queue message body.
+///
+/// # Errors
+/// When the body is not a build message.
+pub fn parse_message(body: &str) -> Result<RequestId, crate::domain::Invalid> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        request: String,
+    }
+    let body: Body =
+        serde_json::from_str(body).map_err(|_| crate::domain::Invalid("not a build queue message".into()))?;
+    RequestId::parse(&body.request)
+}

@@ -26,6 +26,13 @@ impl FolderExports {
     /// When the folder cannot be created.
     pub fn new(dir: PathBuf) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // Parts left by a process that died while writing will never be finished.
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') && name.to_string_lossy().ends_with(".part") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(Self { dir })
     }
 

@@ -199,11 +199,12 @@ impl MemorySubjects {
     ) -> bool {
         match subject {
             Subject::Profile(id) => {
-                profile == Some(*id) || subprofile.is_some_and(|s| {
-                    lock(&self.records).iter().any(
+                profile == Some(*id)
+                    || subprofile.is_some_and(|s| {
+                        lock(&self.records).iter().any(
                         |r| matches!(r, Record::Subprofile(x) if x.account == account && x.id == s && x.profile == *id),
                     )
-                })
+                    })
             }
             Subject::Subprofile(id) => subprofile == Some(*id),
             Subject::Email(address) => email.is_some_and(|e| e.eq_ignore_ascii_case(address.as_str())),

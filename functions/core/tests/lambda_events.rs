@@ -1,0 +1,103 @@
+//! Handler tests: real API Gateway HTTP API (payload 2.0) and SQS event JSON, as the Lambda
+//! functions receive them, fed through `lambda_http` into the router.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use datarequest::domain::{DataRequest, RequestId, State, Subject};
+use datarequest::http::{Part, router};
+use datarequest::worker;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const POST_PROFILE: &str = include_str!("fixtures/apigw-v2-post-profile-datarequest.json");
+const GET_STATUS: &str = include_str!("fixtures/apigw-v2-get-datarequest-status.json");
+const SQS_BUILD: &str = include_str!("fixtures/sqs-build-event.json");
+
+async fn send(
+    app: &datarequest::App,
+    part: Part,
+    event: &str,
+) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    let request = lambda_http::request::from_str(event).expect("fixture is an API Gateway event");
+    let request = request.map(Body::new);
+    let response = router(app.clone(), part).oneshot(request).await.expect("router answers");
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (parts.status, parts.headers, json)
+}
+
+#[tokio::test]
+async fn the_post_event_creates_a_request_with_copernica_headers_and_queues_it() {
+    let world = common::world().await;
+    let (status, headers, body) = send(&world.app, Part::Intake, POST_PROFILE).await;
+
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(headers["content-type"], "application/json");
+    let id = body["id"].as_u64().expect("numeric id");
+    assert_eq!(headers["x-created"].to_str().ok(), Some(id.to_string().as_str()));
+    let location = format!("{}/v1/datarequest/{id}", common::PUBLIC_URL);
+    assert_eq!(headers["location"].to_str().ok(), Some(location.as_str()));
+    assert_eq!(headers["x-location"].to_str().ok(), Some(location.as_str()));
+    let queued = world.fakes.queue.drain();
+    assert_eq!(queued.iter().map(|id| id.get()).collect::<Vec<_>>(), vec![id]);
+    let stored = world.app.requests.get(queued[0]).await.expect("store").expect("stored");
+    assert_eq!(stored.subject, Subject::Profile(datarequest::domain::ProfileId::parse("42").expect("id")));
+    assert_eq!(stored.report.map(|r| r.to_string()).as_deref(), Some("dpo@customer.example"));
+}
+
+#[tokio::test]
+async fn the_intake_function_refuses_get_routes_as_an_invalid_method() {
+    let world = common::world().await;
+    let (status, _, body) = send(&world.app, Part::Intake, GET_STATUS).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["message"], "Invalid method");
+    let (status, _, _) = send(&world.app, Part::Status, POST_PROFILE).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_status_event_follows_a_request_from_unknown_to_pending_to_available() {
+    let world = common::world().await;
+    let (status, headers, body) = send(&world.app, Part::Status, GET_STATUS).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "not available", "available": 0, "content-type": "application/json"})
+    );
+
+    let id = RequestId::parse("4815162342").expect("fixture id");
+    let subject = Subject::Profile(datarequest::domain::ProfileId::parse("42").expect("id"));
+    let request = DataRequest::accepted(id, world.account, subject, None, world.app.now());
+    assert!(world.app.requests.insert(&request).await.expect("insert"));
+    let (_, _, body) = send(&world.app, Part::Status, GET_STATUS).await;
+    assert_eq!(body["status"], "pending");
+    assert_eq!(body["state"], "accepted");
+
+    // The SQS fixture carries the same id to the builder.
+    let event: serde_json::Value = serde_json::from_str(SQS_BUILD).expect("SQS event");
+    let message = event["Records"][0]["body"].as_str().expect("body");
+    let queued = worker::parse_message(message).expect("a build message");
+    assert_eq!(queued, id);
+    worker::handle(&world.app, queued, 1).await.expect("builds");
+
+    let (_, _, body) = send(&world.app, Part::Status, GET_STATUS).await;
+    assert_eq!(body["status"], "available");
+    assert_eq!(body["state"], "built");
+    let size = world.fakes.exports.bytes(id).expect("export").len() as u64;
+    assert_eq!(body["available"], size);
+    let stored = world.app.requests.get(id).await.expect("store").expect("request");
+    assert_eq!(stored.state, State::Built);
+}
+
+#[test]
+fn build_messages_round_trip_and_junk_is_refused() {
+    let id = RequestId::random();
+    assert_eq!(worker::parse_message(&worker::message_body(id)), Ok(id));
+    for junk in ["", "{}", "[]", r#"{"request":42}"#, r#"{"request":"0"}"#, r#"{"request":"1","x":1}"#] {
+        assert!(worker::parse_message(junk).is_err(), "{junk:?}");
+    }
+}
