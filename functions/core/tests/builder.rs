@@ -1,5 +1,6 @@
 //! The worker on fakes: what each subject's export holds, and how delivery behaves when
 //! messages come twice, fail, or meet the attachment limit.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Handler tests: real API Gateway HTTP API (payload 2.0) and SQS event JSON, as the Lambda
 //! functions receive them, fed through `lambda_http` into the router.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
 

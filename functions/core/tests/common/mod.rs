@@ -1,6 +1,6 @@
 //! Shared arrangement for the library's integration tests: an app on fakes with the sample
 //! subject data and the fixture's token.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use datarequest::App;
 use datarequest::adapters::memory::{self, Fakes};
