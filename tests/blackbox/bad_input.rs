@@ -1,0 +1,191 @@
+//! Bad input of every kind gets `400` with Copernica's error shape: never a 5xx, never a panic.
+
+use crate::helpers::TestApp;
+
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
+struct Case {
+    method: &'static str,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    body: Option<Vec<u8>>,
+    message: Option<&'static str>,
+}
+
+fn case(method: &'static str, path: impl Into<String>) -> Case {
+    Case { method, path: path.into(), headers: Vec::new(), body: None, message: None }
+}
+
+impl Case {
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+    fn json(self, body: &str) -> Self {
+        let mut case = self.header("content-type", "application/json");
+        case.body = Some(body.as_bytes().to_vec());
+        case
+    }
+    fn body(mut self, content_type: &str, body: Vec<u8>) -> Self {
+        self.headers.push(("content-type", content_type.to_owned()));
+        self.body = Some(body);
+        self
+    }
+    fn says(mut self, message: &'static str) -> Self {
+        self.message = Some(message);
+        self
+    }
+}
+
+#[tokio::test]
+async fn at_least_thirty_distinct_bad_inputs_each_get_400_in_copernicas_shape() {
+    // Production policy: only https:// to public addresses.
+    let (app, account) = TestApp::start(&[("DATAREQUEST_WEBHOOK_ALLOW_PRIVATE", "false")]);
+    let t = account.token.clone();
+    let post = |subject: &str| format!("/v1/{subject}/datarequest?access_token={t}");
+    let cases = vec![
+        // Paths and methods.
+        case("POST", format!("/v5/profile/42/datarequest?access_token={t}")).says("Invalid method"),
+        case("POST", format!("/V1/profile/42/datarequest?access_token={t}")).says("Invalid method"),
+        case("PUT", post("profile/42")).says("Invalid method"),
+        case("DELETE", format!("/v1/datarequest/1234567890123456?access_token={t}")).says("Invalid method"),
+        case("GET", post("profile/42")).says("Invalid method"),
+        case("POST", format!("/v1/datarequest/1234567890123456/status?access_token={t}")).says("Invalid method"),
+        case("GET", format!("/v1/datarequest/1234567890123456/unknown?access_token={t}")).says("Invalid method"),
+        case("GET", "/").says("Invalid method"),
+        case("POST", post("profile/42/")).says("Invalid method"),
+        // Ids.
+        case("POST", post("profile/0")),
+        case("POST", post("profile/-1")),
+        case("POST", post("profile/abc")),
+        case("POST", post("profile/042")),
+        case("POST", post("profile/4.2")),
+        case("POST", post("profile/99999999999999999999")),
+        case("POST", post("subprofile/0x10")),
+        case("POST", post("profile/%2042")),
+        case("GET", format!("/v1/datarequest/abc/status?access_token={t}")),
+        case("GET", format!("/v1/datarequest/9007199254740992/status?access_token={t}")),
+        case("GET", format!("/v1/datarequest/1234567890123456?access_token={t}")).says("No entity with supplied ID"),
+        case("GET", format!("/v1/datarequest/1234567890123456/data?access_token={t}"))
+            .says("No entity with supplied ID"),
+        case("POST", post("profile/43")).says("No entity with supplied ID"),
+        case("POST", post("subprofile/42")).says("No entity with supplied ID"),
+        // E-mail subjects.
+        case("POST", post("email/not-an-address")),
+        case("POST", post("email/jane%40example.com%0D%0ABcc:%20x%40evil.example")),
+        case("POST", post("email/%FF%FE%40example.com")),
+        case("POST", post("email/jane%40localhost")),
+        // Tokens.
+        case("POST", "/v1/profile/42/datarequest").says("Invalid access token"),
+        case(
+            "POST",
+            "/v1/profile/42/datarequest?access_token=0000000000000000000000000000000000000000000000000000000000000000",
+        )
+        .says("Invalid access token"),
+        case("POST", "/v1/profile/42/datarequest?access_token=short").says("Invalid access token"),
+        case("POST", "/v1/profile/42/datarequest")
+            .header("authorization", format!("Basic {t}"))
+            .says("Invalid access token"),
+        case("POST", "/v1/profile/42/datarequest").header("authorization", "Bearer").says("Invalid access token"),
+        case("POST", post("profile/42"))
+            .header("authorization", "Bearer someoneelsestoken")
+            .says("Invalid access token"),
+        case("GET", "/v1/datarequest/1234567890123456/status").says("Invalid access token"),
+        case("GET", "/v1/datarequest/1234567890123456/status?access_token=").says("Invalid access token"),
+        case("POST", format!("/v1/profile/42/datarequest?access_token={t}&access_token={t}")),
+        // Query parameters.
+        case("POST", format!("{}&foo=bar", post("profile/42"))).says("Unknown parameter 'foo'"),
+        case("POST", format!("{}&report=a%40b.example&report=c%40d.example", post("profile/42"))),
+        case("GET", format!("/v1/datarequest/1234567890123456/status?access_token={t}&report=x")),
+        // Reports.
+        case("POST", format!("{}&report=dpo", post("profile/42")))
+            .says("report must be an e-mail address or an https:// web address"),
+        case("POST", format!("{}&report=ftp%3A%2F%2Fhooks.example.com%2F", post("profile/42"))),
+        case("POST", post("profile/42")).json(r#"{"report":"http://hooks.example.com/"}"#),
+        case("POST", post("profile/42")).json(r#"{"report":"https://127.0.0.1/hook"}"#),
+        case("POST", post("profile/42")).json(r#"{"report":"https://169.254.169.254/latest/meta-data"}"#),
+        case("POST", post("profile/42")).json(r#"{"report":"https://[::1]/hook"}"#),
+        case("POST", post("profile/42")).json(r#"{"report":"https://localhost/hook"}"#),
+        case("POST", post("profile/42")).json(r#"{"report":"https://user:pw@hooks.example.com/"}"#),
+        case("POST", post("profile/42")).json(r#"{"report":"dpo@customer.example\r\nBcc: x@evil.example"}"#),
+        case("POST", format!("{}&report=a%40b.example", post("profile/42"))).json(r#"{"report":"c@d.example"}"#),
+        // Bodies.
+        case("POST", post("profile/42")).json(r#"{"report":"#).says("The request body is not valid JSON"),
+        case("POST", post("profile/42")).json(r#"{"report":42}"#).says("report must be a string"),
+        case("POST", post("profile/42")).json(r#"{"reprot":"a@b.example"}"#).says("Unknown parameter 'reprot'"),
+        case("POST", post("profile/42")).json(r#""a@b.example""#).says("The request body must be a JSON object"),
+        case("POST", post("profile/42")).json("[1,2]").says("The request body must be a JSON object"),
+        case("POST", post("profile/42"))
+            .body("application/x-www-form-urlencoded", b"report=a%40b.example&x=1".to_vec()),
+        case("POST", post("profile/42")).body("text/plain", b"hello".to_vec()),
+        case("POST", post("profile/42")).body("application/json", vec![b' '; 70 * 1024]),
+        case("POST", post("profile/42")).body("application/json", b"{\"report\":\"\xff\"}".to_vec()),
+        // Download links.
+        case("GET", "/v1/datarequest/1234567890123456/download").says("Invalid or expired download token"),
+        case("GET", "/v1/datarequest/1234567890123456/download?token=garbage")
+            .says("Invalid or expired download token"),
+        case("GET", "/v1/datarequest/1234567890123456/download?token=9999999999.AAAA")
+            .says("Invalid or expired download token"),
+    ];
+    assert!(cases.len() >= 30);
+    let mut distinct = std::collections::HashSet::new();
+    for case in &cases {
+        let headers: Vec<(&str, &str)> = case.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let response = app.request(case.method, &case.path, &headers, case.body.as_deref()).await;
+        let what = format!(
+            "{} {} {:?} {:?}",
+            case.method,
+            case.path,
+            case.headers,
+            case.body.as_deref().map(String::from_utf8_lossy)
+        );
+        assert_eq!(response.status, 400, "{what}: {}", String::from_utf8_lossy(&response.bytes));
+        assert_eq!(response.header("content-type"), Some("application/json"), "{what}");
+        let body = response.json();
+        let message = body["error"]["message"].as_str().unwrap_or_else(|| panic!("{what}: no message in {body}"));
+        assert!(!message.is_empty(), "{what}");
+        assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{what}: only `error`");
+        assert_eq!(body["error"].as_object().map(|o| o.len()), Some(1), "{what}: only `message`");
+        if let Some(expected) = case.message {
+            assert_eq!(message, expected, "{what}");
+        }
+        assert!(!message.contains("evil.example") && !message.contains(&t), "{what}: the message echoes input");
+        distinct.insert(what);
+    }
+    assert_eq!(distinct.len(), cases.len(), "every case is distinct");
+    // Nothing was accepted along the way.
+    assert!(!app.data_dir().join("outbox").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false));
+}
+
+#[tokio::test]
+async fn every_accepted_body_form_works_including_the_official_clients_empty_array() {
+    let (app, account) = TestApp::start(&[]);
+    let t = &account.token;
+    let path = format!("/v1/profile/42/datarequest?access_token={t}");
+    let forms: Vec<(Headers, Option<&[u8]>)> = vec![
+        (vec![("content-type", "application/json")], Some(b"[]")),
+        (vec![("content-type", "application/json")], Some(b"{}")),
+        (vec![("content-type", "application/json")], Some(br#"{"report":"dpo@customer.example"}"#)),
+        (vec![("content-type", "application/json; charset=utf-8")], Some(br#"{"report":null}"#)),
+        (vec![("content-type", "application/x-www-form-urlencoded")], Some(b"report=dpo%40customer.example")),
+        (vec![("content-type", "application/x-www-form-urlencoded")], Some(br#"{"report":"dpo@customer.example"}"#)),
+        (vec![], None),
+    ];
+    for (headers, body) in forms {
+        let response = app.request("POST", &path, &headers, body).await;
+        assert_eq!(response.status, 201, "{headers:?} {body:?}: {}", String::from_utf8_lossy(&response.bytes));
+        let id = response.json()["id"].as_u64().expect("id");
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        let raw = format!("{id}");
+        assert_eq!(response.header("x-created"), Some(raw.as_str()));
+    }
+    let with_query = format!("{path}&report=dpo%40customer.example");
+    let response = app.request("POST", &with_query, &[("authorization", &format!("Bearer {t}"))], None).await;
+    assert_eq!(response.status, 201);
+    let bearer_only = "/v4/email/JANE.DOE%40example.com/datarequest";
+    let response = app.request("POST", bearer_only, &[("authorization", &format!("bearer {t}"))], None).await;
+    assert_eq!(response.status, 201);
+    assert!(
+        response.header("location").is_some_and(|l| l.ends_with(&format!("/v4/datarequest/{}", response.json()["id"])))
+    );
+}
