@@ -1,6 +1,8 @@
 //! Black-box tests: the real `datarequest` binary on a temp data dir and a free port.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+#[cfg(feature = "emulator")]
+mod aws;
 mod bad_input;
 mod delivery;
 mod helpers;

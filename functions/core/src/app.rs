@@ -57,6 +57,17 @@ pub struct NewAccount {
     pub webhook_secret: WebhookSecret,
 }
 
+/// Creates an account with a fresh token and webhook secret in an account store.
+///
+/// # Errors
+/// When the account store cannot be reached.
+pub async fn create_account(accounts: &dyn Accounts) -> anyhow::Result<NewAccount> {
+    let token = AccessToken::generate();
+    let webhook_secret = WebhookSecret::generate();
+    let account = accounts.create(&token.hash(), &webhook_secret).await?;
+    Ok(NewAccount { account, token, webhook_secret })
+}
+
 impl App {
     /// Accepts a data request: checks that the subject exists in the account, stores the
     /// request and queues it. A request that could not be queued is marked failed, so nothing
@@ -174,10 +185,7 @@ impl App {
     /// # Errors
     /// When the account store cannot be reached.
     pub async fn create_account(&self) -> anyhow::Result<NewAccount> {
-        let token = AccessToken::generate();
-        let webhook_secret = WebhookSecret::generate();
-        let account = self.accounts.create(&token.hash(), &webhook_secret).await?;
-        Ok(NewAccount { account, token, webhook_secret })
+        create_account(&*self.accounts).await
     }
 
     /// The current time.

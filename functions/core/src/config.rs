@@ -27,6 +27,19 @@ pub const WEBHOOK_TIMEOUT_SECS: &str = "DATAREQUEST_WEBHOOK_TIMEOUT_SECS";
 /// Receives of a build message before the request is marked failed.
 pub const BUILD_ATTEMPTS: &str = "DATAREQUEST_BUILD_ATTEMPTS";
 
+/// AWS: the DynamoDB table of data requests.
+pub const REQUESTS_TABLE: &str = "DATAREQUEST_REQUESTS_TABLE";
+/// AWS: the DynamoDB table of accounts and hashed tokens.
+pub const ACCOUNTS_TABLE: &str = "DATAREQUEST_ACCOUNTS_TABLE";
+/// AWS: the DynamoDB table of subject data.
+pub const SUBJECTS_TABLE: &str = "DATAREQUEST_SUBJECTS_TABLE";
+/// AWS: the S3 bucket of exports (and of MIME bodies too large for an item).
+pub const EXPORTS_BUCKET: &str = "DATAREQUEST_EXPORTS_BUCKET";
+/// AWS: the URL of the SQS build queue.
+pub const BUILD_QUEUE_URL: &str = "DATAREQUEST_BUILD_QUEUE_URL";
+/// AWS: the ARN of the build queue's dead-letter queue (the builder marks its requests failed).
+pub const DEAD_LETTER_QUEUE_ARN: &str = "DATAREQUEST_DEAD_LETTER_QUEUE_ARN";
+
 /// A setting that is missing or wrong, named.
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {message}")]
@@ -73,8 +86,9 @@ fn parsed<T: std::str::FromStr>(
 /// Settings shared by every way of running the service.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Base URL of the API, without a trailing slash.
-    pub public_url: String,
+    /// Base URL of the API, without a trailing slash. Without it, responses use the `Host` of
+    /// the request (behind API Gateway: the API's own domain), and mailed links cannot be made.
+    pub public_url: Option<String>,
     /// `From:` of delivery mails.
     pub sender: lettre::message::Mailbox,
     /// Largest export attached to a mail.
@@ -118,15 +132,16 @@ impl Settings {
     /// When a variable is missing or malformed; the error names it.
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>, fallbacks: Fallbacks) -> Result<Self, ConfigError> {
         let public_url = match optional(lookup, PUBLIC_URL).or(fallbacks.public_url) {
-            Some(url) => url,
-            None => return Err(ConfigError::new(PUBLIC_URL, "must be set")),
+            Some(url) => {
+                let parsed = url::Url::parse(&url)
+                    .map_err(|_| ConfigError::new(PUBLIC_URL, "must be an absolute http(s) URL"))?;
+                if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
+                    return Err(ConfigError::new(PUBLIC_URL, "must be an absolute http(s) URL without query"));
+                }
+                Some(url.trim_end_matches('/').to_owned())
+            }
+            None => None,
         };
-        let parsed_url = url::Url::parse(&public_url)
-            .map_err(|_| ConfigError::new(PUBLIC_URL, "must be an absolute http(s) URL"))?;
-        if !matches!(parsed_url.scheme(), "http" | "https") || parsed_url.query().is_some() {
-            return Err(ConfigError::new(PUBLIC_URL, "must be an absolute http(s) URL without query"));
-        }
-        let public_url = public_url.trim_end_matches('/').to_owned();
 
         let sender = optional(lookup, SENDER).unwrap_or_else(|| DEFAULT_SENDER.to_owned());
         let sender = sender
@@ -205,7 +220,7 @@ mod tests {
     fn defaults_apply_when_only_the_required_settings_are_given() {
         let s = settings(&[(PUBLIC_URL, "https://api.example.com/"), (LINK_SECRET, SECRET)]);
         let Ok(s) = s else { panic!("valid settings") };
-        assert_eq!(s.public_url, "https://api.example.com");
+        assert_eq!(s.public_url.as_deref(), Some("https://api.example.com"));
         assert_eq!(s.attachment_limit, 7 * 1024 * 1024);
         assert_eq!(s.export_ttl, Duration::from_secs(7 * 86_400));
         assert_eq!(s.web_policy, WebPolicy::PublicOnly);
@@ -214,7 +229,7 @@ mod tests {
     #[test]
     fn a_bad_or_missing_value_names_its_variable() {
         let cases: [(&[(&str, &str)], &str); 6] = [
-            (&[(LINK_SECRET, SECRET)], PUBLIC_URL),
+            (&[(LINK_SECRET, SECRET), (PUBLIC_URL, "ftp://a.example")], PUBLIC_URL),
             (&[(PUBLIC_URL, "https://a.example")], LINK_SECRET),
             (&[(PUBLIC_URL, "https://a.example"), (LINK_SECRET, "short")], LINK_SECRET),
             (&[(PUBLIC_URL, "https://a.example"), (LINK_SECRET, SECRET), (ATTACHMENT_LIMIT, "7MB")], ATTACHMENT_LIMIT),

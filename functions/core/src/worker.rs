@@ -176,8 +176,9 @@ async fn send_mail(
     } else {
         let expires = request.expires.unwrap_or_else(|| app.now());
         let token = DownloadToken::sign(&app.settings.link_secret, request.id, expires);
-        let url =
-            format!("{}/v1/datarequest/{}/download?token={}", app.settings.public_url, request.id, token.as_str());
+        let base =
+            app.settings.public_url.as_deref().ok_or_else(|| failure("link", "DATAREQUEST_PUBLIC_URL is not set"))?;
+        let url = format!("{base}/v1/datarequest/{}/download?token={}", request.id, token.as_str());
         ("link", Content::Link { url, expires: expires.to_string(), size })
     };
     let raw = compose(&app.settings, request, to, content).map_err(|e| failure(method, format!("{e:#}")))?;

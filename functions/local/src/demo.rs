@@ -263,7 +263,7 @@ pub async fn seed_and_print(local: &Local, data_dir: &Path) -> anyhow::Result<()
         }
         (account, token)
     };
-    let url = &local.app.settings.public_url;
+    let url = local.app.settings.public_url.as_deref().unwrap_or_default();
     let outbox = data_dir.join("outbox");
     println!(
         "Demo account {account}: profiles 1001 and 1002, subprofiles 5001-5003, messages and events of every kind.\n\

@@ -18,8 +18,18 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser)]
 #[command(name = "datarequest", version, about)]
 struct Cli {
+    /// Where the data lives: the local data dir, or (for `account` and `import`) the AWS tables
+    /// and bucket named by the DATAREQUEST_* variables, as `template.yaml` sets them.
+    #[arg(long, global = true, value_enum, default_value_t = Backend::Local)]
+    backend: Backend,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Local,
+    Aws,
 }
 
 #[derive(Subcommand)]
@@ -82,25 +92,76 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if cli.backend == Backend::Aws {
+        return aws::run(cli.command).await;
+    }
     match cli.command {
         Command::Serve { listen, data_dir, demo } => serve(listen, &data_dir, demo).await,
         Command::Account { command: AccountCommand::Create { data_dir } } => {
-            let local = Local::open(&data_dir, &env_lookup, Some(format!("http://{}", local::DEFAULT_LISTEN)))?;
-            let account = local.app.create_account().await?;
-            let json = serde_json::json!({
-                "account": account.account.get(),
-                "token": account.token.expose(),
-                "webhook_secret": account.webhook_secret.expose(),
-            });
-            println!("{json}");
-            Ok(ExitCode::SUCCESS)
+            let local = Local::open(&data_dir, &env_lookup, None)?;
+            print_account(&*local.app.accounts).await
         }
-        Command::Import { file, data_dir } => import(&file, &data_dir).await,
+        Command::Import { file, data_dir } => {
+            let local = Local::open(&data_dir, &env_lookup, None)?;
+            import(&file, &*local.app.subjects).await
+        }
     }
 }
 
-async fn import(file: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
-    let local = Local::open(data_dir, &env_lookup, Some(format!("http://{}", local::DEFAULT_LISTEN)))?;
+/// Creates an account and prints it as JSON.
+async fn print_account(accounts: &dyn datarequest::ports::Accounts) -> anyhow::Result<ExitCode> {
+    let account = datarequest::app::create_account(accounts).await?;
+    let json = serde_json::json!({
+        "account": account.account.get(),
+        "token": account.token.expose(),
+        "webhook_secret": account.webhook_secret.expose(),
+    });
+    println!("{json}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "aws")]
+mod aws {
+    //! `--backend aws`: the operator's tools against a deployed stack.
+    use std::process::ExitCode;
+
+    use datarequest::adapters::aws::{Clients, DynamoDbAccounts, DynamoDbSubjects, Resources};
+
+    use super::{AccountCommand, Command, env_lookup, import, print_account};
+
+    pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+        let resources = Resources::from_lookup(&env_lookup)?;
+        let clients = Clients::from_env().await;
+        match command {
+            Command::Account { command: AccountCommand::Create { .. } } => {
+                print_account(&DynamoDbAccounts::new(clients.dynamodb, resources.accounts_table)).await
+            }
+            Command::Import { file, .. } => {
+                let subjects = DynamoDbSubjects::new(
+                    clients.dynamodb,
+                    resources.subjects_table,
+                    clients.s3,
+                    resources.exports_bucket,
+                );
+                import(&file, &subjects).await
+            }
+            Command::Serve { .. } => {
+                anyhow::bail!("serve runs on local storage only; on AWS the Lambda functions serve")
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+mod aws {
+    use std::process::ExitCode;
+
+    pub async fn run(_: super::Command) -> anyhow::Result<ExitCode> {
+        anyhow::bail!("this build has no AWS support: build it with `--features aws`")
+    }
+}
+
+async fn import(file: &Path, subjects: &dyn datarequest::ports::SubjectData) -> anyhow::Result<ExitCode> {
     let terminal = std::io::stderr().is_terminal();
     let mut progress = |done: u64, total: u64| {
         if terminal && total > 0 {
@@ -108,7 +169,7 @@ async fn import(file: &Path, data_dir: &Path) -> anyhow::Result<ExitCode> {
             let _ = std::io::stderr().flush();
         }
     };
-    let result = import_file(&*local.app.subjects, file, &mut progress).await;
+    let result = import_file(subjects, file, &mut progress).await;
     if terminal {
         eprintln!();
     }

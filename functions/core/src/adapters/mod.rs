@@ -1,6 +1,8 @@
 //! Adapters: the ports implemented in memory (fakes for tests), on embedded storage (local
 //! mode) and, behind the `aws` feature, on AWS services.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod memory;
 pub mod webhook;
 

@@ -49,6 +49,21 @@ pub async fn email(
     accept(app, path, query, headers, body, |address| Ok(Subject::Email(EmailAddress::parse(address)?))).await
 }
 
+/// The public base URL: configured, or else from the request's `Host` (API Gateway sets it to
+/// the API's domain; the scheme is `X-Forwarded-Proto`, https by default).
+fn base_url(app: &App, headers: &HeaderMap) -> String {
+    if let Some(url) = &app.settings.public_url {
+        return url.clone();
+    }
+    let header = |name| headers.get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok());
+    let host = header("host").filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)));
+    let scheme = match header("x-forwarded-proto") {
+        Some("http") => "http",
+        _ => "https",
+    };
+    host.map(|host| format!("{scheme}://{host}")).unwrap_or_default()
+}
+
 async fn accept(
     app: App,
     path: SubjectPath,
@@ -71,7 +86,7 @@ async fn accept(
             (None, None) => None,
         };
         let id = app.submit(account, subject, report).await?;
-        let location = format!("{}/{version}/datarequest/{id}", app.settings.public_url);
+        let location = format!("{}/{version}/datarequest/{id}", base_url(&app, &headers));
         Ok::<_, ApiError>(
             (
                 StatusCode::CREATED,

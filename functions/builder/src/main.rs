@@ -1,0 +1,20 @@
+//! Lambda function `builder`: SQS batch of data requests → build each export → deliver it,
+//! reporting failed messages only. Also subscribed to the dead-letter queue, whose messages
+//! mark their requests failed.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use datarequest::adapters::aws;
+use datarequest::config::DEAD_LETTER_QUEUE_ARN;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let (app, queue) = aws::app_from_env().await?;
+    let dead_letters = std::env::var(DEAD_LETTER_QUEUE_ARN).ok().filter(|arn| !arn.is_empty());
+    let (app, queue, dead_letters) = (&app, &queue, dead_letters.as_deref());
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, Error>(aws::handle_batch(app, queue, event.payload, dead_letters).await)
+    }))
+    .await
+}

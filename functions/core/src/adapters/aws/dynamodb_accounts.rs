@@ -1,0 +1,109 @@
+//! Accounts and hashed access tokens in DynamoDB, keyed by `pk`: `ACCOUNT#<id>` holds the
+//! webhook secret, `TOKEN#<sha256 hex>` the account of a token, and `COUNTER` the last id.
+
+use anyhow::Context;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem};
+
+use super::attributes::{Item, get_n, get_s, n, s};
+use crate::domain::{AccountId, Timestamp, TokenHash, WebhookSecret};
+use crate::ports::Accounts;
+
+/// The accounts table.
+pub struct DynamoDbAccounts {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDbAccounts {
+    /// Uses this table (key: `pk`, a string).
+    #[must_use]
+    pub fn new(client: Client, table: String) -> Self {
+        Self { client, table }
+    }
+
+    fn put(&self, item: Item) -> anyhow::Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .context("building a put")?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+fn token_item(token: &TokenHash, account: AccountId) -> Item {
+    Item::from([("pk".to_owned(), s(format!("TOKEN#{}", token.to_hex()))), ("account".to_owned(), n(account))])
+}
+
+#[async_trait]
+impl Accounts for DynamoDbAccounts {
+    async fn create(&self, token: &TokenHash, secret: &WebhookSecret) -> anyhow::Result<AccountId> {
+        let counter = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("COUNTER"))
+            .update_expression("ADD last_id :one")
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .context("allocating an account id")?;
+        let id: u64 = get_n(&counter.attributes.unwrap_or_default(), "last_id")?;
+        let account = AccountId::try_from(id)?;
+        let account_item = Item::from([
+            ("pk".to_owned(), s(format!("ACCOUNT#{account}"))),
+            ("webhook_secret".to_owned(), s(secret.expose())),
+            ("created".to_owned(), n(Timestamp::now().unix())),
+        ]);
+        self.client
+            .transact_write_items()
+            .transact_items(self.put(account_item)?)
+            .transact_items(self.put(token_item(token, account))?)
+            .send()
+            .await
+            .context("storing an account")?;
+        Ok(account)
+    }
+
+    async fn add_token(&self, account: AccountId, token: &TokenHash) -> anyhow::Result<bool> {
+        if self.webhook_secret(account).await?.is_none() {
+            return Ok(false);
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(token_item(token, account)))
+            .send()
+            .await
+            .context("storing a token")?;
+        Ok(true)
+    }
+
+    async fn by_token(&self, token: &TokenHash) -> anyhow::Result<Option<AccountId>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("TOKEN#{}", token.to_hex())))
+            .send()
+            .await
+            .context("looking up a token")?;
+        output.item.map(|item| Ok(AccountId::try_from(get_n::<u64>(&item, "account")?)?)).transpose()
+    }
+
+    async fn webhook_secret(&self, account: AccountId) -> anyhow::Result<Option<WebhookSecret>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("ACCOUNT#{account}")))
+            .send()
+            .await
+            .context("reading an account")?;
+        output.item.map(|item| Ok(WebhookSecret::parse(get_s(&item, "webhook_secret")?)?)).transpose()
+    }
+}

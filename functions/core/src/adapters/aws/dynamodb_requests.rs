@@ -1,0 +1,182 @@
+//! Data requests in DynamoDB, one item per request keyed by `id`. A conditional update reads
+//! the item, checks the guard and writes it back on the condition that its `version` did not
+//! change in between (optimistic concurrency), retrying when another writer came first. The
+//! `ttl` attribute lets DynamoDB remove requests long after their export expired.
+
+use anyhow::Context;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::attributes::{Item, get_n, get_s, n, opt_n, opt_s, put_opt_n, put_opt_s, s};
+use crate::domain::{AccountId, DataRequest, Delivery, Report, RequestId, State, Subject, Timestamp, WebPolicy};
+use crate::ports::{Change, Guard, RequestStore};
+
+/// How long a request's record outlives its export (or its creation, without one).
+const KEEP_RECORD: i64 = 30 * 86_400;
+
+/// The requests table.
+pub struct DynamoDbRequests {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDbRequests {
+    /// Uses this table (key: `id`, a string).
+    #[must_use]
+    pub fn new(client: Client, table: String) -> Self {
+        Self { client, table }
+    }
+
+    async fn read(&self, id: RequestId) -> anyhow::Result<Option<(DataRequest, u64)>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", s(id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .context("reading a request")?;
+        output.item.map(|item| Ok((from_item(&item)?, get_n(&item, "version")?))).transpose()
+    }
+
+    /// Writes the item if the stored version is `expected` (`None`: if there is none).
+    async fn write(&self, request: &DataRequest, expected: Option<u64>) -> anyhow::Result<bool> {
+        let version = expected.map_or(1, |v| v + 1);
+        let mut put = self.client.put_item().table_name(&self.table).set_item(Some(to_item(request, version)));
+        put = match expected {
+            None => put.condition_expression("attribute_not_exists(id)"),
+            Some(v) => put.condition_expression("version = :v").expression_attribute_values(":v", n(v)),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
+                Ok(false)
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("writing a request")),
+        }
+    }
+
+    async fn scan_ids(
+        &self,
+        filter: &str,
+        values: &[(&str, AttributeValue)],
+        limit: usize,
+    ) -> anyhow::Result<Vec<RequestId>> {
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let mut scan = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression(filter)
+                .expression_attribute_names("#state", "state")
+                .set_exclusive_start_key(start);
+            for (name, value) in values {
+                scan = scan.expression_attribute_values(*name, value.clone());
+            }
+            let page = scan.send().await.context("scanning requests")?;
+            for item in page.items() {
+                ids.push(RequestId::parse(get_s(item, "id")?)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() || ids.len() >= limit {
+                ids.sort();
+                ids.truncate(limit);
+                return Ok(ids);
+            }
+        }
+    }
+}
+
+fn to_item(r: &DataRequest, version: u64) -> Item {
+    let mut item = Item::new();
+    item.insert("id".into(), s(r.id.to_string()));
+    item.insert("account".into(), n(r.account));
+    item.insert("subject_kind".into(), s(r.subject.kind().as_str()));
+    item.insert("subject".into(), s(r.subject.value()));
+    put_opt_s(&mut item, "report", r.report.as_ref().map(ToString::to_string).as_deref());
+    item.insert("state".into(), s(r.state.as_str()));
+    put_opt_s(&mut item, "reason", r.reason.as_deref());
+    item.insert("available".into(), n(r.available));
+    item.insert("created".into(), n(r.created.unix()));
+    put_opt_n(&mut item, "completed", r.completed.map(Timestamp::unix));
+    put_opt_n(&mut item, "expires", r.expires.map(Timestamp::unix));
+    item.insert("delivery_status".into(), s(r.delivery.status.as_str()));
+    item.insert("delivery_attempts".into(), n(r.delivery.attempts));
+    put_opt_s(&mut item, "delivery_method", r.delivery.method.as_deref());
+    put_opt_s(&mut item, "delivery_error", r.delivery.error.as_deref());
+    put_opt_n(&mut item, "delivery_claimed_until", r.delivery.claimed_until.map(Timestamp::unix));
+    item.insert("version".into(), n(version));
+    item.insert("ttl".into(), n(r.expires.unwrap_or(r.created).unix().saturating_add(KEEP_RECORD)));
+    item
+}
+
+fn from_item(item: &Item) -> anyhow::Result<DataRequest> {
+    Ok(DataRequest {
+        id: RequestId::parse(get_s(item, "id")?)?,
+        account: AccountId::try_from(get_n::<u64>(item, "account")?)?,
+        subject: Subject::from_parts(get_s(item, "subject_kind")?, get_s(item, "subject")?)?,
+        // Checked at intake; the web delivery checks the address again when it connects.
+        report: opt_s(item, "report").map(|r| Report::parse(r, WebPolicy::AllowPrivate)).transpose()?,
+        state: get_s(item, "state")?.parse()?,
+        reason: opt_s(item, "reason").map(str::to_owned),
+        available: get_n(item, "available")?,
+        created: Timestamp::from_unix(get_n(item, "created")?),
+        completed: opt_n(item, "completed")?.map(Timestamp::from_unix),
+        expires: opt_n(item, "expires")?.map(Timestamp::from_unix),
+        delivery: Delivery {
+            status: get_s(item, "delivery_status")?.parse()?,
+            attempts: get_n(item, "delivery_attempts")?,
+            method: opt_s(item, "delivery_method").map(str::to_owned),
+            error: opt_s(item, "delivery_error").map(str::to_owned),
+            claimed_until: opt_n(item, "delivery_claimed_until")?.map(Timestamp::from_unix),
+        },
+    })
+}
+
+#[async_trait]
+impl RequestStore for DynamoDbRequests {
+    async fn insert(&self, request: &DataRequest) -> anyhow::Result<bool> {
+        self.write(request, None).await
+    }
+
+    async fn get(&self, id: RequestId) -> anyhow::Result<Option<DataRequest>> {
+        Ok(self.read(id).await?.map(|(request, _)| request))
+    }
+
+    async fn update(&self, id: RequestId, guard: &Guard, change: &Change) -> anyhow::Result<bool> {
+        for _ in 0..10 {
+            let Some((mut request, version)) = self.read(id).await? else { return Ok(false) };
+            if !guard.admits(&request) {
+                return Ok(false);
+            }
+            change.apply(&mut request);
+            if self.write(&request, Some(version)).await? {
+                return Ok(true);
+            }
+        }
+        anyhow::bail!("request {id} kept changing under a conditional update")
+    }
+
+    async fn expiring(&self, now: Timestamp, limit: usize) -> anyhow::Result<Vec<RequestId>> {
+        let values = [(":built", s("built")), (":delivered", s("delivered")), (":now", n(now.unix()))];
+        self.scan_ids("#state IN (:built, :delivered) AND expires <= :now", &values, limit).await
+    }
+
+    async fn unfinished(&self) -> anyhow::Result<Vec<RequestId>> {
+        let values = [
+            (":accepted", s(State::Accepted.as_str())),
+            (":building", s(State::Building.as_str())),
+            (":built", s(State::Built.as_str())),
+            (":pending", s("pending")),
+            (":sending", s("sending")),
+        ];
+        let filter =
+            "#state IN (:accepted, :building) OR (#state = :built AND delivery_status IN (:pending, :sending))";
+        self.scan_ids(filter, &values, usize::MAX).await
+    }
+}

@@ -1,0 +1,195 @@
+//! Exports in S3 under `exports/<id>.json`, written as a streamed multipart upload (never the
+//! whole file in memory). Clients get a `303` to a presigned GET minted per call: a Lambda
+//! response is capped at 6 MB, and S3 serves large files better anyway.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use crate::domain::RequestId;
+use crate::ports::{ExportFile, ExportStore, ExportWriter, Served};
+
+/// Bytes per uploaded part (S3's minimum is 5 MiB for all parts but the last).
+const PART: usize = 8 * 1024 * 1024;
+
+/// The exports bucket.
+pub struct S3Exports {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Exports {
+    /// Uses this bucket.
+    #[must_use]
+    pub fn new(client: Client, bucket: String) -> Self {
+        Self { client, bucket }
+    }
+}
+
+fn key(id: RequestId) -> String {
+    format!("exports/{id}.json")
+}
+
+struct MultipartWriter {
+    client: Client,
+    bucket: String,
+    key: String,
+    buffer: Vec<u8>,
+    upload: Option<String>,
+    parts: Vec<CompletedPart>,
+    written: u64,
+}
+
+impl MultipartWriter {
+    async fn upload_part(&mut self) -> anyhow::Result<()> {
+        let upload = match &self.upload {
+            Some(upload) => upload.clone(),
+            None => {
+                let created = self
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .content_type("application/json")
+                    .send()
+                    .await
+                    .context("starting an export upload")?;
+                let upload = created.upload_id.context("S3 gave no upload id")?;
+                self.upload = Some(upload.clone());
+                upload
+            }
+        };
+        let number = i32::try_from(self.parts.len() + 1).context("too many parts")?;
+        let body = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART));
+        let part = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(upload)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .context("uploading an export part")?;
+        self.parts.push(CompletedPart::builder().part_number(number).set_e_tag(part.e_tag).build());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ExportWriter for MultipartWriter {
+    async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.buffer.extend_from_slice(bytes);
+        self.written += bytes.len() as u64;
+        if self.buffer.len() >= PART {
+            self.upload_part().await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> anyhow::Result<u64> {
+        if self.upload.is_none() {
+            let body = std::mem::take(&mut self.buffer);
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .content_type("application/json")
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .context("storing an export")?;
+            return Ok(self.written);
+        }
+        if !self.buffer.is_empty() {
+            self.upload_part().await?;
+        }
+        let parts = CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.parts))).build();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .set_upload_id(self.upload.take())
+            .multipart_upload(parts)
+            .send()
+            .await
+            .context("completing an export upload")?;
+        Ok(self.written)
+    }
+}
+
+impl Drop for MultipartWriter {
+    fn drop(&mut self) {
+        // An unfinished upload is aborted by the bucket's lifecycle rule; try now as well.
+        if let Some(upload) = self.upload.take() {
+            let request = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(upload);
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = request.send().await;
+                });
+            }
+        }
+    }
+}
+
+fn is_missing<E: aws_sdk_s3::error::ProvideErrorMetadata>(error: &aws_sdk_s3::error::SdkError<E>) -> bool {
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    matches!(error.code(), Some("NoSuchKey" | "NotFound"))
+        || error.raw_response().is_some_and(|r| r.status().as_u16() == 404)
+}
+
+#[async_trait]
+impl ExportStore for S3Exports {
+    async fn create(&self, id: RequestId) -> anyhow::Result<Box<dyn ExportWriter>> {
+        Ok(Box::new(MultipartWriter {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key(id),
+            buffer: Vec::with_capacity(PART),
+            upload: None,
+            parts: Vec::new(),
+            written: 0,
+        }))
+    }
+
+    async fn open(&self, id: RequestId) -> anyhow::Result<Option<ExportFile>> {
+        match self.client.get_object().bucket(&self.bucket).key(key(id)).send().await {
+            Ok(object) => {
+                let len = u64::try_from(object.content_length.unwrap_or(0)).unwrap_or(0);
+                Ok(Some(ExportFile { len, reader: Box::pin(object.body.into_async_read()) }))
+            }
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context("reading an export")),
+        }
+    }
+
+    async fn serve(&self, id: RequestId, ttl: Duration) -> anyhow::Result<Option<Served>> {
+        match self.client.head_object().bucket(&self.bucket).key(key(id)).send().await {
+            Ok(_) => {}
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(e) => return Err(anyhow::Error::new(e).context("looking up an export")),
+        }
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl).context("presigning")?;
+        let presigned = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key(id))
+            .response_content_type("application/json")
+            .response_content_disposition(format!("attachment; filename=\"datarequest-{id}.json\""))
+            .presigned(config)
+            .await
+            .context("presigning an export")?;
+        Ok(Some(Served::Redirect(presigned.uri().to_owned())))
+    }
+
+    async fn delete(&self, id: RequestId) -> anyhow::Result<()> {
+        self.client.delete_object().bucket(&self.bucket).key(key(id)).send().await.context("deleting an export")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,60 @@
+//! The builder function's work: a batch of SQS messages, each a request to build and deliver.
+//! Failures are reported per message, so one bad message does not fail the batch. Messages
+//! from the dead-letter queue mark their request failed: the queue gave up on it.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+
+use super::SqsQueue;
+use crate::app::App;
+use crate::worker::{self, Outcome};
+
+/// Why the queue gave up, as the status shows it.
+const GAVE_UP: &str = "the export could not be built";
+
+async fn handle_message(
+    app: &App,
+    queue: &SqsQueue,
+    message: &SqsMessage,
+    dead_letters: Option<&str>,
+) -> anyhow::Result<()> {
+    let from_dead_letters = dead_letters.is_some_and(|arn| message.event_source_arn.as_deref() == Some(arn));
+    let body = message.body.as_deref().unwrap_or_default();
+    let id = match worker::parse_message(body) {
+        Ok(id) => id,
+        // A poisoned message in the dead-letter queue has nothing to mark; retrying won't help.
+        Err(_) if from_dead_letters => {
+            tracing::warn!("dropping an unreadable dead letter");
+            return Ok(());
+        }
+        Err(e) => anyhow::bail!("unreadable build message: {e}"),
+    };
+    if from_dead_letters {
+        return worker::give_up(app, id, GAVE_UP).await;
+    }
+    let receives = message.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
+    match worker::handle(app, id, receives).await? {
+        Outcome::Done => Ok(()),
+        // A fresh delayed message, so delivery retries do not use up the receive count.
+        Outcome::RetryAfter(delay) => queue.enqueue_after(id, delay).await,
+    }
+}
+
+/// Handles a batch; the response lists the messages to deliver again.
+pub async fn handle_batch(
+    app: &App,
+    queue: &SqsQueue,
+    event: SqsEvent,
+    dead_letters: Option<&str>,
+) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for message in &event.records {
+        if let Err(error) = handle_message(app, queue, message, dead_letters).await {
+            let id = message.message_id.clone().unwrap_or_default();
+            tracing::error!(message_id = %id, error = format!("{error:#}"), "build message failed");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}

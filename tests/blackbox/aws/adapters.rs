@@ -1,0 +1,248 @@
+//! Each AWS adapter against the emulator, with its own uniquely named resources.
+
+use std::time::Duration;
+
+use datarequest::adapters::aws::{self, DynamoDbAccounts, DynamoDbRequests, DynamoDbSubjects, S3Exports, SqsQueue};
+use datarequest::adapters::memory;
+use datarequest::config::Settings;
+use datarequest::domain::{
+    AccessToken, AccountId, DataRequest, ProfileId, Record, RequestId, State, Subject, Timestamp, WebhookSecret,
+};
+use datarequest::import::parse_line;
+use datarequest::ports::{Accounts, BuildQueue, Change, ExportStore, Guard, RequestStore, Served, SubjectData};
+use datarequest::worker;
+
+use super::Env;
+use crate::helpers::SAMPLE;
+
+fn sample() -> Vec<Record> {
+    std::fs::read_to_string(SAMPLE).expect("sample").lines().filter_map(|l| parse_line(l).expect("valid")).collect()
+}
+
+fn request(account: u64) -> DataRequest {
+    let subject = Subject::Profile(ProfileId::parse("42").expect("id"));
+    DataRequest::accepted(
+        RequestId::random(),
+        AccountId::try_from(account).expect("id"),
+        subject,
+        None,
+        Timestamp::now(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_requests_insert_once_and_change_only_under_their_guard() {
+    let env = Env::provision();
+    let clients = env.clients().await;
+    let store = std::sync::Arc::new(DynamoDbRequests::new(clients.dynamodb.clone(), env.resources().requests_table));
+    let request = request(1);
+    assert!(store.insert(&request).await.expect("insert"));
+    assert!(!store.insert(&request).await.expect("insert"), "the id is taken");
+    assert_eq!(store.get(request.id).await.expect("get"), Some(request.clone()));
+    assert_eq!(store.get(RequestId::random()).await.expect("get"), None);
+
+    let building = Change { state: Some(State::Building), available: Some(10), ..Change::default() };
+    assert!(!store.update(request.id, &Guard::in_states(&[State::Built]), &building).await.expect("update"));
+    assert!(store.update(request.id, &Guard::in_states(&[State::Accepted]), &building).await.expect("update"));
+    assert!(!store.update(request.id, &Guard::in_states(&[State::Accepted]), &building).await.expect("update"));
+    let stored = store.get(request.id).await.expect("get").expect("stored");
+    assert_eq!((stored.state, stored.available), (State::Building, 10));
+    assert_eq!(store.unfinished().await.expect("scan"), vec![request.id]);
+
+    let now = Timestamp::now();
+    let built = Change { state: Some(State::Built), expires: Some(now), ..Change::default() };
+    assert!(store.update(request.id, &Guard::in_states(&[State::Building]), &built).await.expect("update"));
+    assert_eq!(store.expiring(now, 10).await.expect("scan"), vec![request.id]);
+    assert!(store.expiring(now.plus_seconds(-1), 10).await.expect("scan").is_empty());
+
+    // Concurrent writers racing on the version condition: each lands, none is lost.
+    let tasks: Vec<_> = (1..=8u32)
+        .map(|n| {
+            let store = std::sync::Arc::clone(&store);
+            tokio::spawn(async move {
+                let guard = Guard::in_states(&[State::Built]);
+                let delivery = datarequest::domain::Delivery { attempts: n, ..Default::default() };
+                store.update(request.id, &guard, &Change { delivery: Some(delivery), ..Change::default() }).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.expect("task").expect("update"), "every guarded update lands");
+    }
+}
+
+#[tokio::test]
+async fn dynamodb_accounts_store_only_token_hashes_and_find_the_account_by_token() {
+    let env = Env::provision();
+    let clients = env.clients().await;
+    let accounts = DynamoDbAccounts::new(clients.dynamodb.clone(), env.resources().accounts_table.clone());
+    let (first, second) = (AccessToken::generate(), AccessToken::generate());
+    let secret = WebhookSecret::generate();
+    let a = accounts.create(&first.hash(), &secret).await.expect("create");
+    let b = accounts.create(&second.hash(), &WebhookSecret::generate()).await.expect("create");
+    assert_ne!(a, b);
+    assert_eq!(accounts.by_token(&first.hash()).await.expect("lookup"), Some(a));
+    assert_eq!(accounts.by_token(&second.hash()).await.expect("lookup"), Some(b));
+    assert_eq!(accounts.by_token(&AccessToken::generate().hash()).await.expect("lookup"), None);
+    assert_eq!(accounts.webhook_secret(a).await.expect("secret"), Some(secret));
+    let third = AccessToken::generate();
+    assert!(accounts.add_token(a, &third.hash()).await.expect("add"));
+    assert_eq!(accounts.by_token(&third.hash()).await.expect("lookup"), Some(a));
+    assert!(!accounts.add_token(AccountId::try_from(999).expect("id"), &third.hash()).await.expect("add"));
+    // Nothing in the table holds a token in the clear.
+    let scan = clients.dynamodb.scan().table_name(env.resources().accounts_table).send().await.expect("scan");
+    let dump = format!("{:?}", scan.items());
+    assert!(!dump.contains(first.expose()) && !dump.contains(third.expose()));
+}
+
+#[tokio::test]
+async fn exports_built_on_aws_adapters_equal_the_reference_built_in_memory() {
+    let env = Env::provision();
+    let clients = env.clients().await;
+    let (app, _) = aws::app(&clients, &env.resources(), &env.lookup()).expect("app");
+    let account = app.create_account().await.expect("account").account;
+    assert_eq!(account.get(), 1, "a fresh table starts at account 1, as the sample data expects");
+    app.subjects.load(&sample()).await.expect("load");
+    let (reference, _) = memory::app(Settings::for_tests("https://api.example.test"));
+    reference.accounts.create(&AccessToken::generate().hash(), &WebhookSecret::generate()).await.expect("account");
+    reference.subjects.load(&sample()).await.expect("load");
+
+    for subject in ["profile:42", "subprofile:4201", "email:guest@example.org", "email:Jane.Doe@example.com"] {
+        let (kind, value) = subject.split_once(':').expect("pair");
+        let subject = Subject::from_parts(kind, value).expect("subject");
+        let mut bytes = Vec::new();
+        for app in [&app, &reference] {
+            let id = app.submit(account, subject.clone(), None).await.expect("accepted");
+            worker::handle(app, id, 1).await.expect("built");
+            let mut file = app.exports.open(id).await.expect("open").expect("the export exists");
+            let mut data = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut file.reader, &mut data).await.expect("read");
+            assert_eq!(file.len, data.len() as u64);
+            bytes.push(data);
+        }
+        assert_eq!(String::from_utf8_lossy(&bytes[0]), String::from_utf8_lossy(&bytes[1]), "{subject:?}");
+    }
+}
+
+#[tokio::test]
+async fn dynamodb_subjects_page_long_histories_and_keep_large_mime_in_s3() {
+    let env = Env::provision();
+    let clients = env.clients().await;
+    let resources = env.resources();
+    let subjects = DynamoDbSubjects::new(
+        clients.dynamodb.clone(),
+        resources.subjects_table.clone(),
+        clients.s3.clone(),
+        resources.exports_bucket.clone(),
+    );
+    let big_mime = format!("From: a@shop.example\r\nSubject: big\r\n\r\n{}", "x".repeat(500 * 1024));
+    let mut lines = vec![
+        serde_json::json!({"kind":"profile","account":1,"id":7,"database":1,"created":"2024-01-01 00:00:00","modified":"2024-01-01 00:00:00"}),
+        serde_json::json!({"kind":"subprofile","account":1,"id":70,"profile":7,"collection":1,"created":"2024-01-01 00:00:00","modified":"2024-01-01 00:00:00"}),
+        serde_json::json!({"kind":"message","account":1,"id":"big","profile":null,"subprofile":70,"email":"Seven@Example.com","mailing":"1","subject":"big","sent":"2024-01-02 00:00:00","mime":big_mime}),
+    ];
+    for n in 0..1200 {
+        lines.push(serde_json::json!({"kind":"event","account":1,"type":"click","message":"big","profile":null,"subprofile":70,
+            "email":"seven@example.com","time":format!("2024-01-03 00:{:02}:{:02}", (n / 60) % 60, n % 60),"data":{"n":n}}));
+    }
+    let records: Vec<Record> = lines.iter().filter_map(|l| parse_line(&l.to_string()).expect("valid")).collect();
+    subjects.load(&records).await.expect("load");
+
+    let account = AccountId::try_from(1).expect("id");
+    for subject in [
+        Subject::from_parts("profile", "7"),
+        Subject::from_parts("subprofile", "70"),
+        Subject::from_parts("email", "seven@EXAMPLE.com"),
+    ] {
+        let subject = subject.expect("subject");
+        let page = subjects.messages(account, &subject, None).await.expect("messages");
+        assert_eq!(page.items.len(), 1, "{subject:?}: the subprofile's message belongs to its profile too");
+        assert_eq!(page.items[0].mime, big_mime);
+        let mut events = Vec::new();
+        let mut cursor = None;
+        let mut pages = 0;
+        loop {
+            let page = subjects
+                .events(account, &subject, datarequest::domain::EventKind::Click, cursor.as_deref())
+                .await
+                .expect("events");
+            events.extend(page.items);
+            pages += 1;
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(events.len(), 1200, "{subject:?}");
+        assert!(pages >= 3, "{subject:?}: {pages} pages");
+        assert!(events.windows(2).all(|w| w[0].time <= w[1].time), "in time order");
+    }
+    // Re-importing a message with another send time replaces it.
+    let moved = serde_json::json!({"kind":"message","account":1,"id":"big","profile":7,"subprofile":null,"email":"seven@example.com",
+        "mailing":"1","subject":"big","sent":"2024-05-05 00:00:00","mime":"small"});
+    subjects.load(&[parse_line(&moved.to_string()).expect("valid").expect("record")]).await.expect("load");
+    let page = subjects
+        .messages(account, &Subject::from_parts("profile", "7").expect("subject"), None)
+        .await
+        .expect("messages");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].mime, "small");
+}
+
+#[tokio::test]
+async fn s3_exports_stream_through_multipart_and_are_served_by_presigned_urls() {
+    let env = Env::provision();
+    let clients = env.clients().await;
+    let exports = S3Exports::new(clients.s3.clone(), env.resources().exports_bucket);
+    let id = RequestId::random();
+    let chunk: Vec<u8> = (0..1024 * 1024).map(|n| (n % 251) as u8).collect();
+    let mut writer = exports.create(id).await.expect("create");
+    for _ in 0..20 {
+        writer.write(&chunk).await.expect("write");
+    }
+    assert!(exports.open(id).await.expect("open").is_none(), "invisible until finished");
+    assert_eq!(writer.finish().await.expect("finish"), 20 * 1024 * 1024);
+    let uploads = clients.s3.list_objects_v2().bucket(env.resources().exports_bucket).send().await.expect("list");
+    assert_eq!(uploads.contents().len(), 1);
+
+    let Some(Served::Redirect(url)) = exports.serve(id, Duration::from_secs(60)).await.expect("serve") else {
+        panic!("S3 exports are served by redirect");
+    };
+    assert!(url.contains("X-Amz-Signature=") && url.contains("X-Amz-Expires=60"), "{url}");
+    let body = reqwest::get(&url).await.expect("GET").bytes().await.expect("body");
+    assert_eq!(body.len(), 20 * 1024 * 1024);
+    assert!(body.chunks(chunk.len()).all(|c| c == chunk.as_slice()));
+
+    exports.delete(id).await.expect("delete");
+    assert!(exports.open(id).await.expect("open").is_none());
+    assert!(exports.serve(id, Duration::from_secs(60)).await.expect("serve").is_none());
+    exports.delete(id).await.expect("deleting twice is fine");
+}
+
+#[tokio::test]
+async fn the_sqs_queue_carries_the_request_id_and_ses_takes_the_raw_mail() {
+    let env = Env::provision();
+    let clients = env.clients().await;
+    let url = env.get("DATAREQUEST_BUILD_QUEUE_URL").to_owned();
+    let queue = SqsQueue::new(clients.sqs.clone(), url.clone());
+    let id = RequestId::random();
+    queue.enqueue(id).await.expect("enqueue");
+    let received = clients.sqs.receive_message().queue_url(&url).wait_time_seconds(2).send().await.expect("receive");
+    let bodies: Vec<&str> = received.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(worker::parse_message(bodies[0]), Ok(id));
+
+    let mailer = aws::SesMailer::new(clients.ses.clone());
+    let mail = datarequest::ports::OutgoingMail {
+        request: id,
+        from: "datarequest@example.com".into(),
+        to: datarequest::domain::EmailAddress::parse("dpo@customer.example").expect("address"),
+        raw: format!("From: datarequest@example.com\r\nTo: dpo@customer.example\r\nSubject: Your data request {id}\r\n\r\nhello\r\n").into_bytes(),
+    };
+    datarequest::ports::Mailer::send(&mailer, &mail).await.expect("sent");
+    let sent = env.sent_mail().await;
+    let ours: Vec<_> = sent.iter().filter(|(_, _, raw)| raw.contains(&format!("Your data request {id}"))).collect();
+    assert_eq!(ours.len(), 1);
+    assert_eq!(ours[0].0, "datarequest@example.com");
+    assert!(ours[0].1.iter().all(|to| to == "dpo@customer.example"));
+}

@@ -1,0 +1,275 @@
+//! End to end through the real compiled Lambda binaries under the Runtime API emulator: an API
+//! Gateway event POSTs through `intake`, the message waits in SQS, `builder` runs on an SQS
+//! event made from it, the export lands in S3 and the mail in SES (or at a web address), and
+//! `status` reports it and redirects `/data` to a URL that serves the same bytes.
+
+use base64::Engine;
+use hmac::Mac;
+use mail_parser::MessageParser;
+use serde_json::{Value, json};
+
+use super::Env;
+use super::runtime::Function;
+use crate::helpers::{Account, Receiver, SAMPLE, binary};
+
+const POST_EVENT: &str = include_str!("../../../functions/core/tests/fixtures/apigw-v2-post-profile-datarequest.json");
+const GET_EVENT: &str = include_str!("../../../functions/core/tests/fixtures/apigw-v2-get-datarequest-status.json");
+
+/// An account and the sample data, made with the operator's command (`--backend aws`).
+fn seed(env: &Env) -> Account {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(binary("datarequest"))
+            .env_clear()
+            .envs(env.0.iter())
+            .arg("--backend")
+            .arg("aws")
+            .args(args)
+            .output()
+            .expect("runs datarequest");
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        output.stdout
+    };
+    let account: Value = serde_json::from_slice(&run(&["account", "create"])).expect("account JSON");
+    let loaded: Value = serde_json::from_slice(&run(&["import", SAMPLE])).expect("summary");
+    assert_eq!(loaded["loaded"]["events"], 7);
+    Account {
+        id: account["account"].as_u64().expect("id"),
+        token: account["token"].as_str().expect("token").to_owned(),
+        secret: account["webhook_secret"].as_str().expect("secret").to_owned(),
+    }
+}
+
+fn post_event(token: &str, subject: &str, report: Option<&str>) -> Value {
+    let mut event: Value = serde_json::from_str(POST_EVENT).expect("fixture");
+    let (kind, id) = subject.split_once('/').expect("kind/id");
+    let path = format!("/v1/{kind}/{id}/datarequest");
+    event["rawPath"] = json!(path);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["routeKey"] = json!(format!("POST /{{version}}/{kind}/{{id}}/datarequest"));
+    event["pathParameters"]["id"] = json!(id);
+    event["rawQueryString"] = json!(format!("access_token={token}"));
+    event["queryStringParameters"]["access_token"] = json!(token);
+    let body = report.map_or_else(|| "[]".to_owned(), |r| json!({"report": r}).to_string());
+    event["headers"]["content-length"] = json!(body.len().to_string());
+    event["body"] = json!(body);
+    event
+}
+
+fn get_event(token: &str, path: &str) -> Value {
+    let mut event: Value = serde_json::from_str(GET_EVENT).expect("fixture");
+    event["rawPath"] = json!(path);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["headers"]["authorization"] = json!(format!("Bearer {token}"));
+    event
+}
+
+async fn submit(intake: &Function, account: &Account, subject: &str, report: Option<&str>) -> u64 {
+    let response = intake.invoke(post_event(&account.token, subject, report)).await.expect("intake answers");
+    assert_eq!(response["statusCode"], 201, "{response}");
+    let body: Value = serde_json::from_str(response["body"].as_str().expect("body")).expect("JSON body");
+    let id = body["id"].as_u64().expect("id");
+    assert_eq!(response["headers"]["x-created"], id.to_string());
+    assert_eq!(response["headers"]["content-type"], "application/json");
+    id
+}
+
+async fn status(function: &Function, account: &Account, id: u64) -> Value {
+    let response =
+        function.invoke(get_event(&account.token, &format!("/v1/datarequest/{id}/status"))).await.expect("status");
+    assert_eq!(response["statusCode"], 200, "{response}");
+    serde_json::from_str(response["body"].as_str().expect("body")).expect("JSON")
+}
+
+/// Takes every waiting message off the build queue as SQS event records.
+async fn queued_records(env: &Env, expected: usize) -> Vec<Value> {
+    let clients = env.clients().await;
+    let url = env.get("DATAREQUEST_BUILD_QUEUE_URL");
+    let arn = clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("attributes")
+        .attributes
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .expect("queue ARN");
+    let mut records = Vec::new();
+    for _ in 0..10 {
+        let received = clients
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        for message in received.messages() {
+            let attributes: serde_json::Map<String, Value> = message
+                .attributes()
+                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), json!(v))).collect())
+                .unwrap_or_default();
+            records.push(json!({
+                "messageId": message.message_id(),
+                "receiptHandle": message.receipt_handle(),
+                "body": message.body(),
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": message.md5_of_body(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1",
+            }));
+        }
+        if records.len() >= expected {
+            break;
+        }
+    }
+    assert_eq!(records.len(), expected, "messages in the build queue");
+    records
+}
+
+fn export_bytes_of(raw: &str) -> Vec<u8> {
+    let message = MessageParser::default().parse(raw.as_bytes()).expect("MIME");
+    message.attachment(0).expect("attached").contents().to_vec()
+}
+
+async fn s3_export(env: &Env, id: u64) -> Vec<u8> {
+    let clients = env.clients().await;
+    let object = clients
+        .s3
+        .get_object()
+        .bucket(env.get("DATAREQUEST_EXPORTS_BUCKET"))
+        .key(format!("exports/{id}.json"))
+        .send()
+        .await
+        .expect("the export is in S3");
+    object.body.collect().await.expect("body").into_bytes().to_vec()
+}
+
+#[tokio::test]
+async fn a_request_flows_through_intake_the_queue_builder_s3_ses_and_status() {
+    let env = Env::provision();
+    let account = seed(&env);
+    // No public URL for intake and status: they answer with the API's own domain, as deployed.
+    let intake = Function::start("intake", &env, &[], &["DATAREQUEST_PUBLIC_URL"]).await;
+    let builder = Function::start("builder", &env, &[], &[]).await;
+    let status_fn = Function::start("status", &env, &[], &["DATAREQUEST_PUBLIC_URL"]).await;
+
+    let id = submit(&intake, &account, "profile/42", Some("dpo@customer.example")).await;
+    let response = intake.invoke(post_event(&account.token, "profile/42", None)).await.expect("intake");
+    let other: Value = serde_json::from_str(response["body"].as_str().expect("body")).expect("JSON");
+    assert_eq!(
+        response["headers"]["location"],
+        format!("https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/v1/datarequest/{}", other["id"])
+    );
+    assert_eq!(status(&status_fn, &account, id).await["status"], "pending");
+
+    let records = queued_records(&env, 2).await;
+    let ours: Vec<Value> =
+        records.into_iter().filter(|r| r["body"].as_str().is_some_and(|b| b.contains(&id.to_string()))).collect();
+    assert_eq!(ours.len(), 1);
+    let event = json!({"Records": ours});
+    let answer = builder.invoke(event.clone()).await.expect("builder answers");
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+
+    let export = s3_export(&env, id).await;
+    let parsed: Value = serde_json::from_slice(&export).expect("JSON export");
+    assert_eq!(parsed["info"], json!({"type": "profile", "id": 42}));
+    let subject = format!("Your data request {id}");
+    let mails = |sent: Vec<(String, Vec<String>, String)>| -> Vec<String> {
+        sent.into_iter().filter(|(_, _, raw)| raw.contains(&subject)).map(|(_, _, raw)| raw).collect()
+    };
+    let sent = mails(env.sent_mail().await);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(export_bytes_of(&sent[0]), export, "the attachment is the export");
+
+    // The same message again (SQS delivers at least once): no second mail.
+    assert_eq!(builder.invoke(event).await.expect("builder answers"), json!({"batchItemFailures": []}));
+    assert_eq!(mails(env.sent_mail().await).len(), 1);
+
+    let report = status(&status_fn, &account, id).await;
+    assert_eq!(report["status"], "available");
+    assert_eq!(report["state"], "delivered");
+    assert_eq!(report["available"].as_u64(), Some(export.len() as u64));
+    for path in [format!("/v1/datarequest/{id}/data"), format!("/v1/datarequest/{id}")] {
+        let data = status_fn.invoke(get_event(&account.token, &path)).await.expect("status answers");
+        assert_eq!(data["statusCode"], 303, "{data}");
+        let url = data["headers"]["location"].as_str().expect("location");
+        assert!(url.starts_with(env.get("AWS_ENDPOINT_URL")) && url.contains("X-Amz-Signature="), "{url}");
+        let fetched = reqwest::get(url).await.expect("GET").bytes().await.expect("body");
+        assert_eq!(fetched.to_vec(), export, "the signed URL serves the same bytes");
+    }
+    // Another account sees nothing.
+    let stranger = seed_stranger(&env);
+    assert_eq!(
+        status(&status_fn, &stranger, id).await,
+        json!({"status": "not available", "available": 0, "content-type": "application/json"})
+    );
+}
+
+fn seed_stranger(env: &Env) -> Account {
+    let output = std::process::Command::new(binary("datarequest"))
+        .env_clear()
+        .envs(env.0.iter())
+        .args(["--backend", "aws", "account", "create"])
+        .output()
+        .expect("runs datarequest");
+    let account: Value = serde_json::from_slice(&output.stdout).expect("account JSON");
+    Account {
+        id: account["account"].as_u64().expect("id"),
+        token: account["token"].as_str().expect("token").to_owned(),
+        secret: account["webhook_secret"].as_str().expect("secret").to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_poisoned_message_fails_alone_web_delivery_is_signed_and_dead_letters_mark_failure() {
+    let env = Env::provision();
+    let account = seed(&env);
+    let receiver = Receiver::start(&[]).await;
+    let private = [("DATAREQUEST_WEBHOOK_ALLOW_PRIVATE", "true")];
+    let intake = Function::start("intake", &env, &private, &[]).await;
+    let builder = Function::start("builder", &env, &private, &[]).await;
+    let status_fn = Function::start("status", &env, &[], &[]).await;
+
+    let web = submit(&intake, &account, "subprofile/4201", Some(&receiver.url)).await;
+    let plain = submit(&intake, &account, "email/guest%40example.org", None).await;
+    let mut records = queued_records(&env, 2).await;
+    let mut poison = records[0].clone();
+    poison["messageId"] = json!("poisoned-1");
+    poison["body"] = json!("{\"request\": \"not a number\"}");
+    records.insert(1, poison);
+    let answer = builder.invoke(json!({"Records": records})).await.expect("builder answers");
+    assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "poisoned-1"}]}));
+
+    for id in [web, plain] {
+        assert_eq!(status(&status_fn, &account, id).await["status"], "available");
+    }
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    let post = &received[0];
+    assert_eq!(post.headers["webhook-id"].to_str().ok(), Some(web.to_string().as_str()));
+    let key =
+        base64::engine::general_purpose::STANDARD.decode(account.secret.trim_start_matches("whsec_")).expect("key");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
+    let timestamp = post.headers["webhook-timestamp"].to_str().expect("timestamp");
+    mac.update(format!("{web}.{timestamp}.").as_bytes());
+    mac.update(&post.body);
+    let signature = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    assert_eq!(post.headers["webhook-signature"].to_str().ok(), Some(signature.as_str()));
+    assert_eq!(post.body, s3_export(&env, web).await);
+
+    // The queue gives up on a request: its dead letter marks it failed, with the reason.
+    let doomed = submit(&intake, &account, "profile/42", None).await;
+    let mut dead = queued_records(&env, 1).await.remove(0);
+    dead["eventSourceARN"] = json!(env.get("DATAREQUEST_DEAD_LETTER_QUEUE_ARN"));
+    assert_eq!(builder.invoke(json!({"Records": [dead]})).await.expect("builder"), json!({"batchItemFailures": []}));
+    let report = status(&status_fn, &account, doomed).await;
+    assert_eq!(report["status"], "not available");
+    assert_eq!(report["state"], "failed");
+    assert_eq!(report["reason"], "the export could not be built");
+}

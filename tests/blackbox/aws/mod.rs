@@ -1,0 +1,81 @@
+//! AWS mode against the local emulator (moto server, started by `infra/test.sh`): each adapter
+//! with its own uniquely named resources, and the real Lambda binaries driven through the
+//! Lambda Runtime API.
+
+mod adapters;
+mod functions;
+mod runtime;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use datarequest::adapters::aws::{Clients, Resources};
+
+/// The environment of one set of emulator resources, as `infra/emulator.sh provision` prints it.
+#[derive(Debug, Clone)]
+pub struct Env(pub HashMap<String, String>);
+
+impl Env {
+    /// Creates a fresh, uniquely named set of every data resource of `template.yaml`.
+    pub fn provision() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let suffix = format!("t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/emulator.sh");
+        let output =
+            std::process::Command::new(script).args(["provision", &suffix]).output().expect("runs emulator.sh");
+        assert!(output.status.success(), "provision: {}", String::from_utf8_lossy(&output.stderr));
+        let text = String::from_utf8(output.stdout).expect("UTF-8");
+        let map = text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let env = Self(map);
+        assert!(env.get("AWS_ENDPOINT_URL").starts_with("http://127.0.0.1:"), "the emulator is on loopback");
+        env
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.0.get(key).map_or("", String::as_str)
+    }
+
+    pub fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
+        move |name: &str| self.0.get(name).cloned()
+    }
+
+    pub fn resources(&self) -> Resources {
+        Resources::from_lookup(&self.lookup()).expect("every resource is named")
+    }
+
+    /// SDK clients for the emulator, configured explicitly (nothing read from this process's
+    /// environment, and no instance-metadata probe).
+    pub async fn clients(&self) -> Clients {
+        let credentials = aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "emulator");
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(self.get("AWS_ENDPOINT_URL"))
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(credentials)
+            .load()
+            .await;
+        Clients::from_sdk(&sdk)
+    }
+
+    /// The mails SES took, as the emulator records them: (source, destinations, raw text).
+    pub async fn sent_mail(&self) -> Vec<(String, Vec<String>, String)> {
+        let url = format!("{}/moto-api/data.json", self.get("AWS_ENDPOINT_URL"));
+        let data: serde_json::Value = reqwest::get(url).await.expect("moto api").json().await.expect("JSON");
+        data["ses"]["RawMessage"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .map(|m| {
+                        let to = m["destinations"]
+                            .as_array()
+                            .map(|d| d.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect());
+                        (
+                            m["source"].as_str().unwrap_or("").to_owned(),
+                            to.unwrap_or_default(),
+                            m["raw_data"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,143 @@
+//! A small emulator of the Lambda Runtime API: the function binary polls it for events exactly
+//! as it polls AWS, and the test hands it events and reads back what the function answered.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde_json::Value;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::Env;
+use crate::helpers::binary;
+
+type Reply = oneshot::Sender<Result<Value, Value>>;
+
+struct Invocation {
+    id: String,
+    event: Value,
+    reply: Reply,
+}
+
+struct Shared {
+    queue: Mutex<mpsc::Receiver<Invocation>>,
+    pending: Mutex<HashMap<String, Reply>>,
+}
+
+/// One function binary under the emulated Runtime API.
+pub struct Function {
+    sender: mpsc::Sender<Invocation>,
+    child: Child,
+    server: tokio::task::JoinHandle<()>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let Some(invocation) = shared.queue.lock().await.recv().await else {
+        return (StatusCode::GONE, HeaderMap::new(), String::new());
+    };
+    shared.pending.lock().await.insert(invocation.id.clone(), invocation.reply);
+    let mut headers = HeaderMap::new();
+    let deadline = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
+        + Duration::from_secs(300);
+    let put = |headers: &mut HeaderMap, name: &'static str, value: String| {
+        headers.insert(name, HeaderValue::from_str(&value).expect("header"));
+    };
+    put(&mut headers, "lambda-runtime-aws-request-id", invocation.id);
+    put(&mut headers, "lambda-runtime-deadline-ms", deadline.as_millis().to_string());
+    put(
+        &mut headers,
+        "lambda-runtime-invoked-function-arn",
+        "arn:aws:lambda:us-east-1:123456789012:function:test".into(),
+    );
+    put(&mut headers, "lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000;Sampled=0".into());
+    put(&mut headers, "content-type", "application/json".into());
+    (StatusCode::OK, headers, invocation.event.to_string())
+}
+
+async fn respond(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes, ok: bool) -> StatusCode {
+    let value =
+        serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    if let Some(reply) = shared.pending.lock().await.remove(&id) {
+        let _ = reply.send(if ok { Ok(value) } else { Err(value) });
+    }
+    StatusCode::ACCEPTED
+}
+
+impl Function {
+    /// Starts `name` (a binary of this workspace) against a fresh Runtime API with the
+    /// emulator's environment and `extra` on top; `without` names variables to leave out.
+    pub async fn start(name: &str, env: &Env, extra: &[(&str, &str)], without: &[&str]) -> Self {
+        let (sender, receiver) = mpsc::channel(16);
+        let shared = Arc::new(Shared { queue: Mutex::new(receiver), pending: Mutex::new(HashMap::new()) });
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(|state, path, body| respond(state, path, body, true)),
+            )
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/error",
+                post(|state, path, body| respond(state, path, body, false)),
+            )
+            .route(
+                "/2018-06-01/runtime/init/error",
+                post(|body: Bytes| async move {
+                    eprintln!("the function failed to start: {}", String::from_utf8_lossy(&body));
+                    StatusCode::ACCEPTED
+                }),
+            )
+            .with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let mut command = Command::new(binary(name));
+        command.env_clear();
+        for (key, value) in &env.0 {
+            if !without.contains(&key.as_str()) {
+                command.env(key, value);
+            }
+        }
+        command
+            .envs(extra.iter().copied())
+            .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+            .env("AWS_LAMBDA_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = command.spawn().expect("starts the function");
+        Self { sender, child, server, next_id: std::sync::atomic::AtomicU64::new(1) }
+    }
+
+    /// Invokes the function with an event: `Ok` with its response, `Err` with its error.
+    pub async fn invoke(&self, event: Value) -> Result<Value, Value> {
+        let id = format!("invocation-{}", self.next_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+        let (reply, answer) = oneshot::channel();
+        self.sender.send(Invocation { id, event, reply }).await.expect("the emulator runs");
+        tokio::time::timeout(Duration::from_secs(120), answer)
+            .await
+            .expect("the function answers in time")
+            .expect("answer")
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.server.abort();
+    }
+}
