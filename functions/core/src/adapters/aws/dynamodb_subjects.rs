@@ -52,6 +52,11 @@ fn email_key(account: AccountId, address: &str) -> String {
     format!("A#{account}#E#{}", address.to_ascii_lowercase())
 }
 
+/// The record kept as JSON in an item's `body`.
+fn body<T: serde::de::DeserializeOwned>(item: &Item) -> anyhow::Result<T> {
+    serde_json::from_str(get_s(item, "body")?).context("a stored record")
+}
+
 fn time_key(unix: i64) -> String {
     format!("{:012}", unix.max(0))
 }
@@ -129,7 +134,7 @@ impl DynamoDbSubjects {
     }
 
     async fn message_from_item(&self, item: &Item) -> anyhow::Result<Message> {
-        let mut message: Message = serde_json::from_str(get_s(item, "body")?).context("a stored message")?;
+        let mut message: Message = body(item)?;
         if let Some(key) = opt_s(item, "mime_ref") {
             let object =
                 self.s3.get_object().bucket(&self.bucket).key(key).send().await.context("reading a MIME body")?;
@@ -193,14 +198,7 @@ impl DynamoDbSubjects {
             ("target_pk".to_owned(), s(pk)),
             ("target_sk".to_owned(), s(sk)),
         ]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .context("storing subject data")?;
-        Ok(())
+        self.put(item).await
     }
 
     async fn put(&self, item: Item) -> anyhow::Result<()> {
@@ -264,7 +262,7 @@ impl DynamoDbSubjects {
 impl SubjectData for DynamoDbSubjects {
     async fn profile(&self, account: AccountId, id: ProfileId) -> anyhow::Result<Option<Profile>> {
         let item = self.get(profile_pk(account, id), "PROFILE").await?;
-        item.map(|i| Ok(serde_json::from_str(get_s(&i, "body")?)?)).transpose()
+        item.as_ref().map(body).transpose()
     }
 
     async fn subprofile(&self, account: AccountId, id: SubprofileId) -> anyhow::Result<Option<Subprofile>> {
@@ -275,7 +273,7 @@ impl SubjectData for DynamoDbSubjects {
             key: subprofile_key(account, id),
         };
         let (items, _) = self.query(&scope, "SUB", 1, None).await?;
-        items.first().map(|i| Ok(serde_json::from_str(get_s(i, "body")?)?)).transpose()
+        items.first().map(body).transpose()
     }
 
     async fn subprofiles(
@@ -286,8 +284,7 @@ impl SubjectData for DynamoDbSubjects {
     ) -> anyhow::Result<Page<Subprofile>> {
         let scope = scope(account, &Subject::Profile(profile));
         let (items, next) = self.query(&scope, "SUB#", RECORD_PAGE, cursor).await?;
-        let items =
-            items.iter().map(|i| Ok(serde_json::from_str(get_s(i, "body")?)?)).collect::<anyhow::Result<_>>()?;
+        let items = items.iter().map(body).collect::<anyhow::Result<_>>()?;
         Ok(Page { items, next })
     }
 
@@ -314,8 +311,7 @@ impl SubjectData for DynamoDbSubjects {
     ) -> anyhow::Result<Page<Event>> {
         let prefix = format!("E#{}#", kind.as_str());
         let (items, next) = self.query(&scope(account, subject), &prefix, RECORD_PAGE, cursor).await?;
-        let items =
-            items.iter().map(|i| Ok(serde_json::from_str(get_s(i, "body")?)?)).collect::<anyhow::Result<_>>()?;
+        let items = items.iter().map(body).collect::<anyhow::Result<_>>()?;
         Ok(Page { items, next })
     }
 
