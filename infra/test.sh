@@ -37,6 +37,10 @@ BC_SKIP_MAPPING=TRUE .venv/checkov/bin/checkov -f template.yaml --framework clou
 echo "== cargo build (the binaries the black-box tests start)"
 cargo build --workspace --bins --all-features --locked
 
+echo "== schemathesis against the local server"
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+./infra/fuzz.sh "$target/debug/datarequest"
+
 echo "== cargo test"
 log=$(mktemp)
 cargo test --workspace --all-features --locked 2>&1 | tee "$log"

@@ -5,6 +5,8 @@
 //! cases need, the [`http`] router shared by the Lambda functions and the local command, the
 //! [`worker`] that builds and delivers exports, and the [`adapters`] behind the ports.
 
+#![recursion_limit = "256"]
+
 pub mod adapters;
 pub mod app;
 pub mod config;

@@ -102,3 +102,12 @@ fn build_messages_round_trip_and_junk_is_refused() {
         assert!(worker::parse_message(junk).is_err(), "{junk:?}");
     }
 }
+
+#[test]
+fn the_committed_openapi_document_is_the_one_the_server_serves() {
+    let committed: serde_json::Value =
+        serde_json::from_str(include_str!("../../../openapi.json")).expect("openapi.json is JSON");
+    assert_eq!(committed, datarequest::http::openapi::document(), "regenerate it: datarequest openapi > openapi.json");
+    let paths = committed["paths"].as_object().expect("paths");
+    assert_eq!(paths.len(), 4 * 7, "every route under every version");
+}

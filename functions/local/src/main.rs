@@ -52,6 +52,8 @@ enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
+    /// Print the OpenAPI 3.1 document of the API.
+    Openapi,
     /// Load subject data from an NDJSON file (one record a line).
     Import {
         /// The file.
@@ -101,6 +103,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let local = Local::open(&data_dir, &env_lookup, None)?;
             print_account(&*local.app.accounts).await
         }
+        Command::Openapi => {
+            println!("{:#}", datarequest::http::openapi::document());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Import { file, data_dir } => {
             let local = Local::open(&data_dir, &env_lookup, None)?;
             import(&file, &*local.app.subjects).await
@@ -145,8 +151,8 @@ mod aws {
                 );
                 import(&file, &subjects).await
             }
-            Command::Serve { .. } => {
-                anyhow::bail!("serve runs on local storage only; on AWS the Lambda functions serve")
+            Command::Serve { .. } | Command::Openapi => {
+                anyhow::bail!("serve and openapi run locally; on AWS the Lambda functions serve")
             }
         }
     }

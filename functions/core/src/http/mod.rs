@@ -4,6 +4,7 @@
 mod download;
 mod error;
 mod get_datarequest;
+pub mod openapi;
 mod params;
 mod post_datarequest;
 
@@ -47,6 +48,9 @@ pub fn router(app: App, part: Part) -> Router {
             .route("/{version}/datarequest/{id}/status", get(get_datarequest::status))
             .route("/{version}/datarequest/{id}/data", get(get_datarequest::data))
             .route("/{version}/datarequest/{id}/download", get(download::download));
+    }
+    if part == Part::All {
+        routes = routes.route("/openapi.json", get(|| async { axum::Json(openapi::document()) }));
     }
     routes.fallback(invalid_method).method_not_allowed_fallback(invalid_method).with_state(app)
 }

@@ -14,9 +14,12 @@ use crate::domain::{AccessToken, AccountId};
 /// Largest accepted POST body.
 const BODY_LIMIT: usize = 64 * 1024;
 
-/// The API version of the path; all behave the same, but links keep the caller's version.
+/// The API versions; all behave the same.
+pub const VERSIONS: [&str; 4] = ["v1", "v2", "v3", "v4"];
+
+/// The API version of the path; links keep the caller's version.
 pub fn version(text: &str) -> Result<&'static str, ApiError> {
-    ["v1", "v2", "v3", "v4"].into_iter().find(|v| *v == text).ok_or_else(|| ApiError::bad(INVALID_METHOD))
+    VERSIONS.into_iter().find(|v| *v == text).ok_or_else(|| ApiError::bad(INVALID_METHOD))
 }
 
 fn name_for_message(name: &str) -> String {

@@ -1,0 +1,220 @@
+//! The OpenAPI 3.1 document of the API, generated from the same version list and messages as
+//! the router so the two cannot drift; the local server serves it at `/openapi.json`, and the
+//! repository keeps a copy (`openapi.json`) that a test holds equal to this.
+
+use serde_json::{Value, json};
+
+use super::params::VERSIONS;
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    })
+}
+
+fn redirect() -> Value {
+    json!({
+        "description": "The export is served by a short-lived signed URL (AWS)",
+        "headers": {"Location": {"required": true, "schema": {"type": "string"}}}
+    })
+}
+
+fn export_response() -> Value {
+    json!({
+        "description": "The export file",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Export"}}}
+    })
+}
+
+fn id_parameter(description: &str, pattern: &str, example: &str) -> Value {
+    json!({"name": "id", "in": "path", "required": true, "description": description, "example": example,
+           "schema": {"type": "string", "pattern": pattern}})
+}
+
+fn post(version: &str, kind: &str) -> Value {
+    let (parameter, summary) = match kind {
+        "profile" => (id_parameter("Profile id", "^[1-9][0-9]{0,18}$", "1001"), "Request all data about a profile"),
+        "subprofile" => {
+            (id_parameter("Subprofile id", "^[1-9][0-9]{0,18}$", "5001"), "Request all data about a subprofile")
+        }
+        _ => (
+            json!({"name": "email", "in": "path", "required": true, "description": "E-mail address (percent-encoded)", "example": "jane.doe@example.com",
+                   "schema": {"type": "string", "format": "email", "maxLength": 254}}),
+            "Request every message and event for an e-mail address",
+        ),
+    };
+    let link = |operation: &str| json!({"operationId": format!("{operation}_{version}"), "parameters": {"id": "$response.body#/id"}});
+    json!({
+        "operationId": format!("post_{kind}_{version}"),
+        "summary": summary,
+        "tags": ["data requests"],
+        "parameters": [parameter, {"$ref": "#/components/parameters/report"}],
+        "requestBody": {"$ref": "#/components/requestBodies/Report"},
+        "responses": {
+            "201": {
+                "description": "Accepted; the export is built in the background",
+                "headers": {
+                    "X-Created": {"required": true, "description": "The request id", "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+                    "Location": {"required": true, "description": "URL of the request", "schema": {"type": "string"}},
+                    "X-location": {"required": true, "description": "Same as Location", "schema": {"type": "string"}}
+                },
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Created"}}},
+                "links": {
+                    "status": link("get_status"),
+                    "request": link("get_request"),
+                    "data": link("get_data")
+                }
+            },
+            "400": error_response("Bad token, parameter, body, or an unknown subject (\"No entity with supplied ID\")")
+        }
+    })
+}
+
+fn get(version: &str, operation: &str, summary: &str, responses: Value) -> Value {
+    json!({
+        "operationId": format!("{operation}_{version}"),
+        "summary": summary,
+        "tags": ["data requests"],
+        "parameters": [{"$ref": "#/components/parameters/request"}],
+        "responses": responses
+    })
+}
+
+/// The document.
+#[must_use]
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for version in VERSIONS {
+        for kind in ["profile", "subprofile", "email"] {
+            let variable = if kind == "email" { "email" } else { "id" };
+            paths.insert(format!("/{version}/{kind}/{{{variable}}}/datarequest"), json!({"post": post(version, kind)}));
+        }
+        paths.insert(
+            format!("/{version}/datarequest/{{id}}"),
+            json!({"get": get(version, "get_request", "The export when ready, otherwise what is known", json!({
+                "200": {"description": "The export, or the request's info while it is not ready",
+                        "content": {"application/json": {"schema": {"oneOf": [
+                            {"$ref": "#/components/schemas/Export"},
+                            {"$ref": "#/components/schemas/NotReady"}
+                        ]}}}},
+                "303": redirect(),
+                "400": error_response("Bad token or id, or no such request in this account")
+            }))}),
+        );
+        paths.insert(
+            format!("/{version}/datarequest/{{id}}/status"),
+            json!({"get": get(version, "get_status", "Where the request stands", json!({
+                "200": {"description": "The status; unknown and foreign ids are \"not available\"",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}},
+                "400": error_response("Bad token or id")
+            }))}),
+        );
+        paths.insert(
+            format!("/{version}/datarequest/{{id}}/data"),
+            json!({"get": get(version, "get_data", "The export file", json!({
+                "200": export_response(),
+                "303": redirect(),
+                "400": error_response("Bad token or id, or no such request in this account"),
+                "404": error_response("The export is not available (yet)")
+            }))}),
+        );
+        paths.insert(
+            format!("/{version}/datarequest/{{id}}/download"),
+            json!({"get": {
+                "operationId": format!("get_download_{version}"),
+                "summary": "The download link sent by e-mail: a signed token instead of an access token",
+                "tags": ["data requests"],
+                "security": [],
+                "parameters": [
+                    {"$ref": "#/components/parameters/request"},
+                    {"name": "token", "in": "query", "required": true, "description": "The signed token of the link",
+                     "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": export_response(),
+                    "303": redirect(),
+                    "400": error_response("Invalid or expired download token")
+                }
+            }}),
+        );
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Datarequest",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "GDPR data requests, compatible with the Copernica REST API \"data request\" calls. Every route exists under /v1 to /v4 with identical behaviour. Client errors are 400 with {\"error\":{\"message\":…}}; 404 only for /data while not ready; 429 with Retry-After when rate limited; 500 with an opaque message.",
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}
+        },
+        "security": [{"access_token": []}, {"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "access_token": {"type": "apiKey", "in": "query", "name": "access_token"},
+                "bearer": {"type": "http", "scheme": "bearer"}
+            },
+            "parameters": {
+                "request": {"name": "id", "in": "path", "required": true, "description": "Request id",
+                            "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,15}$"}},
+                "report": {"name": "report", "in": "query", "required": false,
+                           "description": "Where to deliver the export: an e-mail address or an https:// web address",
+                           "schema": {"$ref": "#/components/schemas/ReportAddress"}}
+            },
+            "requestBodies": {
+                "Report": {
+                    "required": false,
+                    "description": "The report, as JSON or a form; the empty array [] (Copernica's own client) means no data",
+                    "content": {
+                        "application/json": {"schema": {"oneOf": [
+                            {"type": "object", "properties": {"report": {"oneOf": [{"$ref": "#/components/schemas/ReportAddress"}, {"type": "null"}]}},
+                             "additionalProperties": false},
+                            {"type": "array", "maxItems": 0}
+                        ]}},
+                        "application/x-www-form-urlencoded": {"schema": {"type": "object",
+                            "properties": {"report": {"$ref": "#/components/schemas/ReportAddress"}}, "additionalProperties": false}}
+                    }
+                }
+            },
+            "schemas": {
+                "ReportAddress": {"type": "string", "maxLength": 2048,
+                                  "description": "An e-mail address, or an https:// address of a public host"},
+                "Created": {"type": "object", "required": ["id"], "properties": {"id": {"type": "integer", "minimum": 1, "maximum": 9_007_199_254_740_991_u64}}},
+                "Error": {"type": "object", "required": ["error"], "additionalProperties": false, "properties": {
+                    "error": {"type": "object", "required": ["message"], "additionalProperties": false,
+                              "properties": {"message": {"type": "string", "minLength": 1}}}
+                }},
+                "Info": {"type": "object", "required": ["type", "id"], "properties": {
+                    "type": {"enum": ["profile", "subprofile", "email"]},
+                    "id": {"type": ["integer", "string"]}
+                }},
+                "Export": {"type": "object", "required": ["info", "data"], "properties": {
+                    "info": {"$ref": "#/components/schemas/Info"},
+                    "data": {"type": "array", "items": {"type": "array", "minItems": 1, "prefixItems": [{"type": "string"}], "items": {"type": "object"}}}
+                }},
+                "NotReady": {"type": "object", "required": ["info", "data"], "properties": {
+                    "info": {"$ref": "#/components/schemas/Info"},
+                    "data": {"type": "string", "enum": ["Data not available (yet)", "Data not available"]}
+                }},
+                "Status": {"type": "object", "required": ["status", "available", "content-type"], "properties": {
+                    "status": {"enum": ["available", "pending", "not available"]},
+                    "available": {"type": "integer", "minimum": 0},
+                    "content-type": {"const": "application/json"},
+                    "id": {"type": "integer"},
+                    "info": {"$ref": "#/components/schemas/Info"},
+                    "state": {"enum": ["accepted", "building", "built", "delivered", "failed", "expired"]},
+                    "created": {"type": "string"},
+                    "completed": {"type": ["string", "null"]},
+                    "expires": {"type": ["string", "null"]},
+                    "reason": {"type": ["string", "null"]},
+                    "delivery": {"type": "object", "required": ["status"], "properties": {
+                        "status": {"enum": ["none", "pending", "sending", "sent", "failed"]},
+                        "method": {"enum": ["email", "web", "attachment", "link"]},
+                        "attempts": {"type": "integer", "minimum": 0},
+                        "error": {"type": ["string", "null"]}
+                    }}
+                }}
+            }
+        }
+    })
+}
