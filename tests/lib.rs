@@ -1,1 +1,5 @@
-//! Shared helpers live in the test binaries; this library is empty on purpose.
+//! Test tooling shared by the black-box tests and the benchmarks. Setup failures panic: this
+//! code only ever runs inside tests and benchmarks.
+#![allow(clippy::expect_used, clippy::panic)]
+
+pub mod runtime;

@@ -8,8 +8,9 @@ use hmac::Mac;
 use mail_parser::MessageParser;
 use serde_json::{Value, json};
 
+use datarequest_tests::runtime::Function;
+
 use super::Env;
-use super::runtime::Function;
 use crate::helpers::{Account, Receiver, SAMPLE, binary};
 
 const POST_EVENT: &str = include_str!("../../../functions/core/tests/fixtures/apigw-v2-post-profile-datarequest.json");
@@ -61,6 +62,13 @@ fn get_event(token: &str, path: &str) -> Value {
     event["requestContext"]["http"]["path"] = json!(path);
     event["headers"]["authorization"] = json!(format!("Bearer {token}"));
     event
+}
+
+/// Starts a function binary with the emulator's environment and `extra` on top; `without`
+/// names variables to leave out.
+async fn start(name: &str, env: &Env, extra: &[(&'static str, &'static str)], without: &[&str]) -> Function {
+    let vars = env.0.iter().filter(|(k, _)| !without.contains(&k.as_str())).map(|(k, v)| (k.as_str(), v.as_str()));
+    Function::start(&binary(name), vars.chain(extra.iter().copied())).await
 }
 
 async fn submit(intake: &Function, account: &Account, subject: &str, report: Option<&str>) -> u64 {
@@ -155,9 +163,9 @@ async fn a_request_flows_through_intake_the_queue_builder_s3_ses_and_status() {
     let env = Env::provision();
     let account = seed(&env);
     // No public URL for intake and status: they answer with the API's own domain, as deployed.
-    let intake = Function::start("intake", &env, &[], &["DATAREQUEST_PUBLIC_URL"]).await;
-    let builder = Function::start("builder", &env, &[], &[]).await;
-    let status_fn = Function::start("status", &env, &[], &["DATAREQUEST_PUBLIC_URL"]).await;
+    let intake = start("intake", &env, &[], &["DATAREQUEST_PUBLIC_URL"]).await;
+    let builder = start("builder", &env, &[], &[]).await;
+    let status_fn = start("status", &env, &[], &["DATAREQUEST_PUBLIC_URL"]).await;
 
     let id = submit(&intake, &account, "profile/42", Some("dpo@customer.example")).await;
     let response = intake.invoke(post_event(&account.token, "profile/42", None)).await.expect("intake");
@@ -232,9 +240,9 @@ async fn a_poisoned_message_fails_alone_web_delivery_is_signed_and_dead_letters_
     let account = seed(&env);
     let receiver = Receiver::start(&[]).await;
     let private = [("DATAREQUEST_WEBHOOK_ALLOW_PRIVATE", "true")];
-    let intake = Function::start("intake", &env, &private, &[]).await;
-    let builder = Function::start("builder", &env, &private, &[]).await;
-    let status_fn = Function::start("status", &env, &[], &[]).await;
+    let intake = start("intake", &env, &private, &[]).await;
+    let builder = start("builder", &env, &private, &[]).await;
+    let status_fn = start("status", &env, &[], &[]).await;
 
     let web = submit(&intake, &account, "subprofile/4201", Some(&receiver.url)).await;
     let plain = submit(&intake, &account, "email/guest%40example.org", None).await;

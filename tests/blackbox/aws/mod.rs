@@ -4,7 +4,6 @@
 
 mod adapters;
 mod functions;
-mod runtime;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};

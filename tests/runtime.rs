@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -14,9 +15,6 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::Value;
 use tokio::sync::{Mutex, mpsc, oneshot};
-
-use super::Env;
-use crate::helpers::binary;
 
 type Reply = oneshot::Sender<Result<Value, Value>>;
 
@@ -29,6 +27,7 @@ struct Invocation {
 struct Shared {
     queue: Mutex<mpsc::Receiver<Invocation>>,
     pending: Mutex<HashMap<String, Reply>>,
+    first_poll: Arc<std::sync::OnceLock<Instant>>,
 }
 
 /// One function binary under the emulated Runtime API.
@@ -37,9 +36,12 @@ pub struct Function {
     child: Child,
     server: tokio::task::JoinHandle<()>,
     next_id: std::sync::atomic::AtomicU64,
+    spawned: Instant,
+    first_poll: Arc<std::sync::OnceLock<Instant>>,
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let _ = shared.first_poll.set(Instant::now());
     let Some(invocation) = shared.queue.lock().await.recv().await else {
         return (StatusCode::GONE, HeaderMap::new(), String::new());
     };
@@ -72,11 +74,16 @@ async fn respond(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body
 }
 
 impl Function {
-    /// Starts `name` (a binary of this workspace) against a fresh Runtime API with the
-    /// emulator's environment and `extra` on top; `without` names variables to leave out.
-    pub async fn start(name: &str, env: &Env, extra: &[(&str, &str)], without: &[&str]) -> Self {
+    /// Starts the function binary at `path` against a fresh Runtime API, with exactly the
+    /// environment `env` (plus the variables the Lambda runtime itself sets).
+    pub async fn start<'a>(path: &std::path::Path, env: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let (sender, receiver) = mpsc::channel(16);
-        let shared = Arc::new(Shared { queue: Mutex::new(receiver), pending: Mutex::new(HashMap::new()) });
+        let first_poll = Arc::new(std::sync::OnceLock::new());
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(receiver),
+            pending: Mutex::new(HashMap::new()),
+            first_poll: Arc::clone(&first_poll),
+        });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
             .route(
@@ -100,17 +107,13 @@ impl Function {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        let mut command = Command::new(binary(name));
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut command = Command::new(path);
         command.env_clear();
-        for (key, value) in &env.0 {
-            if !without.contains(&key.as_str()) {
-                command.env(key, value);
-            }
-        }
         command
-            .envs(extra.iter().copied())
+            .envs(env)
             .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_NAME", &name)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
@@ -118,8 +121,15 @@ impl Function {
             .env("AWS_LAMBDA_LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        let spawned = Instant::now();
         let child = command.spawn().expect("starts the function");
-        Self { sender, child, server, next_id: std::sync::atomic::AtomicU64::new(1) }
+        Self { sender, child, server, next_id: std::sync::atomic::AtomicU64::new(1), spawned, first_poll }
+    }
+
+    /// How long the function took from spawn to its first request for work (its init), once
+    /// it has asked.
+    pub fn init_time(&self) -> Option<Duration> {
+        self.first_poll.get().map(|at| at.duration_since(self.spawned))
     }
 
     /// Invokes the function with an event: `Ok` with its response, `Err` with its error.

@@ -1,0 +1,501 @@
+//! `bench`: figures against the service's limits, each compared with its limit in the same run.
+//! Run it through `infra/bench.sh`, which builds the release binaries first. Nothing here is a
+//! timed test: it prints what it measured and says which goals are met.
+//!
+//! - builder throughput on a generated ~1 GB subject, against serde_json serialising the same
+//!   records into a sink;
+//! - builder peak memory for 100 MB and 1 GB subjects (each build in a child process);
+//! - a 200 MB export through the S3 multipart path against the emulator, with its peak memory;
+//! - Lambda start: spawn to first request for work (median of 20) and first invocation;
+//! - the local server under `wrk`, against an axum hello-world on the same machine.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use datarequest::App;
+use datarequest::domain::{
+    AccountId, Event, EventKind, Message, Profile, ProfileId, Record, Subject, Subprofile, SubprofileId, Timestamp,
+};
+use datarequest::local::Local;
+use serde_json::{Value, json};
+
+const MB: f64 = 1_000_000.0;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match args.first().map(String::as_str) {
+        Some("build-child") => runtime.block_on(build_child(Path::new(&args[1]), args.get(2).map(String::as_str))),
+        Some("hello") => runtime.block_on(hello()),
+        Some("all") | None => runtime.block_on(all()),
+        Some(other) => anyhow::bail!("unknown command {other}: use `bench` or `bench all`"),
+    }
+}
+
+/// A deterministic pseudo-random sequence, so every run generates the same subject.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+}
+
+const LINE: &str = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt.";
+
+/// The records of one profile with about `bytes` of history: messages of 15 to 120 KB of
+/// multipart MIME, about 20 events each, every kind of event, three subprofiles.
+fn subject(account: AccountId, bytes: u64) -> impl Iterator<Item = Record> {
+    let profile = ProfileId::parse("1").unwrap_or_else(|_| unreachable!());
+    let time = |n: u64| Timestamp::from_unix(1_700_000_000 + i64::try_from(n).unwrap_or(0) * 60);
+    let head = std::iter::once(Record::Profile(Profile {
+        account,
+        id: profile,
+        database: 1,
+        email: Some("big@example.com".into()),
+        fields: serde_json::from_value(json!({"firstname": "Big", "lastname": "Subject", "city": "Utrecht"}))
+            .unwrap_or_default(),
+        interests: vec!["news".into()],
+        created: time(0),
+        modified: time(1),
+    }))
+    .chain((1..=3).map(move |n| {
+        Record::Subprofile(Subprofile {
+            account,
+            id: SubprofileId::try_from(n).unwrap_or_else(|_| unreachable!()),
+            profile,
+            collection: 1,
+            email: Some(format!("big{n}@work.example")),
+            fields: serde_json::from_value(json!({"order": n})).unwrap_or_default(),
+            created: time(n),
+            modified: time(n),
+        })
+    }));
+    let mut rng = Lcg(42);
+    let mut written = 0u64;
+    let mut n = 0u64;
+    let history = std::iter::from_fn(move || {
+        if written >= bytes {
+            return None;
+        }
+        n += 1;
+        let size = 15_000 + rng.next() % 105_000;
+        let lines = usize::try_from(size / 2 / (LINE.len() as u64 + 2)).unwrap_or(1);
+        let text: String = (0..lines).map(|i| format!("{LINE} {i}\r\n")).collect();
+        let html: String = (0..lines).map(|i| format!("<p>{LINE} {i}</p>\r\n")).collect();
+        let id = format!("m-{n:07}");
+        let mime = format!(
+            "From: Shop <news@shop.example>\r\nTo: big@example.com\r\nSubject: Mail {n}\r\nMessage-ID: <{id}@shop.example>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n--b\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\n{text}--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}--b--\r\n"
+        );
+        let subprofile = n.is_multiple_of(5).then(|| SubprofileId::try_from(1 + n % 3).unwrap_or_else(|_| unreachable!()));
+        let mut records = vec![Record::Message(Message {
+            account,
+            id: id.clone(),
+            profile: Some(profile),
+            subprofile,
+            email: "big@example.com".into(),
+            mailing: (n % 40).to_string(),
+            subject: format!("Mail {n}"),
+            sent: time(n * 100),
+            mime,
+        })];
+        written += size;
+        for e in 0..20 {
+            let kind = EventKind::ALL[usize::try_from((n + e) % 7).unwrap_or(0)];
+            let data = json!({"ip": "198.51.100.23", "useragent": "Mozilla/5.0 (X11; Linux x86_64)", "link": format!("https://shop.example/p/{e}")});
+            records.push(Record::Event(Event {
+                account,
+                kind,
+                message: Some(id.clone()),
+                profile: Some(profile),
+                subprofile,
+                email: Some("big@example.com".into()),
+                time: time(n * 100 + e + 1),
+                data: serde_json::from_value(data).unwrap_or_default(),
+            }));
+            written += 250;
+        }
+        Some(records)
+    })
+    .flatten();
+    head.chain(history)
+}
+
+/// A local data dir holding account 1 with a generated subject of about `bytes`.
+async fn prepare(dir: &Path, bytes: u64) -> anyhow::Result<()> {
+    let local = Local::open(dir, &|_| None, Some("http://127.0.0.1:1".into()))?;
+    let account = local.app.create_account().await?.account;
+    let mut batch = Vec::with_capacity(500);
+    for record in subject(account, bytes) {
+        batch.push(record);
+        if batch.len() == 500 {
+            local.app.subjects.load(&batch).await?;
+            batch.clear();
+        }
+    }
+    local.app.subjects.load(&batch).await?;
+    Ok(())
+}
+
+/// Serialises the same records with serde_json into a sink: the limit of the builder.
+fn serde_limit(bytes: u64) -> anyhow::Result<(u64, Duration)> {
+    struct Counting(u64);
+    impl Write for Counting {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let account = AccountId::try_from(1)?;
+    let records: Vec<Record> = subject(account, bytes).collect::<Vec<_>>();
+    let mut sink = std::io::BufWriter::with_capacity(256 * 1024, Counting(0));
+    let start = Instant::now();
+    for record in &records {
+        serde_json::to_writer(&mut sink, record)?;
+        sink.write_all(b",")?;
+    }
+    sink.flush()?;
+    let elapsed = start.elapsed();
+    Ok((sink.get_ref().0, elapsed))
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// In a child process: builds the export of profile 1 of account 1 in `dir` (to S3 when
+/// `s3` is given, the emulator's environment being set) and prints size, time and peak RSS.
+async fn build_child(dir: &Path, s3: Option<&str>) -> anyhow::Result<()> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let mut local = Local::open(dir, &lookup, Some("http://127.0.0.1:1".into()))?;
+    if s3.is_some() {
+        let clients = datarequest::adapters::aws::Clients::from_env().await;
+        let bucket = std::env::var(datarequest::config::EXPORTS_BUCKET)?;
+        local.app.exports = Arc::new(datarequest::adapters::aws::S3Exports::new(clients.s3, bucket));
+    }
+    let app: &App = &local.app;
+    let account = AccountId::try_from(1)?;
+    let id = app.submit(account, Subject::Profile(ProfileId::parse("1")?), None).await?;
+    let baseline = peak_rss_kb();
+    let start = Instant::now();
+    datarequest::worker::handle(app, id, 1).await?;
+    let seconds = start.elapsed().as_secs_f64();
+    let request = app.requests.get(id).await?.context("request")?;
+    anyhow::ensure!(
+        request.state == datarequest::domain::State::Built,
+        "the build did not finish: {:?}",
+        request.state
+    );
+    println!(
+        "{}",
+        json!({"bytes": request.available, "seconds": seconds, "peak_rss_kb": peak_rss_kb(), "rss_before_kb": baseline})
+    );
+    Ok(())
+}
+
+fn run_child(dir: &Path, s3_env: Option<&[(String, String)]>) -> anyhow::Result<Value> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg("build-child").arg(dir).env("RUST_LOG", "warn");
+    if let Some(env) = s3_env {
+        command.arg("s3").envs(env.iter().map(|(k, v)| (k, v)));
+    }
+    let output = command.stderr(Stdio::inherit()).output()?;
+    anyhow::ensure!(output.status.success(), "the build child failed");
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+async fn hello() -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "Hello, World!" }));
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+struct Report {
+    rows: Vec<String>,
+}
+
+impl Report {
+    fn row(&mut self, what: &str, figure: String, limit: String, ratio: f64, goal: &str, met: bool) {
+        let line =
+            format!("| {what} | {figure} | {limit} | {ratio:.2} | {goal} | {} |", if met { "met" } else { "not yet" });
+        println!("{line}");
+        self.rows.push(line);
+    }
+}
+
+async fn all() -> anyhow::Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let release = std::env::current_exe()?.parent().map(Path::to_path_buf).context("target dir")?;
+    let work = std::env::temp_dir().join(format!("datarequest-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let mut report = Report { rows: Vec::new() };
+    println!("| benchmark | figure | limit | ratio | goal | |");
+    println!("|---|---|---|---|---|---|");
+
+    // Builder throughput and memory.
+    // BENCH_SCALE shrinks every subject, to try the benchmark quickly (figures then mean little).
+    let scale: f64 = std::env::var("BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
+    let scaled = |bytes: f64| (bytes * scale) as u64;
+    let mut memory = Vec::new();
+    for (name, bytes) in [("100 MB", scaled(1e8)), ("1 GB", scaled(1e9))] {
+        let dir = work.join(format!("subject-{bytes}"));
+        let start = Instant::now();
+        prepare(&dir, bytes).await?;
+        eprintln!("generated the {name} subject in {:.1} s", start.elapsed().as_secs_f64());
+        let built = run_child(&dir, None)?;
+        let size = built["bytes"].as_f64().unwrap_or(0.0);
+        let seconds = built["seconds"].as_f64().unwrap_or(1.0);
+        let rss = built["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0;
+        memory.push(rss);
+        if name == "1 GB" {
+            let (serialized, elapsed) = serde_limit(bytes)?;
+            let ours = size / MB / seconds;
+            let limit = serialized as f64 / MB / elapsed.as_secs_f64();
+            report.row(
+                "builder throughput, 1 GB subject",
+                format!("{ours:.0} MB/s ({:.0} MB in {seconds:.1} s)", size / MB),
+                format!("serde_json into a sink: {limit:.0} MB/s"),
+                ours / limit,
+                ">= 0.5 of the limit",
+                ours / limit >= 0.5,
+            );
+        }
+        report.row(
+            &format!("builder peak RSS, {name} subject"),
+            format!("{rss:.1} MB (export {:.0} MB)", size / MB),
+            "64 MB".into(),
+            rss / 64.0,
+            "flat, <= 64 MB",
+            rss <= 64.0,
+        );
+        if name == "100 MB" {
+            // 200 MB through the S3 multipart path, if the emulator is up.
+            if let Some(env) = emulator_env(&root)? {
+                let dir = work.join("subject-s3");
+                prepare(&dir, scaled(2e8)).await?;
+                let built = run_child(&dir, Some(&env))?;
+                let rss = built["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0;
+                report.row(
+                    "S3 multipart export, 200 MB, peak RSS",
+                    format!(
+                        "{rss:.1} MB ({:.0} MB in {:.1} s)",
+                        built["bytes"].as_f64().unwrap_or(0.0) / MB,
+                        built["seconds"].as_f64().unwrap_or(0.0)
+                    ),
+                    "64 MB".into(),
+                    rss / 64.0,
+                    "flat, <= 64 MB",
+                    rss <= 64.0,
+                );
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if let [small, large] = memory[..] {
+        report.row(
+            "builder RSS growth, 100 MB -> 1 GB",
+            format!("{:+.1} MB", large - small),
+            "0 MB".into(),
+            large / small.max(1.0),
+            "flat",
+            large - small <= 8.0,
+        );
+    }
+
+    lambda_start(&root, &release, &mut report).await?;
+    load(&release, &work, &mut report).await?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// Starts the emulator (idempotent) and provisions a fresh set of resources.
+fn emulator_env(root: &Path) -> anyhow::Result<Option<Vec<(String, String)>>> {
+    let script = root.join("infra/emulator.sh");
+    let started = Command::new(&script).arg("start").stdout(Stdio::null()).status()?;
+    if !started.success() {
+        eprintln!("the emulator did not start; skipping the S3 and Lambda figures");
+        return Ok(None);
+    }
+    static ROUND: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let round = ROUND.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let suffix = format!("bench{}-{round}", std::process::id());
+    let output = Command::new(&script).args(["provision", &suffix]).output()?;
+    anyhow::ensure!(output.status.success(), "provisioning failed");
+    let text = String::from_utf8(output.stdout)?;
+    Ok(Some(text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()))
+}
+
+async fn lambda_start(root: &Path, release: &Path, report: &mut Report) -> anyhow::Result<()> {
+    let Some(env) = emulator_env(root)? else { return Ok(()) };
+    let event: Value =
+        serde_json::from_str(include_str!("../../functions/core/tests/fixtures/apigw-v2-get-datarequest-status.json"))?;
+    for name in ["intake", "status", "builder"] {
+        let path = release.join(name);
+        anyhow::ensure!(
+            path.exists(),
+            "{} is missing: build the release binaries (infra/bench.sh does)",
+            path.display()
+        );
+        let mut inits = Vec::new();
+        let mut first_invocation = Duration::ZERO;
+        for round in 0..20 {
+            let function =
+                datarequest_tests::runtime::Function::start(&path, env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .await;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while function.init_time().is_none() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            inits.push(function.init_time().context("the function never asked for work")?);
+            if round == 0 && name == "status" {
+                let start = Instant::now();
+                let _ = function.invoke(event.clone()).await;
+                first_invocation = start.elapsed();
+            }
+        }
+        inits.sort();
+        let median = inits[inits.len() / 2].as_secs_f64() * 1000.0;
+        report.row(
+            &format!("Lambda init, `{name}` (median of 20)"),
+            format!("{median:.1} ms"),
+            "25 ms".into(),
+            median / 25.0,
+            "<= 25 ms",
+            median <= 25.0,
+        );
+        if name == "status" {
+            let ms = first_invocation.as_secs_f64() * 1000.0;
+            println!("  first invocation of `status` (a status GET, DynamoDB on the emulator): {ms:.1} ms");
+        }
+    }
+    Ok(())
+}
+
+struct Wrk {
+    requests_per_second: f64,
+    p99_ms: f64,
+}
+
+fn wrk(url: &str, extra: &[&str]) -> anyhow::Result<Wrk> {
+    let output = Command::new("wrk")
+        .args(["-t2", "-c32", "-d8s", "--latency"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .context("wrk is missing: apt-get install wrk (infra/bench.sh does)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let requests_per_second = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("wrk printed no rate")?;
+    let p99 = text.lines().find_map(|l| l.trim().strip_prefix("99%")).map(str::trim).context("wrk printed no p99")?;
+    let p99_ms = if let Some(us) = p99.strip_suffix("us") {
+        us.parse::<f64>()? / 1000.0
+    } else if let Some(ms) = p99.strip_suffix("ms") {
+        ms.parse::<f64>()?
+    } else {
+        p99.trim_end_matches('s').parse::<f64>()? * 1000.0
+    };
+    Ok(Wrk { requests_per_second, p99_ms })
+}
+
+fn spawn_announcing(mut command: Command, marker: &str) -> anyhow::Result<(std::process::Child, Vec<String>)> {
+    use std::io::BufRead;
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line?;
+        let done = line.contains(marker);
+        lines.push(line);
+        if done {
+            return Ok((child, lines));
+        }
+    }
+    anyhow::bail!("the server did not start")
+}
+
+async fn load(release: &Path, work: &Path, report: &mut Report) -> anyhow::Result<()> {
+    let (mut hello, lines) = spawn_announcing(
+        {
+            let mut c = Command::new(std::env::current_exe()?);
+            c.arg("hello");
+            c
+        },
+        "listening on",
+    )?;
+    let hello_url = lines.last().and_then(|l| l.strip_prefix("listening on ")).context("hello address")?.to_owned();
+    let baseline = wrk(&format!("{hello_url}/"), &[]);
+    let _ = hello.kill();
+    let baseline = baseline?;
+
+    let mut serve = Command::new(release.join("datarequest"));
+    serve
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(work.join("load"))
+        .env("RUST_LOG", "warn");
+    let (mut server, lines) = spawn_announcing(serve, "Datarequest listening on")?;
+    let result = async {
+        let url = lines.last().and_then(|l| l.strip_prefix("Datarequest listening on ")).context("address")?.to_owned();
+        let token = lines.iter().find_map(|l| l.strip_prefix("TOKEN=")).context("token")?.to_owned();
+        let client = reqwest::Client::new();
+        let created: Value =
+            client.post(format!("{url}/v1/profile/1001/datarequest?access_token={token}")).send().await?.json().await?;
+        let id = created["id"].as_u64().context("id")?;
+        let auth = format!("Authorization: Bearer {token}");
+        let status = wrk(&format!("{url}/v1/datarequest/{id}/status"), &["-H", &auth])?;
+        let script = work.join("post.lua");
+        std::fs::write(
+            &script,
+            "wrk.method = \"POST\"\nwrk.body = \"[]\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+        )?;
+        let intake =
+            wrk(&format!("{url}/v1/profile/1001/datarequest"), &["-H", &auth, "-s", script.to_str().context("path")?])?;
+        anyhow::Ok((status, intake))
+    }
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    let (status, intake) = result?;
+    let hello_rate = baseline.requests_per_second;
+    println!(
+        "  axum hello-world: {hello_rate:.0} req/s, p99 {:.2} ms (wrk -t2 -c32 -d8s, same machine)",
+        baseline.p99_ms
+    );
+    report.row(
+        "local server, status GETs",
+        format!("{:.0} req/s, p99 {:.2} ms", status.requests_per_second, status.p99_ms),
+        format!("hello-world {hello_rate:.0} req/s"),
+        status.requests_per_second / hello_rate,
+        ">= 0.5 of hello-world",
+        status.requests_per_second / hello_rate >= 0.5,
+    );
+    report.row(
+        "local server, intake POSTs",
+        format!("{:.0} req/s, p99 {:.2} ms", intake.requests_per_second, intake.p99_ms),
+        format!("hello-world {hello_rate:.0} req/s"),
+        intake.requests_per_second / hello_rate,
+        "(figure only)",
+        true,
+    );
+    Ok(())
+}
