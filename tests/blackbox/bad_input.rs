@@ -189,3 +189,31 @@ async fn every_accepted_body_form_works_including_the_official_clients_empty_arr
         response.header("location").is_some_and(|l| l.ends_with(&format!("/v4/datarequest/{}", response.json()["id"])))
     );
 }
+
+#[tokio::test]
+async fn over_the_rate_limit_a_post_gets_429_with_retry_after_in_copernicas_shape() {
+    let (app, account) = TestApp::start(&[("DATAREQUEST_RATE_LIMIT_PER_MINUTE", "2")]);
+    let path = format!("/v1/profile/42/datarequest?access_token={}", account.token);
+    // Stay clear of a minute boundary, where the window starts afresh.
+    let second = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() % 60;
+    if second >= 55 {
+        tokio::time::sleep(std::time::Duration::from_secs(61 - second)).await;
+    }
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..3 {
+        let response = app.request("POST", &path, &[], None).await;
+        statuses.push(response.status);
+        last = Some(response);
+    }
+    assert_eq!(statuses, [201, 201, 429]);
+    let response = last.expect("a response");
+    let retry: u64 = response.header("retry-after").expect("Retry-After").parse().expect("seconds");
+    assert!((1..=60).contains(&retry));
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let message = response.json()["error"]["message"].as_str().expect("message").to_owned();
+    assert!(message.starts_with("Too many data requests"), "{message}");
+    // GETs are not limited.
+    let status = app.get(&format!("/v1/datarequest/1234567890123456/status?access_token={}", account.token)).await;
+    assert_eq!(status.status, 200);
+}

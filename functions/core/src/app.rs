@@ -33,6 +33,49 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Settings.
     pub settings: Arc<Settings>,
+    /// The per-account limit on new requests.
+    pub limiter: Arc<RateLimiter>,
+}
+
+/// A fixed-window limit on the data requests an account POSTs per minute, kept in this
+/// process's memory (each Lambda instance counts for itself; API Gateway throttles in front).
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    per_minute: u32,
+    windows: std::sync::Mutex<std::collections::HashMap<AccountId, (i64, u32)>>,
+}
+
+impl RateLimiter {
+    /// A limiter allowing `per_minute` requests per account per minute; 0 allows all.
+    #[must_use]
+    pub fn new(per_minute: u32) -> Self {
+        Self { per_minute, windows: std::sync::Mutex::default() }
+    }
+
+    /// Counts a request of `account` at `now`. `Err` holds the seconds until the next minute
+    /// when the account is over its limit.
+    ///
+    /// # Errors
+    /// The seconds to wait, when over the limit.
+    pub fn check(&self, account: AccountId, now: Timestamp) -> Result<(), u64> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let minute = now.unix().div_euclid(60);
+        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if windows.len() > 10_000 {
+            windows.retain(|_, (m, _)| *m == minute);
+        }
+        let window = windows.entry(account).or_insert((minute, 0));
+        if window.0 != minute {
+            *window = (minute, 0);
+        }
+        if window.1 >= self.per_minute {
+            return Err(u64::try_from(60 - now.unix().rem_euclid(60)).unwrap_or(60));
+        }
+        window.1 += 1;
+        Ok(())
+    }
 }
 
 /// Why a request could not be accepted.
@@ -192,5 +235,27 @@ impl App {
     #[must_use]
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_limiter_counts_per_account_per_minute() {
+        let limiter = RateLimiter::new(2);
+        let (a, b) = (
+            AccountId::try_from(1).unwrap_or_else(|_| unreachable!()),
+            AccountId::try_from(2).unwrap_or_else(|_| unreachable!()),
+        );
+        let at = |s: i64| Timestamp::from_unix(1_800_000_000 + s);
+        assert_eq!(limiter.check(a, at(0)), Ok(()));
+        assert_eq!(limiter.check(a, at(1)), Ok(()));
+        assert_eq!(limiter.check(a, at(20)), Err(40), "third in the minute: wait for the next");
+        assert_eq!(limiter.check(b, at(20)), Ok(()), "another account has its own count");
+        assert_eq!(limiter.check(a, at(60)), Ok(()), "a new minute");
+        let off = RateLimiter::new(0);
+        assert!((0..1000).all(|n| off.check(a, at(n)).is_ok()));
     }
 }

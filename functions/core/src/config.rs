@@ -27,6 +27,8 @@ pub const WEBHOOK_TIMEOUT_SECS: &str = "DATAREQUEST_WEBHOOK_TIMEOUT_SECS";
 /// Receives of a build message before the request is marked failed.
 pub const BUILD_ATTEMPTS: &str = "DATAREQUEST_BUILD_ATTEMPTS";
 
+/// Data requests an account may POST per minute (to one process); 0 turns the limit off.
+pub const RATE_LIMIT_PER_MINUTE: &str = "DATAREQUEST_RATE_LIMIT_PER_MINUTE";
 /// AWS: the DynamoDB table of data requests.
 pub const REQUESTS_TABLE: &str = "DATAREQUEST_REQUESTS_TABLE";
 /// AWS: the DynamoDB table of accounts and hashed tokens.
@@ -107,6 +109,8 @@ pub struct Settings {
     pub webhook_timeout: Duration,
     /// Receives of a build message before the request fails.
     pub build_attempts: u32,
+    /// Data requests per account per minute; 0 is unlimited.
+    pub rate_limit_per_minute: u32,
     /// Lifetime of a signed URL handed out by `/data` and `/download`.
     pub signed_url_ttl: Duration,
 }
@@ -184,6 +188,7 @@ impl Settings {
             delivery_backoff: Duration::from_secs_f64(backoff),
             webhook_timeout: Duration::from_secs(timeout.max(1)),
             build_attempts,
+            rate_limit_per_minute: parsed(lookup, RATE_LIMIT_PER_MINUTE, 120, "a number of requests")?,
             signed_url_ttl: Duration::from_secs(300),
         })
     }

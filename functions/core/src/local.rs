@@ -98,6 +98,7 @@ impl Local {
             mailer,
             web: Arc::new(HttpWebDelivery::new(settings.web_policy, settings.webhook_timeout)?),
             clock: Arc::new(SystemClock),
+            limiter: Arc::new(crate::app::RateLimiter::new(settings.rate_limit_per_minute)),
             settings: Arc::new(settings),
         };
         Ok(Self { app, store, data_dir: data_dir.to_owned() })

@@ -481,6 +481,7 @@ pub fn app(settings: Settings) -> (App, Fakes) {
         mailer: fakes.mailer.clone(),
         web: fakes.web.clone(),
         clock: fakes.clock.clone(),
+        limiter: Arc::new(crate::app::RateLimiter::new(settings.rate_limit_per_minute)),
         settings: Arc::new(settings),
     };
     (app, fakes)

@@ -23,6 +23,8 @@ pub enum ApiError {
     BadRequest(String),
     /// `404`: the export is not there (yet).
     NotFound(String),
+    /// `429`: over the rate limit; retry after this many seconds.
+    TooMany(u64),
     /// `500`: ours; the cause is logged.
     Internal(anyhow::Error),
 }
@@ -65,6 +67,12 @@ impl IntoResponse for ApiError {
         match self {
             Self::BadRequest(message) => error_response(StatusCode::BAD_REQUEST, &message),
             Self::NotFound(message) => error_response(StatusCode::NOT_FOUND, &message),
+            Self::TooMany(seconds) => {
+                let message = format!("Too many data requests; retry after {seconds} seconds");
+                let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, &message);
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+                response
+            }
             Self::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");
                 error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal error, please try again later")

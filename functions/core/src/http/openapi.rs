@@ -66,7 +66,12 @@ fn post(version: &str, kind: &str) -> Value {
                     "data": link("get_data")
                 }
             },
-            "400": error_response("Bad token, parameter, body, or an unknown subject (\"No entity with supplied ID\")")
+            "400": error_response("Bad token, parameter, body, or an unknown subject (\"No entity with supplied ID\")"),
+            "429": {
+                "description": "Too many data requests from this account this minute",
+                "headers": {"Retry-After": {"required": true, "description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            }
         }
     })
 }

@@ -78,6 +78,7 @@ async fn accept(
         let version = params::version(&version)?;
         let mut query = params::query(query.as_deref(), &["access_token", "report"])?;
         let account = params::authenticate(&app, &query, &headers).await?;
+        app.limiter.check(account, app.now()).map_err(ApiError::TooMany)?;
         let subject = subject(&id)?;
         let from_body = params::body_report(&headers, body).await?;
         let report = match (query.remove("report").filter(|r| !r.is_empty()), from_body.filter(|r| !r.is_empty())) {

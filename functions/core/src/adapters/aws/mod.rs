@@ -115,6 +115,7 @@ pub fn app(
         mailer: Arc::new(SesMailer::new(clients.ses.clone())),
         web: Arc::new(HttpWebDelivery::new(settings.web_policy, settings.webhook_timeout)?),
         clock: Arc::new(SystemClock),
+        limiter: Arc::new(crate::app::RateLimiter::new(settings.rate_limit_per_minute)),
         settings: Arc::new(settings),
     };
     Ok((app, queue))
