@@ -4,7 +4,7 @@
 //! transaction, so it is atomic even against another process on the same file.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -19,6 +19,7 @@ use crate::domain::{
 use crate::ports::{Accounts, BuildQueue, Change, Guard, Page, RequestStore, SubjectData};
 
 const SCHEMA: &str = r"
+PRAGMA page_size = 16384;
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 CREATE TABLE IF NOT EXISTS accounts (
@@ -104,10 +105,15 @@ const MESSAGE_PAGE: i64 = 32;
 /// Events and subprofiles per page.
 const RECORD_PAGE: i64 = 500;
 
-/// The local database.
+/// Work for the database thread.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// The local database: one connection, owned by one thread that runs the store's work in
+/// turn. One thread rather than a pool: every row is allocated by the same thread (and its
+/// allocator arena), which keeps the memory of a large build flat.
 #[derive(Clone)]
 pub struct SqliteStore {
-    connection: Arc<Mutex<Connection>>,
+    jobs: std::sync::mpsc::Sender<Job>,
     queued: Arc<Notify>,
 }
 
@@ -141,7 +147,15 @@ impl SqliteStore {
         let connection = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         connection.busy_timeout(Duration::from_secs(10))?;
         connection.execute_batch(SCHEMA).context("creating the schema")?;
-        Ok(Self { connection: Arc::new(Mutex::new(connection)), queued: Arc::new(Notify::new()) })
+        let (jobs, receiver) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new().name("datarequest-sqlite".into()).spawn(move || {
+            let mut connection = connection;
+            // Ends when the last clone of the store is dropped.
+            for job in receiver {
+                job(&mut connection);
+            }
+        })?;
+        Ok(Self { jobs, queued: Arc::new(Notify::new()) })
     }
 
     async fn run<T, F>(&self, work: F) -> anyhow::Result<T>
@@ -149,13 +163,17 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
     {
-        let connection = Arc::clone(&self.connection);
-        tokio::task::spawn_blocking(move || {
-            let mut connection = connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            work(&mut connection)
-        })
-        .await
-        .context("database task")?
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |connection| {
+            // A panic fails this call only, as a panic in a blocking task would; the thread
+            // and its connection go on serving the others.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(connection)))
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a database task panicked")));
+            // The caller may have gone away (a dropped request); nothing then waits for this.
+            let _ = reply.send(outcome);
+        });
+        self.jobs.send(job).map_err(|_| anyhow::anyhow!("the database thread has stopped"))?;
+        result.await.context("the database thread has stopped")?
     }
 
     /// Takes the next visible queue message, hiding it for `visibility`.
@@ -455,17 +473,74 @@ impl Accounts for SqliteStore {
 }
 
 /// The SQL condition and parameters that select a subject's rows in `messages` or `events`.
-fn scope(subject: &Subject) -> (&'static str, rusqlite::types::Value) {
+/// The conditions that pick a subject's rows, each served in order by one index, and the
+/// subject's key (`?2`); a row is the subject's when it meets any of them.
+fn scope(subject: &Subject) -> (&'static [&'static str], rusqlite::types::Value) {
     use rusqlite::types::Value;
     match subject {
         Subject::Profile(id) => (
-            "(profile = ?2 OR subprofile IN (SELECT id FROM subprofiles WHERE account = ?1 AND profile = ?2))",
+            &["profile = ?2", "subprofile IN (SELECT id FROM subprofiles WHERE account = ?1 AND profile = ?2)"],
             Value::Integer(to_i64(id.get())),
         ),
-        Subject::Subprofile(id) => ("subprofile = ?2", Value::Integer(to_i64(id.get()))),
-        Subject::Email(address) => ("email_lc = ?2", Value::Text(address.normalized())),
+        Subject::Subprofile(id) => (&["subprofile = ?2"], Value::Integer(to_i64(id.get()))),
+        Subject::Email(address) => (&["email_lc = ?2"], Value::Text(address.normalized())),
     }
 }
+
+/// A page query over `table` for a subject: the keys of the next page come from the covering
+/// indexes alone (one ordered range scan per condition of [`scope`], merged), and only the
+/// rows of that page are read whole. Reading a page thus costs the page, not the subject:
+/// a single `OR` over the table sorted every remaining row, bodies included, for each page.
+/// `page.filter` narrows further, `page.key` names the row key, `page.order` the page order,
+/// `page.after` the cursor row value and `page.limit` the page size (as SQL parameters).
+fn page_query(page: &PageQuery, conditions: &[&str]) -> String {
+    let PageQuery { table, columns, filter, key, order, after, limit } = page;
+    let keys = conditions
+        .iter()
+        .map(|condition| {
+            format!(
+                "SELECT * FROM (SELECT {key} AS k, {order} FROM {table} WHERE account = ?1 AND {filter}{condition} \
+                 AND ({order}) > ({after}) ORDER BY {order} LIMIT {limit})"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ");
+    format!(
+        "SELECT {columns} FROM {table} WHERE {key} IN (SELECT k FROM ({keys}) ORDER BY {order} LIMIT {limit}) \
+         ORDER BY {order}"
+    )
+}
+
+/// The parts of a [`page_query`].
+struct PageQuery {
+    table: &'static str,
+    columns: &'static str,
+    filter: &'static str,
+    key: &'static str,
+    order: &'static str,
+    after: &'static str,
+    limit: &'static str,
+}
+
+const MESSAGE_PAGE_QUERY: PageQuery = PageQuery {
+    table: "messages",
+    columns: "id, profile, subprofile, email, mailing, subject, sent, mime",
+    filter: "",
+    key: "rowid",
+    order: "sent, id",
+    after: "?3, ?4",
+    limit: "?5",
+};
+
+const EVENT_PAGE_QUERY: PageQuery = PageQuery {
+    table: "events",
+    columns: "seq, time, body",
+    filter: "kind = ?3 AND ",
+    key: "seq",
+    order: "time, seq",
+    after: "?4, ?5",
+    limit: "?6",
+};
 
 /// Cursors are `<time>:<tie-breaker>` of the last row of the previous page.
 fn split_cursor(cursor: Option<&str>) -> anyhow::Result<(i64, String)> {
@@ -551,14 +626,9 @@ impl SubjectData for SqliteStore {
         cursor: Option<&str>,
     ) -> anyhow::Result<Page<Message>> {
         let (after_time, after_id) = split_cursor(cursor)?;
-        let (condition, value) = scope(subject);
+        let (conditions, value) = scope(subject);
         self.run(move |c| {
-            let sql = format!(
-                "SELECT id, profile, subprofile, email, mailing, subject, sent, mime FROM messages
-                 WHERE account = ?1 AND {condition} AND (sent > ?3 OR (sent = ?3 AND id > ?4))
-                 ORDER BY sent, id LIMIT ?5"
-            );
-            let mut statement = c.prepare_cached(&sql)?;
+            let mut statement = c.prepare_cached(&page_query(&MESSAGE_PAGE_QUERY, conditions))?;
             let mut rows =
                 statement.query(params![to_i64(account.get()), value, after_time, after_id, MESSAGE_PAGE])?;
             let mut items = Vec::new();
@@ -582,14 +652,9 @@ impl SubjectData for SqliteStore {
         let (after_time, after_seq) = split_cursor(cursor)?;
         let after_seq: i64 =
             if after_seq.is_empty() { 0 } else { after_seq.parse().context("not a cursor of this store")? };
-        let (condition, value) = scope(subject);
+        let (conditions, value) = scope(subject);
         self.run(move |c| {
-            let sql = format!(
-                "SELECT seq, time, body FROM events
-                 WHERE account = ?1 AND kind = ?3 AND {condition} AND (time > ?4 OR (time = ?4 AND seq > ?5))
-                 ORDER BY time, seq LIMIT ?6"
-            );
-            let mut statement = c.prepare_cached(&sql)?;
+            let mut statement = c.prepare_cached(&page_query(&EVENT_PAGE_QUERY, conditions))?;
             let mut rows = statement.query(params![
                 to_i64(account.get()),
                 value,
@@ -665,5 +730,72 @@ impl SubjectData for SqliteStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::parse_line;
+
+    fn record(line: &serde_json::Value) -> Record {
+        parse_line(&line.to_string()).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| unreachable!())
+    }
+
+    async fn all_messages(store: &SqliteStore, subject: &Subject) -> (Vec<String>, usize) {
+        let account = AccountId::try_from(1).unwrap_or_else(|_| unreachable!());
+        let (mut ids, mut pages, mut cursor) = (Vec::new(), 0, None::<String>);
+        loop {
+            let page = store.messages(account, subject, cursor.as_deref()).await.unwrap_or_else(|e| panic!("{e:#}"));
+            pages += 1;
+            ids.extend(page.items.into_iter().map(|m| m.id));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return (ids, pages),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_merge_a_profile_and_its_subprofiles_in_send_order_without_gaps_or_repeats() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap_or_else(|e| panic!("{e:#}"));
+        let mut records = vec![
+            record(&serde_json::json!({"kind":"profile","account":1,"id":7,"database":1,
+                "created":"2024-01-01 00:00:00","modified":"2024-01-01 00:00:00"})),
+            record(&serde_json::json!({"kind":"subprofile","account":1,"id":70,"profile":7,"collection":1,
+                "created":"2024-01-01 00:00:00","modified":"2024-01-01 00:00:00"})),
+        ];
+        // 100 messages over 10 send times (ties broken by id), owned in turn by the profile,
+        // its subprofile, and both; plus another profile's mail, which must not show.
+        let mut expected = Vec::new();
+        for n in 0..100 {
+            let (profile, subprofile) = match n % 3 {
+                0 => (Some(7), None),
+                1 => (None, Some(70)),
+                _ => (Some(7), Some(70)),
+            };
+            let id = format!("m{:03}", (n * 37) % 100);
+            let sent = format!("2024-01-01 00:00:{:02}", n % 10);
+            records.push(record(&serde_json::json!({"kind":"message","account":1,"id":id,"profile":profile,
+                "subprofile":subprofile,"email":"seven@example.com","mailing":"1","subject":"s","sent":sent,"mime":"x"})));
+            expected.push((n % 10, id));
+        }
+        records.push(record(&serde_json::json!({"kind":"message","account":1,"id":"other","profile":8,
+            "subprofile":null,"email":"eight@example.com","mailing":"1","subject":"s","sent":"2024-01-01 00:00:05","mime":"x"})));
+        store.load(&records).await.unwrap_or_else(|e| panic!("{e:#}"));
+        expected.sort();
+        let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+
+        let (ids, pages) =
+            all_messages(&store, &Subject::Profile(ProfileId::parse("7").unwrap_or_else(|_| unreachable!()))).await;
+        assert_eq!(ids, expected);
+        assert_eq!(pages, 4, "100 messages in pages of {MESSAGE_PAGE}");
+        let (ids, _) =
+            all_messages(&store, &Subject::Subprofile(SubprofileId::parse("70").unwrap_or_else(|_| unreachable!())))
+                .await;
+        let own: Vec<&String> = expected.iter().filter(|id| ids.contains(id)).collect();
+        assert_eq!(ids.len(), 66, "the subprofile's own and shared messages");
+        assert_eq!(ids.iter().collect::<Vec<_>>(), own, "in the same order");
     }
 }
