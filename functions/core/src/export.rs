@@ -168,19 +168,29 @@ impl Sink<'_> {
     }
 }
 
-/// Pages through a list, writing each record, until the last page.
+/// Pages through a list, writing each record, until the last page. The next page is fetched
+/// while the current one is written, so reading the store and writing the export overlap;
+/// at most two pages are in memory.
 macro_rules! write_pages {
     ($sink:expr, $fetch:expr, $convert:expr) => {{
-        let mut cursor: Option<String> = None;
+        let mut page: Page<_> = $fetch(None).await?;
         loop {
-            let page: Page<_> = $fetch(cursor.as_deref()).await?;
-            for item in &page.items {
-                $sink.record(&$convert(item)).await?;
-            }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
+            let next = page.next.take();
+            let sink = &mut $sink;
+            let items = &page.items;
+            let write = async move {
+                for item in items {
+                    sink.record(&$convert(item)).await?;
+                }
+                anyhow::Ok(())
+            };
+            let Some(cursor) = next else {
+                write.await?;
+                break;
+            };
+            let (written, fetched) = tokio::join!(write, $fetch(Some(cursor.as_str())));
+            written?;
+            page = fetched?;
         }
     }};
 }
