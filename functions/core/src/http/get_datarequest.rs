@@ -94,18 +94,24 @@ pub async fn export(
         async {
             let request =
                 lookup(&app, path, query.as_deref(), &headers).await?.ok_or_else(|| ApiError::bad(NO_ENTITY))?;
-            let state = request.effective_state(app.now());
-            if state.has_file()
-                && let Some(served) = app.exports.serve(request.id, app.settings.signed_url_ttl).await?
-            {
-                return Ok(serve_export(served, None));
+            match file_or_reason(&app, &request).await? {
+                Ok(file) => Ok(file),
+                Err(reason) => Ok(Json(json!({"info": info(&request), "data": reason})).into_response()),
             }
-            let data =
-                if state.copernica_status() == "pending" { "Data not available (yet)" } else { "Data not available" };
-            Ok(Json(json!({"info": info(&request), "data": data})).into_response())
         }
         .await,
     )
+}
+
+/// The export file of `request` when it has one, otherwise why not (Copernica's wording).
+async fn file_or_reason(app: &App, request: &DataRequest) -> Result<Result<Response, &'static str>, ApiError> {
+    if request.effective_state(app.now()).has_file()
+        && let Some(served) = app.exports.serve(request.id, app.settings.signed_url_ttl).await?
+    {
+        return Ok(Ok(serve_export(served, None)));
+    }
+    let pending = request.effective_state(app.now()).copernica_status() == "pending";
+    Ok(Err(if pending { "Data not available (yet)" } else { "Data not available" }))
 }
 
 /// `GET /vN/datarequest/{id}/data`: the export file; `404` while not ready.
@@ -119,15 +125,7 @@ pub async fn data(
         async {
             let request =
                 lookup(&app, path, query.as_deref(), &headers).await?.ok_or_else(|| ApiError::bad(NO_ENTITY))?;
-            let state = request.effective_state(app.now());
-            if state.has_file()
-                && let Some(served) = app.exports.serve(request.id, app.settings.signed_url_ttl).await?
-            {
-                return Ok(serve_export(served, None));
-            }
-            let message =
-                if state.copernica_status() == "pending" { "Data not available (yet)" } else { "Data not available" };
-            Err(ApiError::NotFound(message.to_owned()))
+            file_or_reason(&app, &request).await?.map_err(|reason| ApiError::NotFound(reason.to_owned()))
         }
         .await,
     )
