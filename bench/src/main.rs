@@ -31,6 +31,8 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("build-child") => runtime.block_on(build_child(Path::new(&args[1]), args.get(2).map(String::as_str))),
         Some("hello") => runtime.block_on(hello()),
+        // `bench prepare DIR MB` then `bench build-child DIR`: one build to profile on its own.
+        Some("prepare") => runtime.block_on(prepare(Path::new(&args[1]), args[2].parse::<u64>()? * 1_000_000)),
         Some("all") | None => runtime.block_on(all()),
         Some(other) => anyhow::bail!("unknown command {other}: use `bench` or `bench all`"),
     }
@@ -415,6 +417,9 @@ fn wrk(url: &str, extra: &[&str]) -> anyhow::Result<Wrk> {
     } else {
         p99.trim_end_matches('s').parse::<f64>()? * 1000.0
     };
+    // Every answer must be the real one (a 2xx): a rate limit or an error would flatter the rate.
+    let failed = text.lines().find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"));
+    anyhow::ensure!(failed.is_none(), "{url}: {} answers were not 2xx or 3xx", failed.unwrap_or_default().trim());
     Ok(Wrk { requests_per_second, p99_ms })
 }
 
@@ -452,7 +457,8 @@ async fn load(release: &Path, work: &Path, report: &mut Report) -> anyhow::Resul
     serve
         .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(work.join("load"))
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        .env(datarequest::config::RATE_LIMIT_PER_MINUTE, "0");
     let (mut server, lines) = spawn_announcing(serve, "Datarequest listening on")?;
     let result = async {
         let url = lines.last().and_then(|l| l.strip_prefix("Datarequest listening on ")).context("address")?.to_owned();
