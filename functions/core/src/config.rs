@@ -128,6 +128,8 @@ pub struct Fallbacks {
 pub const DEFAULT_SENDER: &str = "Datarequest <datarequest@example.com>";
 /// Default attachment limit: 7 MiB, so the base64 message stays under 10 MB.
 pub const DEFAULT_ATTACHMENT_LIMIT: u64 = 7 * 1024 * 1024;
+/// How long a process trusts a token it has looked up (see [`crate::adapters::token_cache`]).
+pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Settings {
     /// Reads the settings.

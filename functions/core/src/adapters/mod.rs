@@ -4,6 +4,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod memory;
+pub mod token_cache;
 pub mod webhook;
 
 #[cfg(feature = "local")]
