@@ -14,6 +14,9 @@ use crate::ports::{Change, ExportWriter, Guard, Page, RequestStore, SubjectData}
 const FLUSH_AT: usize = 256 * 1024;
 /// Bytes written between two updates of `available`.
 const PROGRESS_EVERY: u64 = 1024 * 1024;
+/// Time between two updates of `available` after the first. Each update is a store write that
+/// waits for the store, so a fast build reports a few times a second, not every megabyte.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 #[derive(Serialize)]
 struct ProfileOut<'a> {
@@ -116,6 +119,7 @@ struct Sink<'a> {
     buffer: Vec<u8>,
     written: u64,
     reported: u64,
+    reported_at: Option<std::time::Instant>,
     requests: &'a dyn RequestStore,
     id: RequestId,
     records_in_section: usize,
@@ -137,8 +141,11 @@ impl Sink<'_> {
         self.writer.write(&self.buffer).await?;
         self.written += self.buffer.len() as u64;
         self.buffer.clear();
-        if self.written - self.reported >= PROGRESS_EVERY {
+        if self.written - self.reported >= PROGRESS_EVERY
+            && self.reported_at.is_none_or(|at| at.elapsed() >= PROGRESS_INTERVAL)
+        {
             self.reported = self.written;
+            self.reported_at = Some(std::time::Instant::now());
             let change = Change { available: Some(self.written), ..Change::default() };
             self.requests.update(self.id, &Guard::in_states(&[State::Building]), &change).await?;
         }
@@ -168,30 +175,38 @@ impl Sink<'_> {
     }
 }
 
-/// Pages through a list, writing each record, until the last page. The next page is fetched
-/// while the current one is written, so reading the store and writing the export overlap;
-/// at most two pages are in memory.
+/// Pages read ahead of the writer. Reading the store and writing the export run side by
+/// side; at most this many pages wait, one more is being read and one written.
+const READ_AHEAD: usize = 2;
+
+/// Pages through a list, writing each record, until the last page. A reader fetches pages
+/// into a short queue while the writer drains it, so neither waits for the other's every page.
 macro_rules! write_pages {
     ($sink:expr, $fetch:expr, $convert:expr) => {{
-        let mut page: Page<_> = $fetch(None).await?;
-        loop {
-            let next = page.next.take();
-            let sink = &mut $sink;
-            let items = &page.items;
-            let write = async move {
-                for item in items {
+        let (pages, mut queue) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let read = async move {
+            let mut cursor: Option<String> = None;
+            loop {
+                let page: Page<_> = $fetch(cursor.as_deref()).await?;
+                cursor = page.next;
+                // A closed queue means the writer failed; its error is the one to report.
+                if pages.send(page.items).await.is_err() || cursor.is_none() {
+                    return anyhow::Ok(());
+                }
+            }
+        };
+        let sink = &mut $sink;
+        let write = async move {
+            while let Some(items) = queue.recv().await {
+                for item in &items {
                     sink.record(&$convert(item)).await?;
                 }
-                anyhow::Ok(())
-            };
-            let Some(cursor) = next else {
-                write.await?;
-                break;
-            };
-            let (written, fetched) = tokio::join!(write, $fetch(Some(cursor.as_str())));
-            written?;
-            page = fetched?;
-        }
+            }
+            anyhow::Ok(())
+        };
+        let (read, written) = tokio::join!(read, write);
+        written?;
+        read?;
     }};
 }
 
@@ -211,6 +226,7 @@ pub async fn write_export(
         buffer: Vec::with_capacity(FLUSH_AT + 64 * 1024),
         written: 0,
         reported: 0,
+        reported_at: None,
         requests,
         id: request.id,
         records_in_section: 0,

@@ -352,3 +352,86 @@ impl datarequest::ports::SubjectData for FailingSubjects {
         anyhow::bail!("the subject store is down")
     }
 }
+
+#[tokio::test]
+async fn a_store_failing_after_the_first_page_fails_the_build_and_shows_no_partial_export() {
+    let world = world().await;
+    // Four more messages, so profile 42's destinations span three pages of the fake store.
+    let more: Vec<_> = (1..=4)
+        .filter_map(|n| {
+            let line = format!(
+                r#"{{"kind":"message","account":1,"id":"extra{n}","profile":42,"subprofile":null,"email":"jane.doe@example.com","mailing":"9","subject":"Extra {n}","sent":"2025-11-0{n} 07:00:00","mime":"Subject: Extra {n}\r\n\r\nHello"}}"#
+            );
+            datarequest::import::parse_line(&line).expect("a valid line")
+        })
+        .collect();
+    assert_eq!(more.len(), 4);
+    world.app.subjects.load(&more).await.expect("loads");
+    let id = world.app.submit(world.account, profile("42"), None).await.expect("accepted");
+    let pages = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let subjects = std::sync::Arc::new(FailingLaterPages { inner: world.app.subjects.clone(), pages: pages.clone() });
+    let broken = datarequest::App { subjects, ..world.app.clone() };
+    assert!(worker::handle(&broken, id, 1).await.is_err(), "the failed read fails the attempt");
+    assert!(pages.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the first page was read and written");
+    assert!(world.fakes.exports.bytes(id).is_none(), "no partial export is visible");
+    let request = world.app.requests.get(id).await.expect("store").expect("request");
+    assert_ne!(request.state, State::Built);
+
+    // The next receive, on a working store, builds the whole export.
+    assert_eq!(worker::handle(&world.app, id, 2).await.expect("handled"), Outcome::Done);
+    assert!(section(&world.export(id), "destinations").is_some_and(|d| d.len() == 6), "every page");
+}
+
+/// The real (in-memory) subject data, except that every page of messages after the first fails.
+struct FailingLaterPages {
+    inner: std::sync::Arc<dyn datarequest::ports::SubjectData>,
+    pages: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl datarequest::ports::SubjectData for FailingLaterPages {
+    async fn profile(
+        &self,
+        account: datarequest::domain::AccountId,
+        id: ProfileId,
+    ) -> anyhow::Result<Option<datarequest::domain::Profile>> {
+        self.inner.profile(account, id).await
+    }
+    async fn subprofile(
+        &self,
+        account: datarequest::domain::AccountId,
+        id: SubprofileId,
+    ) -> anyhow::Result<Option<datarequest::domain::Subprofile>> {
+        self.inner.subprofile(account, id).await
+    }
+    async fn subprofiles(
+        &self,
+        account: datarequest::domain::AccountId,
+        id: ProfileId,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Subprofile>> {
+        self.inner.subprofiles(account, id, cursor).await
+    }
+    async fn messages(
+        &self,
+        account: datarequest::domain::AccountId,
+        subject: &Subject,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Message>> {
+        anyhow::ensure!(cursor.is_none(), "the subject store went down");
+        self.pages.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.messages(account, subject, cursor).await
+    }
+    async fn events(
+        &self,
+        account: datarequest::domain::AccountId,
+        subject: &Subject,
+        kind: datarequest::domain::EventKind,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Event>> {
+        self.inner.events(account, subject, kind, cursor).await
+    }
+    async fn load(&self, records: &[datarequest::domain::Record]) -> anyhow::Result<()> {
+        self.inner.load(records).await
+    }
+}
