@@ -33,6 +33,8 @@ fn main() -> anyhow::Result<()> {
         Some("hello") => runtime.block_on(hello()),
         // `bench prepare DIR MB` then `bench build-child DIR`: one build to profile on its own.
         Some("prepare") => runtime.block_on(prepare(Path::new(&args[1]), args[2].parse::<u64>()? * 1_000_000)),
+        // `bench load`: only the local server under wrk.
+        Some("load") => runtime.block_on(load_only()),
         Some("all") | None => runtime.block_on(all()),
         Some(other) => anyhow::bail!("unknown command {other}: use `bench` or `bench all`"),
     }
@@ -242,11 +244,24 @@ impl Report {
     }
 }
 
-async fn all() -> anyhow::Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+/// The folder of the release binaries (this one's), and a fresh work folder.
+fn release_and_work() -> anyhow::Result<(PathBuf, PathBuf)> {
     let release = std::env::current_exe()?.parent().map(Path::to_path_buf).context("target dir")?;
     let work = std::env::temp_dir().join(format!("datarequest-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
+    Ok((release, work))
+}
+
+async fn load_only() -> anyhow::Result<()> {
+    let (release, work) = release_and_work()?;
+    let result = load(&release, &work, &mut Report { rows: Vec::new() }).await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+async fn all() -> anyhow::Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (release, work) = release_and_work()?;
     let mut report = Report { rows: Vec::new() };
     println!("| benchmark | figure | limit | ratio | goal | |");
     println!("|---|---|---|---|---|---|");
