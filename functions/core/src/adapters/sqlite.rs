@@ -1,7 +1,7 @@
 //! Local mode's embedded storage: one SQLite database (bundled, WAL mode) holding accounts and
-//! hashed tokens, data requests, the durable build queue and the subject data. Calls run on
-//! the blocking pool; a conditional update reads, checks and writes inside one immediate
-//! transaction, so it is atomic even against another process on the same file.
+//! hashed tokens, data requests, the durable build queue and the subject data. Calls run in
+//! turn on one database thread; a conditional update reads, checks and writes inside one
+//! immediate transaction, so it is atomic even against another process on the same file.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -5,12 +5,13 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, NO_ENTITY};
 use super::{params, serve_export};
 use crate::app::App;
-use crate::domain::{DataRequest, DeliveryStatus, RequestId, State as Lifecycle};
+use crate::domain::{DataRequest, DeliveryStatus, RequestId, State as Lifecycle, Timestamp};
 
 type RequestPath = Result<Path<(String, String)>, PathRejection>;
 
@@ -37,6 +38,35 @@ fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// The owner's status answer. Members in alphabetical order, as clients have always seen them.
+#[derive(Serialize)]
+struct StatusOut<'a> {
+    available: u64,
+    completed: Option<Timestamp>,
+    #[serde(rename = "content-type")]
+    content_type: &'static str,
+    created: Timestamp,
+    delivery: DeliveryOut<'a>,
+    expires: Option<Timestamp>,
+    id: u64,
+    info: Value,
+    reason: &'a Option<String>,
+    state: &'static str,
+    status: &'static str,
+}
+
+/// The `delivery` member: only `status` (`none`) when no report was asked for.
+#[derive(Serialize)]
+struct DeliveryOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
+    status: &'static str,
+}
+
 /// `GET /vN/datarequest/{id}/status`: Copernica's three members, and more for the owner.
 pub async fn status(
     State(app): State<App>,
@@ -55,29 +85,31 @@ pub async fn status(
             let state = request.effective_state(app.now());
             let available =
                 if state == Lifecycle::Failed || state == Lifecycle::Expired { 0 } else { request.available };
-            let mut body = json!({
-                "status": state.copernica_status(),
-                "available": available,
-                "content-type": "application/json",
-                "id": request.id.get(),
-                "info": info(&request),
-                "state": state.as_str(),
-                "created": request.created.to_string(),
-                "completed": request.completed.map(|t| t.to_string()),
-                "expires": request.expires.map(|t| t.to_string()),
-                "reason": request.reason,
-            });
-            if let Some(report) = &request.report {
-                body["delivery"] = json!({
-                    "method": request.delivery.method.as_deref().unwrap_or(report.kind()),
-                    "status": request.delivery.status.as_str(),
-                    "attempts": request.delivery.attempts,
-                    "error": request.delivery.error,
-                });
-            } else {
-                body["delivery"] = json!({"status": DeliveryStatus::None.as_str()});
-            }
-            Ok(Json(body).into_response())
+            let delivery = match &request.report {
+                Some(report) => DeliveryOut {
+                    attempts: Some(request.delivery.attempts),
+                    error: Some(&request.delivery.error),
+                    method: Some(request.delivery.method.as_deref().unwrap_or(report.kind())),
+                    status: request.delivery.status.as_str(),
+                },
+                None => {
+                    DeliveryOut { attempts: None, error: None, method: None, status: DeliveryStatus::None.as_str() }
+                }
+            };
+            Ok(Json(StatusOut {
+                available,
+                completed: request.completed,
+                content_type: "application/json",
+                created: request.created,
+                delivery,
+                expires: request.expires,
+                id: request.id.get(),
+                info: info(&request),
+                reason: &request.reason,
+                state: state.as_str(),
+                status: state.copernica_status(),
+            })
+            .into_response())
         }
         .await,
     )
