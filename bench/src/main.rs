@@ -29,14 +29,24 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match args.first().map(String::as_str) {
-        Some("build-child") => runtime.block_on(build_child(Path::new(&args[1]), args.get(2).map(String::as_str))),
+        Some("build-child") => {
+            let dir = args.get(1).context("usage: bench build-child DIR [s3]")?;
+            runtime.block_on(build_child(Path::new(dir), args.get(2).map(String::as_str)))
+        }
         Some("hello") => runtime.block_on(hello()),
         // `bench prepare DIR MB` then `bench build-child DIR`: one build to profile on its own.
-        Some("prepare") => runtime.block_on(prepare(Path::new(&args[1]), args[2].parse::<u64>()? * 1_000_000)),
+        Some("prepare") => {
+            let (Some(dir), Some(mb)) = (args.get(1), args.get(2).and_then(|mb| mb.parse::<u64>().ok())) else {
+                anyhow::bail!("usage: bench prepare DIR MB");
+            };
+            runtime.block_on(prepare(Path::new(dir), mb * 1_000_000))
+        }
         // `bench load`: only the local server under wrk.
         Some("load") => runtime.block_on(load_only()),
         Some("all") | None => runtime.block_on(all()),
-        Some(other) => anyhow::bail!("unknown command {other}: use `bench` or `bench all`"),
+        Some(other) => {
+            anyhow::bail!("unknown command {other}: use `bench`, `bench all`, `bench load` or `bench prepare`")
+        }
     }
 }
 

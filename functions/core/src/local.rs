@@ -94,10 +94,7 @@ impl Local {
             queue: Arc::new(store.clone()),
             exports: Arc::new(FolderExports::new(data_dir.join("exports"))?),
             subjects: Arc::new(store.clone()),
-            accounts: Arc::new(crate::adapters::token_cache::TokenCache::new(
-                Arc::new(store.clone()),
-                crate::config::TOKEN_CACHE_TTL,
-            )),
+            accounts: crate::adapters::token_cache::TokenCache::wrap(store.clone()),
             mailer,
             web: Arc::new(HttpWebDelivery::new(settings.web_policy, settings.webhook_timeout)?),
             clock: Arc::new(SystemClock),

@@ -31,6 +31,13 @@ impl TokenCache {
     pub fn new(inner: Arc<dyn Accounts>, ttl: Duration) -> Self {
         Self { inner, ttl, entries: Mutex::default() }
     }
+
+    /// `inner` behind the service's cache ([`crate::config::TOKEN_CACHE_TTL`]), ready for an
+    /// [`crate::App`].
+    #[must_use]
+    pub fn wrap(inner: impl Accounts + 'static) -> Arc<dyn Accounts> {
+        Arc::new(Self::new(Arc::new(inner), crate::config::TOKEN_CACHE_TTL))
+    }
 }
 
 #[async_trait]

@@ -137,13 +137,13 @@ pub async fn export(
 
 /// The export file of `request` when it has one, otherwise why not (Copernica's wording).
 async fn file_or_reason(app: &App, request: &DataRequest) -> Result<Result<Response, &'static str>, ApiError> {
-    if request.effective_state(app.now()).has_file()
+    let state = request.effective_state(app.now());
+    if state.has_file()
         && let Some(served) = app.exports.serve(request.id, app.settings.signed_url_ttl).await?
     {
         return Ok(Ok(serve_export(served, None)));
     }
-    let pending = request.effective_state(app.now()).copernica_status() == "pending";
-    Ok(Err(if pending { "Data not available (yet)" } else { "Data not available" }))
+    Ok(Err(if state.copernica_status() == "pending" { "Data not available (yet)" } else { "Data not available" }))
 }
 
 /// `GET /vN/datarequest/{id}/data`: the export file; `404` while not ready.

@@ -111,9 +111,9 @@ pub fn app(
         queue: queue.clone(),
         exports: Arc::new(S3Exports::new(clients.s3.clone(), resources.exports_bucket.clone())),
         subjects: Arc::new(subjects),
-        accounts: Arc::new(crate::adapters::token_cache::TokenCache::new(
-            Arc::new(DynamoDbAccounts::new(clients.dynamodb.clone(), resources.accounts_table.clone())),
-            crate::config::TOKEN_CACHE_TTL,
+        accounts: crate::adapters::token_cache::TokenCache::wrap(DynamoDbAccounts::new(
+            clients.dynamodb.clone(),
+            resources.accounts_table.clone(),
         )),
         mailer: Arc::new(SesMailer::new(clients.ses.clone())),
         web: Arc::new(HttpWebDelivery::new(settings.web_policy, settings.webhook_timeout)?),
