@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Creates in a running AWS emulator every data resource of template.yaml (tables with their keys,
-indexes and TTL, the queues with their redrive policy, the bucket, the SES sender identity) and
-prints the environment the functions need, one KEY=value a line. Reading the template itself keeps
-the template, the emulator and the tests from drifting apart."""
+indexes and TTL, the queues with their redrive policy, the bucket, the SNS topics with their queue
+subscriptions, the SES sender identity) and prints the environment the functions need, one KEY=value
+a line, then DATAREQUEST_INGEST_QUEUE_URL and DATAREQUEST_SES_TOPIC_ARN for tests (no function
+settings). Reading the template itself keeps the template, the emulator and the tests from drifting
+apart."""
 
 import argparse
 import os
@@ -35,7 +37,7 @@ def main():
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     client = lambda service: boto3.client(service, endpoint_url=args.endpoint, region_name=REGION)  # noqa: E731
-    dynamodb, sqs, s3, ses = client("dynamodb"), client("sqs"), client("s3"), client("sesv2")
+    dynamodb, sqs, s3, ses, sns = client("dynamodb"), client("sqs"), client("s3"), client("sesv2"), client("sns")
 
     parameters = {}
     for name, spec in template.get("Parameters", {}).items():
@@ -86,6 +88,25 @@ def main():
         refs[logical_id] = url
         arns[logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
+    # Topics (a topic's Ref is its ARN), then their subscriptions, so that a record published to a
+    # topic lands in the subscribed queue as SNS would deliver it.
+    for logical_id, resource in resources.items():
+        if resource["Type"] == "AWS::SNS::Topic":
+            arn = sns.create_topic(Name=name_for(logical_id))["TopicArn"]
+            refs[logical_id], arns[logical_id] = arn, arn
+    for resource in resources.values():
+        if resource["Type"] == "AWS::SNS::Subscription":
+            props = resource["Properties"]
+            request = {
+                "TopicArn": resolve(props["TopicArn"], refs, arns, parameters),
+                "Protocol": props["Protocol"],
+                "Endpoint": resolve(props["Endpoint"], refs, arns, parameters),
+                "ReturnSubscriptionArn": True,
+            }
+            if "RawMessageDelivery" in props:
+                request["Attributes"] = {"RawMessageDelivery": str(props["RawMessageDelivery"]).lower()}
+            sns.subscribe(**request)
+
     identity = parameters.get("SenderIdentity")
     if identity:
         try:
@@ -114,6 +135,9 @@ def main():
     print("AWS_EC2_METADATA_DISABLED=true")
     for key in sorted(environment):
         print(f"{key}={environment[key]}")
+    # For tests: where SES events arrive (no function setting).
+    print(f"DATAREQUEST_INGEST_QUEUE_URL={refs['IngestQueue']}")
+    print(f"DATAREQUEST_SES_TOPIC_ARN={refs['SesEventsTopic']}")
 
 
 def resolve(value, refs, arns, parameters, conditions=None):
@@ -145,7 +169,8 @@ def evaluate(condition, parameters):
     if function == "Fn::Not":
         return not evaluate(argument[0], parameters)
     if function == "Fn::Equals":
-        values = [parameters.get(a["Ref"]) if isinstance(a, dict) else a for a in argument]
+        # Parameter values are strings, as in CloudFormation.
+        values = [parameters.get(a["Ref"]) if isinstance(a, dict) else str(a) for a in argument]
         return values[0] == values[1]
     raise Unresolvable(condition)
 

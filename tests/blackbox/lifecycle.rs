@@ -131,7 +131,10 @@ async fn an_import_with_a_bad_line_names_it_and_loads_nothing() {
     let output = app.cli(&["import", good.to_str().expect("path")]);
     assert!(output.status.success());
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("summary JSON");
-    assert_eq!(summary, serde_json::json!({"loaded": {"profiles": 1, "subprofiles": 1, "messages": 1, "events": 0}}));
+    assert_eq!(
+        summary,
+        serde_json::json!({"loaded": {"profiles": 1, "subprofiles": 1, "messages": 1, "events": 0, "erased": 0, "skipped": 0}})
+    );
 }
 
 #[tokio::test]

@@ -4,7 +4,11 @@
 #[cfg(feature = "emulator")]
 mod aws;
 mod bad_input;
+mod commands;
 mod delivery;
 mod helpers;
+mod ingest;
 mod lifecycle;
+mod subjects_model;
+mod subjects_property;
 mod tenancy;

@@ -111,7 +111,26 @@ pub async fn create_account(accounts: &dyn Accounts) -> anyhow::Result<NewAccoun
     Ok(NewAccount { account, token, webhook_secret })
 }
 
+/// Creates an ingest key (the platform's key for `POST /ingest`); only its hash is stored.
+///
+/// # Errors
+/// When the account store cannot be reached.
+pub async fn create_ingest_key(accounts: &dyn Accounts) -> anyhow::Result<AccessToken> {
+    let key = AccessToken::generate();
+    accounts.add_ingest_key(&key.hash()).await?;
+    Ok(key)
+}
+
 impl App {
+    /// Stores checked lines of subject data in order (see [`crate::ingest::apply`]).
+    ///
+    /// # Errors
+    /// When the subject store fails midway; sending the same lines again converges.
+    #[instrument(skip_all, fields(lines = lines.len()))]
+    pub async fn ingest(&self, lines: Vec<crate::domain::Line>) -> anyhow::Result<()> {
+        crate::ingest::apply(&*self.subjects, lines).await
+    }
+
     /// Accepts a data request: checks that the subject exists in the account, stores the
     /// request and queues it. A request that could not be queued is marked failed, so nothing
     /// is left waiting forever.

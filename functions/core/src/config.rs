@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::domain::{LinkSecret, WebPolicy};
+use crate::domain::{LinkSecret, Timestamp, WebPolicy};
 
 /// `From:` of the delivery mails, e.g. `Datarequest <privacy@example.com>`.
 pub const SENDER: &str = "DATAREQUEST_SENDER";
@@ -39,6 +39,8 @@ pub const SUBJECTS_TABLE: &str = "DATAREQUEST_SUBJECTS_TABLE";
 pub const EXPORTS_BUCKET: &str = "DATAREQUEST_EXPORTS_BUCKET";
 /// AWS: the URL of the SQS build queue.
 pub const BUILD_QUEUE_URL: &str = "DATAREQUEST_BUILD_QUEUE_URL";
+/// Days messages and events are kept, by their own send or event time (unset: everything).
+pub const SUBJECT_RETENTION_DAYS: &str = "DATAREQUEST_SUBJECT_RETENTION_DAYS";
 /// AWS: the ARN of the build queue's dead-letter queue (the builder marks its requests failed).
 pub const DEAD_LETTER_QUEUE_ARN: &str = "DATAREQUEST_DEAD_LETTER_QUEUE_ARN";
 
@@ -113,6 +115,17 @@ pub struct Settings {
     pub rate_limit_per_minute: u32,
     /// Lifetime of a signed URL handed out by `/data` and `/download`.
     pub signed_url_ttl: Duration,
+    /// How long messages and events are kept, by their own send or event time; `None` keeps
+    /// everything.
+    pub subject_retention: Option<Duration>,
+}
+
+impl Settings {
+    /// The oldest send or event time an export may show at `now` (the retention).
+    #[must_use]
+    pub fn retained_since(&self, now: Timestamp) -> Option<Timestamp> {
+        self.subject_retention.map(|keep| now.plus_seconds(-i64::try_from(keep.as_secs()).unwrap_or(i64::MAX)))
+    }
 }
 
 /// Defaults that differ between local mode and AWS.
@@ -192,6 +205,7 @@ impl Settings {
             build_attempts,
             rate_limit_per_minute: parsed(lookup, RATE_LIMIT_PER_MINUTE, 120, "a number of requests")?,
             signed_url_ttl: Duration::from_secs(300),
+            subject_retention: subject_retention(lookup)?,
         })
     }
 
@@ -207,6 +221,15 @@ impl Settings {
             Err(e) => unreachable!("test settings are valid: {e}"),
         }
     }
+}
+
+/// `DATAREQUEST_SUBJECT_RETENTION_DAYS`: unset or `0` keeps everything.
+fn subject_retention(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<Duration>, ConfigError> {
+    let days: f64 = parsed(lookup, SUBJECT_RETENTION_DAYS, 0.0, "a number of days")?;
+    if !(days.is_finite() && (0.0..=36_500.0).contains(&days)) {
+        return Err(ConfigError::new(SUBJECT_RETENTION_DAYS, "must be a number of days from 0 to 36500"));
+    }
+    Ok((days > 0.0).then(|| Duration::from_secs_f64(days * 86_400.0)))
 }
 
 #[cfg(test)]

@@ -182,7 +182,10 @@ const READ_AHEAD: usize = 2;
 /// Pages through a list, writing each record, until the last page. A reader fetches pages
 /// into a short queue while the writer drains it, so neither waits for the other's every page.
 macro_rules! write_pages {
-    ($sink:expr, $fetch:expr, $convert:expr) => {{
+    ($sink:expr, $fetch:expr, $convert:expr) => {
+        write_pages!($sink, $fetch, |_| true, $convert)
+    };
+    ($sink:expr, $fetch:expr, $keep:expr, $convert:expr) => {{
         let (pages, mut queue) = tokio::sync::mpsc::channel(READ_AHEAD);
         let read = async move {
             let mut cursor: Option<String> = None;
@@ -198,7 +201,7 @@ macro_rules! write_pages {
         let sink = &mut $sink;
         let write = async move {
             while let Some(items) = queue.recv().await {
-                for item in &items {
+                for item in items.iter().filter(|item| $keep(*item)) {
                     sink.record(&$convert(item)).await?;
                 }
             }
@@ -211,6 +214,8 @@ macro_rules! write_pages {
 }
 
 /// Writes the export of a request to `writer` and completes it. Returns the size in bytes.
+/// Messages sent and events that happened before `not_before` (the subject-data retention)
+/// are left out, even while the store still holds them.
 ///
 /// # Errors
 /// When the subject data or the export store fails; the writer is dropped unfinished, so no
@@ -220,7 +225,9 @@ pub async fn write_export(
     requests: &dyn RequestStore,
     request: &DataRequest,
     writer: Box<dyn ExportWriter>,
+    not_before: Option<Timestamp>,
 ) -> anyhow::Result<u64> {
+    let kept = |time: Timestamp| not_before.is_none_or(|limit| time >= limit);
     let mut sink = Sink {
         writer,
         buffer: Vec::with_capacity(FLUSH_AT + 64 * 1024),
@@ -261,12 +268,12 @@ pub async fn write_export(
     }
 
     sink.open_section("destinations");
-    write_pages!(sink, |c| subjects.messages(account, subject, c), destination_out);
+    write_pages!(sink, |c| subjects.messages(account, subject, c), |m: &Message| kept(m.sent), destination_out);
     sink.close_section();
 
     for kind in EventKind::ALL {
         sink.open_section(kind.section());
-        write_pages!(sink, |c| subjects.events(account, subject, kind, c), event_out);
+        write_pages!(sink, |c| subjects.events(account, subject, kind, c), |e: &Event| kept(e.time), event_out);
         sink.close_section();
     }
     sink.buffer.extend_from_slice(b"]}");

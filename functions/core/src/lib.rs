@@ -13,7 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod export;
 pub mod http;
-pub mod import;
+pub mod ingest;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod mail;

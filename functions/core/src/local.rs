@@ -124,7 +124,7 @@ impl Local {
         for _ in 0..workers.max(1) {
             tasks.push(tokio::spawn(run_worker(self.clone(), stopped.clone())));
         }
-        tasks.push(tokio::spawn(run_sweeper(self.app.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(run_sweeper(self.clone(), stopped.clone())));
         let served = axum::serve(listener, router(self.app.clone(), Part::All)).with_graceful_shutdown(shutdown).await;
         let _ = stop.send(true);
         for task in tasks {
@@ -172,11 +172,23 @@ async fn run_worker(local: Local, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// Expires exports whose time has come, every few seconds.
-async fn run_sweeper(app: App, mut stopped: watch::Receiver<bool>) {
+/// Expires exports whose time has come, every few seconds, and (with a subject-data
+/// retention) deletes messages and events past it, every minute.
+async fn run_sweeper(local: Local, mut stopped: watch::Receiver<bool>) {
+    let mut last_forget: Option<std::time::Instant> = None;
     while !*stopped.borrow() {
-        if let Err(error) = app.sweep_expired().await {
+        if let Err(error) = local.app.sweep_expired().await {
             tracing::error!(error = format!("{error:#}"), "expiry sweep failed");
+        }
+        if let Some(cutoff) = local.app.settings.retained_since(local.app.now())
+            && last_forget.is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
+        {
+            last_forget = Some(std::time::Instant::now());
+            match local.store.forget_before(cutoff).await {
+                Ok(0) => {}
+                Ok(gone) => tracing::info!(records = gone, "records past the retention deleted"),
+                Err(error) => tracing::error!(error = format!("{error:#}"), "retention sweep failed"),
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(5)) => {}

@@ -82,7 +82,10 @@ async fn build(app: &App, request: &DataRequest) -> anyhow::Result<()> {
         return Ok(());
     }
     let writer = app.exports.create(request.id).await.context("starting the export")?;
-    let size = write_export(&*app.subjects, &*app.requests, request, writer).await.context("writing the export")?;
+    let not_before = app.settings.retained_since(app.now());
+    let size = write_export(&*app.subjects, &*app.requests, request, writer, not_before)
+        .await
+        .context("writing the export")?;
     let now = app.now();
     let ttl = i64::try_from(app.settings.export_ttl.as_secs()).unwrap_or(i64::MAX);
     let built = Change {

@@ -351,20 +351,26 @@ impl datarequest::ports::SubjectData for FailingSubjects {
     async fn load(&self, _: &[datarequest::domain::Record]) -> anyhow::Result<()> {
         anyhow::bail!("the subject store is down")
     }
+
+    async fn erase(&self, _: &datarequest::domain::Erasure) -> anyhow::Result<()> {
+        anyhow::bail!("the subject store is down")
+    }
 }
 
 #[tokio::test]
 async fn a_store_failing_after_the_first_page_fails_the_build_and_shows_no_partial_export() {
     let world = world().await;
     // Four more messages, so profile 42's destinations span three pages of the fake store.
-    let more: Vec<_> = (1..=4)
-        .filter_map(|n| {
-            let line = format!(
-                r#"{{"kind":"message","account":1,"id":"extra{n}","profile":42,"subprofile":null,"email":"jane.doe@example.com","mailing":"9","subject":"Extra {n}","sent":"2025-11-0{n} 07:00:00","mime":"Subject: Extra {n}\r\n\r\nHello"}}"#
-            );
-            datarequest::import::parse_line(&line).expect("a valid line")
+    let lines: String = (1..=4)
+        .map(|n| {
+            format!(
+                "{}\n",
+                r#"{"kind":"message","account":1,"id":"extraN","profile":42,"subprofile":null,"email":"jane.doe@example.com","mailing":"9","subject":"Extra N","sent":"2025-11-0N 07:00:00","mime":"Subject: Extra N\r\n\r\nHello"}"#
+                    .replace('N', &n.to_string())
+            )
         })
         .collect();
+    let more = datarequest::ingest::parse_records(&lines).expect("valid lines");
     assert_eq!(more.len(), 4);
     world.app.subjects.load(&more).await.expect("loads");
     let id = world.app.submit(world.account, profile("42"), None).await.expect("accepted");
@@ -433,5 +439,9 @@ impl datarequest::ports::SubjectData for FailingLaterPages {
     }
     async fn load(&self, records: &[datarequest::domain::Record]) -> anyhow::Result<()> {
         self.inner.load(records).await
+    }
+
+    async fn erase(&self, erasure: &datarequest::domain::Erasure) -> anyhow::Result<()> {
+        self.inner.erase(erasure).await
     }
 }

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use anyhow::Context;
-use datarequest::domain::{AccessToken, AccountId, Record};
-use datarequest::import::parse_line;
+use datarequest::domain::{AccessToken, AccountId, Line, Record};
+use datarequest::ingest::parse_line;
 use datarequest::local::Local;
 use serde_json::{Value, json};
 
@@ -247,8 +247,11 @@ pub async fn seed_and_print(local: &Local, data_dir: &Path) -> anyhow::Result<()
         let created = local.app.create_account().await?;
         let mut records: Vec<Record> = Vec::new();
         for line in lines(created.account) {
-            let record = parse_line(&line.to_string()).map_err(|e| anyhow::anyhow!("demo data: {e}"))?;
-            records.extend(record);
+            match parse_line(&line.to_string()) {
+                Ok(Some(Line::Record(record))) => records.push(record),
+                Ok(_) => anyhow::bail!("demo data: a line that is not a record"),
+                Err(e) => anyhow::bail!("demo data: {e}"),
+            }
         }
         local.app.subjects.load(&records).await?;
         std::fs::write(&marker, created.account.to_string()).context("writing the demo marker")?;

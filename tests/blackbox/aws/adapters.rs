@@ -8,7 +8,7 @@ use datarequest::config::Settings;
 use datarequest::domain::{
     AccessToken, AccountId, DataRequest, ProfileId, Record, RequestId, State, Subject, Timestamp, WebhookSecret,
 };
-use datarequest::import::parse_line;
+use datarequest::ingest::parse_records;
 use datarequest::ports::{Accounts, BuildQueue, Change, ExportStore, Guard, RequestStore, Served, SubjectData};
 use datarequest::worker;
 
@@ -16,7 +16,7 @@ use super::Env;
 use crate::helpers::SAMPLE;
 
 fn sample() -> Vec<Record> {
-    std::fs::read_to_string(SAMPLE).expect("sample").lines().filter_map(|l| parse_line(l).expect("valid")).collect()
+    parse_records(&std::fs::read_to_string(SAMPLE).expect("sample")).expect("valid")
 }
 
 fn request(account: u64) -> DataRequest {
@@ -145,7 +145,8 @@ async fn dynamodb_subjects_page_long_histories_and_keep_large_mime_in_s3() {
         lines.push(serde_json::json!({"kind":"event","account":1,"type":"click","message":"big","profile":null,"subprofile":70,
             "email":"seven@example.com","time":format!("2024-01-03 00:{:02}:{:02}", (n / 60) % 60, n % 60),"data":{"n":n}}));
     }
-    let records: Vec<Record> = lines.iter().filter_map(|l| parse_line(&l.to_string()).expect("valid")).collect();
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let records: Vec<Record> = parse_records(&text).expect("valid");
     subjects.load(&records).await.expect("load");
 
     let account = AccountId::try_from(1).expect("id");
@@ -180,7 +181,7 @@ async fn dynamodb_subjects_page_long_histories_and_keep_large_mime_in_s3() {
     // Re-importing a message with another send time replaces it.
     let moved = serde_json::json!({"kind":"message","account":1,"id":"big","profile":7,"subprofile":null,"email":"seven@example.com",
         "mailing":"1","subject":"big","sent":"2024-05-05 00:00:00","mime":"small"});
-    subjects.load(&[parse_line(&moved.to_string()).expect("valid").expect("record")]).await.expect("load");
+    subjects.load(&parse_records(&moved.to_string()).expect("valid")).await.expect("load");
     let page = subjects
         .messages(account, &Subject::from_parts("profile", "7").expect("subject"), None)
         .await

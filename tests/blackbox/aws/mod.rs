@@ -4,6 +4,8 @@
 
 mod adapters;
 mod functions;
+mod ingest;
+mod subjects_property;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};

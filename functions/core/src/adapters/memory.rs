@@ -1,6 +1,6 @@
 //! In-memory implementations of every port: fakes for tests, with handles to look inside.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,8 +12,8 @@ use tokio::io::AsyncReadExt;
 use crate::app::App;
 use crate::config::Settings;
 use crate::domain::{
-    AccountId, DataRequest, Event, EventKind, Message, Profile, ProfileId, Record, RequestId, State, Subject,
-    Subprofile, SubprofileId, Timestamp, TokenHash, WebAddress, WebhookSecret,
+    AccountId, DataRequest, Erasure, Event, EventKind, Message, Owner, Profile, ProfileId, Record, RequestId, State,
+    Subject, Subprofile, SubprofileId, Timestamp, TokenHash, WebAddress, WebhookSecret,
 };
 use crate::ports::{
     Accounts, BuildQueue, Change, Clock, ExportFile, ExportStore, ExportWriter, Guard, Mailer, OutgoingMail, Page,
@@ -168,15 +168,75 @@ impl ExportStore for MemoryExports {
     }
 }
 
-/// Subject data in a list, filtered and sorted on every read; pages of `page_size`.
+/// Subject data in maps, filtered and sorted on every read; pages of `page_size`. The
+/// reference the other stores are compared with: it holds the ownership rule of
+/// [`SubjectData`] in the plainest form.
 pub struct MemorySubjects {
-    records: Mutex<Vec<Record>>,
+    data: Mutex<SubjectMaps>,
     page_size: usize,
+}
+
+#[derive(Default)]
+struct SubjectMaps {
+    profiles: BTreeMap<(AccountId, ProfileId), Profile>,
+    subprofiles: BTreeMap<(AccountId, SubprofileId), Subprofile>,
+    messages: BTreeMap<(AccountId, String), Message>,
+    events: BTreeMap<(AccountId, String), Event>,
+}
+
+impl SubjectMaps {
+    /// Whether a record with this owner belongs to the subject.
+    fn owns(&self, account: AccountId, subject: &Subject, owner: Owner<'_>) -> bool {
+        match subject {
+            Subject::Profile(id) => match owner.subprofile {
+                Some(s) => self.subprofiles.get(&(account, s)).is_some_and(|x| x.profile == *id),
+                None => owner.profile == Some(*id),
+            },
+            Subject::Subprofile(id) => owner.subprofile == Some(*id),
+            Subject::Email(address) => owner.email.is_some_and(|e| e.eq_ignore_ascii_case(address.as_str())),
+        }
+    }
+
+    /// Removes every message and event of the subject (as it is now).
+    fn erase_records(&mut self, account: AccountId, subject: &Subject) {
+        let owned = |maps: &Self, record: &Record| {
+            record.account() == account && record.owner().is_some_and(|o| maps.owns(account, subject, o))
+        };
+        let messages: Vec<_> = self
+            .messages
+            .iter()
+            .filter(|(_, m)| owned(self, &Record::Message((*m).clone())))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let events: Vec<_> = self
+            .events
+            .iter()
+            .filter(|(_, e)| owned(self, &Record::Event((*e).clone())))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in messages {
+            self.messages.remove(&key);
+        }
+        for key in events {
+            self.events.remove(&key);
+        }
+    }
+
+    fn erase_profile(&mut self, account: AccountId, id: ProfileId) {
+        self.erase_records(account, &Subject::Profile(id));
+        self.profiles.remove(&(account, id));
+        self.subprofiles.retain(|(a, _), s| !(*a == account && s.profile == id));
+    }
+
+    fn erase_subprofile(&mut self, account: AccountId, id: SubprofileId) {
+        self.erase_records(account, &Subject::Subprofile(id));
+        self.subprofiles.remove(&(account, id));
+    }
 }
 
 impl Default for MemorySubjects {
     fn default() -> Self {
-        Self { records: Mutex::new(Vec::new()), page_size: 2 }
+        Self { data: Mutex::new(SubjectMaps::default()), page_size: 2 }
     }
 }
 
@@ -188,44 +248,14 @@ fn paginate<T>(mut items: Vec<T>, cursor: Option<&str>, size: usize) -> anyhow::
     Ok(Page { items, next })
 }
 
-impl MemorySubjects {
-    fn in_scope(
-        &self,
-        account: AccountId,
-        subject: &Subject,
-        profile: Option<ProfileId>,
-        subprofile: Option<SubprofileId>,
-        email: Option<&str>,
-    ) -> bool {
-        match subject {
-            Subject::Profile(id) => {
-                profile == Some(*id)
-                    || subprofile.is_some_and(|s| {
-                        lock(&self.records).iter().any(
-                        |r| matches!(r, Record::Subprofile(x) if x.account == account && x.id == s && x.profile == *id),
-                    )
-                    })
-            }
-            Subject::Subprofile(id) => subprofile == Some(*id),
-            Subject::Email(address) => email.is_some_and(|e| e.eq_ignore_ascii_case(address.as_str())),
-        }
-    }
-}
-
 #[async_trait]
 impl SubjectData for MemorySubjects {
     async fn profile(&self, account: AccountId, id: ProfileId) -> anyhow::Result<Option<Profile>> {
-        Ok(lock(&self.records).iter().rev().find_map(|r| match r {
-            Record::Profile(p) if p.account == account && p.id == id => Some(p.clone()),
-            _ => None,
-        }))
+        Ok(lock(&self.data).profiles.get(&(account, id)).cloned())
     }
 
     async fn subprofile(&self, account: AccountId, id: SubprofileId) -> anyhow::Result<Option<Subprofile>> {
-        Ok(lock(&self.records).iter().rev().find_map(|r| match r {
-            Record::Subprofile(s) if s.account == account && s.id == id => Some(s.clone()),
-            _ => None,
-        }))
+        Ok(lock(&self.data).subprofiles.get(&(account, id)).cloned())
     }
 
     async fn subprofiles(
@@ -234,14 +264,12 @@ impl SubjectData for MemorySubjects {
         profile: ProfileId,
         cursor: Option<&str>,
     ) -> anyhow::Result<Page<Subprofile>> {
-        let mut items: Vec<Subprofile> = lock(&self.records)
-            .iter()
-            .filter_map(|r| match r {
-                Record::Subprofile(s) if s.account == account && s.profile == profile => Some(s.clone()),
-                _ => None,
-            })
+        let items: Vec<Subprofile> = lock(&self.data)
+            .subprofiles
+            .values()
+            .filter(|s| s.account == account && s.profile == profile)
+            .cloned()
             .collect();
-        items.sort_by_key(|s| s.id);
         paginate(items, cursor, self.page_size)
     }
 
@@ -251,17 +279,21 @@ impl SubjectData for MemorySubjects {
         subject: &Subject,
         cursor: Option<&str>,
     ) -> anyhow::Result<Page<Message>> {
-        let all: Vec<Message> = lock(&self.records)
-            .iter()
-            .filter_map(|r| match r {
-                Record::Message(m) if m.account == account => Some(m.clone()),
-                _ => None,
+        let data = lock(&self.data);
+        let mut items: Vec<Message> = data
+            .messages
+            .values()
+            .filter(|m| m.account == account)
+            .filter(|m| {
+                data.owns(
+                    account,
+                    subject,
+                    Owner { profile: m.profile, subprofile: m.subprofile, email: Some(&m.email) },
+                )
             })
+            .cloned()
             .collect();
-        let mut items: Vec<Message> = all
-            .into_iter()
-            .filter(|m| self.in_scope(account, subject, m.profile, m.subprofile, Some(&m.email)))
-            .collect();
+        drop(data);
         items.sort_by(|a, b| (a.sent, &a.id).cmp(&(b.sent, &b.id)));
         paginate(items, cursor, self.page_size)
     }
@@ -273,32 +305,72 @@ impl SubjectData for MemorySubjects {
         kind: EventKind,
         cursor: Option<&str>,
     ) -> anyhow::Result<Page<Event>> {
-        let all: Vec<Event> = lock(&self.records)
+        let data = lock(&self.data);
+        let mut items: Vec<(Timestamp, String, Event)> = data
+            .events
             .iter()
-            .filter_map(|r| match r {
-                Record::Event(e) if e.account == account && e.kind == kind => Some(e.clone()),
-                _ => None,
+            .filter(|((a, _), e)| *a == account && e.kind == kind)
+            .filter(|(_, e)| {
+                let owner = Owner { profile: e.profile, subprofile: e.subprofile, email: e.email.as_deref() };
+                data.owns(account, subject, owner)
             })
+            .map(|((_, key), e)| (e.time, key.clone(), e.clone()))
             .collect();
-        let mut items: Vec<Event> = all
-            .into_iter()
-            .filter(|e| self.in_scope(account, subject, e.profile, e.subprofile, e.email.as_deref()))
-            .collect();
-        items.sort_by_key(|e| e.time);
-        paginate(items, cursor, self.page_size)
+        drop(data);
+        items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        paginate(items.into_iter().map(|(_, _, e)| e).collect(), cursor, self.page_size)
     }
 
     async fn load(&self, records: &[Record]) -> anyhow::Result<()> {
-        let mut stored = lock(&self.records);
+        let mut data = lock(&self.data);
         for record in records {
-            let replaces = |old: &Record| match (old, record) {
-                (Record::Profile(a), Record::Profile(b)) => a.account == b.account && a.id == b.id,
-                (Record::Subprofile(a), Record::Subprofile(b)) => a.account == b.account && a.id == b.id,
-                (Record::Message(a), Record::Message(b)) => a.account == b.account && a.id == b.id,
-                _ => false,
-            };
-            stored.retain(|old| !replaces(old));
-            stored.push(record.clone());
+            match record {
+                Record::Profile(p) => {
+                    data.profiles.insert((p.account, p.id), p.clone());
+                }
+                Record::Subprofile(s) => {
+                    data.subprofiles.insert((s.account, s.id), s.clone());
+                }
+                Record::Message(m) => {
+                    data.messages.insert((m.account, m.id.clone()), m.clone());
+                }
+                Record::Event(e) => {
+                    data.events.insert((e.account, e.key()), e.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn erase(&self, erasure: &Erasure) -> anyhow::Result<()> {
+        let mut data = lock(&self.data);
+        match erasure {
+            Erasure::Profile(account, id) => data.erase_profile(*account, *id),
+            Erasure::Subprofile(account, id) => data.erase_subprofile(*account, *id),
+            Erasure::Email(account, address) => {
+                let account = *account;
+                let matches =
+                    |email: &Option<String>| email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(address.as_str()));
+                let profiles: Vec<ProfileId> = data
+                    .profiles
+                    .values()
+                    .filter(|p| p.account == account && matches(&p.email))
+                    .map(|p| p.id)
+                    .collect();
+                for id in profiles {
+                    data.erase_profile(account, id);
+                }
+                let subprofiles: Vec<SubprofileId> = data
+                    .subprofiles
+                    .values()
+                    .filter(|s| s.account == account && matches(&s.email))
+                    .map(|s| s.id)
+                    .collect();
+                for id in subprofiles {
+                    data.erase_subprofile(account, id);
+                }
+                data.erase_records(account, &Subject::Email(address.clone()));
+            }
         }
         Ok(())
     }
@@ -309,6 +381,7 @@ impl SubjectData for MemorySubjects {
 pub struct MemoryAccounts {
     tokens: Mutex<HashMap<TokenHash, AccountId>>,
     secrets: Mutex<Vec<WebhookSecret>>,
+    ingest_keys: Mutex<std::collections::HashSet<TokenHash>>,
 }
 
 #[async_trait]
@@ -336,6 +409,15 @@ impl Accounts for MemoryAccounts {
     async fn webhook_secret(&self, account: AccountId) -> anyhow::Result<Option<WebhookSecret>> {
         let index = usize::try_from(account.get() - 1)?;
         Ok(lock(&self.secrets).get(index).cloned())
+    }
+
+    async fn add_ingest_key(&self, key: &TokenHash) -> anyhow::Result<()> {
+        lock(&self.ingest_keys).insert(*key);
+        Ok(())
+    }
+
+    async fn is_ingest_key(&self, key: &TokenHash) -> anyhow::Result<bool> {
+        Ok(lock(&self.ingest_keys).contains(key))
     }
 }
 

@@ -76,6 +76,14 @@ impl Accounts for TokenCache {
         Ok(found)
     }
 
+    async fn add_ingest_key(&self, key: &TokenHash) -> anyhow::Result<()> {
+        self.inner.add_ingest_key(key).await
+    }
+
+    async fn is_ingest_key(&self, key: &TokenHash) -> anyhow::Result<bool> {
+        self.inner.is_ingest_key(key).await
+    }
+
     async fn webhook_secret(&self, account: AccountId) -> anyhow::Result<Option<WebhookSecret>> {
         self.inner.webhook_secret(account).await
     }
@@ -110,6 +118,12 @@ mod tests {
         }
         async fn webhook_secret(&self, account: AccountId) -> anyhow::Result<Option<WebhookSecret>> {
             self.store.webhook_secret(account).await
+        }
+        async fn add_ingest_key(&self, key: &TokenHash) -> anyhow::Result<()> {
+            self.store.add_ingest_key(key).await
+        }
+        async fn is_ingest_key(&self, key: &TokenHash) -> anyhow::Result<bool> {
+            self.store.is_ingest_key(key).await
         }
     }
 

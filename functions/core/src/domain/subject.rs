@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
-use super::{AccountId, ProfileId, SubprofileId, Timestamp};
+use super::{AccountId, EmailAddress, ProfileId, SubprofileId, Timestamp};
 
 /// A profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +148,10 @@ impl EventKind {
 pub struct Event {
     /// Owner.
     pub account: AccountId,
+    /// The platform's id of the event, unique within the account; a later event with the same
+    /// id replaces it. Without one the event is identified by its content (see [`Event::key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// What happened.
     #[serde(rename = "type")]
     pub kind: EventKind,
@@ -167,6 +172,37 @@ pub struct Event {
     /// Details (ip, user agent, link, answers, …).
     #[serde(default)]
     pub data: Map<String, Value>,
+}
+
+impl Event {
+    /// The event's identity within its account: `id:<id>` when it carries an id, otherwise
+    /// `h:<hash>` of everything it says (type, message, profile, subprofile, address, time and
+    /// details). Loading an event whose key is already stored replaces that one, so a replayed
+    /// line is stored once. Events of one time are exported in the order of their keys, on
+    /// every store.
+    #[must_use]
+    pub fn key(&self) -> String {
+        if let Some(id) = &self.id {
+            return format!("id:{id}");
+        }
+        // `Map` keeps its members sorted, so equal details always serialise the same way.
+        let content = serde_json::json!([
+            self.kind.as_str(),
+            self.message,
+            self.profile.map(ProfileId::get),
+            self.subprofile.map(SubprofileId::get),
+            self.email,
+            self.time.unix(),
+            self.data,
+        ]);
+        let digest = Sha256::digest(content.to_string().as_bytes());
+        let mut key = String::with_capacity(2 + 40);
+        key.push_str("h:");
+        for byte in &digest[..20] {
+            key.push_str(&format!("{byte:02x}"));
+        }
+        key
+    }
 }
 
 /// One line of the import format.
@@ -194,4 +230,74 @@ impl Record {
             Self::Event(r) => r.account,
         }
     }
+}
+
+impl Record {
+    /// The profile, subprofile and address a message or event names (profiles and
+    /// subprofiles name none).
+    #[must_use]
+    pub fn owner(&self) -> Option<Owner<'_>> {
+        match self {
+            Self::Profile(_) | Self::Subprofile(_) => None,
+            Self::Message(m) => Some(Owner { profile: m.profile, subprofile: m.subprofile, email: Some(&m.email) }),
+            Self::Event(e) => Some(Owner { profile: e.profile, subprofile: e.subprofile, email: e.email.as_deref() }),
+        }
+    }
+}
+
+/// Whom a message or event belongs to. The rule every store holds: a record that names a
+/// subprofile belongs to that subprofile, and through it to whichever profile the subprofile
+/// belongs to *now*, whatever profile the line named; a record without a subprofile belongs to
+/// the profile it names. Both also belong to the address they name (for e-mail exports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner<'a> {
+    /// The profile the line named.
+    pub profile: Option<ProfileId>,
+    /// The subprofile the line named.
+    pub subprofile: Option<SubprofileId>,
+    /// The address the line named.
+    pub email: Option<&'a str>,
+}
+
+impl Owner<'_> {
+    /// The profile that owns the record directly (not through a subprofile).
+    #[must_use]
+    pub fn direct_profile(&self) -> Option<ProfileId> {
+        if self.subprofile.is_some() { None } else { self.profile }
+    }
+}
+
+/// An erasure (GDPR Art. 17): a profile with its subprofiles and every message and event of
+/// them; a subprofile with its messages and events; or every message and event sent to an
+/// address, with every profile and subprofile whose address it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Erasure {
+    /// `{"kind":"erase","account":A,"profile":P}`
+    Profile(AccountId, ProfileId),
+    /// `{"kind":"erase","account":A,"subprofile":S}`
+    Subprofile(AccountId, SubprofileId),
+    /// `{"kind":"erase","account":A,"email":"…"}`
+    Email(AccountId, EmailAddress),
+}
+
+impl Erasure {
+    /// The account whose data is erased.
+    #[must_use]
+    pub fn account(&self) -> AccountId {
+        match self {
+            Self::Profile(a, _) | Self::Subprofile(a, _) | Self::Email(a, _) => *a,
+        }
+    }
+}
+
+/// One line of ingestion: a record to load, an erasure, or a record that is read and skipped
+/// (an SES event of a kind that is not kept, or of a mail sent without an `account` tag).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line {
+    /// Load (replace by id or key).
+    Record(Record),
+    /// Erase.
+    Erase(Erasure),
+    /// Read, valid, and not kept.
+    Skip,
 }

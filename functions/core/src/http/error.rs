@@ -23,8 +23,16 @@ pub enum ApiError {
     BadRequest(String),
     /// `404`: the export is not there (yet).
     NotFound(String),
+    /// `401`: no valid credentials where no account token applies (`/ingest`).
+    Unauthorized(String),
+    /// `413`: the body is too large.
+    TooLarge(String),
+    /// `415`: the body is of a type the route does not read.
+    UnsupportedType(String),
     /// `429`: over the rate limit; retry after this many seconds.
     TooMany(u64),
+    /// `503`: a store failed midway; the same call may be sent again. The cause is logged.
+    Unavailable(anyhow::Error),
     /// `500`: ours; the cause is logged.
     Internal(anyhow::Error),
 }
@@ -67,6 +75,13 @@ impl IntoResponse for ApiError {
         match self {
             Self::BadRequest(message) => error_response(StatusCode::BAD_REQUEST, &message),
             Self::NotFound(message) => error_response(StatusCode::NOT_FOUND, &message),
+            Self::Unauthorized(message) => error_response(StatusCode::UNAUTHORIZED, &message),
+            Self::TooLarge(message) => error_response(StatusCode::PAYLOAD_TOO_LARGE, &message),
+            Self::UnsupportedType(message) => error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, &message),
+            Self::Unavailable(error) => {
+                tracing::error!(error = format!("{error:#}"), "storage failed");
+                error_response(StatusCode::SERVICE_UNAVAILABLE, "Storage is unavailable; send the same body again")
+            }
             Self::TooMany(seconds) => {
                 let message = format!("Too many data requests; retry after {seconds} seconds");
                 let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, &message);

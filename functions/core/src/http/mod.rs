@@ -4,6 +4,7 @@
 mod download;
 mod error;
 mod get_datarequest;
+pub mod ingest;
 pub mod openapi;
 mod params;
 mod post_datarequest;
@@ -30,19 +31,24 @@ pub enum Part {
     Intake,
     /// The GET routes (the status function).
     Status,
+    /// `POST /ingest` (the ingest function).
+    Ingest,
 }
 
 /// The router for a part of the API. Unknown paths and wrong methods answer `400 Invalid
 /// method`, as Copernica does.
 pub fn router(app: App, part: Part) -> Router {
     let mut routes = Router::new();
-    if part != Part::Status {
+    if matches!(part, Part::All | Part::Ingest) {
+        routes = routes.route("/ingest", post(ingest::ingest));
+    }
+    if matches!(part, Part::All | Part::Intake) {
         routes = routes
             .route("/{version}/profile/{id}/datarequest", post(post_datarequest::profile))
             .route("/{version}/subprofile/{id}/datarequest", post(post_datarequest::subprofile))
             .route("/{version}/email/{email}/datarequest", post(post_datarequest::email));
     }
-    if part != Part::Intake {
+    if matches!(part, Part::All | Part::Status) {
         routes = routes
             .route("/{version}/datarequest/{id}", get(get_datarequest::export))
             .route("/{version}/datarequest/{id}/status", get(get_datarequest::status))

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
 use crate::domain::{
-    AccountId, DataRequest, Delivery, EmailAddress, Event, EventKind, Message, Profile, ProfileId, Record, RequestId,
-    State, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, WebAddress, WebhookSecret,
+    AccountId, DataRequest, Delivery, EmailAddress, Erasure, Event, EventKind, Message, Profile, ProfileId, Record,
+    RequestId, State, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, WebAddress, WebhookSecret,
 };
 
 /// Which stored request a conditional update may touch.
@@ -202,8 +202,15 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-/// Reads (and loads) the platform's data about subjects. Lists come in pages so that memory
-/// stays flat however large a subject's history is.
+/// Reads, loads and erases the platform's data about subjects. Lists come in pages so that
+/// memory stays flat however large a subject's history is.
+///
+/// Every store holds one rule of ownership ([`crate::domain::Owner`]): a message or event that
+/// names a subprofile belongs to that subprofile and through it to the profile the subprofile
+/// belongs to *now*; one without a subprofile belongs to the profile it names; e-mail subjects
+/// match the address a record names, case-insensitively. Messages come by send time then id,
+/// events by time then [`Event::key`], so the same data gives the same export on every store,
+/// whatever order it was loaded in.
 #[async_trait]
 pub trait SubjectData: Send + Sync {
     /// A profile of the account.
@@ -240,7 +247,7 @@ pub trait SubjectData: Send + Sync {
         cursor: Option<&str>,
     ) -> anyhow::Result<Page<Message>>;
 
-    /// A page of one kind of event of a subject, by time then arrival.
+    /// A page of one kind of event of a subject, by time then key.
     ///
     /// # Errors
     /// When the store cannot be reached or the cursor is not one of its own.
@@ -252,12 +259,24 @@ pub trait SubjectData: Send + Sync {
         cursor: Option<&str>,
     ) -> anyhow::Result<Page<Event>>;
 
-    /// Loads records (already validated); profiles, subprofiles and messages with an existing
-    /// id replace the stored one.
+    /// Loads records (already validated), idempotently: profiles, subprofiles and messages
+    /// replace the stored one with their id, events the stored one with their
+    /// [`Event::key`]. Loading the same records again changes nothing.
     ///
     /// # Errors
-    /// When the store cannot be reached.
+    /// When the store cannot be reached; records of the batch may then be stored or not, and
+    /// loading the batch again converges.
     async fn load(&self, records: &[Record]) -> anyhow::Result<()>;
+
+    /// Erases a subject (GDPR Art. 17) with everything that belongs to it, MIME bodies kept
+    /// elsewhere included: a profile, its subprofiles and every message and event of them; a
+    /// subprofile and its messages and events; or every message and event naming an address,
+    /// and every profile or subprofile with that address (with theirs). Erasing what is not
+    /// there is not an error.
+    ///
+    /// # Errors
+    /// When the store cannot be reached; erasing again completes the erasure.
+    async fn erase(&self, erasure: &Erasure) -> anyhow::Result<()>;
 }
 
 /// Accounts, their hashed access tokens and webhook secrets.
@@ -286,6 +305,19 @@ pub trait Accounts: Send + Sync {
     /// # Errors
     /// When the store cannot be reached or holds a corrupt secret.
     async fn webhook_secret(&self, account: AccountId) -> anyhow::Result<Option<WebhookSecret>>;
+
+    /// Stores the hash of a new ingest key (the platform's key for `POST /ingest`; it belongs
+    /// to no account and is no access token).
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn add_ingest_key(&self, key: &TokenHash) -> anyhow::Result<()>;
+
+    /// Whether an ingest key with this hash exists.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn is_ingest_key(&self, key: &TokenHash) -> anyhow::Result<bool>;
 }
 
 /// A complete MIME message ready to send.

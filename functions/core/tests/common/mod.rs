@@ -6,7 +6,7 @@ use datarequest::App;
 use datarequest::adapters::memory::{self, Fakes};
 use datarequest::config::Settings;
 use datarequest::domain::{AccessToken, AccountId, Record, RequestId, WebhookSecret};
-use datarequest::import::parse_line;
+use datarequest::ingest::parse_records;
 use datarequest::ports::Accounts;
 use datarequest::worker::{self, Outcome};
 
@@ -14,7 +14,7 @@ pub const SAMPLE: &str = include_str!("../fixtures/subjects-sample.ndjson");
 pub const PUBLIC_URL: &str = "https://api.example.test";
 
 pub fn sample_records() -> Vec<Record> {
-    SAMPLE.lines().filter_map(|line| parse_line(line).expect("sample lines are valid")).collect()
+    parse_records(SAMPLE).expect("sample lines are valid")
 }
 
 pub struct World {

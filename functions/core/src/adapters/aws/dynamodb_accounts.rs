@@ -1,5 +1,6 @@
 //! Accounts and hashed access tokens in DynamoDB, keyed by `pk`: `ACCOUNT#<id>` holds the
-//! webhook secret, `TOKEN#<sha256 hex>` the account of a token, and `COUNTER` the last id.
+//! webhook secret, `TOKEN#<sha256 hex>` the account of a token, `INGEST#<sha256 hex>` an ingest key, and `COUNTER`
+//! the last id.
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -105,5 +106,32 @@ impl Accounts for DynamoDbAccounts {
             .await
             .context("reading an account")?;
         output.item.map(|item| Ok(WebhookSecret::parse(get_s(&item, "webhook_secret")?)?)).transpose()
+    }
+
+    async fn add_ingest_key(&self, key: &TokenHash) -> anyhow::Result<()> {
+        let item = Item::from([
+            ("pk".to_owned(), s(format!("INGEST#{}", key.to_hex()))),
+            ("created".to_owned(), n(Timestamp::now().unix())),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .context("storing an ingest key")?;
+        Ok(())
+    }
+
+    async fn is_ingest_key(&self, key: &TokenHash) -> anyhow::Result<bool> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("INGEST#{}", key.to_hex())))
+            .send()
+            .await
+            .context("looking up an ingest key")?;
+        Ok(output.item.is_some())
     }
 }

@@ -10,6 +10,7 @@ mod s3;
 mod ses;
 mod sqs;
 mod sqs_batch;
+mod sqs_ingest;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ pub use s3::S3Exports;
 pub use ses::SesMailer;
 pub use sqs::SqsQueue;
 pub use sqs_batch::handle_batch;
+pub use sqs_ingest::handle_ingest_batch;
 
 use crate::adapters::webhook::HttpWebDelivery;
 use crate::app::App;
@@ -105,7 +107,8 @@ pub fn app(
         resources.subjects_table.clone(),
         clients.s3.clone(),
         resources.exports_bucket.clone(),
-    );
+    )
+    .with_retention(settings.subject_retention);
     let app = App {
         requests: Arc::new(DynamoDbRequests::new(clients.dynamodb.clone(), resources.requests_table.clone())),
         queue: queue.clone(),

@@ -1,0 +1,128 @@
+//! The durable build queue of local mode: a table of request ids with a visibility time, like
+//! an SQS queue (at-least-once, hidden while received, visible again after a delay).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::{SqliteStore, now_millis, to_i64, to_u64};
+use crate::domain::RequestId;
+use crate::ports::{BuildQueue, RequestStore};
+
+/// One build queue message as the local worker receives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// The request.
+    pub id: RequestId,
+    /// How often it has been received, this time included.
+    pub receives: u32,
+}
+
+impl SqliteStore {
+    /// Takes the next visible queue message, hiding it for `visibility`.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn receive(&self, visibility: Duration) -> anyhow::Result<Option<Received>> {
+        let hide = i64::try_from(visibility.as_millis()).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            let now = now_millis();
+            let row = c
+                .query_row(
+                    "UPDATE queue SET visible_at = ?1 + ?2, receives = receives + 1
+                     WHERE request = (SELECT request FROM queue WHERE visible_at <= ?1 ORDER BY visible_at, request LIMIT 1)
+                     RETURNING request, receives",
+                    params![now, hide],
+                    |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+                )
+                .optional()?;
+            row.map(|(id, receives)| {
+                Ok(Received { id: RequestId::try_from(to_u64(id))?, receives: u32::try_from(receives).unwrap_or(u32::MAX) })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    /// Removes a handled message.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn acknowledge(&self, id: RequestId) -> anyhow::Result<()> {
+        self.run(move |c| Ok(c.execute("DELETE FROM queue WHERE request = ?1", [to_i64(id.get())]).map(drop)?)).await
+    }
+
+    /// Makes a message visible again after `delay`.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn retry_after(&self, id: RequestId, delay: Duration) -> anyhow::Result<()> {
+        let at = now_millis().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+        self.run(move |c| {
+            Ok(c.execute("UPDATE queue SET visible_at = ?2 WHERE request = ?1", params![to_i64(id.get()), at])
+                .map(drop)?)
+        })
+        .await?;
+        self.queued.notify_waiters();
+        Ok(())
+    }
+
+    /// At start: the previous process is gone, so messages it held are visible again, and
+    /// requests that lost their message (a crash between store and queue) get one.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn recover(&self) -> anyhow::Result<usize> {
+        let unfinished = RequestStore::unfinished(self).await?;
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_millis();
+            tx.execute("UPDATE queue SET visible_at = ?1 WHERE visible_at > ?1 AND receives > 0", [now])?;
+            let mut requeued = 0;
+            for id in &unfinished {
+                requeued += tx.execute(
+                    "INSERT OR IGNORE INTO queue (request, visible_at, receives) VALUES (?1, ?2, 0)",
+                    params![to_i64(id.get()), now],
+                )?;
+            }
+            tx.commit()?;
+            Ok(requeued)
+        })
+        .await
+    }
+
+    /// Milliseconds until the next message becomes visible, if any is queued.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn next_visible_in(&self) -> anyhow::Result<Option<Duration>> {
+        self.run(|c| {
+            let next: Option<i64> = c.query_row("SELECT MIN(visible_at) FROM queue", [], |row| row.get(0))?;
+            Ok(next.map(|at| Duration::from_millis(to_u64(at - now_millis()))))
+        })
+        .await
+    }
+
+    /// Resolves when something was enqueued (or a retry scheduled).
+    pub async fn queued(&self) {
+        self.queued.notified().await;
+    }
+}
+
+#[async_trait]
+impl BuildQueue for SqliteStore {
+    async fn enqueue(&self, id: RequestId) -> anyhow::Result<()> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO queue (request, visible_at, receives) VALUES (?1, ?2, 0)
+                 ON CONFLICT (request) DO UPDATE SET visible_at = MIN(visible_at, excluded.visible_at)",
+                params![to_i64(id.get()), now_millis()],
+            )?;
+            Ok(())
+        })
+        .await?;
+        self.queued.notify_waiters();
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! Data requests in the `requests` table; a conditional update is one immediate transaction.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, Row, TransactionBehavior, params};
+
+use super::{SqliteStore, to_i64, to_u64};
+use crate::domain::{AccountId, DataRequest, Delivery, Report, RequestId, Subject, Timestamp, WebPolicy};
+use crate::ports::{Change, Guard, RequestStore};
+
+const REQUEST_COLUMNS: &str = "id, account, subject_kind, subject, report, state, reason, available, created, completed, \
+     expires, delivery_status, delivery_attempts, delivery_method, delivery_error, delivery_claimed_until";
+
+fn request_from_row(row: &Row<'_>) -> anyhow::Result<DataRequest> {
+    let kind: String = row.get(2)?;
+    let subject: String = row.get(3)?;
+    let report: Option<String> = row.get(4)?;
+    let state: String = row.get(5)?;
+    let status: String = row.get(11)?;
+    Ok(DataRequest {
+        id: RequestId::try_from(to_u64(row.get(0)?))?,
+        account: AccountId::try_from(to_u64(row.get(1)?))?,
+        subject: Subject::from_parts(&kind, &subject)?,
+        // The address was checked at intake; the web delivery checks it again when it connects.
+        report: report.map(|r| Report::parse(&r, WebPolicy::AllowPrivate)).transpose()?,
+        state: state.parse()?,
+        reason: row.get(6)?,
+        available: to_u64(row.get(7)?),
+        created: Timestamp::from_unix(row.get(8)?),
+        completed: row.get::<_, Option<i64>>(9)?.map(Timestamp::from_unix),
+        expires: row.get::<_, Option<i64>>(10)?.map(Timestamp::from_unix),
+        delivery: Delivery {
+            status: status.parse()?,
+            attempts: u32::try_from(row.get::<_, i64>(12)?).unwrap_or(0),
+            method: row.get(13)?,
+            error: row.get(14)?,
+            claimed_until: row.get::<_, Option<i64>>(15)?.map(Timestamp::from_unix),
+        },
+    })
+}
+
+fn write_request(c: &Connection, r: &DataRequest, insert: bool) -> rusqlite::Result<usize> {
+    let verb = if insert { "INSERT OR IGNORE" } else { "REPLACE" };
+    c.execute(
+        &format!("{verb} INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+        params![
+            to_i64(r.id.get()),
+            to_i64(r.account.get()),
+            r.subject.kind().as_str(),
+            r.subject.value(),
+            r.report.as_ref().map(ToString::to_string),
+            r.state.as_str(),
+            r.reason,
+            to_i64(r.available),
+            r.created.unix(),
+            r.completed.map(Timestamp::unix),
+            r.expires.map(Timestamp::unix),
+            r.delivery.status.as_str(),
+            i64::from(r.delivery.attempts),
+            r.delivery.method,
+            r.delivery.error,
+            r.delivery.claimed_until.map(Timestamp::unix),
+        ],
+    )
+}
+
+fn read_request(c: &Connection, id: RequestId) -> anyhow::Result<Option<DataRequest>> {
+    let mut statement = c.prepare_cached(&format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"))?;
+    let mut rows = statement.query([to_i64(id.get())])?;
+    rows.next()?.map(request_from_row).transpose()
+}
+
+fn ids(c: &Connection, sql: &str, params: impl rusqlite::Params) -> anyhow::Result<Vec<RequestId>> {
+    let mut statement = c.prepare(sql)?;
+    let found = statement.query_map(params, |row| row.get::<_, i64>(0))?;
+    found.map(|id| Ok(RequestId::try_from(to_u64(id?))?)).collect()
+}
+
+#[async_trait]
+impl RequestStore for SqliteStore {
+    async fn insert(&self, request: &DataRequest) -> anyhow::Result<bool> {
+        let request = request.clone();
+        self.run(move |c| Ok(write_request(c, &request, true)? == 1)).await
+    }
+
+    async fn get(&self, id: RequestId) -> anyhow::Result<Option<DataRequest>> {
+        self.run(move |c| read_request(c, id)).await
+    }
+
+    async fn update(&self, id: RequestId, guard: &Guard, change: &Change) -> anyhow::Result<bool> {
+        let (guard, change) = (guard.clone(), change.clone());
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(mut request) = read_request(&tx, id)? else { return Ok(false) };
+            if !guard.admits(&request) {
+                return Ok(false);
+            }
+            change.apply(&mut request);
+            write_request(&tx, &request, false)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn expiring(&self, now: Timestamp, limit: usize) -> anyhow::Result<Vec<RequestId>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            ids(
+                c,
+                "SELECT id FROM requests WHERE state IN ('built', 'delivered') AND expires <= ?1 ORDER BY expires LIMIT ?2",
+                params![now.unix(), limit],
+            )
+        })
+        .await
+    }
+
+    async fn unfinished(&self) -> anyhow::Result<Vec<RequestId>> {
+        self.run(|c| {
+            ids(
+                c,
+                "SELECT id FROM requests WHERE state IN ('accepted', 'building')
+                 OR (state = 'built' AND delivery_status IN ('pending', 'sending')) ORDER BY created",
+                [],
+            )
+        })
+        .await
+    }
+}

@@ -1,0 +1,286 @@
+//! The database schema, and the step that brings a database of an earlier version up to date.
+//!
+//! Version 2 (this one) keeps events by their key (so a replayed event is stored once), serves
+//! a profile's own records through indexes of the records without a subprofile (a subprofile's
+//! records reach a profile only through the subprofile), and keeps the lower-cased address of
+//! profiles and subprofiles for erasure by address. `PRAGMA user_version` holds the version.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::to_i64;
+use crate::domain::Event;
+
+const VERSION: i64 = 2;
+
+const SCHEMA: &str = r"
+CREATE TABLE IF NOT EXISTS accounts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook_secret TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY,
+    account INTEGER NOT NULL REFERENCES accounts(id)
+);
+CREATE TABLE IF NOT EXISTS ingest_keys (
+    hash TEXT PRIMARY KEY,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    account INTEGER NOT NULL,
+    subject_kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    report TEXT,
+    state TEXT NOT NULL,
+    reason TEXT,
+    available INTEGER NOT NULL,
+    created INTEGER NOT NULL,
+    completed INTEGER,
+    expires INTEGER,
+    delivery_status TEXT NOT NULL,
+    delivery_attempts INTEGER NOT NULL,
+    delivery_method TEXT,
+    delivery_error TEXT,
+    delivery_claimed_until INTEGER
+);
+CREATE INDEX IF NOT EXISTS requests_expires ON requests(expires) WHERE state IN ('built', 'delivered');
+CREATE TABLE IF NOT EXISTS queue (
+    request INTEGER PRIMARY KEY,
+    visible_at INTEGER NOT NULL,
+    receives INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    account INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    email_lc TEXT,
+    PRIMARY KEY (account, id)
+);
+CREATE INDEX IF NOT EXISTS profiles_by_email ON profiles(account, email_lc);
+CREATE TABLE IF NOT EXISTS subprofiles (
+    account INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    profile INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    email_lc TEXT,
+    PRIMARY KEY (account, id)
+);
+CREATE INDEX IF NOT EXISTS subprofiles_by_profile ON subprofiles(account, profile, id);
+CREATE INDEX IF NOT EXISTS subprofiles_by_email ON subprofiles(account, email_lc);
+CREATE TABLE IF NOT EXISTS messages (
+    account INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    profile INTEGER,
+    subprofile INTEGER,
+    email TEXT NOT NULL,
+    email_lc TEXT NOT NULL,
+    mailing TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    sent INTEGER NOT NULL,
+    mime TEXT NOT NULL,
+    PRIMARY KEY (account, id)
+);
+CREATE INDEX IF NOT EXISTS messages_of_profile ON messages(account, profile, sent, id) WHERE subprofile IS NULL;
+CREATE INDEX IF NOT EXISTS messages_by_subprofile ON messages(account, subprofile, sent, id);
+CREATE INDEX IF NOT EXISTS messages_by_email ON messages(account, email_lc, sent, id);
+CREATE INDEX IF NOT EXISTS messages_by_sent ON messages(sent);
+CREATE TABLE IF NOT EXISTS events (
+    account INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    profile INTEGER,
+    subprofile INTEGER,
+    email_lc TEXT,
+    time INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (account, key)
+);
+CREATE INDEX IF NOT EXISTS events_of_profile ON events(account, profile, kind, time, key) WHERE subprofile IS NULL;
+CREATE INDEX IF NOT EXISTS events_by_subprofile ON events(account, subprofile, kind, time, key);
+CREATE INDEX IF NOT EXISTS events_by_email ON events(account, email_lc, kind, time, key);
+CREATE INDEX IF NOT EXISTS events_by_time ON events(time);
+";
+
+/// Creates the schema, or brings a database of version 1 up to date, in one transaction.
+pub fn create(connection: &mut Connection) -> anyhow::Result<()> {
+    // Only a new database takes these; WAL stays on once set.
+    connection.execute_batch("PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version >= VERSION {
+        return Ok(());
+    }
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let old = version < VERSION
+        && tx
+            .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'", [], |_| Ok(()))
+            .optional()?
+            .is_some();
+    if old {
+        // Version 1: events appended by arrival (`seq`), owned by the profile the line named.
+        tx.execute_batch(
+            "ALTER TABLE events RENAME TO events_v1;
+             DROP INDEX IF EXISTS events_by_profile;
+             DROP INDEX IF EXISTS events_by_subprofile;
+             DROP INDEX IF EXISTS events_by_email;
+             DROP INDEX IF EXISTS messages_by_profile;
+             ALTER TABLE profiles ADD COLUMN email_lc TEXT;
+             ALTER TABLE subprofiles ADD COLUMN email_lc TEXT;
+             UPDATE profiles SET email_lc = lower(json_extract(body, '$.email'));
+             UPDATE subprofiles SET email_lc = lower(json_extract(body, '$.email'));",
+        )?;
+    }
+    tx.execute_batch(SCHEMA)?;
+    if old {
+        let mut insert = tx.prepare(
+            "INSERT OR REPLACE INTO events (account, key, kind, profile, subprofile, email_lc, time, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        let mut rows = tx.prepare("SELECT body FROM events_v1 ORDER BY seq")?;
+        let mut rows = rows.query([])?;
+        while let Some(row) = rows.next()? {
+            let event: Event = serde_json::from_str(&row.get::<_, String>(0)?)?;
+            insert.execute(params![
+                to_i64(event.account.get()),
+                event.key(),
+                event.kind.as_str(),
+                event.profile.map(|p| to_i64(p.get())),
+                event.subprofile.map(|s| to_i64(s.get())),
+                event.email.as_ref().map(|e| e.to_ascii_lowercase()),
+                event.time.unix(),
+                serde_json::to_string(&event)?,
+            ])?;
+        }
+        drop(rows);
+        drop(insert);
+        tx.execute_batch("DROP TABLE events_v1;")?;
+    }
+    tx.pragma_update(None, "user_version", VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema of version 1, as databases made before version 2 hold it.
+    const VERSION_1: &str = r"
+PRAGMA page_size = 16384;
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS accounts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook_secret TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY,
+    account INTEGER NOT NULL REFERENCES accounts(id)
+);
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    account INTEGER NOT NULL,
+    subject_kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    report TEXT,
+    state TEXT NOT NULL,
+    reason TEXT,
+    available INTEGER NOT NULL,
+    created INTEGER NOT NULL,
+    completed INTEGER,
+    expires INTEGER,
+    delivery_status TEXT NOT NULL,
+    delivery_attempts INTEGER NOT NULL,
+    delivery_method TEXT,
+    delivery_error TEXT,
+    delivery_claimed_until INTEGER
+);
+CREATE INDEX IF NOT EXISTS requests_expires ON requests(expires) WHERE state IN ('built', 'delivered');
+CREATE TABLE IF NOT EXISTS queue (
+    request INTEGER PRIMARY KEY,
+    visible_at INTEGER NOT NULL,
+    receives INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    account INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (account, id)
+);
+CREATE TABLE IF NOT EXISTS subprofiles (
+    account INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    profile INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (account, id)
+);
+CREATE INDEX IF NOT EXISTS subprofiles_by_profile ON subprofiles(account, profile, id);
+CREATE TABLE IF NOT EXISTS messages (
+    account INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    profile INTEGER,
+    subprofile INTEGER,
+    email TEXT NOT NULL,
+    email_lc TEXT NOT NULL,
+    mailing TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    sent INTEGER NOT NULL,
+    mime TEXT NOT NULL,
+    PRIMARY KEY (account, id)
+);
+CREATE INDEX IF NOT EXISTS messages_by_profile ON messages(account, profile, sent, id);
+CREATE INDEX IF NOT EXISTS messages_by_subprofile ON messages(account, subprofile, sent, id);
+CREATE INDEX IF NOT EXISTS messages_by_email ON messages(account, email_lc, sent, id);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    account INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    profile INTEGER,
+    subprofile INTEGER,
+    email_lc TEXT,
+    time INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_profile ON events(account, profile, kind, time, seq);
+CREATE INDEX IF NOT EXISTS events_by_subprofile ON events(account, subprofile, kind, time, seq);
+CREATE INDEX IF NOT EXISTS events_by_email ON events(account, email_lc, kind, time, seq);
+";
+
+    #[test]
+    fn a_version_1_database_is_brought_up_to_date_with_its_events_stored_once() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db.sqlite3");
+        {
+            let c = Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            c.execute_batch(VERSION_1).unwrap_or_else(|e| panic!("{e}"));
+            let event = r#"{"account":1,"type":"click","message":"m1","profile":7,"subprofile":null,"email":"A@Example.com","time":"2025-01-01 00:00:00","data":{"n":1}}"#;
+            for _ in 0..2 {
+                // Version 1 appended an event on every import.
+                c.execute(
+                    "INSERT INTO events (account, kind, profile, subprofile, email_lc, time, body) VALUES (1, 'click', 7, NULL, 'a@example.com', 1735689600, ?1)",
+                    [event],
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+            }
+            c.execute(
+                "INSERT INTO profiles (account, id, body) VALUES (1, 7, ?1)",
+                [r#"{"account":1,"id":7,"database":1,"email":"A@Example.com","created":"2025-01-01 00:00:00","modified":"2025-01-01 00:00:00"}"#],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mut c = Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        create(&mut c).unwrap_or_else(|e| panic!("{e:#}"));
+        let version: i64 = c.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap_or_default();
+        assert_eq!(version, VERSION);
+        let (count, key): (i64, String) = c
+            .query_row("SELECT COUNT(*), MAX(key) FROM events", [], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(count, 1, "the duplicate is gone");
+        assert!(key.starts_with("h:"), "{key}");
+        let email: Option<String> =
+            c.query_row("SELECT email_lc FROM profiles", [], |row| row.get(0)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(email.as_deref(), Some("a@example.com"));
+        create(&mut c).unwrap_or_else(|e| panic!("opening again changes nothing: {e:#}"));
+    }
+}

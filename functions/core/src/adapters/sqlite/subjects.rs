@@ -1,0 +1,455 @@
+//! Subject data: profiles, subprofiles, messages and events, each in its table, with indexes
+//! that serve every export as a few ordered range scans.
+
+use anyhow::Context;
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+
+use super::{SqliteStore, to_i64, to_u64};
+use crate::domain::{
+    AccountId, Erasure, Event, EventKind, Message, Profile, ProfileId, Record, Subject, Subprofile, SubprofileId,
+    Timestamp,
+};
+use crate::ports::{Page, SubjectData};
+
+/// Messages per page: MIME bodies are large.
+const MESSAGE_PAGE: i64 = 32;
+/// Events and subprofiles per page.
+const RECORD_PAGE: i64 = 500;
+
+/// The conditions that pick a subject's rows, each served in order by one index, and the
+/// subject's key (`?2`); a row is the subject's when it meets any of them. A profile owns its
+/// records without a subprofile, and the records of its subprofiles as they are now.
+fn scope(subject: &Subject) -> (&'static [&'static str], rusqlite::types::Value) {
+    use rusqlite::types::Value;
+    match subject {
+        Subject::Profile(id) => (
+            &[
+                "subprofile IS NULL AND profile = ?2",
+                "subprofile IN (SELECT id FROM subprofiles WHERE account = ?1 AND profile = ?2)",
+            ],
+            Value::Integer(to_i64(id.get())),
+        ),
+        Subject::Subprofile(id) => (&["subprofile = ?2"], Value::Integer(to_i64(id.get()))),
+        Subject::Email(address) => (&["email_lc = ?2"], Value::Text(address.normalized())),
+    }
+}
+
+/// A page query over `table` for a subject: the keys of the next page come from the covering
+/// indexes alone (one ordered range scan per condition of [`scope`], merged), and only the
+/// rows of that page are read whole. Reading a page thus costs the page, not the subject:
+/// a single `OR` over the table sorted every remaining row, bodies included, for each page.
+/// `page.filter` narrows further, `page.key` names the row key, `page.order` the page order,
+/// `page.after` the cursor row value and `page.limit` the page size (as SQL parameters).
+fn page_query(page: &PageQuery, conditions: &[&str]) -> String {
+    let PageQuery { table, columns, filter, key, order, after, limit } = page;
+    let keys = conditions
+        .iter()
+        .map(|condition| {
+            format!(
+                "SELECT * FROM (SELECT {key} AS k, {order} FROM {table} WHERE account = ?1 AND {filter}{condition} \
+                 AND ({order}) > ({after}) ORDER BY {order} LIMIT {limit})"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ");
+    format!(
+        "SELECT {columns} FROM {table} WHERE {key} IN (SELECT k FROM ({keys}) ORDER BY {order} LIMIT {limit}) \
+         ORDER BY {order}"
+    )
+}
+
+/// The parts of a [`page_query`].
+struct PageQuery {
+    table: &'static str,
+    columns: &'static str,
+    filter: &'static str,
+    key: &'static str,
+    order: &'static str,
+    after: &'static str,
+    limit: &'static str,
+}
+
+const MESSAGE_PAGE_QUERY: PageQuery = PageQuery {
+    table: "messages",
+    columns: "id, profile, subprofile, email, mailing, subject, sent, mime",
+    filter: "",
+    key: "rowid",
+    order: "sent, id",
+    after: "?3, ?4",
+    limit: "?5",
+};
+
+const EVENT_PAGE_QUERY: PageQuery = PageQuery {
+    table: "events",
+    columns: "key, time, body",
+    filter: "kind = ?3 AND ",
+    key: "rowid",
+    order: "time, key",
+    after: "?4, ?5",
+    limit: "?6",
+};
+
+/// Cursors are `<time>:<tie-breaker>` of the last row of the previous page.
+fn split_cursor(cursor: Option<&str>) -> anyhow::Result<(i64, String)> {
+    match cursor {
+        None => Ok((i64::MIN, String::new())),
+        Some(text) => {
+            let (time, rest) = text.split_once(':').context("not a cursor of this store")?;
+            Ok((time.parse().context("not a cursor of this store")?, rest.to_owned()))
+        }
+    }
+}
+
+fn message_from_row(row: &Row<'_>, account: AccountId) -> anyhow::Result<Message> {
+    Ok(Message {
+        account,
+        id: row.get(0)?,
+        profile: row.get::<_, Option<i64>>(1)?.map(|p| ProfileId::try_from(to_u64(p))).transpose()?,
+        subprofile: row.get::<_, Option<i64>>(2)?.map(|s| SubprofileId::try_from(to_u64(s))).transpose()?,
+        email: row.get(3)?,
+        mailing: row.get(4)?,
+        subject: row.get(5)?,
+        sent: Timestamp::from_unix(row.get(6)?),
+        mime: row.get(7)?,
+    })
+}
+
+#[async_trait]
+impl SubjectData for SqliteStore {
+    async fn profile(&self, account: AccountId, id: ProfileId) -> anyhow::Result<Option<Profile>> {
+        self.run(move |c| {
+            let body: Option<String> = c
+                .prepare_cached("SELECT body FROM profiles WHERE account = ?1 AND id = ?2")?
+                .query_row(params![to_i64(account.get()), to_i64(id.get())], |row| row.get(0))
+                .optional()?;
+            body.map(|b| Ok(serde_json::from_str(&b)?)).transpose()
+        })
+        .await
+    }
+
+    async fn subprofile(&self, account: AccountId, id: SubprofileId) -> anyhow::Result<Option<Subprofile>> {
+        self.run(move |c| {
+            let body: Option<String> = c
+                .prepare_cached("SELECT body FROM subprofiles WHERE account = ?1 AND id = ?2")?
+                .query_row(params![to_i64(account.get()), to_i64(id.get())], |row| row.get(0))
+                .optional()?;
+            body.map(|b| Ok(serde_json::from_str(&b)?)).transpose()
+        })
+        .await
+    }
+
+    async fn subprofiles(
+        &self,
+        account: AccountId,
+        profile: ProfileId,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Page<Subprofile>> {
+        let after: i64 = cursor.map_or(Ok(0), str::parse).context("not a cursor of this store")?;
+        self.run(move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT id, body FROM subprofiles WHERE account = ?1 AND profile = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+            )?;
+            let rows = statement
+                .query_map(params![to_i64(account.get()), to_i64(profile.get()), after, RECORD_PAGE], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })?;
+            let mut items = Vec::new();
+            let mut last = None;
+            for row in rows {
+                let (id, body) = row?;
+                items.push(serde_json::from_str(&body)?);
+                last = Some(id);
+            }
+            let full = items.len() == usize::try_from(RECORD_PAGE).unwrap_or(usize::MAX);
+            Ok(Page { items, next: last.filter(|_| full).map(|id| id.to_string()) })
+        })
+        .await
+    }
+
+    async fn messages(
+        &self,
+        account: AccountId,
+        subject: &Subject,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Page<Message>> {
+        let (after_time, after_id) = split_cursor(cursor)?;
+        let (conditions, value) = scope(subject);
+        self.run(move |c| {
+            let mut statement = c.prepare_cached(&page_query(&MESSAGE_PAGE_QUERY, conditions))?;
+            let mut rows =
+                statement.query(params![to_i64(account.get()), value, after_time, after_id, MESSAGE_PAGE])?;
+            let mut items = Vec::new();
+            while let Some(row) = rows.next()? {
+                items.push(message_from_row(row, account)?);
+            }
+            let full = items.len() == usize::try_from(MESSAGE_PAGE).unwrap_or(usize::MAX);
+            let next = items.last().filter(|_| full).map(|m: &Message| format!("{}:{}", m.sent.unix(), m.id));
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn events(
+        &self,
+        account: AccountId,
+        subject: &Subject,
+        kind: EventKind,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Page<Event>> {
+        let (after_time, after_key) = split_cursor(cursor)?;
+        let (conditions, value) = scope(subject);
+        self.run(move |c| {
+            let mut statement = c.prepare_cached(&page_query(&EVENT_PAGE_QUERY, conditions))?;
+            let mut rows = statement.query(params![
+                to_i64(account.get()),
+                value,
+                kind.as_str(),
+                after_time,
+                after_key,
+                RECORD_PAGE
+            ])?;
+            let mut items = Vec::new();
+            let mut last = None;
+            while let Some(row) = rows.next()? {
+                let body: String = row.get(2)?;
+                items.push(serde_json::from_str::<Event>(&body)?);
+                last = Some((row.get::<_, i64>(1)?, row.get::<_, String>(0)?));
+            }
+            let full = items.len() == usize::try_from(RECORD_PAGE).unwrap_or(usize::MAX);
+            Ok(Page { items, next: last.filter(|_| full).map(|(time, key)| format!("{time}:{key}")) })
+        })
+        .await
+    }
+
+    async fn load(&self, records: &[Record]) -> anyhow::Result<()> {
+        let records = records.to_vec();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for record in &records {
+                let account = to_i64(record.account().get());
+                match record {
+                    Record::Profile(p) => {
+                        tx.prepare_cached("REPLACE INTO profiles (account, id, email_lc, body) VALUES (?1, ?2, ?3, ?4)")?
+                            .execute(params![account, to_i64(p.id.get()), lower(p.email.as_deref()), serde_json::to_string(p)?])?;
+                    }
+                    Record::Subprofile(s) => {
+                        tx.prepare_cached(
+                            "REPLACE INTO subprofiles (account, id, profile, email_lc, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )?
+                        .execute(params![
+                            account,
+                            to_i64(s.id.get()),
+                            to_i64(s.profile.get()),
+                            lower(s.email.as_deref()),
+                            serde_json::to_string(s)?
+                        ])?;
+                    }
+                    Record::Message(m) => {
+                        tx.prepare_cached(
+                            "REPLACE INTO messages (account, id, profile, subprofile, email, email_lc, mailing, subject, sent, mime)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                        )?
+                        .execute(params![
+                            account,
+                            m.id,
+                            m.profile.map(|p| to_i64(p.get())),
+                            m.subprofile.map(|s| to_i64(s.get())),
+                            m.email,
+                            m.email.to_ascii_lowercase(),
+                            m.mailing,
+                            m.subject,
+                            m.sent.unix(),
+                            m.mime,
+                        ])?;
+                    }
+                    Record::Event(e) => {
+                        tx.prepare_cached(
+                            "REPLACE INTO events (account, key, kind, profile, subprofile, email_lc, time, body)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        )?
+                        .execute(params![
+                            account,
+                            e.key(),
+                            e.kind.as_str(),
+                            e.profile.map(|p| to_i64(p.get())),
+                            e.subprofile.map(|s| to_i64(s.get())),
+                            lower(e.email.as_deref()),
+                            e.time.unix(),
+                            serde_json::to_string(e)?,
+                        ])?;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn erase(&self, erasure: &Erasure) -> anyhow::Result<()> {
+        let erasure = erasure.clone();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let account = to_i64(erasure.account().get());
+            match &erasure {
+                Erasure::Profile(_, id) => erase_profile(&tx, account, to_i64(id.get()))?,
+                Erasure::Subprofile(_, id) => erase_subprofile(&tx, account, to_i64(id.get()))?,
+                Erasure::Email(_, address) => {
+                    let address = address.normalized();
+                    for id in
+                        column(&tx, "SELECT id FROM profiles WHERE account = ?1 AND email_lc = ?2", account, &address)?
+                    {
+                        erase_profile(&tx, account, id)?;
+                    }
+                    for id in column(
+                        &tx,
+                        "SELECT id FROM subprofiles WHERE account = ?1 AND email_lc = ?2",
+                        account,
+                        &address,
+                    )? {
+                        erase_subprofile(&tx, account, id)?;
+                    }
+                    for table in ["messages", "events"] {
+                        tx.execute(
+                            &format!("DELETE FROM {table} WHERE account = ?1 AND email_lc = ?2"),
+                            params![account, address],
+                        )?;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    /// Deletes the messages sent and the events that happened before `cutoff` (the retention
+    /// sweep of local mode). Returns how many records went.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn forget_before(&self, cutoff: Timestamp) -> anyhow::Result<usize> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let gone = tx.execute("DELETE FROM messages WHERE sent < ?1", [cutoff.unix()])?
+                + tx.execute("DELETE FROM events WHERE time < ?1", [cutoff.unix()])?;
+            tx.commit()?;
+            Ok(gone)
+        })
+        .await
+    }
+}
+
+/// An address as the indexes keep it.
+fn lower(email: Option<&str>) -> Option<String> {
+    email.map(str::to_ascii_lowercase)
+}
+
+fn column(c: &rusqlite::Connection, sql: &str, account: i64, value: &str) -> rusqlite::Result<Vec<i64>> {
+    let mut statement = c.prepare_cached(sql)?;
+    let rows = statement.query_map(params![account, value], |row| row.get(0))?;
+    rows.collect()
+}
+
+/// Deletes a profile, its subprofiles and every record that belongs to them now.
+fn erase_profile(c: &rusqlite::Connection, account: i64, id: i64) -> rusqlite::Result<()> {
+    for table in ["messages", "events"] {
+        c.execute(
+            &format!(
+                "DELETE FROM {table} WHERE account = ?1 AND ((subprofile IS NULL AND profile = ?2)
+                 OR subprofile IN (SELECT id FROM subprofiles WHERE account = ?1 AND profile = ?2))"
+            ),
+            params![account, id],
+        )?;
+    }
+    c.execute("DELETE FROM subprofiles WHERE account = ?1 AND profile = ?2", params![account, id])?;
+    c.execute("DELETE FROM profiles WHERE account = ?1 AND id = ?2", params![account, id])?;
+    Ok(())
+}
+
+/// Deletes a subprofile and every record that names it.
+fn erase_subprofile(c: &rusqlite::Connection, account: i64, id: i64) -> rusqlite::Result<()> {
+    for table in ["messages", "events"] {
+        c.execute(&format!("DELETE FROM {table} WHERE account = ?1 AND subprofile = ?2"), params![account, id])?;
+    }
+    c.execute("DELETE FROM subprofiles WHERE account = ?1 AND id = ?2", params![account, id])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Line;
+    use crate::ingest::parse_line;
+
+    fn record(line: &serde_json::Value) -> Record {
+        match parse_line(&line.to_string()) {
+            Ok(Some(Line::Record(record))) => record,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn all_messages(store: &SqliteStore, subject: &Subject) -> (Vec<String>, usize) {
+        let account = AccountId::try_from(1).unwrap_or_else(|_| unreachable!());
+        let (mut ids, mut pages, mut cursor) = (Vec::new(), 0, None::<String>);
+        loop {
+            let page = store.messages(account, subject, cursor.as_deref()).await.unwrap_or_else(|e| panic!("{e:#}"));
+            pages += 1;
+            assert!(pages <= 200, "paging does not end");
+            ids.extend(page.items.into_iter().map(|m| m.id));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return (ids, pages),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_merge_a_profile_and_its_subprofiles_in_send_order_without_gaps_or_repeats() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap_or_else(|e| panic!("{e:#}"));
+        let mut records = vec![
+            record(&serde_json::json!({"kind":"profile","account":1,"id":7,"database":1,
+                "created":"2024-01-01 00:00:00","modified":"2024-01-01 00:00:00"})),
+            record(&serde_json::json!({"kind":"subprofile","account":1,"id":70,"profile":7,"collection":1,
+                "created":"2024-01-01 00:00:00","modified":"2024-01-01 00:00:00"})),
+        ];
+        // 100 messages over 10 send times (ties broken by id), owned in turn by the profile,
+        // its subprofile, and both; plus another profile's mail, which must not show.
+        let (mut expected, mut subprofile_ids) = (Vec::new(), Vec::new());
+        for n in 0..100 {
+            let (profile, subprofile) = match n % 3 {
+                0 => (Some(7), None),
+                1 => (None, Some(70)),
+                _ => (Some(7), Some(70)),
+            };
+            let id = format!("m{:03}", (n * 37) % 100);
+            let sent = format!("2024-01-01 00:00:{:02}", n % 10);
+            records.push(record(&serde_json::json!({"kind":"message","account":1,"id":id,"profile":profile,
+                "subprofile":subprofile,"email":"seven@example.com","mailing":"1","subject":"s","sent":sent,"mime":"x"})));
+            if subprofile.is_some() {
+                subprofile_ids.push(id.clone());
+            }
+            expected.push((n % 10, id));
+        }
+        records.push(record(&serde_json::json!({"kind":"message","account":1,"id":"other","profile":8,
+            "subprofile":null,"email":"eight@example.com","mailing":"1","subject":"s","sent":"2024-01-01 00:00:05","mime":"x"})));
+        store.load(&records).await.unwrap_or_else(|e| panic!("{e:#}"));
+        expected.sort();
+        let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+
+        let (ids, pages) =
+            all_messages(&store, &Subject::Profile(ProfileId::parse("7").unwrap_or_else(|_| unreachable!()))).await;
+        assert_eq!(ids, expected);
+        assert_eq!(pages, 4, "100 messages in pages of {MESSAGE_PAGE}");
+        let (ids, _) =
+            all_messages(&store, &Subject::Subprofile(SubprofileId::parse("70").unwrap_or_else(|_| unreachable!())))
+                .await;
+        let subprofiles: Vec<String> = expected.iter().filter(|id| subprofile_ids.contains(id)).cloned().collect();
+        assert_eq!(subprofiles.len(), 66);
+        assert_eq!(ids, subprofiles, "the subprofile's own and shared messages, in the same order");
+    }
+}

@@ -1,0 +1,74 @@
+//! `POST /ingest`: the platform's own door for subject data (outside `/vN`: it is no call of
+//! Copernica's API). Authenticated by an ingest key, never by an account's access token. The
+//! body is NDJSON — the lines of `datarequest import`, erase lines and SES event records — and
+//! is checked whole before anything is stored.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use crate::app::App;
+use crate::domain::AccessToken;
+use crate::ingest::{ImportError, parse_body};
+
+/// Largest body: 8 MiB.
+pub const BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// Most lines in one body.
+pub const LINE_LIMIT: usize = 50_000;
+/// The message of a missing or wrong ingest key.
+pub const INVALID_INGEST_KEY: &str = "Invalid ingest key";
+
+/// `POST /ingest`
+pub async fn ingest(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
+    match handle(&app, &headers, body).await {
+        Ok(summary) => Json(summary).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<crate::ingest::Summary, ApiError> {
+    authorize(app, headers).await?;
+    let essence = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|t| t.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    if essence.as_deref() != Some("application/x-ndjson") {
+        return Err(ApiError::UnsupportedType("Send the lines as Content-Type: application/x-ndjson".into()));
+    }
+    let too_large = || ApiError::TooLarge(format!("The body is larger than {BODY_LIMIT} bytes"));
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| too_large())?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad("The body is not valid UTF-8"))?;
+    if text.lines().count() > LINE_LIMIT {
+        return Err(ApiError::TooLarge(format!("The body has more than {LINE_LIMIT} lines")));
+    }
+    let (lines, summary) = parse_body(text).map_err(|error| match error {
+        ImportError::BadLine { .. } => ApiError::bad(error.to_string()),
+        ImportError::Unexpected(e) => ApiError::Internal(e),
+    })?;
+    app.ingest(lines).await.map_err(ApiError::Unavailable)?;
+    Ok(summary)
+}
+
+/// The ingest key from `Authorization: Bearer`; anything else is `401`.
+async fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    let invalid = || ApiError::Unauthorized(INVALID_INGEST_KEY.into());
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next().ok_or_else(invalid)?;
+    if values.next().is_some() {
+        return Err(invalid());
+    }
+    let (scheme, key) = value.to_str().ok().and_then(|v| v.split_once(' ')).ok_or_else(invalid)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(invalid());
+    }
+    let key = AccessToken::parse(key.trim()).map_err(|_| invalid())?;
+    if app.accounts.is_ingest_key(&key.hash()).await? { Ok(()) } else { Err(invalid()) }
+}

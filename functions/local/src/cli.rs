@@ -1,0 +1,159 @@
+//! The command line: the clap types, and the dispatch of a parsed command to its module on the
+//! chosen backend.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use datarequest::domain::{AccountId, EmailAddress, Erasure, ProfileId, SubprofileId};
+use datarequest::local::{self, Local};
+
+/// GDPR data requests, Copernica compatible, on embedded storage.
+#[derive(Parser)]
+#[command(name = "datarequest", version, about)]
+pub struct Cli {
+    /// Where the data lives: the local data dir, or (for `account`, `import`, `erase` and
+    /// `ingest-key`) the AWS tables and bucket named by the DATAREQUEST_* variables, as
+    /// `template.yaml` sets them.
+    #[arg(long, global = true, value_enum, default_value_t = Backend::Local)]
+    pub backend: Backend,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    Local,
+    Aws,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the API and run the builder in one process.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = local::LISTEN, default_value = local::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// Folder of the database, exports and outbox.
+        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Seed a demo account and subjects when the data dir is empty, and print a token and
+        /// commands to try.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Manage accounts.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Print the OpenAPI 3.1 document of the API.
+    Openapi,
+    /// Load subject data from an NDJSON file (one record a line).
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// Folder of the database.
+        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// Erase a subject (GDPR Art. 17) with everything that belongs to it; prints what was
+    /// erased as JSON.
+    Erase {
+        /// The account the subject belongs to.
+        #[arg(long, value_parser = AccountId::parse)]
+        account: AccountId,
+        #[command(flatten)]
+        subject: EraseSubject,
+        /// Folder of the database.
+        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// Manage the keys of `POST /ingest`.
+    IngestKey {
+        #[command(subcommand)]
+        command: IngestKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AccountCommand {
+    /// Create an account; prints its id, access token and webhook secret as JSON.
+    Create {
+        /// Folder of the database.
+        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum IngestKeyCommand {
+    /// Create an ingest key; prints it as JSON. It is shown once and stored only as its hash.
+    Create {
+        /// Folder of the database.
+        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+}
+
+/// Who `erase` erases: exactly one of the three.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct EraseSubject {
+    /// A profile, with its subprofiles and every message and event of them.
+    #[arg(long, value_parser = ProfileId::parse)]
+    profile: Option<ProfileId>,
+    /// A subprofile, with its messages and events.
+    #[arg(long, value_parser = SubprofileId::parse)]
+    subprofile: Option<SubprofileId>,
+    /// Every message and event sent to this address, and every profile and subprofile whose
+    /// address it is (with theirs).
+    #[arg(long, value_parser = EmailAddress::parse)]
+    email: Option<EmailAddress>,
+}
+
+impl EraseSubject {
+    /// The erasure in `account`; clap's group guarantees exactly one subject.
+    pub fn erasure(self, account: AccountId) -> anyhow::Result<Erasure> {
+        match (self.profile, self.subprofile, self.email) {
+            (Some(profile), None, None) => Ok(Erasure::Profile(account, profile)),
+            (None, Some(subprofile), None) => Ok(Erasure::Subprofile(account, subprofile)),
+            (None, None, Some(email)) => Ok(Erasure::Email(account, email)),
+            _ => anyhow::bail!("erase needs exactly one of --profile, --subprofile or --email"),
+        }
+    }
+}
+
+/// The process environment, as the library's configuration lookups take it.
+pub fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn open(data_dir: &Path) -> anyhow::Result<Local> {
+    Local::open(data_dir, &env_lookup, None)
+}
+
+impl Cli {
+    /// Runs the command; the exit code of a failure that is not an error (a bad import line).
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        if self.backend == Backend::Aws {
+            return crate::aws::run(self.command).await;
+        }
+        match self.command {
+            Command::Serve { listen, data_dir, demo } => crate::serve::run(listen, &data_dir, demo).await,
+            Command::Account { command: AccountCommand::Create { data_dir } } => {
+                crate::account::create(&*open(&data_dir)?.app.accounts).await
+            }
+            Command::Openapi => crate::openapi::print(),
+            Command::Import { file, data_dir } => crate::import::run(&file, &*open(&data_dir)?.app.subjects).await,
+            Command::Erase { account, subject, data_dir } => {
+                let erasure = subject.erasure(account)?;
+                crate::erase::run(&erasure, &*open(&data_dir)?.app.subjects).await
+            }
+            Command::IngestKey { command: IngestKeyCommand::Create { data_dir } } => {
+                crate::ingest_key::create(&*open(&data_dir)?.app.accounts).await
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! `datarequest serve`: the API, the build workers and the expiry sweeper in one process, until
+//! SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use datarequest::local::{self, Local};
+
+use crate::cli::env_lookup;
+
+/// Listens on `listen` (port 0 picks a free one; the line `Datarequest listening on URL` on
+/// stdout says which) and serves until a signal.
+pub async fn run(listen: SocketAddr, data_dir: &Path, demo: bool) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let address = listener.local_addr()?;
+    let local = Local::open(data_dir, &env_lookup, Some(format!("http://{address}")))?;
+    let workers = match datarequest::config::optional(&env_lookup, local::WORKERS) {
+        None => 2,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|n| (1..=64).contains(n))
+            .context("DATAREQUEST_WORKERS: must be a number from 1 to 64")?,
+    };
+    if demo {
+        crate::demo::seed_and_print(&local, data_dir).await?;
+    }
+    println!("Datarequest listening on http://{address}");
+    let _ = std::io::stdout().flush();
+    local.serve(listener, workers, shutdown()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return interrupt.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
