@@ -60,7 +60,22 @@ impl Env {
     /// The mails SES took, as the emulator records them: (source, destinations, raw text).
     pub async fn sent_mail(&self) -> Vec<(String, Vec<String>, String)> {
         let url = format!("{}/moto-api/data.json", self.get("AWS_ENDPOINT_URL"));
-        let data: serde_json::Value = reqwest::get(url).await.expect("moto api").json().await.expect("JSON");
+        // The emulator serialises its whole state for this call, and fails now and then while
+        // other tests write to it at the same time: try again a few times.
+        let mut data = serde_json::Value::Null;
+        for attempt in 0..10 {
+            let response = reqwest::get(&url).await.expect("moto api");
+            match response.json::<serde_json::Value>().await {
+                Ok(value) => {
+                    data = value;
+                    break;
+                }
+                Err(error) => {
+                    assert!(attempt < 9, "the emulator's state is not JSON: {error}");
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
+            }
+        }
         data["ses"]["RawMessage"]
             .as_array()
             .map(|all| {
