@@ -166,85 +166,20 @@ mod tests {
 
     /// The schema of version 1, as databases made before version 2 hold it.
     const VERSION_1: &str = r"
-PRAGMA page_size = 16384;
-PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
-CREATE TABLE IF NOT EXISTS accounts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    webhook_secret TEXT NOT NULL,
-    created INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    hash TEXT PRIMARY KEY,
-    account INTEGER NOT NULL REFERENCES accounts(id)
-);
-CREATE TABLE IF NOT EXISTS requests (
-    id INTEGER PRIMARY KEY,
-    account INTEGER NOT NULL,
-    subject_kind TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    report TEXT,
-    state TEXT NOT NULL,
-    reason TEXT,
-    available INTEGER NOT NULL,
-    created INTEGER NOT NULL,
-    completed INTEGER,
-    expires INTEGER,
-    delivery_status TEXT NOT NULL,
-    delivery_attempts INTEGER NOT NULL,
-    delivery_method TEXT,
-    delivery_error TEXT,
-    delivery_claimed_until INTEGER
-);
-CREATE INDEX IF NOT EXISTS requests_expires ON requests(expires) WHERE state IN ('built', 'delivered');
-CREATE TABLE IF NOT EXISTS queue (
-    request INTEGER PRIMARY KEY,
-    visible_at INTEGER NOT NULL,
-    receives INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS profiles (
-    account INTEGER NOT NULL,
-    id INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (account, id)
-);
-CREATE TABLE IF NOT EXISTS subprofiles (
-    account INTEGER NOT NULL,
-    id INTEGER NOT NULL,
-    profile INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (account, id)
-);
-CREATE INDEX IF NOT EXISTS subprofiles_by_profile ON subprofiles(account, profile, id);
-CREATE TABLE IF NOT EXISTS messages (
-    account INTEGER NOT NULL,
-    id TEXT NOT NULL,
-    profile INTEGER,
-    subprofile INTEGER,
-    email TEXT NOT NULL,
-    email_lc TEXT NOT NULL,
-    mailing TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    sent INTEGER NOT NULL,
-    mime TEXT NOT NULL,
-    PRIMARY KEY (account, id)
-);
-CREATE INDEX IF NOT EXISTS messages_by_profile ON messages(account, profile, sent, id);
-CREATE INDEX IF NOT EXISTS messages_by_subprofile ON messages(account, subprofile, sent, id);
-CREATE INDEX IF NOT EXISTS messages_by_email ON messages(account, email_lc, sent, id);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    account INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    profile INTEGER,
-    subprofile INTEGER,
-    email_lc TEXT,
-    time INTEGER NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_profile ON events(account, profile, kind, time, seq);
-CREATE INDEX IF NOT EXISTS events_by_subprofile ON events(account, subprofile, kind, time, seq);
-CREATE INDEX IF NOT EXISTS events_by_email ON events(account, email_lc, kind, time, seq);
+CREATE TABLE accounts (id INTEGER PRIMARY KEY AUTOINCREMENT, webhook_secret TEXT NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE profiles (account INTEGER NOT NULL, id INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (account, id));
+CREATE TABLE subprofiles (account INTEGER NOT NULL, id INTEGER NOT NULL, profile INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (account, id));
+CREATE INDEX subprofiles_by_profile ON subprofiles(account, profile, id);
+CREATE TABLE messages (account INTEGER NOT NULL, id TEXT NOT NULL, profile INTEGER, subprofile INTEGER,
+    email TEXT NOT NULL, email_lc TEXT NOT NULL, mailing TEXT NOT NULL, subject TEXT NOT NULL, sent INTEGER NOT NULL,
+    mime TEXT NOT NULL, PRIMARY KEY (account, id));
+CREATE INDEX messages_by_profile ON messages(account, profile, sent, id);
+CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, account INTEGER NOT NULL, kind TEXT NOT NULL,
+    profile INTEGER, subprofile INTEGER, email_lc TEXT, time INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE INDEX events_by_profile ON events(account, profile, kind, time, seq);
+CREATE INDEX events_by_subprofile ON events(account, subprofile, kind, time, seq);
+CREATE INDEX events_by_email ON events(account, email_lc, kind, time, seq);
 ";
 
     #[test]
