@@ -386,6 +386,12 @@ async fn a_bad_line_refuses_the_whole_body_naming_its_number_and_stores_nothing(
         let (_, sample) = export(&app, &account, "profile/42").await;
         assert_eq!(ids(&sample, "profile"), ["42"], "{bad}: the erase line on line 2 was applied");
     }
+
+    let mut not_utf8 = format!("{}\n{}\n", profile(601, "six@example.net"), erase("profile", json!(42))).into_bytes();
+    not_utf8.extend_from_slice(b"{\"kind\":\"profile\",\"fields\":\"\xff\"}\n");
+    let response = post(&app, Some(&key), Some(NDJSON), &not_utf8).await;
+    assert_error(&response, 400, "line 3: not valid UTF-8");
+    assert_unknown(&app, &account, "profile/601").await;
 }
 
 #[tokio::test]

@@ -254,17 +254,32 @@ mod tests {
         assert_eq!(s.attachment_limit, 7 * 1024 * 1024);
         assert_eq!(s.export_ttl, Duration::from_secs(7 * 86_400));
         assert_eq!(s.web_policy, WebPolicy::PublicOnly);
+        assert_eq!(s.subject_retention, None, "subject data is kept unless a retention is set");
+    }
+
+    #[test]
+    fn a_subject_retention_sets_the_oldest_time_an_export_shows() {
+        let days = |text: &str| {
+            settings(&[(LINK_SECRET, SECRET), (SUBJECT_RETENTION_DAYS, text)]).map(|s| s.subject_retention)
+        };
+        assert_eq!(days("30").ok(), Some(Some(Duration::from_secs(30 * 86_400))));
+        assert_eq!(days("0").ok(), Some(None), "0 keeps everything");
+        let Ok(s) = settings(&[(LINK_SECRET, SECRET), (SUBJECT_RETENTION_DAYS, "2")]) else { panic!("valid") };
+        let now = Timestamp::from_unix(1_000_000);
+        assert_eq!(s.retained_since(now), Some(Timestamp::from_unix(1_000_000 - 2 * 86_400)));
     }
 
     #[test]
     fn a_bad_or_missing_value_names_its_variable() {
-        let cases: [(&[(&str, &str)], &str); 6] = [
+        let cases: [(&[(&str, &str)], &str); 8] = [
             (&[(LINK_SECRET, SECRET), (PUBLIC_URL, "ftp://a.example")], PUBLIC_URL),
             (&[(PUBLIC_URL, "https://a.example")], LINK_SECRET),
             (&[(PUBLIC_URL, "https://a.example"), (LINK_SECRET, "short")], LINK_SECRET),
             (&[(PUBLIC_URL, "https://a.example"), (LINK_SECRET, SECRET), (ATTACHMENT_LIMIT, "7MB")], ATTACHMENT_LIMIT),
             (&[(PUBLIC_URL, "https://a.example"), (LINK_SECRET, SECRET), (EXPORT_TTL_DAYS, "-1")], EXPORT_TTL_DAYS),
             (&[(PUBLIC_URL, "https://a.example"), (LINK_SECRET, SECRET), (SENDER, "not an address")], SENDER),
+            (&[(LINK_SECRET, SECRET), (SUBJECT_RETENTION_DAYS, "-1")], SUBJECT_RETENTION_DAYS),
+            (&[(LINK_SECRET, SECRET), (SUBJECT_RETENTION_DAYS, "a year")], SUBJECT_RETENTION_DAYS),
         ];
         for (vars, variable) in cases {
             let error = settings(vars).err().map(|e| e.variable);

@@ -37,6 +37,31 @@ async fn build(world: &common::World, subject: Subject, report: Option<Report>) 
 }
 
 #[tokio::test]
+async fn messages_and_events_past_the_retention_never_reach_an_export() {
+    // The fake clock stands at 2025-11-28 08:53:20; 57 days back is 2025-10-02 08:53:20.
+    let mut settings = Settings::for_tests(common::PUBLIC_URL);
+    settings.subject_retention = Some(Duration::from_secs(57 * 86_400));
+    let world = world_with(settings).await;
+    let id = build(&world, profile("42"), None).await;
+    let export = world.export(id);
+
+    assert_eq!(section(&export, "profile").map(|p| p.len()), Some(1), "profiles are kept");
+    assert_eq!(section(&export, "subprofiles").map(|p| p.len()), Some(1));
+    assert_eq!(ids(&section(&export, "destinations").expect("destinations"), "ID"), ["x7k2mw9q"]);
+    for (name, count) in [
+        ("impressions", 0),
+        ("clicks", 0),
+        ("deliveries", 0),
+        ("errors", 1),
+        ("abuses", 1),
+        ("unsubscribes", 1),
+        ("surveys", 0),
+    ] {
+        assert_eq!(section(&export, name).map(|s| s.len()), Some(count), "{name}");
+    }
+}
+
+#[tokio::test]
 async fn a_profile_export_holds_the_profile_its_subprofiles_and_every_message_and_event() {
     let world = world().await;
     let id = build(&world, profile("42"), None).await;

@@ -8,7 +8,7 @@ use datarequest::config::Settings;
 use datarequest::domain::{
     AccessToken, AccountId, DataRequest, ProfileId, Record, RequestId, State, Subject, Timestamp, WebhookSecret,
 };
-use datarequest::ingest::parse_records;
+use datarequest::ingest::{parse_line, parse_records};
 use datarequest::ports::{Accounts, BuildQueue, Change, ExportStore, Guard, RequestStore, Served, SubjectData};
 use datarequest::worker;
 
@@ -246,4 +246,69 @@ async fn the_sqs_queue_carries_the_request_id_and_ses_takes_the_raw_mail() {
     assert_eq!(ours.len(), 1);
     assert_eq!(ours[0].0, "datarequest@example.com");
     assert!(ours[0].1.iter().all(|to| to == "dpo@customer.example"));
+}
+
+#[tokio::test]
+async fn dynamodb_subjects_carry_the_retention_as_ttl_and_an_erasure_leaves_no_item_or_mime_body() {
+    let env = Env::provision();
+    let clients = env.clients().await;
+    let resources = env.resources();
+    let subjects = DynamoDbSubjects::new(
+        clients.dynamodb.clone(),
+        resources.subjects_table.clone(),
+        clients.s3.clone(),
+        resources.exports_bucket.clone(),
+    )
+    .with_retention(Some(Duration::from_secs(10 * 86_400)));
+    // Text that does not compress below the inline limit, so the body goes to the bucket.
+    let mut state = 7u64;
+    let noise: String = (0..20_000)
+        .map(|_| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            char::from(b'a' + u8::try_from((state >> 33) % 26).expect("letter"))
+        })
+        .collect();
+    let lines = [
+        serde_json::json!({"kind":"profile","account":9,"id":9,"database":1,"email":"Nine@Example.com",
+            "created":"2024-01-01 00:00:00","modified":"2024-01-01 00:00:00"}),
+        serde_json::json!({"kind":"message","account":9,"id":"m9","profile":9,"email":"nine@example.com","mailing":"1",
+            "subject":"s","sent":"2025-01-01 00:00:00","mime":format!("Subject: s\r\n\r\n{noise}")}),
+        serde_json::json!({"kind":"event","account":9,"id":"e9","type":"click","message":"m9","profile":9,
+            "email":"nine@example.com","time":"2025-01-02 00:00:00"}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    subjects.load(&parse_records(&text).expect("valid")).await.expect("load");
+
+    let objects = || async {
+        let listed = clients
+            .s3
+            .list_objects_v2()
+            .bucket(&resources.exports_bucket)
+            .prefix("subjects/")
+            .send()
+            .await
+            .expect("list");
+        listed.contents().len()
+    };
+    let items = || async {
+        let scanned = clients.dynamodb.scan().table_name(&resources.subjects_table).send().await.expect("scan");
+        scanned.items().to_vec()
+    };
+    assert_eq!(objects().await, 1, "the MIME body is in the bucket");
+    let ttl_of = |prefix: &str, all: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>]| {
+        all.iter()
+            .find(|i| i.get("SK").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk.starts_with(prefix)))
+            .and_then(|i| i.get("ttl").and_then(|v| v.as_n().ok()).cloned())
+    };
+    let all = items().await;
+    assert_eq!(ttl_of("M#", &all).as_deref(), Some("1736553600"), "sent + 10 days");
+    assert_eq!(ttl_of("E#", &all).as_deref(), Some("1736640000"), "event time + 10 days");
+    assert_eq!(ttl_of("PROFILE", &all), None, "profiles are kept until erased");
+
+    let erase = parse_line(r#"{"kind":"erase","account":9,"email":"NINE@example.COM"}"#).expect("valid");
+    let Some(datarequest::domain::Line::Erase(erasure)) = erase else { panic!("an erase line") };
+    subjects.erase(&erasure).await.expect("erase");
+    assert_eq!(objects().await, 0, "the MIME body is erased from the bucket");
+    assert_eq!(items().await.len(), 0, "no item is left: not the profile, message, event or id pointers");
+    subjects.erase(&erasure).await.expect("erasing again is no error");
 }

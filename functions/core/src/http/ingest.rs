@@ -45,7 +45,10 @@ async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<crate::ing
         return Err(too_large());
     }
     let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| too_large())?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad("The body is not valid UTF-8"))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
+        ApiError::bad(format!("line {line}: not valid UTF-8"))
+    })?;
     if text.lines().count() > LINE_LIMIT {
         return Err(ApiError::TooLarge(format!("The body has more than {LINE_LIMIT} lines")));
     }

@@ -385,6 +385,27 @@ mod tests {
     use crate::domain::Line;
     use crate::ingest::parse_line;
 
+    #[tokio::test]
+    async fn the_retention_sweep_deletes_only_records_older_than_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap_or_else(|e| panic!("{e:#}"));
+        let at = |day: u32| format!("2025-01-{day:02} 00:00:00");
+        let mut records = Vec::new();
+        for day in [1, 2, 3] {
+            records.push(record(&serde_json::json!({"kind":"message","account":1,"id":format!("m{day}"),"profile":7,
+                "email":"seven@example.com","mailing":"1","subject":"s","sent":at(day),"mime":"x"})));
+            records.push(record(&serde_json::json!({"kind":"event","account":1,"type":"click","profile":7,
+                "email":"seven@example.com","time":at(day)})));
+        }
+        store.load(&records).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let cutoff = Timestamp::parse(&at(2)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.forget_before(cutoff).await.ok(), Some(2), "the message and the event of day 1");
+        assert_eq!(store.forget_before(cutoff).await.ok(), Some(0), "nothing more the second time");
+        let (ids, _) =
+            all_messages(&store, &Subject::Profile(ProfileId::parse("7").unwrap_or_else(|_| unreachable!()))).await;
+        assert_eq!(ids, ["m2", "m3"]);
+    }
+
     fn record(line: &serde_json::Value) -> Record {
         match parse_line(&line.to_string()) {
             Ok(Some(Line::Record(record))) => record,
