@@ -126,6 +126,7 @@ fn subject(account: AccountId, bytes: u64) -> impl Iterator<Item = Record> {
             let data = json!({"ip": "198.51.100.23", "useragent": "Mozilla/5.0 (X11; Linux x86_64)", "link": format!("https://shop.example/p/{e}")});
             records.push(Record::Event(Event {
                 account,
+                id: None,
                 kind,
                 message: Some(id.clone()),
                 profile: Some(profile),
