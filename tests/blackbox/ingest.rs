@@ -651,3 +651,22 @@ async fn a_message_naming_a_subprofile_follows_the_subprofile_to_its_new_profile
     assert_eq!(ids(&new, "destinations"), ["m-10"], "exactly once: {new}");
     assert_eq!(records(&new, "impressions").len(), 1, "exactly once: {new}");
 }
+
+#[tokio::test]
+async fn the_import_command_takes_ses_records_too_and_a_second_import_stores_nothing_new() {
+    let (mut app, account) = TestApp::new(&[]);
+    let path = app.data_dir().join("ses.ndjson");
+    std::fs::write(&path, SES_EVENTS).expect("write");
+    for _ in 0..2 {
+        let output = app.cli(&["import", path.to_str().expect("path")]);
+        assert!(output.status.success(), "import: {}", String::from_utf8_lossy(&output.stderr));
+        let summary: Value = serde_json::from_slice(&output.stdout).expect("summary JSON");
+        assert_eq!(summary, json!({"loaded": counts(0, 0, 0, 6, 0, 2)}));
+    }
+    app.spawn();
+    // The sample's own open of jane.doe@example.com, and the SES open: two, not three.
+    let (_, export) = export(&app, &account, "email/jane.doe%40example.com").await;
+    let opens = records(&export, "impressions");
+    assert_eq!(opens.len(), 2, "{opens:?}");
+    assert_eq!(opens.iter().filter(|o| o["data"]["open"].is_object()).count(), 1);
+}

@@ -144,6 +144,29 @@ pub fn document() -> Value {
             }}),
         );
     }
+    paths.insert(
+        "/ingest".to_owned(),
+        json!({"post": {
+            "operationId": "post_ingest",
+            "summary": "Load and erase subject data (the platform's own door, with an ingest key; not a call of Copernica's API)",
+            "tags": ["subject data"],
+            "security": [{"ingest_key": []}],
+            "requestBody": {
+                "required": true,
+                "description": "NDJSON: profile, subprofile, message, event and erase lines, and SES event records; at most 8 MiB and 50,000 lines",
+                "content": {"application/x-ndjson": {"schema": {"type": "string"}}}
+            },
+            "responses": {
+                "200": {"description": "Stored; the counts are of lines",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestSummary"}}}},
+                "400": error_response("A bad line (\"line N: reason\"); nothing was stored"),
+                "401": error_response("No ingest key, or not an ingest key"),
+                "413": error_response("More than 8 MiB or 50,000 lines"),
+                "415": error_response("Not application/x-ndjson"),
+                "503": error_response("The store failed midway; send the same body again")
+            }
+        }}),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -157,7 +180,8 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": {
                 "access_token": {"type": "apiKey", "in": "query", "name": "access_token"},
-                "bearer": {"type": "http", "scheme": "bearer"}
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "ingest_key": {"type": "http", "scheme": "bearer", "description": "An ingest key from `datarequest ingest-key create`"}
             },
             "parameters": {
                 "request": {"name": "id", "in": "path", "required": true, "description": "Request id",
@@ -182,6 +206,13 @@ pub fn document() -> Value {
                 }
             },
             "schemas": {
+                "IngestSummary": {"type": "object", "additionalProperties": false,
+                    "required": ["profiles", "subprofiles", "messages", "events", "erased", "skipped"],
+                    "properties": {
+                        "profiles": {"type": "integer", "minimum": 0}, "subprofiles": {"type": "integer", "minimum": 0},
+                        "messages": {"type": "integer", "minimum": 0}, "events": {"type": "integer", "minimum": 0},
+                        "erased": {"type": "integer", "minimum": 0}, "skipped": {"type": "integer", "minimum": 0}
+                    }},
                 "ReportAddress": {"type": "string", "maxLength": 2048,
                                   "description": "An e-mail address, or an https:// address of a public host"},
                 "Created": {"type": "object", "required": ["id"], "properties": {"id": {"type": "integer", "minimum": 1, "maximum": 9_007_199_254_740_991_u64}}},

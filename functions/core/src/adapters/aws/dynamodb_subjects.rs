@@ -165,6 +165,9 @@ impl DynamoDbSubjects {
             .query()
             .table_name(&self.table)
             .set_index_name(partition.index.map(str::to_owned))
+            // The table can be read consistently (an erasure then sees the lines just before
+            // it); the indexes only eventually.
+            .consistent_read(partition.index.is_none())
             .expression_attribute_names("#k", partition.key_name)
             .expression_attribute_values(":k", s(&partition.key))
             .limit(limit)
@@ -256,6 +259,7 @@ impl DynamoDbSubjects {
             .table_name(&self.table)
             .key("PK", s(pk))
             .key("SK", s(sk))
+            .consistent_read(true)
             .send()
             .await
             .context("reading subject data")?;
