@@ -55,21 +55,24 @@ async fn at_least_thirty_distinct_bad_inputs_each_get_400_in_copernicas_shape() 
         case("GET", "/").says("Invalid method"),
         case("POST", post("profile/42/")).says("Invalid method"),
         // Ids.
-        case("POST", post("profile/0")),
-        case("POST", post("profile/-1")),
-        case("POST", post("profile/abc")),
-        case("POST", post("profile/042")),
-        case("POST", post("profile/4.2")),
-        case("POST", post("profile/99999999999999999999")),
-        case("POST", post("subprofile/0x10")),
-        case("POST", post("profile/%2042")),
+        case("POST", post("profile/0")).says("No entity with supplied ID"),
+        case("POST", post("profile/abc")).says("No entity with supplied ID"),
+        case("POST", post("profile/042")).says("No entity with supplied ID"),
+        case("POST", post("profile/4.2")).says("No entity with supplied ID"),
+        case("POST", post("profile/-1")).says("No entity with supplied ID"),
+        case("POST", post("profile/99999999999999999999")).says("No entity with supplied ID"),
+        case("POST", format!("/v1/profile/abc/data?access_token={t}")).says("No entity with supplied ID"),
+        case("POST", post("subprofile/0x10")).says("No subprofile with supplied ID"),
+        case("POST", post("subprofile/0")).says("No subprofile with supplied ID"),
+        case("POST", post("profile/%2042")).says("No entity with supplied ID"),
         case("GET", format!("/v1/datarequest/abc/status?access_token={t}")),
         case("GET", format!("/v1/datarequest/9007199254740992/status?access_token={t}")),
         case("GET", format!("/v1/datarequest/1234567890123456?access_token={t}")).says("No entity with supplied ID"),
         case("GET", format!("/v1/datarequest/1234567890123456/data?access_token={t}"))
             .says("No entity with supplied ID"),
         case("POST", post("profile/43")).says("No entity with supplied ID"),
-        case("POST", post("subprofile/42")).says("No entity with supplied ID"),
+        case("POST", post("subprofile/42")).says("No subprofile with supplied ID"),
+        case("POST", format!("/v1/subprofile/42/data?access_token={t}")).says("No subprofile with supplied ID"),
         // E-mail subjects.
         case("POST", post("email/not-an-address")),
         case("POST", post("email/jane%40example.com%0D%0ABcc:%20x%40evil.example")),
@@ -92,11 +95,11 @@ async fn at_least_thirty_distinct_bad_inputs_each_get_400_in_copernicas_shape() 
             .says("Invalid access token"),
         case("GET", "/v1/datarequest/1234567890123456/status").says("Invalid access token"),
         case("GET", "/v1/datarequest/1234567890123456/status?access_token=").says("Invalid access token"),
-        case("POST", format!("/v1/profile/42/datarequest?access_token={t}&access_token={t}")),
+        case("POST", format!("/v1/profile/42/datarequest?access_token={t}&access_token=x{t}"))
+            .says("Invalid access token"),
         // Query parameters.
-        case("POST", format!("{}&foo=bar", post("profile/42"))).says("Unknown parameter 'foo'"),
-        case("POST", format!("{}&report=a%40b.example&report=c%40d.example", post("profile/42"))),
-        case("GET", format!("/v1/datarequest/1234567890123456/status?access_token={t}&report=x")),
+        case("POST", format!("{}&report=a%40b.example&report=c%40d.example", post("profile/42")))
+            .says("Parameter 'report' is given twice with different values"),
         // Reports.
         case("POST", format!("{}&report=dpo", post("profile/42")))
             .says("report must be an e-mail address or an https:// web address"),
@@ -112,11 +115,10 @@ async fn at_least_thirty_distinct_bad_inputs_each_get_400_in_copernicas_shape() 
         // Bodies.
         case("POST", post("profile/42")).json(r#"{"report":"#).says("The request body is not valid JSON"),
         case("POST", post("profile/42")).json(r#"{"report":42}"#).says("report must be a string"),
-        case("POST", post("profile/42")).json(r#"{"reprot":"a@b.example"}"#).says("Unknown parameter 'reprot'"),
         case("POST", post("profile/42")).json(r#""a@b.example""#).says("The request body must be a JSON object"),
         case("POST", post("profile/42")).json("[1,2]").says("The request body must be a JSON object"),
         case("POST", post("profile/42"))
-            .body("application/x-www-form-urlencoded", b"report=a%40b.example&x=1".to_vec()),
+            .body("application/x-www-form-urlencoded", b"report=a%40b.example&report=dpo".to_vec()),
         case("POST", post("profile/42")).body("text/plain", b"hello".to_vec()),
         case("POST", post("profile/42")).body("application/json", vec![b' '; 70 * 1024]),
         case("POST", post("profile/42")).body("application/json", b"{\"report\":\"\xff\"}".to_vec()),
@@ -188,6 +190,50 @@ async fn every_accepted_body_form_works_including_the_official_clients_empty_arr
     assert!(
         response.header("location").is_some_and(|l| l.ends_with(&format!("/v4/datarequest/{}", response.json()["id"])))
     );
+}
+
+#[tokio::test]
+async fn unknown_parameters_and_members_are_ignored_as_copernica_ignores_them() {
+    let (app, account) = TestApp::start(&[]);
+    let t = &account.token;
+    let json = [("content-type", "application/json")];
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let accepted: Vec<(String, &[(&str, &str)], Option<&[u8]>)> = vec![
+        (format!("/v1/profile/42/datarequest?access_token={t}&foo=bar&limit=10"), &json, Some(b"[]")),
+        (format!("/v1/profile/42/datarequest?access_token={t}&access_token={t}"), &json, Some(b"[]")),
+        (format!("/v1/profile/42/datarequest?access_token={t}"), &json, Some(br#"{"reprot":"x","extra":[1]}"#)),
+        (
+            format!("/v1/profile/42/datarequest?access_token={t}"),
+            &json,
+            Some(br#"{"report":"dpo@customer.example","x":1}"#),
+        ),
+        (format!("/v1/profile/42/datarequest?access_token={t}"), &form, Some(b"report=dpo%40customer.example&x=1")),
+        (format!("/v1/profile/42/datarequest?access_token={t}&report=a%40b.example&report=a%40b.example"), &json, None),
+    ];
+    for (path, headers, body) in accepted {
+        let response = app.request("POST", &path, headers, body).await;
+        assert_eq!(response.status, 201, "{path}: {}", String::from_utf8_lossy(&response.bytes));
+    }
+    let status = app.get(&format!("/v1/datarequest/1234567890123456/status?access_token={t}&report=x&y=1")).await;
+    assert_eq!(status.status, 200);
+}
+
+#[tokio::test]
+async fn copernicas_documented_call_forms_create_requests_like_the_datarequest_routes() {
+    let (app, account) = TestApp::start(&[]);
+    let t = &account.token;
+    for (version, subject) in [("v1", "profile/42"), ("v2", "subprofile/4201"), ("v4", "email/jane.doe%40example.com")]
+    {
+        let path = format!("/{version}/{subject}/data?access_token={t}");
+        let response = app.request("POST", &path, &[("content-type", "application/json")], Some(b"[]")).await;
+        assert_eq!(response.status, 201, "{path}: {}", String::from_utf8_lossy(&response.bytes));
+        let id = response.json()["id"].as_u64().expect("id");
+        assert_eq!(response.header("x-created"), Some(id.to_string().as_str()));
+        let location = response.header("location").expect("Location").to_owned();
+        assert!(location.ends_with(&format!("/{version}/datarequest/{id}")), "{location}");
+        assert_eq!(response.header("x-location"), Some(location.as_str()));
+        assert_eq!(response.header("content-type"), Some("application/json"));
+    }
 }
 
 #[tokio::test]

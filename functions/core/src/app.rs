@@ -81,9 +81,12 @@ impl RateLimiter {
 /// Why a request could not be accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
-    /// The subject does not exist in the caller's account (or exists in another one).
-    #[error("No entity with supplied ID")]
-    NoSuchSubject,
+    /// The profile does not exist in the caller's account (or exists in another one).
+    #[error("no such profile")]
+    NoSuchProfile,
+    /// The subprofile does not exist in the caller's account (or exists in another one).
+    #[error("no such subprofile")]
+    NoSuchSubprofile,
     /// Anything else; the cause is logged, not shown.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -136,7 +139,8 @@ impl App {
     /// is left waiting forever.
     ///
     /// # Errors
-    /// [`SubmitError::NoSuchSubject`] for an unknown or foreign profile or subprofile.
+    /// [`SubmitError::NoSuchProfile`] or [`SubmitError::NoSuchSubprofile`] for an unknown or
+    /// foreign one.
     #[instrument(skip_all, fields(account = %account, kind = subject.kind().as_str()))]
     pub async fn submit(
         &self,
@@ -144,13 +148,14 @@ impl App {
         subject: Subject,
         report: Option<Report>,
     ) -> Result<RequestId, SubmitError> {
-        let exists = match &subject {
-            Subject::Profile(id) => self.subjects.profile(account, *id).await?.is_some(),
-            Subject::Subprofile(id) => self.subjects.subprofile(account, *id).await?.is_some(),
-            Subject::Email(_) => true,
-        };
-        if !exists {
-            return Err(SubmitError::NoSuchSubject);
+        match &subject {
+            Subject::Profile(id) if self.subjects.profile(account, *id).await?.is_none() => {
+                return Err(SubmitError::NoSuchProfile);
+            }
+            Subject::Subprofile(id) if self.subjects.subprofile(account, *id).await?.is_none() => {
+                return Err(SubmitError::NoSuchSubprofile);
+            }
+            _ => {}
         }
         let now = self.clock.now();
         let mut request = DataRequest::accepted(RequestId::random(), account, subject, report, now);

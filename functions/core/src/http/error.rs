@@ -9,12 +9,45 @@ use serde_json::json;
 use crate::app::SubmitError;
 use crate::domain::Invalid;
 
+/// The refusals whose texts Copernica's clients know, each answered `400` with exactly
+/// Copernica's words. This is the one table that maps a refusal to its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A missing, malformed, unknown or revoked access token.
+    InvalidToken,
+    /// A profile (or request) id that is malformed, unknown, or another account's.
+    NoEntity,
+    /// A subprofile id that is malformed, unknown, or another account's.
+    NoSubprofile,
+    /// An unknown path, version or method.
+    InvalidMethod,
+}
+
+impl Refusal {
+    /// Copernica's text.
+    #[must_use]
+    pub const fn text(self) -> &'static str {
+        match self {
+            Self::InvalidToken => "Invalid access token",
+            Self::NoEntity => "No entity with supplied ID",
+            Self::NoSubprofile => "No subprofile with supplied ID",
+            Self::InvalidMethod => "Invalid method",
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        Self::bad(refusal.text())
+    }
+}
+
 /// The message for a subject or request that does not exist in the caller's account.
-pub const NO_ENTITY: &str = "No entity with supplied ID";
+pub const NO_ENTITY: &str = Refusal::NoEntity.text();
 /// The message for a missing or wrong access token.
-pub const INVALID_TOKEN: &str = "Invalid access token";
+pub const INVALID_TOKEN: &str = Refusal::InvalidToken.text();
 /// The message for an unknown path or a wrong method.
-pub const INVALID_METHOD: &str = "Invalid method";
+pub const INVALID_METHOD: &str = Refusal::InvalidMethod.text();
 
 /// An error answer.
 #[derive(Debug)]
@@ -59,7 +92,8 @@ impl From<anyhow::Error> for ApiError {
 impl From<SubmitError> for ApiError {
     fn from(error: SubmitError) -> Self {
         match error {
-            SubmitError::NoSuchSubject => Self::bad(NO_ENTITY),
+            SubmitError::NoSuchProfile => Refusal::NoEntity.into(),
+            SubmitError::NoSuchSubprofile => Refusal::NoSubprofile.into(),
             SubmitError::Unexpected(e) => Self::Internal(e),
         }
     }
@@ -92,6 +126,26 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = format!("{error:#}"), "request failed");
                 error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal error, please try again later")
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_answers_400_with_copernicas_exact_text() {
+        let table = [
+            (Refusal::InvalidToken, "Invalid access token"),
+            (Refusal::NoEntity, "No entity with supplied ID"),
+            (Refusal::NoSubprofile, "No subprofile with supplied ID"),
+            (Refusal::InvalidMethod, "Invalid method"),
+        ];
+        for (refusal, text) in table {
+            assert_eq!(refusal.text(), text);
+            let response = ApiError::from(refusal).into_response();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{refusal:?}");
         }
     }
 }

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio_util::io::ReaderStream;
 
-pub use error::{ApiError, INVALID_METHOD, INVALID_TOKEN, NO_ENTITY};
+pub use error::{ApiError, INVALID_METHOD, INVALID_TOKEN, NO_ENTITY, Refusal};
 
 use crate::app::App;
 use crate::ports::Served;
@@ -46,7 +46,10 @@ pub fn router(app: App, part: Part) -> Router {
         routes = routes
             .route("/{version}/profile/{id}/datarequest", post(post_datarequest::profile))
             .route("/{version}/subprofile/{id}/datarequest", post(post_datarequest::subprofile))
-            .route("/{version}/email/{email}/datarequest", post(post_datarequest::email));
+            .route("/{version}/email/{email}/datarequest", post(post_datarequest::email))
+            .route("/{version}/profile/{id}/data", post(post_datarequest::profile))
+            .route("/{version}/subprofile/{id}/data", post(post_datarequest::subprofile))
+            .route("/{version}/email/{email}/data", post(post_datarequest::email));
     }
     if matches!(part, Part::All | Part::Status) {
         routes = routes

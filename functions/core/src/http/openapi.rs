@@ -94,6 +94,10 @@ pub fn document() -> Value {
         for kind in ["profile", "subprofile", "email"] {
             let variable = if kind == "email" { "email" } else { "id" };
             paths.insert(format!("/{version}/{kind}/{{{variable}}}/datarequest"), json!({"post": post(version, kind)}));
+            // The form of Copernica's own documentation: the same call.
+            let mut same = post(version, kind);
+            same["operationId"] = json!(format!("post_{kind}_data_{version}"));
+            paths.insert(format!("/{version}/{kind}/{{{variable}}}/data"), json!({"post": same}));
         }
         paths.insert(
             format!("/{version}/datarequest/{{id}}"),

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 
-use super::error::{ApiError, INVALID_METHOD, INVALID_TOKEN};
+use super::error::{ApiError, INVALID_METHOD, INVALID_TOKEN, Refusal};
 use crate::app::App;
 use crate::domain::{AccessToken, AccountId};
 
@@ -22,22 +22,21 @@ pub fn version(text: &str) -> Result<&'static str, ApiError> {
     VERSIONS.into_iter().find(|v| *v == text).ok_or_else(|| ApiError::bad(INVALID_METHOD))
 }
 
-fn name_for_message(name: &str) -> String {
-    let safe = !name.is_empty()
-        && name.len() <= 40
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if safe { format!("Unknown parameter '{name}'") } else { "Unknown parameter".to_owned() }
-}
-
-/// Name/value pairs from a query string or form, each name allowed and given once.
-pub fn pairs(encoded: &[u8], allowed: &[&'static str]) -> Result<HashMap<&'static str, String>, ApiError> {
-    let mut found = HashMap::new();
+/// The known name/value pairs of a query string or form. Unknown names are ignored, as
+/// Copernica ignores them; a known name given twice must have the same value both times.
+pub fn pairs(encoded: &[u8], known: &[&'static str]) -> Result<HashMap<&'static str, String>, ApiError> {
+    let mut found: HashMap<&'static str, String> = HashMap::new();
     for (name, value) in form_urlencoded::parse(encoded) {
-        let Some(known) = allowed.iter().find(|a| **a == name) else {
-            return Err(ApiError::bad(name_for_message(&name)));
-        };
-        if found.insert(*known, value.into_owned()).is_some() {
-            return Err(ApiError::bad(format!("Parameter '{known}' is given more than once")));
+        let Some(name) = known.iter().find(|k| **k == name) else { continue };
+        match found.get(name) {
+            Some(earlier) if *earlier != value && *name == "access_token" => return Err(Refusal::InvalidToken.into()),
+            Some(earlier) if *earlier != value => {
+                return Err(ApiError::bad(format!("Parameter '{name}' is given twice with different values")));
+            }
+            Some(_) => {}
+            None => {
+                found.insert(*name, value.into_owned());
+            }
         }
     }
     Ok(found)
@@ -111,18 +110,12 @@ fn json_report(text: &[u8]) -> Result<Option<String>, ApiError> {
     match value {
         Value::Array(items) if items.is_empty() => Ok(None),
         Value::Object(members) => {
-            let mut report = None;
-            for (name, value) in members {
-                if name != "report" {
-                    return Err(ApiError::bad(name_for_message(&name)));
-                }
-                report = match value {
-                    Value::Null => None,
-                    Value::String(text) => Some(text),
-                    _ => return Err(ApiError::bad("report must be a string")),
-                };
+            // Other members are ignored, as Copernica ignores them.
+            match members.get("report") {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(text)) => Ok(Some(text.clone())),
+                Some(_) => Err(ApiError::bad("report must be a string")),
             }
-            Ok(report)
         }
         _ => Err(ApiError::bad("The request body must be a JSON object")),
     }

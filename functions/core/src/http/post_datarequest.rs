@@ -1,4 +1,5 @@
-//! `POST /vN/{profile,subprofile,email}/{id}/datarequest`: accept a data request.
+//! `POST /vN/{profile,subprofile,email}/{id}/datarequest`, and the same under `…/{id}/data` as
+//! Copernica's own documentation writes the call: accept a data request.
 
 use axum::Json;
 use axum::body::Body;
@@ -9,14 +10,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::error::ApiError;
+use super::error::{ApiError, Refusal};
 use super::params;
 use crate::app::App;
 use crate::domain::{EmailAddress, ProfileId, Report, Subject, SubprofileId};
 
 type SubjectPath = Result<Path<(String, String)>, PathRejection>;
 
-/// `POST /vN/profile/{id}/datarequest`
+/// `POST /vN/profile/{id}/datarequest` (and `…/data`)
 pub async fn profile(
     State(app): State<App>,
     path: SubjectPath,
@@ -24,10 +25,13 @@ pub async fn profile(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    accept(app, path, query, headers, body, |id| Ok(Subject::Profile(ProfileId::parse(id)?))).await
+    accept(app, path, query, headers, body, |id| {
+        ProfileId::parse(id).map(Subject::Profile).map_err(|_| Refusal::NoEntity.into())
+    })
+    .await
 }
 
-/// `POST /vN/subprofile/{id}/datarequest`
+/// `POST /vN/subprofile/{id}/datarequest` (and `…/data`)
 pub async fn subprofile(
     State(app): State<App>,
     path: SubjectPath,
@@ -35,10 +39,13 @@ pub async fn subprofile(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    accept(app, path, query, headers, body, |id| Ok(Subject::Subprofile(SubprofileId::parse(id)?))).await
+    accept(app, path, query, headers, body, |id| {
+        SubprofileId::parse(id).map(Subject::Subprofile).map_err(|_| Refusal::NoSubprofile.into())
+    })
+    .await
 }
 
-/// `POST /vN/email/{email}/datarequest` (the address percent-decoded)
+/// `POST /vN/email/{email}/datarequest` (and `…/data`; the address percent-decoded)
 pub async fn email(
     State(app): State<App>,
     path: SubjectPath,
