@@ -31,7 +31,7 @@ url=$(sed -n 's/^Datarequest listening on //p' "$dir/out")
 token=$(sed -n 's/^TOKEN=//p' "$dir/out")
 [ -n "$url" ] && [ -n "$token" ] || { cat "$dir/server.log" >&2; echo "the server did not start" >&2; exit 1; }
 
-"$venv/bin/schemathesis" run "$url/openapi.json" \
+SCHEMATHESIS_HOOKS="$root/infra/schemathesis_hooks.py" "$venv/bin/schemathesis" run "$url/openapi.json" \
   --checks not_a_server_error,status_code_conformance,response_schema_conformance \
   --header "Authorization: Bearer $token" \
   --max-time "${FUZZ_SECONDS:-90}" \

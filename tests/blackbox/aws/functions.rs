@@ -203,13 +203,28 @@ async fn a_request_flows_through_intake_the_queue_builder_s3_ses_and_status() {
     assert_eq!(report["status"], "available");
     assert_eq!(report["state"], "delivered");
     assert_eq!(report["available"].as_u64(), Some(export.len() as u64));
+    // A small export comes in the body (the official PHP class follows no redirect).
     for path in [format!("/v1/datarequest/{id}/data"), format!("/v1/datarequest/{id}")] {
+        let data = status_fn.invoke(get_event(&account.token, &path)).await.expect("status answers");
+        assert_eq!(data["statusCode"], 200, "{data}");
+        assert_eq!(data["headers"]["content-type"], "application/json");
+        assert_eq!(data["body"].as_str().map(str::as_bytes), Some(export.as_slice()), "the export in the body");
+    }
+
+    // An export above 5 MiB is a 303 to a fresh signed URL.
+    let big = big_subject(&env).await;
+    let big_id = submit(&intake, &account, &format!("profile/{big}"), None).await;
+    let records = queued_records(&env, 1).await;
+    assert_eq!(builder.invoke(json!({"Records": records})).await.expect("builder"), json!({"batchItemFailures": []}));
+    let big_export = s3_export(&env, big_id).await;
+    assert!(big_export.len() > 5 * 1024 * 1024, "{} bytes", big_export.len());
+    for path in [format!("/v1/datarequest/{big_id}/data"), format!("/v1/datarequest/{big_id}")] {
         let data = status_fn.invoke(get_event(&account.token, &path)).await.expect("status answers");
         assert_eq!(data["statusCode"], 303, "{data}");
         let url = data["headers"]["location"].as_str().expect("location");
         assert!(url.starts_with(env.get("AWS_ENDPOINT_URL")) && url.contains("X-Amz-Signature="), "{url}");
         let fetched = reqwest::get(url).await.expect("GET").bytes().await.expect("body");
-        assert_eq!(fetched.to_vec(), export, "the signed URL serves the same bytes");
+        assert_eq!(fetched.to_vec(), big_export, "the signed URL serves the same bytes");
     }
     // Another account sees nothing.
     let stranger = seed_stranger(&env);
@@ -217,6 +232,34 @@ async fn a_request_flows_through_intake_the_queue_builder_s3_ses_and_status() {
         status(&status_fn, &stranger, id).await,
         json!({"status": "not available", "available": 0, "content-type": "application/json"})
     );
+}
+
+/// Loads profile 4300 of account 1 with a 6 MB message, so its export is above 5 MiB.
+async fn big_subject(env: &Env) -> u64 {
+    let clients = env.clients().await;
+    let resources = env.resources();
+    let subjects = datarequest::adapters::aws::DynamoDbSubjects::new(
+        clients.dynamodb,
+        resources.subjects_table,
+        clients.s3,
+        resources.exports_bucket,
+    );
+    let mut state = 11u64;
+    let noise: String = (0..6_000_000)
+        .map(|_| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            char::from(b'a' + u8::try_from((state >> 33) % 26).expect("letter"))
+        })
+        .collect();
+    let lines = format!(
+        "{}\n{}\n",
+        json!({"kind":"profile","account":1,"id":4300,"database":1,"created":"2025-01-01 00:00:00","modified":"2025-01-01 00:00:00"}),
+        json!({"kind":"message","account":1,"id":"big-4300","profile":4300,"email":"big@example.com","mailing":"1",
+            "subject":"big","sent":"2025-01-02 00:00:00","mime":format!("Subject: big\r\n\r\n{noise}")})
+    );
+    let records = datarequest::ingest::parse_records(&lines).expect("valid");
+    datarequest::ports::SubjectData::load(&subjects, &records).await.expect("load");
+    4300
 }
 
 fn seed_stranger(env: &Env) -> Account {

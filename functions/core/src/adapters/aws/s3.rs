@@ -143,6 +143,9 @@ fn is_missing<E: aws_sdk_s3::error::ProvideErrorMetadata>(error: &aws_sdk_s3::er
         || error.raw_response().is_some_and(|r| r.status().as_u16() == 404)
 }
 
+/// Exports up to this size are served in the response body; larger ones by a signed URL.
+pub const INLINE_EXPORT: u64 = 5 * 1024 * 1024;
+
 #[async_trait]
 impl ExportStore for S3Exports {
     async fn create(&self, id: RequestId) -> anyhow::Result<Box<dyn ExportWriter>> {
@@ -169,10 +172,15 @@ impl ExportStore for S3Exports {
     }
 
     async fn serve(&self, id: RequestId, ttl: Duration) -> anyhow::Result<Option<Served>> {
-        match self.client.head_object().bucket(&self.bucket).key(key(id)).send().await {
-            Ok(_) => {}
+        let len = match self.client.head_object().bucket(&self.bucket).key(key(id)).send().await {
+            Ok(head) => u64::try_from(head.content_length.unwrap_or(0)).unwrap_or(u64::MAX),
             Err(e) if is_missing(&e) => return Ok(None),
             Err(e) => return Err(anyhow::Error::new(e).context("looking up an export")),
+        };
+        // Small exports are answered in the body, within Lambda's 6 MB response limit: clients
+        // that do not follow redirects (Copernica's PHP class) get the data.
+        if len <= INLINE_EXPORT {
+            return Ok(self.open(id).await?.map(Served::Stream));
         }
         let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl).context("presigning")?;
         let presigned = self
