@@ -196,9 +196,9 @@ async fn every_accepted_body_form_works_including_the_official_clients_empty_arr
 async fn unknown_parameters_and_members_are_ignored_as_copernica_ignores_them() {
     let (app, account) = TestApp::start(&[]);
     let t = &account.token;
-    let json = [("content-type", "application/json")];
-    let form = [("content-type", "application/x-www-form-urlencoded")];
-    let accepted: Vec<(String, &[(&str, &str)], Option<&[u8]>)> = vec![
+    let json: Headers = vec![("content-type", "application/json")];
+    let form: Headers = vec![("content-type", "application/x-www-form-urlencoded")];
+    let accepted: Vec<(String, &Headers, Option<&[u8]>)> = vec![
         (format!("/v1/profile/42/datarequest?access_token={t}&foo=bar&limit=10"), &json, Some(b"[]")),
         (format!("/v1/profile/42/datarequest?access_token={t}&access_token={t}"), &json, Some(b"[]")),
         (format!("/v1/profile/42/datarequest?access_token={t}"), &json, Some(br#"{"reprot":"x","extra":[1]}"#)),
@@ -233,6 +233,48 @@ async fn copernicas_documented_call_forms_create_requests_like_the_datarequest_r
         assert!(location.ends_with(&format!("/{version}/datarequest/{id}")), "{location}");
         assert_eq!(response.header("x-location"), Some(location.as_str()));
         assert_eq!(response.header("content-type"), Some("application/json"));
+    }
+}
+
+#[tokio::test]
+async fn a_post_repeated_with_its_idempotency_key_answers_the_same_and_creates_nothing() {
+    let (app, account) = TestApp::start(&[]);
+    let path = format!("/v2/profile/42/datarequest?access_token={}", account.token);
+    let key = [("content-type", "application/json"), ("idempotency-key", "order-42 retry")];
+    let body: &[u8] = br#"{"report":"dpo@customer.example"}"#;
+    let first = app.request("POST", &path, &key, Some(body)).await;
+    assert_eq!(first.status, 201);
+    // Also through Copernica's documented form of the same call.
+    let data_path = format!("/v2/profile/42/data?access_token={}", account.token);
+    for path in [&path, &path, &data_path] {
+        let again = app.request("POST", path, &key, Some(body)).await;
+        assert_eq!(again.status, 201);
+        assert_eq!(again.bytes, first.bytes, "the same id");
+        for header in ["x-created", "location", "x-location", "content-type"] {
+            assert_eq!(again.header(header), first.header(header), "{header}");
+        }
+    }
+    let other = app.request("POST", &path, &[("content-type", "application/json")], Some(body)).await;
+    assert_ne!(other.bytes, first.bytes, "without the key it is a new request");
+    let id = first.json()["id"].as_u64().expect("id");
+    let status = app.get(&format!("/v2/datarequest/{id}/status?access_token={}", account.token)).await;
+    assert_eq!(status.status, 200);
+
+    let conflicts = [
+        (format!("/v2/profile/43/datarequest?access_token={}", account.token), body, "subject"),
+        (path.clone(), br#"{"report":"someone@else.example"}"#.as_slice(), "report"),
+        (path.clone(), b"[]".as_slice(), "report"),
+    ];
+    for (path, body, what) in conflicts {
+        let response = app.request("POST", &path, &key, Some(body)).await;
+        assert_eq!(response.status, 400, "{what}");
+        let message = response.json()["error"]["message"].as_str().expect("message").to_owned();
+        assert!(message.contains("Idempotency-Key") && message.contains(what), "{message}");
+    }
+    for bad in ["", &"k".repeat(256)] {
+        let response = app.request("POST", &path, &[("idempotency-key", bad)], None).await;
+        assert_eq!(response.status, 400, "{bad:?}");
+        assert_eq!(response.json()["error"]["message"], "Idempotency-Key must be 1 to 255 printable ASCII characters");
     }
 }
 

@@ -7,9 +7,12 @@ use anyhow::Context;
 use tracing::instrument;
 
 use crate::config::Settings;
-use crate::domain::{AccessToken, AccountId, DataRequest, Report, RequestId, State, Subject, Timestamp, WebhookSecret};
+use crate::domain::idempotency;
+use crate::domain::{
+    AccessToken, AccountId, DataRequest, IdempotencyKey, Report, RequestId, State, Subject, Timestamp, WebhookSecret,
+};
 use crate::ports::{
-    Accounts, BuildQueue, Change, Clock, ExportStore, Guard, Mailer, RequestStore, SubjectData, WebDelivery,
+    Accounts, BuildQueue, Change, Clock, ExportStore, Guard, KeyClaim, Mailer, RequestStore, SubjectData, WebDelivery,
 };
 
 /// Every port the service uses, injected once.
@@ -87,6 +90,10 @@ pub enum SubmitError {
     /// The subprofile does not exist in the caller's account (or exists in another one).
     #[error("no such subprofile")]
     NoSuchSubprofile,
+    /// The idempotency key was used in the last 24 hours for a call with another subject or
+    /// report (named).
+    #[error("Idempotency-Key was used for a request with another {0} in the last 24 hours")]
+    KeyConflict(&'static str),
     /// Anything else; the cause is logged, not shown.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -136,31 +143,62 @@ impl App {
 
     /// Accepts a data request: checks that the subject exists in the account, stores the
     /// request and queues it. A request that could not be queued is marked failed, so nothing
-    /// is left waiting forever.
+    /// is left waiting forever. With an idempotency key, a call that repeats an earlier one of
+    /// the last 24 hours gets the earlier request's id and creates nothing (if the earlier call
+    /// stopped before storing its request, this one stores it, under the same id).
     ///
     /// # Errors
     /// [`SubmitError::NoSuchProfile`] or [`SubmitError::NoSuchSubprofile`] for an unknown or
-    /// foreign one.
+    /// foreign one; [`SubmitError::KeyConflict`] for a key used for another call.
     #[instrument(skip_all, fields(account = %account, kind = subject.kind().as_str()))]
     pub async fn submit(
         &self,
         account: AccountId,
         subject: Subject,
         report: Option<Report>,
+        key: Option<&IdempotencyKey>,
     ) -> Result<RequestId, SubmitError> {
+        let now = self.clock.now();
+        let mut id = RequestId::random();
+        if let Some(key) = key {
+            let claim = KeyClaim {
+                request: id,
+                fingerprint: idempotency::fingerprint(&subject, report.as_ref()),
+                expires: now.plus_seconds(idempotency::IDEMPOTENCY_WINDOW_SECS),
+            };
+            if let Some(stored) = self.requests.claim_key(account, &key.hash(), &claim, now).await? {
+                if stored.fingerprint != claim.fingerprint {
+                    return Err(SubmitError::KeyConflict(idempotency::conflict(
+                        &stored.fingerprint,
+                        &claim.fingerprint,
+                    )));
+                }
+                if self.requests.get(stored.request).await?.is_some() {
+                    tracing::info!(request_id = %stored.request, "data request repeated under its idempotency key");
+                    return Ok(stored.request);
+                }
+                id = stored.request;
+            }
+        }
         match &subject {
-            Subject::Profile(id) if self.subjects.profile(account, *id).await?.is_none() => {
+            Subject::Profile(p) if self.subjects.profile(account, *p).await?.is_none() => {
                 return Err(SubmitError::NoSuchProfile);
             }
-            Subject::Subprofile(id) if self.subjects.subprofile(account, *id).await?.is_none() => {
+            Subject::Subprofile(s) if self.subjects.subprofile(account, *s).await?.is_none() => {
                 return Err(SubmitError::NoSuchSubprofile);
             }
             _ => {}
         }
-        let now = self.clock.now();
-        let mut request = DataRequest::accepted(RequestId::random(), account, subject, report, now);
+        let mut request = DataRequest::accepted(id, account, subject, report, now);
         let mut tries = 0;
         while !self.requests.insert(&request).await? {
+            if key.is_some() {
+                // The same key's other call stored this id a moment ago: it is that request.
+                return match self.requests.get(request.id).await? {
+                    Some(stored) if stored.account == account => Ok(stored.id),
+                    _ => Err(anyhow::anyhow!("the id of an idempotency key is taken").into()),
+                };
+            }
             tries += 1;
             if tries == 5 {
                 return Err(anyhow::anyhow!("no free request id after 5 tries").into());

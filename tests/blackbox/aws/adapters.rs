@@ -112,7 +112,7 @@ async fn exports_built_on_aws_adapters_equal_the_reference_built_in_memory() {
         let subject = Subject::from_parts(kind, value).expect("subject");
         let mut bytes = Vec::new();
         for app in [&app, &reference] {
-            let id = app.submit(account, subject.clone(), None).await.expect("accepted");
+            let id = app.submit(account, subject.clone(), None, None).await.expect("accepted");
             worker::handle(app, id, 1).await.expect("built");
             let mut file = app.exports.open(id).await.expect("open").expect("the export exists");
             let mut data = Vec::new();
@@ -311,4 +311,26 @@ async fn dynamodb_subjects_carry_the_retention_as_ttl_and_an_erasure_leaves_no_i
     assert_eq!(objects().await, 0, "the MIME body is erased from the bucket");
     assert_eq!(items().await.len(), 0, "no item is left: not the profile, message, event or id pointers");
     subjects.erase(&erasure).await.expect("erasing again is no error");
+}
+
+#[tokio::test]
+async fn dynamodb_idempotency_keys_name_one_request_per_account_for_their_window() {
+    let env = Env::provision();
+    let clients = env.clients().await;
+    let requests = DynamoDbRequests::new(clients.dynamodb.clone(), env.resources().requests_table);
+    let (a, b) = (AccountId::try_from(1).expect("id"), AccountId::try_from(2).expect("id"));
+    let now = Timestamp::from_unix(1_800_000_000);
+    let claim = |request: u64, fingerprint: &str| datarequest::ports::KeyClaim {
+        request: RequestId::try_from(request).expect("id"),
+        fingerprint: fingerprint.to_owned(),
+        expires: now.plus_seconds(86_400),
+    };
+    assert_eq!(requests.claim_key(a, "k", &claim(11, "profile:42|"), now).await.expect("claim"), None);
+    let stored = requests.claim_key(a, "k", &claim(12, "profile:43|"), now).await.expect("claim");
+    assert_eq!(stored, Some(claim(11, "profile:42|")), "the first claim stands");
+    assert_eq!(requests.claim_key(b, "k", &claim(13, "profile:42|"), now).await.expect("claim"), None, "per account");
+    let later = now.plus_seconds(86_401);
+    assert_eq!(requests.claim_key(a, "k", &claim(14, "profile:42|"), later).await.expect("claim"), None, "expired");
+    assert_eq!(requests.get(RequestId::try_from(11).expect("id")).await.expect("get"), None, "keys are no requests");
+    assert!(requests.unfinished().await.expect("scan").is_empty(), "nor do scans of requests see them");
 }

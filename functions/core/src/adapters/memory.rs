@@ -16,20 +16,37 @@ use crate::domain::{
     Subject, Subprofile, SubprofileId, Timestamp, TokenHash, WebAddress, WebhookSecret,
 };
 use crate::ports::{
-    Accounts, BuildQueue, Change, Clock, ExportFile, ExportStore, ExportWriter, Guard, Mailer, OutgoingMail, Page,
-    RequestStore, Served, SubjectData, WebDelivery, WebhookHeaders,
+    Accounts, BuildQueue, Change, Clock, ExportFile, ExportStore, ExportWriter, Guard, KeyClaim, Mailer, OutgoingMail,
+    Page, RequestStore, Served, SubjectData, WebDelivery, WebhookHeaders,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Requests in a map.
+/// Requests in a map, and idempotency keys in another.
 #[derive(Default)]
-pub struct MemoryRequests(Mutex<HashMap<RequestId, DataRequest>>);
+pub struct MemoryRequests(Mutex<HashMap<RequestId, DataRequest>>, Mutex<HashMap<(AccountId, String), KeyClaim>>);
 
 #[async_trait]
 impl RequestStore for MemoryRequests {
+    async fn claim_key(
+        &self,
+        account: AccountId,
+        key_hash: &str,
+        claim: &KeyClaim,
+        now: Timestamp,
+    ) -> anyhow::Result<Option<KeyClaim>> {
+        let mut keys = lock(&self.1);
+        match keys.get(&(account, key_hash.to_owned())) {
+            Some(stored) if stored.expires > now => Ok(Some(stored.clone())),
+            _ => {
+                keys.insert((account, key_hash.to_owned()), claim.clone());
+                Ok(None)
+            }
+        }
+    }
+
     async fn insert(&self, request: &DataRequest) -> anyhow::Result<bool> {
         let mut map = lock(&self.0);
         if map.contains_key(&request.id) {

@@ -2,6 +2,7 @@
 //! rest of the library never checks an id, an address or a token again.
 
 mod email;
+pub mod idempotency;
 mod ids;
 mod report;
 mod request;
@@ -12,6 +13,7 @@ mod token;
 mod web_address;
 
 pub use email::EmailAddress;
+pub use idempotency::IdempotencyKey;
 pub use ids::{AccountId, ProfileId, RequestId, SubprofileId};
 pub use report::Report;
 pub use request::{DataRequest, Delivery, DeliveryStatus, State, Subject, SubjectKind};

@@ -94,6 +94,7 @@ impl From<SubmitError> for ApiError {
         match error {
             SubmitError::NoSuchProfile => Refusal::NoEntity.into(),
             SubmitError::NoSuchSubprofile => Refusal::NoSubprofile.into(),
+            conflict @ SubmitError::KeyConflict(_) => Self::bad(conflict.to_string()),
             SubmitError::Unexpected(e) => Self::Internal(e),
         }
     }

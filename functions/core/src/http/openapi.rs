@@ -49,7 +49,7 @@ fn post(version: &str, kind: &str) -> Value {
         "operationId": format!("post_{kind}_{version}"),
         "summary": summary,
         "tags": ["data requests"],
-        "parameters": [parameter, {"$ref": "#/components/parameters/report"}],
+        "parameters": [parameter, {"$ref": "#/components/parameters/report"}, {"$ref": "#/components/parameters/idempotency_key"}],
         "requestBody": {"$ref": "#/components/requestBodies/Report"},
         "responses": {
             "201": {
@@ -188,6 +188,9 @@ pub fn document() -> Value {
                 "ingest_key": {"type": "http", "scheme": "bearer", "description": "An ingest key from `datarequest ingest-key create`"}
             },
             "parameters": {
+                "idempotency_key": {"name": "Idempotency-Key", "in": "header", "required": false,
+                    "description": "Repeating a POST with the same key within 24 hours answers with the same request and creates nothing; the same key with another subject or report is refused",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"}},
                 "request": {"name": "id", "in": "path", "required": true, "description": "Request id",
                             "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,15}$"}},
                 "report": {"name": "report", "in": "query", "required": false,

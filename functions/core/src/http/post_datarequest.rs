@@ -13,7 +13,7 @@ use serde_json::json;
 use super::error::{ApiError, Refusal};
 use super::params;
 use crate::app::App;
-use crate::domain::{EmailAddress, ProfileId, Report, Subject, SubprofileId};
+use crate::domain::{EmailAddress, IdempotencyKey, ProfileId, Report, Subject, SubprofileId};
 
 type SubjectPath = Result<Path<(String, String)>, PathRejection>;
 
@@ -71,6 +71,18 @@ fn base_url(app: &App, headers: &HeaderMap) -> String {
     host.map(|host| format!("{scheme}://{host}")).unwrap_or_default()
 }
 
+/// The `Idempotency-Key` header, if given (once).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(ApiError::bad("Idempotency-Key is given more than once"));
+    }
+    let text =
+        value.to_str().map_err(|_| ApiError::bad("Idempotency-Key must be 1 to 255 printable ASCII characters"))?;
+    Ok(Some(IdempotencyKey::parse(text)?))
+}
+
 async fn accept(
     app: App,
     path: SubjectPath,
@@ -93,7 +105,8 @@ async fn accept(
             (Some(r), _) | (None, Some(r)) => Some(Report::parse(&r, app.settings.web_policy)?),
             (None, None) => None,
         };
-        let id = app.submit(account, subject, report).await?;
+        let key = idempotency_key(&headers)?;
+        let id = app.submit(account, subject, report, key.as_ref()).await?;
         let location = format!("{}/{version}/datarequest/{id}", base_url(&app, &headers));
         Ok::<_, ApiError>(
             (

@@ -86,9 +86,34 @@ impl Change {
     }
 }
 
+/// What an idempotency key names: a request, what was asked for it, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyClaim {
+    /// The request the key names.
+    pub request: RequestId,
+    /// What the POST asked for ([`crate::domain::idempotency::fingerprint`]).
+    pub fingerprint: String,
+    /// When the key stops naming the request.
+    pub expires: Timestamp,
+}
+
 /// Stores data requests.
 #[async_trait]
 pub trait RequestStore: Send + Sync {
+    /// Stores `claim` under the hash of an idempotency key of `account`, unless a claim that
+    /// has not expired at `now` is stored there: then returns that one and stores nothing.
+    /// Atomic: of two calls at once, one stores and the other gets its claim.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn claim_key(
+        &self,
+        account: AccountId,
+        key_hash: &str,
+        claim: &KeyClaim,
+        now: Timestamp,
+    ) -> anyhow::Result<Option<KeyClaim>>;
+
     /// Stores a new request. Returns `false`, storing nothing, when the id is taken.
     ///
     /// # Errors

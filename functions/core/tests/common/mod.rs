@@ -61,3 +61,9 @@ pub fn section<'a>(export: &'a serde_json::Value, name: &str) -> Option<Vec<&'a 
 pub fn section_names(export: &serde_json::Value) -> Vec<String> {
     export["data"].as_array().expect("data").iter().map(|s| s[0].as_str().expect("name").to_owned()).collect()
 }
+
+/// A second account in the same world.
+pub async fn second_account(world: &World) -> AccountId {
+    let token = AccessToken::generate();
+    world.fakes.accounts.create(&token.hash(), &WebhookSecret::generate()).await.expect("account")
+}

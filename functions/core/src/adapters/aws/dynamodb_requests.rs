@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::attributes::{Item, get_n, get_s, n, opt_n, opt_s, put_opt_n, put_opt_s, s};
 use crate::domain::{AccountId, DataRequest, Delivery, Report, RequestId, State, Subject, Timestamp, WebPolicy};
-use crate::ports::{Change, Guard, RequestStore};
+use crate::ports::{Change, Guard, KeyClaim, RequestStore};
 
 /// How long a request's record outlives its export (or its creation, without one).
 const KEEP_RECORD: i64 = 30 * 86_400;
@@ -140,6 +140,59 @@ fn from_item(item: &Item) -> anyhow::Result<DataRequest> {
 
 #[async_trait]
 impl RequestStore for DynamoDbRequests {
+    async fn claim_key(
+        &self,
+        account: AccountId,
+        key_hash: &str,
+        claim: &KeyClaim,
+        now: Timestamp,
+    ) -> anyhow::Result<Option<KeyClaim>> {
+        // The key lives beside the requests: `id` = `IDEM#<account>#<hash>`, gone by TTL.
+        let id = format!("IDEM#{account}#{key_hash}");
+        for _ in 0..5 {
+            let item = Item::from([
+                ("id".to_owned(), s(&id)),
+                ("request".to_owned(), s(claim.request.to_string())),
+                ("fingerprint".to_owned(), s(&claim.fingerprint)),
+                ("expires".to_owned(), n(claim.expires.unix())),
+                ("ttl".to_owned(), n(claim.expires.unix())),
+            ]);
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(id) OR expires <= :now")
+                .expression_attribute_values(":now", n(now.unix()))
+                .send()
+                .await;
+            match put {
+                Ok(_) => return Ok(None),
+                Err(error)
+                    if matches!(error.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {}
+                Err(error) => return Err(anyhow::Error::new(error).context("storing an idempotency key")),
+            }
+            let output = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("id", s(&id))
+                .consistent_read(true)
+                .send()
+                .await
+                .context("reading an idempotency key")?;
+            // Gone in between (expired and removed): try to store ours again.
+            if let Some(item) = output.item {
+                return Ok(Some(KeyClaim {
+                    request: get_s(&item, "request")?.parse::<u64>()?.try_into()?,
+                    fingerprint: get_s(&item, "fingerprint")?.to_owned(),
+                    expires: Timestamp::from_unix(get_n(&item, "expires")?),
+                }));
+            }
+        }
+        anyhow::bail!("an idempotency key kept changing")
+    }
+
     async fn insert(&self, request: &DataRequest) -> anyhow::Result<bool> {
         self.write(request, None).await
     }

@@ -1,11 +1,11 @@
 //! Data requests in the `requests` table; a conditional update is one immediate transaction.
 
 use async_trait::async_trait;
-use rusqlite::{Connection, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{SqliteStore, to_i64, to_u64};
 use crate::domain::{AccountId, DataRequest, Delivery, Report, RequestId, Subject, Timestamp, WebPolicy};
-use crate::ports::{Change, Guard, RequestStore};
+use crate::ports::{Change, Guard, KeyClaim, RequestStore};
 
 const REQUEST_COLUMNS: &str = "id, account, subject_kind, subject, report, state, reason, available, created, completed, \
      expires, delivery_status, delivery_attempts, delivery_method, delivery_error, delivery_claimed_until";
@@ -77,6 +77,46 @@ fn ids(c: &Connection, sql: &str, params: impl rusqlite::Params) -> anyhow::Resu
 
 #[async_trait]
 impl RequestStore for SqliteStore {
+    async fn claim_key(
+        &self,
+        account: AccountId,
+        key_hash: &str,
+        claim: &KeyClaim,
+        now: Timestamp,
+    ) -> anyhow::Result<Option<KeyClaim>> {
+        let (key, claim) = (key_hash.to_owned(), claim.clone());
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stored = tx
+                .query_row(
+                    "SELECT request, fingerprint, expires FROM idempotency WHERE account = ?1 AND key = ?2",
+                    params![to_i64(account.get()), key],
+                    |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)),
+                )
+                .optional()?;
+            if let Some((request, fingerprint, expires)) = stored
+                && expires > now.unix()
+            {
+                let request = RequestId::try_from(to_u64(request))?;
+                return Ok(Some(KeyClaim { request, fingerprint, expires: Timestamp::from_unix(expires) }));
+            }
+            tx.execute(
+                "REPLACE INTO idempotency (account, key, request, fingerprint, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    to_i64(account.get()),
+                    key,
+                    to_i64(claim.request.get()),
+                    claim.fingerprint,
+                    claim.expires.unix()
+                ],
+            )?;
+            tx.execute("DELETE FROM idempotency WHERE expires <= ?1", [now.unix()])?;
+            tx.commit()?;
+            Ok(None)
+        })
+        .await
+    }
+
     async fn insert(&self, request: &DataRequest) -> anyhow::Result<bool> {
         let request = request.clone();
         self.run(move |c| Ok(write_request(c, &request, true)? == 1)).await

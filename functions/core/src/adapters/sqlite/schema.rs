@@ -1,6 +1,6 @@
 //! The database schema, and the step that brings a database of an earlier version up to date.
 //!
-//! Version 2 (this one) keeps events by their key (so a replayed event is stored once), serves
+//! Version 3 (this one) adds the idempotency keys of POSTs. Version 2 keeps events by their key (so a replayed event is stored once), serves
 //! a profile's own records through indexes of the records without a subprofile (a subprofile's
 //! records reach a profile only through the subprofile), and keeps the lower-cased address of
 //! profiles and subprofiles for erasure by address. `PRAGMA user_version` holds the version.
@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::to_i64;
 use crate::domain::Event;
 
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 const SCHEMA: &str = r"
 CREATE TABLE IF NOT EXISTS accounts (
@@ -45,6 +45,14 @@ CREATE TABLE IF NOT EXISTS requests (
     delivery_claimed_until INTEGER
 );
 CREATE INDEX IF NOT EXISTS requests_expires ON requests(expires) WHERE state IN ('built', 'delivered');
+CREATE TABLE IF NOT EXISTS idempotency (
+    account INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    request INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (account, key)
+);
 CREATE TABLE IF NOT EXISTS queue (
     request INTEGER PRIMARY KEY,
     visible_at INTEGER NOT NULL,
@@ -111,11 +119,11 @@ pub fn create(connection: &mut Connection) -> anyhow::Result<()> {
         return Ok(());
     }
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let old = version < VERSION
-        && tx
-            .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'", [], |_| Ok(()))
-            .optional()?
-            .is_some();
+    // Version 1 kept events by arrival (`seq`); later versions only add tables.
+    let old = tx
+        .query_row("SELECT 1 FROM pragma_table_info('events') WHERE name = 'seq'", [], |_| Ok(()))
+        .optional()?
+        .is_some();
     if old {
         // Version 1: events appended by arrival (`seq`), owned by the profile the line named.
         tx.execute_batch(
