@@ -2,6 +2,8 @@
 # The benchmark command: builds the release binaries, installs wrk if missing (Debian's package),
 # starts the local AWS emulator, runs `bench` (which prints every figure with its ratio to its
 # limit), and stops the emulator. Needs about 3 GB of free disk for the generated subjects.
+# Arguments go to `bench`: `infra/bench.sh ingest` runs only the POST /ingest figures, `load` only
+# the server load test; none runs everything.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -13,4 +15,4 @@ cargo build --release --workspace --bins --all-features --locked
 trap './infra/emulator.sh stop' EXIT
 ./infra/emulator.sh start > /dev/null
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-"$target/release/bench"
+"$target/release/bench" "$@"

@@ -2,7 +2,8 @@
 # Runs every check and test from a fresh clone: formatting, lints, the template checks
 # (cfn-lint, checkov), unit and handler tests, the black-box tests of the local binary, and the
 # AWS adapters and Lambda binaries against a local AWS emulator that this script starts and stops.
-# It installs what it needs (Python venvs under .venv/) on the first run.
+# It installs what it needs (Python venvs under .venv/, and Chromium from the distribution for
+# the HTML report's browser test) on the first run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -40,6 +41,13 @@ cargo build --workspace --bins --all-features --locked
 echo "== schemathesis against the local server"
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 ./infra/fuzz.sh "$target/debug/datarequest"
+
+echo "== chromium (renders the HTML report in the black-box tests)"
+if ! command -v chromium > /dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq chromium > /dev/null || { apt-get update -qq && apt-get install -y -qq chromium > /dev/null; }
+fi
+chromium --version
 
 echo "== cargo test"
 log=$(mktemp)

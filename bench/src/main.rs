@@ -7,7 +7,12 @@
 //! - builder peak memory for 100 MB and 1 GB subjects (each build in a child process);
 //! - a 200 MB export through the S3 multipart path against the emulator, with its peak memory;
 //! - Lambda start: spawn to first request for work (median of 20) and first invocation;
-//! - the local server under `wrk`, against an axum hello-world on the same machine.
+//! - the local server under `wrk`, against an axum hello-world on the same machine;
+//! - `POST /ingest` of generated subject data: the local server against a bare SQLite insert of
+//!   the same rows, and the `ingest` Lambda function on DynamoDB on the emulator (see
+//!   [`ingest`]).
+
+mod ingest;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,9 +48,20 @@ fn main() -> anyhow::Result<()> {
         }
         // `bench load`: only the local server under wrk.
         Some("load") => runtime.block_on(load_only()),
+        // `bench ingest [LINES [LAMBDA_LINES]]`: only the ingest figures (LAMBDA_LINES 0: no Lambda).
+        Some("ingest") => {
+            let count = |i: usize, default: usize| args.get(i).map_or(Ok(default), |n| n.parse::<usize>());
+            let (Ok(lines), Ok(lambda_lines)) = (count(1, ingest::LINES), count(2, ingest::LAMBDA_LINES)) else {
+                anyhow::bail!("usage: bench ingest [LINES [LAMBDA_LINES]]");
+            };
+            runtime.block_on(ingest_only(lines, lambda_lines))
+        }
+        Some("ingest-key-child") => runtime.block_on(ingest::key_child()),
         Some("all") | None => runtime.block_on(all()),
         Some(other) => {
-            anyhow::bail!("unknown command {other}: use `bench`, `bench all`, `bench load` or `bench prepare`")
+            anyhow::bail!(
+                "unknown command {other}: use `bench`, `bench all`, `bench load`, `bench ingest` or `bench prepare`"
+            )
         }
     }
 }
@@ -204,7 +220,9 @@ async fn build_child(dir: &Path, s3: Option<&str>) -> anyhow::Result<()> {
     }
     let app: &App = &local.app;
     let account = AccountId::try_from(1)?;
-    let id = app.submit(account, Subject::Profile(ProfileId::parse("1")?), None).await?;
+    let id = app
+        .submit(account, Subject::Profile(ProfileId::parse("1")?), None, &datarequest::app::Origin::default())
+        .await?;
     let baseline = peak_rss_kb();
     let start = Instant::now();
     datarequest::worker::handle(app, id, 1).await?;
@@ -253,7 +271,16 @@ impl Report {
         println!("{line}");
         self.rows.push(line);
     }
+
+    /// A figure without a goal, shown next to a reference.
+    fn figure(&mut self, what: &str, figure: String, reference: String, ratio: f64) {
+        let line = format!("| {what} | {figure} | {reference} | {ratio:.2} | (figure only) | |");
+        println!("{line}");
+        self.rows.push(line);
+    }
 }
+
+const HEADER: &str = "| benchmark | figure | limit | ratio | goal | |\n|---|---|---|---|---|---|";
 
 /// The folder of the release binaries (this one's), and a fresh work folder.
 fn release_and_work() -> anyhow::Result<(PathBuf, PathBuf)> {
@@ -270,12 +297,20 @@ async fn load_only() -> anyhow::Result<()> {
     result
 }
 
+async fn ingest_only(lines: usize, lambda_lines: usize) -> anyhow::Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (release, work) = release_and_work()?;
+    println!("{HEADER}");
+    let result = ingest::run(&root, &release, &work, &mut Report { rows: Vec::new() }, lines, lambda_lines).await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
 async fn all() -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let (release, work) = release_and_work()?;
     let mut report = Report { rows: Vec::new() };
-    println!("| benchmark | figure | limit | ratio | goal | |");
-    println!("|---|---|---|---|---|---|");
+    println!("{HEADER}");
 
     // Builder throughput and memory.
     // BENCH_SCALE shrinks every subject, to try the benchmark quickly (figures then mean little).
@@ -350,6 +385,9 @@ async fn all() -> anyhow::Result<()> {
 
     lambda_start(&root, &release, &mut report).await?;
     load(&release, &work, &mut report).await?;
+    let scaled_lines = |lines: usize| ((lines as f64 * scale) as usize).max(1);
+    ingest::run(&root, &release, &work, &mut report, scaled_lines(ingest::LINES), scaled_lines(ingest::LAMBDA_LINES))
+        .await?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
@@ -521,13 +559,11 @@ async fn load(release: &Path, work: &Path, report: &mut Report) -> anyhow::Resul
         ">= 0.5 of hello-world",
         status.requests_per_second / hello_rate >= 0.5,
     );
-    report.row(
+    report.figure(
         "local server, intake POSTs",
         format!("{:.0} req/s, p99 {:.2} ms", intake.requests_per_second, intake.p99_ms),
         format!("hello-world {hello_rate:.0} req/s"),
         intake.requests_per_second / hello_rate,
-        "(figure only)",
-        true,
     );
     Ok(())
 }

@@ -3,25 +3,13 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Account, Response, TestApp};
+use crate::helpers::{Account, Response, TestApp, assert_unknown, request_data};
 
 /// POSTs a data request for a subject path like `profile/42`.
-async fn request_data(app: &TestApp, account: &Account, subject: &str) -> Response {
-    let path = format!("/v1/{subject}/datarequest?access_token={}", account.token);
-    app.request("POST", &path, &[("content-type", "application/json")], Some(b"[]")).await
-}
-
 /// Asserts that a data request for `subject` is accepted (the subject exists).
 async fn assert_known(app: &TestApp, account: &Account, subject: &str) {
     let response = request_data(app, account, subject).await;
     assert_eq!(response.status, 201, "{subject}: {}", String::from_utf8_lossy(&response.bytes));
-}
-
-/// Asserts that a data request for `subject` is refused as for an id that never existed.
-async fn assert_unknown(app: &TestApp, account: &Account, subject: &str) {
-    let response = request_data(app, account, subject).await;
-    assert_eq!(response.status, 400, "{subject}: {}", String::from_utf8_lossy(&response.bytes));
-    assert_eq!(response.json(), json!({"error": {"message": "No entity with supplied ID"}}), "{subject}");
 }
 
 /// Runs a command that must succeed and print one JSON line.

@@ -272,6 +272,26 @@ impl Drop for Receiver {
 }
 
 /// The records of a section of an export.
+/// POSTs a data request for `subject` (`profile/42`, `email/…`) with the official client's
+/// empty body.
+pub async fn request_data(app: &TestApp, account: &Account, subject: &str) -> Response {
+    let path = format!("/v1/{subject}/datarequest?access_token={}", account.token);
+    app.request("POST", &path, &[("content-type", "application/json")], Some(b"[]")).await
+}
+
+/// Copernica's text for a subject that does not exist in the caller's account.
+pub fn unknown_text(subject: &str) -> &'static str {
+    if subject.starts_with("subprofile/") { "No subprofile with supplied ID" } else { "No entity with supplied ID" }
+}
+
+/// Asserts that a data request for `subject` is refused as for an id that never existed.
+pub async fn assert_unknown(app: &TestApp, account: &Account, subject: &str) {
+    let response = request_data(app, account, subject).await;
+    assert_eq!(response.status, 400, "{subject}: {}", String::from_utf8_lossy(&response.bytes));
+    assert_eq!(response.header("content-type"), Some("application/json"), "{subject}");
+    assert_eq!(response.json(), serde_json::json!({"error": {"message": unknown_text(subject)}}), "{subject}");
+}
+
 pub fn section(export: &Value, name: &str) -> Option<Vec<Value>> {
     export["data"].as_array()?.iter().find(|s| s[0] == name).map(|s| s.as_array().expect("array")[1..].to_vec())
 }

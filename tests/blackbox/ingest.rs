@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Account, Response, TestApp, section};
+use crate::helpers::{Account, Response, TestApp, assert_unknown, request_data, section};
 
 const NDJSON: &str = "application/x-ndjson";
 const SES_EVENTS: &str = include_str!("../../functions/core/tests/fixtures/ses/ses-events.ndjson");
@@ -108,16 +108,6 @@ fn erase(member: &str, value: Value) -> Value {
 }
 
 /// POSTs a data request for a subject path like `profile/42`.
-async fn request_data(app: &TestApp, account: &Account, subject: &str) -> Response {
-    let path = format!("/v1/{subject}/datarequest?access_token={}", account.token);
-    app.request("POST", &path, &[("content-type", "application/json")], Some(b"[]")).await
-}
-
-/// Asserts that a data request for `subject` is refused as for an id that never existed.
-async fn assert_unknown(app: &TestApp, account: &Account, subject: &str) {
-    assert_error(&request_data(app, account, subject).await, 400, "No entity with supplied ID");
-}
-
 /// The export of `subject` as built now, through the API: its raw bytes and its JSON.
 async fn export(app: &TestApp, account: &Account, subject: &str) -> (Vec<u8>, Value) {
     let response = request_data(app, account, subject).await;

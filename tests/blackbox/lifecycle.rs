@@ -73,12 +73,14 @@ async fn an_export_expires_its_file_is_deleted_and_the_status_says_not_available
     let status = app.wait_for(id, &account, |s| s["status"] == "available").await;
     assert!(status["expires"].is_string());
     let file = app.data_dir().join("exports").join(format!("{id}.json"));
-    assert!(file.exists());
+    let report = file.with_extension("html");
+    assert!(file.exists() && report.exists());
 
     let status = app.wait_for(id, &account, |s| s["status"] == "not available").await;
     assert_eq!(status["state"], "expired");
     assert_eq!(status["available"], 0);
     assert!(!file.exists(), "the file is deleted");
+    assert!(!report.exists(), "and so is its HTML report");
     let data = app.get(&format!("/v1/datarequest/{id}/data?access_token={}", account.token)).await;
     assert_eq!(data.status, 404);
     assert_eq!(data.json()["error"]["message"], "Data not available");

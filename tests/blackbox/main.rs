@@ -1,12 +1,14 @@
 //! Black-box tests: the real `datarequest` binary on a temp data dir and a free port.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod audit;
 #[cfg(feature = "emulator")]
 mod aws;
 mod bad_input;
 mod commands;
 mod delivery;
 mod helpers;
+mod html_report;
 mod ingest;
 mod lifecycle;
 mod subjects_model;

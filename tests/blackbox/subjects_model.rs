@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use datarequest::adapters::memory::{MemoryExports, MemoryRequests};
 use datarequest::domain::{AccountId, DataRequest, Line, RequestId, Subject, Timestamp};
 use datarequest::ingest::{apply, parse_line};
-use datarequest::ports::{ExportStore, SubjectData};
+use datarequest::ports::{ExportFormat, ExportStore, SubjectData};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use serde_json::{Value, json};
@@ -113,7 +113,7 @@ pub async fn exports(store: &dyn SubjectData, account: AccountId) -> Vec<String>
     let mut all = Vec::new();
     for subject in subjects() {
         let request = DataRequest::accepted(RequestId::random(), account, subject, None, Timestamp::now());
-        let writer = files.create(request.id).await.expect("writer");
+        let writer = files.create(request.id, ExportFormat::Json).await.expect("writer");
         datarequest::export::write_export(store, &requests, &request, writer, None).await.expect("export");
         all.push(String::from_utf8(files.bytes(request.id).expect("written")).expect("UTF-8"));
     }

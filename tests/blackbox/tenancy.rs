@@ -36,7 +36,7 @@ async fn a_foreign_subject_is_refused_exactly_like_an_unknown_one() {
         let missing = app.request("POST", &path(&owner.token, &subject.replace("42", "999")), &[], None).await;
         assert_eq!((foreign.status, missing.status), (400, 400));
         assert_eq!(foreign.bytes, missing.bytes);
-        assert_eq!(foreign.json()["error"]["message"], "No entity with supplied ID");
+        assert_eq!(foreign.json()["error"]["message"], crate::helpers::unknown_text(subject));
     }
     // An e-mail request of another account finds none of the owner's messages.
     let id = app.submit("email/jane.doe%40example.com", &stranger, None).await;

@@ -7,12 +7,15 @@ use anyhow::Context;
 use tracing::instrument;
 
 use crate::config::Settings;
+use crate::domain::audit::{self, ReportTrace};
 use crate::domain::idempotency;
 use crate::domain::{
     AccessToken, AccountId, DataRequest, IdempotencyKey, Report, RequestId, State, Subject, Timestamp, WebhookSecret,
 };
+use crate::domain::{AuditEntry, AuditEvent, TokenHash};
 use crate::ports::{
-    Accounts, BuildQueue, Change, Clock, ExportStore, Guard, KeyClaim, Mailer, RequestStore, SubjectData, WebDelivery,
+    Accounts, AuditLog, BuildQueue, Change, Clock, ExportStore, Guard, KeyClaim, Mailer, RequestStore, SubjectData,
+    WebDelivery,
 };
 
 /// Every port the service uses, injected once.
@@ -34,6 +37,8 @@ pub struct App {
     pub web: Arc<dyn WebDelivery>,
     /// The time.
     pub clock: Arc<dyn Clock>,
+    /// The audit log of each request.
+    pub audit: Arc<dyn AuditLog>,
     /// Settings.
     pub settings: Arc<Settings>,
     /// The per-account limit on new requests.
@@ -79,6 +84,17 @@ impl RateLimiter {
         window.1 += 1;
         Ok(())
     }
+}
+
+/// Where a POST came from: for its idempotency and its audit log.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// Its `Idempotency-Key`, if any.
+    pub key: Option<IdempotencyKey>,
+    /// The API version of the call.
+    pub version: &'static str,
+    /// The hash of the access token it came with.
+    pub token: Option<TokenHash>,
 }
 
 /// Why a request could not be accepted.
@@ -156,10 +172,12 @@ impl App {
         account: AccountId,
         subject: Subject,
         report: Option<Report>,
-        key: Option<&IdempotencyKey>,
+        origin: &Origin,
     ) -> Result<RequestId, SubmitError> {
         let now = self.clock.now();
         let mut id = RequestId::random();
+        let token = origin.token.as_ref().map(audit::token_id).unwrap_or_default();
+        let key = origin.key.as_ref();
         if let Some(key) = key {
             let claim = KeyClaim {
                 request: id,
@@ -175,6 +193,8 @@ impl App {
                 }
                 if self.requests.get(stored.request).await?.is_some() {
                     tracing::info!(request_id = %stored.request, "data request repeated under its idempotency key");
+                    let event = AuditEvent::Repeated { version: origin.version.to_owned(), token };
+                    self.record(account, stored.request, event).await;
                     return Ok(stored.request);
                 }
                 id = stored.request;
@@ -189,6 +209,12 @@ impl App {
             }
             _ => {}
         }
+        let received = AuditEvent::Received {
+            version: origin.version.to_owned(),
+            token,
+            subject: subject.kind().as_str().to_owned(),
+            report: report.as_ref().map(ReportTrace::of),
+        };
         let mut request = DataRequest::accepted(id, account, subject, report, now);
         let mut tries = 0;
         while !self.requests.insert(&request).await? {
@@ -212,6 +238,7 @@ impl App {
             return Err(SubmitError::Unexpected(error.context("queueing the request")));
         }
         tracing::info!(request_id = %request.id, "data request accepted");
+        self.record(account, request.id, received).await;
         Ok(request.id)
     }
 
@@ -263,6 +290,9 @@ impl App {
         };
         if self.requests.update(id, &Guard::in_states(&[State::Built, State::Delivered]), &change).await? {
             tracing::info!(request_id = %id, "export expired");
+            if let Some(request) = self.requests.get(id).await? {
+                self.record(request.account, id, AuditEvent::Expired).await;
+            }
         }
         Ok(())
     }
@@ -297,6 +327,24 @@ impl App {
     #[must_use]
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Appends to a request's audit log, now. A failure is logged and does not fail the work
+    /// being recorded: a download or a delivery goes on when the log cannot be written.
+    pub async fn record(&self, account: AccountId, request: RequestId, event: AuditEvent) {
+        let entry = AuditEntry { at: self.now(), event };
+        if let Err(error) = self.audit.append(account, request, &entry).await {
+            tracing::error!(request_id = %request, error = format!("{error:#}"), "audit log write failed");
+        }
+    }
+
+    /// The owner's audit log of a request, oldest first; `None` for an unknown or foreign one.
+    ///
+    /// # Errors
+    /// When the audit log cannot be read.
+    pub async fn log(&self, account: AccountId, request: RequestId) -> anyhow::Result<Option<Vec<AuditEntry>>> {
+        let entries = self.audit.entries(account, request).await?;
+        Ok((!entries.is_empty()).then_some(entries))
     }
 }
 

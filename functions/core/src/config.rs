@@ -35,10 +35,14 @@ pub const REQUESTS_TABLE: &str = "DATAREQUEST_REQUESTS_TABLE";
 pub const ACCOUNTS_TABLE: &str = "DATAREQUEST_ACCOUNTS_TABLE";
 /// AWS: the DynamoDB table of subject data.
 pub const SUBJECTS_TABLE: &str = "DATAREQUEST_SUBJECTS_TABLE";
+/// AWS: the DynamoDB table of audit logs.
+pub const AUDIT_TABLE: &str = "DATAREQUEST_AUDIT_TABLE";
 /// AWS: the S3 bucket of exports (and of MIME bodies too large for an item).
 pub const EXPORTS_BUCKET: &str = "DATAREQUEST_EXPORTS_BUCKET";
 /// AWS: the URL of the SQS build queue.
 pub const BUILD_QUEUE_URL: &str = "DATAREQUEST_BUILD_QUEUE_URL";
+/// Days the audit log of a request is kept (default 1095).
+pub const AUDIT_RETENTION_DAYS: &str = "DATAREQUEST_AUDIT_RETENTION_DAYS";
 /// Days messages and events are kept, by their own send or event time (unset: everything).
 pub const SUBJECT_RETENTION_DAYS: &str = "DATAREQUEST_SUBJECT_RETENTION_DAYS";
 /// AWS: the ARN of the build queue's dead-letter queue (the builder marks its requests failed).
@@ -118,6 +122,8 @@ pub struct Settings {
     /// How long messages and events are kept, by their own send or event time; `None` keeps
     /// everything.
     pub subject_retention: Option<Duration>,
+    /// How long the audit log of a request is kept.
+    pub audit_retention: Duration,
 }
 
 impl Settings {
@@ -206,6 +212,7 @@ impl Settings {
             rate_limit_per_minute: parsed(lookup, RATE_LIMIT_PER_MINUTE, 120, "a number of requests")?,
             signed_url_ttl: Duration::from_secs(300),
             subject_retention: subject_retention(lookup)?,
+            audit_retention: audit_retention(lookup)?,
         })
     }
 
@@ -221,6 +228,15 @@ impl Settings {
             Err(e) => unreachable!("test settings are valid: {e}"),
         }
     }
+}
+
+/// `DATAREQUEST_AUDIT_RETENTION_DAYS`: 1095 (three years) unless set.
+fn audit_retention(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Duration, ConfigError> {
+    let days: f64 = parsed(lookup, AUDIT_RETENTION_DAYS, 1095.0, "a number of days")?;
+    if !(days.is_finite() && (1.0..=36_500.0).contains(&days)) {
+        return Err(ConfigError::new(AUDIT_RETENTION_DAYS, "must be a number of days from 1 to 36500"));
+    }
+    Ok(Duration::from_secs_f64(days * 86_400.0))
 }
 
 /// `DATAREQUEST_SUBJECT_RETENTION_DAYS`: unset or `0` keeps everything.

@@ -1,6 +1,9 @@
 //! Writes the export file of a request as a stream: records are read a page at a time and
 //! serialised into a small buffer that is flushed to the export store, so memory stays flat
-//! however large the subject's history is. The output is deterministic for the same data.
+//! however large the subject's history is. The output is deterministic for the same data. The
+//! builder writes the HTML report ([`html`]) in the same pass, from the same records.
+
+pub mod html;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -8,7 +11,8 @@ use serde_json::{Map, Value};
 use crate::domain::{
     DataRequest, Event, EventKind, Message, Profile, RequestId, State, Subject, Subprofile, Timestamp,
 };
-use crate::ports::{Change, ExportWriter, Guard, Page, RequestStore, SubjectData};
+use crate::ports::{Change, Clock, ExportWriter, Guard, Page, RequestStore, SubjectData};
+use html::{Expiry, HtmlReport};
 
 /// Bytes buffered before a part is handed to the store.
 const FLUSH_AT: usize = 256 * 1024;
@@ -113,6 +117,53 @@ fn event_out(e: &Event) -> EventOut<'_> {
     }
 }
 
+/// How a record appears in the HTML report.
+trait Render {
+    fn render(&self, report: &mut HtmlReport);
+}
+
+impl Render for Profile {
+    fn render(&self, report: &mut HtmlReport) {
+        report.profile(self);
+    }
+}
+
+impl Render for Subprofile {
+    fn render(&self, report: &mut HtmlReport) {
+        report.subprofile(self);
+    }
+}
+
+impl Render for Message {
+    fn render(&self, report: &mut HtmlReport) {
+        report.message(self);
+    }
+}
+
+impl Render for Event {
+    fn render(&self, report: &mut HtmlReport) {
+        report.event(self);
+    }
+}
+
+/// The HTML report being written beside the JSON.
+struct HtmlSink<'a> {
+    writer: Box<dyn ExportWriter>,
+    report: HtmlReport,
+    clock: &'a dyn Clock,
+    ttl: std::time::Duration,
+}
+
+impl HtmlSink<'_> {
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        if !self.report.pending().is_empty() {
+            self.writer.write(self.report.pending()).await?;
+            self.report.clear();
+        }
+        Ok(())
+    }
+}
+
 /// The buffered output of one export, reporting progress as it goes.
 struct Sink<'a> {
     writer: Box<dyn ExportWriter>,
@@ -124,12 +175,19 @@ struct Sink<'a> {
     id: RequestId,
     records_in_section: usize,
     sections: usize,
+    counts: Vec<(&'static str, u64)>,
+    html: Option<HtmlSink<'a>>,
 }
 
 impl Sink<'_> {
     async fn flush_if_full(&mut self) -> anyhow::Result<()> {
         if self.buffer.len() >= FLUSH_AT {
             self.flush().await?;
+        }
+        if let Some(html) = &mut self.html
+            && html.report.pending().len() >= FLUSH_AT
+        {
+            html.flush().await?;
         }
         Ok(())
     }
@@ -152,7 +210,11 @@ impl Sink<'_> {
         Ok(())
     }
 
-    fn open_section(&mut self, name: &str) {
+    fn open_section(&mut self, name: &'static str) {
+        if let Some(html) = &mut self.html {
+            html.report.open_section(name);
+        }
+        self.counts.push((name, 0));
         if self.sections > 0 {
             self.buffer.push(b',');
         }
@@ -170,8 +232,22 @@ impl Sink<'_> {
         self.flush_if_full().await
     }
 
+    /// Writes a record to the JSON as `record` and to the HTML report from its `source`.
+    async fn item<R: Render, T: Serialize>(&mut self, source: &R, record: &T) -> anyhow::Result<()> {
+        if let Some(html) = &mut self.html {
+            source.render(&mut html.report);
+        }
+        self.record(record).await
+    }
+
     fn close_section(&mut self) {
+        if let Some(html) = &mut self.html {
+            html.report.close_section();
+        }
         self.buffer.push(b']');
+        if let Some((_, count)) = self.counts.last_mut() {
+            *count = self.records_in_section as u64;
+        }
     }
 }
 
@@ -202,7 +278,7 @@ macro_rules! write_pages {
         let write = async move {
             while let Some(items) = queue.recv().await {
                 for item in items.iter().filter(|item| $keep(*item)) {
-                    sink.record(&$convert(item)).await?;
+                    sink.item(item, &$convert(item)).await?;
                 }
             }
             anyhow::Ok(())
@@ -213,7 +289,36 @@ macro_rules! write_pages {
     }};
 }
 
-/// Writes the export of a request to `writer` and completes it. Returns the size in bytes.
+/// What an export holds: its size, and the records of each section, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Bytes.
+    pub bytes: u64,
+    /// Each section's name and record count.
+    pub sections: Vec<(&'static str, u64)>,
+}
+
+/// Where the HTML report goes, and what dates it.
+pub struct HtmlOutput<'a> {
+    /// The report's writer.
+    pub writer: Box<dyn ExportWriter>,
+    /// The clock that dates the build.
+    pub clock: &'a dyn Clock,
+    /// How long the files are kept after the build.
+    pub ttl: std::time::Duration,
+}
+
+/// The HTML report as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HtmlWritten {
+    /// Bytes.
+    pub bytes: u64,
+    /// The expiry the page states (the end of the build plus the time to keep): the one to
+    /// store for the request.
+    pub expires: Timestamp,
+}
+
+/// Writes the export of a request to `writer` and completes it.
 /// Messages sent and events that happened before `not_before` (the subject-data retention)
 /// are left out, even while the store still holds them.
 ///
@@ -226,7 +331,36 @@ pub async fn write_export(
     request: &DataRequest,
     writer: Box<dyn ExportWriter>,
     not_before: Option<Timestamp>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Written> {
+    Ok(write(subjects, requests, request, writer, None, not_before).await?.0)
+}
+
+/// Writes the export of a request to `writer` and, in the same pass over the same records, its
+/// HTML report to `html`; completes both. Otherwise as [`write_export`].
+///
+/// # Errors
+/// As [`write_export`]. The report is completed before the JSON, so a complete JSON export
+/// always has its report.
+pub async fn write_export_and_report(
+    subjects: &dyn SubjectData,
+    requests: &dyn RequestStore,
+    request: &DataRequest,
+    writer: Box<dyn ExportWriter>,
+    html: HtmlOutput<'_>,
+    not_before: Option<Timestamp>,
+) -> anyhow::Result<(Written, HtmlWritten)> {
+    let (written, report) = write(subjects, requests, request, writer, Some(html), not_before).await?;
+    Ok((written, report.ok_or_else(|| anyhow::anyhow!("the HTML report was not written"))?))
+}
+
+async fn write(
+    subjects: &dyn SubjectData,
+    requests: &dyn RequestStore,
+    request: &DataRequest,
+    writer: Box<dyn ExportWriter>,
+    html: Option<HtmlOutput<'_>>,
+    not_before: Option<Timestamp>,
+) -> anyhow::Result<(Written, Option<HtmlWritten>)> {
     let kept = |time: Timestamp| not_before.is_none_or(|limit| time >= limit);
     let mut sink = Sink {
         writer,
@@ -238,6 +372,13 @@ pub async fn write_export(
         id: request.id,
         records_in_section: 0,
         sections: 0,
+        counts: Vec::with_capacity(10),
+        html: html.map(|out| HtmlSink {
+            writer: out.writer,
+            report: HtmlReport::start(request.id, &request.subject),
+            clock: out.clock,
+            ttl: out.ttl,
+        }),
     };
     let account = request.account;
     let subject = &request.subject;
@@ -250,7 +391,7 @@ pub async fn write_export(
         Subject::Profile(id) => {
             sink.open_section("profile");
             if let Some(profile) = subjects.profile(account, *id).await? {
-                sink.record(&profile_out(&profile)).await?;
+                sink.item(&profile, &profile_out(&profile)).await?;
             }
             sink.close_section();
             sink.open_section("subprofiles");
@@ -260,7 +401,7 @@ pub async fn write_export(
         Subject::Subprofile(id) => {
             sink.open_section("subprofiles");
             if let Some(subprofile) = subjects.subprofile(account, *id).await? {
-                sink.record(&subprofile_out(&subprofile)).await?;
+                sink.item(&subprofile, &subprofile_out(&subprofile)).await?;
             }
             sink.close_section();
         }
@@ -278,7 +419,18 @@ pub async fn write_export(
     }
     sink.buffer.extend_from_slice(b"]}");
     sink.flush().await?;
+    let report = match sink.html.take() {
+        Some(mut html) => {
+            // The summary is written last, when the counts are known; the page shows it first.
+            let built = html.clock.now();
+            let expires = built.plus_seconds(i64::try_from(html.ttl.as_secs()).unwrap_or(i64::MAX));
+            html.report.finish(built, Some(Expiry { at: expires, after: html.ttl }));
+            html.flush().await?;
+            Some(HtmlWritten { bytes: html.writer.finish().await?, expires })
+        }
+        None => None,
+    };
     let size = sink.writer.finish().await?;
     debug_assert_eq!(size, sink.written);
-    Ok(size)
+    Ok((Written { bytes: size, sections: sink.counts }, report))
 }

@@ -14,7 +14,7 @@ use crate::domain::{AccountId, EmailAddress, Erasure, Line, ProfileId, Record, S
 use crate::ports::SubjectData;
 
 /// Records loaded per call to the store.
-const BATCH: usize = 500;
+const BATCH: usize = 5_000;
 
 /// What an ingestion stored, by line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]

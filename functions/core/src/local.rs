@@ -98,6 +98,7 @@ impl Local {
             mailer,
             web: Arc::new(HttpWebDelivery::new(settings.web_policy, settings.webhook_timeout)?),
             clock: Arc::new(SystemClock),
+            audit: Arc::new(store.clone()),
             limiter: Arc::new(crate::app::RateLimiter::new(settings.rate_limit_per_minute)),
             settings: Arc::new(settings),
         };
@@ -115,6 +116,9 @@ impl Local {
         workers: usize,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        if self.app.settings.subject_retention.is_some() {
+            self.store.index_for_retention().await?;
+        }
         let requeued = self.store.recover().await?;
         if requeued > 0 {
             tracing::info!(requeued, "requeued unfinished requests");
@@ -125,7 +129,9 @@ impl Local {
             tasks.push(tokio::spawn(run_worker(self.clone(), stopped.clone())));
         }
         tasks.push(tokio::spawn(run_sweeper(self.clone(), stopped.clone())));
-        let served = axum::serve(listener, router(self.app.clone(), Part::All)).with_graceful_shutdown(shutdown).await;
+        // The peer's address goes (truncated) into the audit log of downloads.
+        let service = router(self.app.clone(), Part::All).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
         let _ = stop.send(true);
         for task in tasks {
             let _ = task.await;
@@ -172,22 +178,28 @@ async fn run_worker(local: Local, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// Expires exports whose time has come, every few seconds, and (with a subject-data
-/// retention) deletes messages and events past it, every minute.
+/// Expires exports whose time has come, every few seconds, and every minute deletes audit
+/// entries past the audit retention and (with a subject-data retention) messages and events
+/// past that.
 async fn run_sweeper(local: Local, mut stopped: watch::Receiver<bool>) {
     let mut last_forget: Option<std::time::Instant> = None;
     while !*stopped.borrow() {
         if let Err(error) = local.app.sweep_expired().await {
             tracing::error!(error = format!("{error:#}"), "expiry sweep failed");
         }
-        if let Some(cutoff) = local.app.settings.retained_since(local.app.now())
-            && last_forget.is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
-        {
+        if last_forget.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
             last_forget = Some(std::time::Instant::now());
-            match local.store.forget_before(cutoff).await {
-                Ok(0) => {}
-                Ok(gone) => tracing::info!(records = gone, "records past the retention deleted"),
-                Err(error) => tracing::error!(error = format!("{error:#}"), "retention sweep failed"),
+            let now = local.app.now();
+            if let Some(cutoff) = local.app.settings.retained_since(now) {
+                match local.store.forget_before(cutoff).await {
+                    Ok(0) => {}
+                    Ok(gone) => tracing::info!(records = gone, "records past the retention deleted"),
+                    Err(error) => tracing::error!(error = format!("{error:#}"), "retention sweep failed"),
+                }
+            }
+            let keep = i64::try_from(local.app.settings.audit_retention.as_secs()).unwrap_or(i64::MAX);
+            if let Err(error) = local.store.forget_audit_before(now.plus_seconds(-keep)).await {
+                tracing::error!(error = format!("{error:#}"), "audit retention sweep failed");
             }
         }
         tokio::select! {

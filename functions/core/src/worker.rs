@@ -10,10 +10,12 @@ use tokio::io::AsyncReadExt;
 use tracing::instrument;
 
 use crate::app::App;
-use crate::domain::{DataRequest, Delivery, DeliveryStatus, DownloadToken, Report, RequestId, State, WebhookSecret};
-use crate::export::write_export;
-use crate::mail::{Content, compose};
-use crate::ports::{Change, Guard, OutgoingMail, WebhookHeaders};
+use crate::domain::{
+    AuditEvent, DataRequest, Delivery, DeliveryStatus, DownloadToken, Report, RequestId, State, WebhookSecret,
+};
+use crate::export::{HtmlOutput, write_export_and_report};
+use crate::mail::{Content, Html, compose};
+use crate::ports::{Change, ExportFormat, Guard, OutgoingMail, WebhookHeaders};
 
 /// What to do with the queue message after handling it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +54,10 @@ pub async fn handle(app: &App, id: RequestId, receives: u32) -> anyhow::Result<O
                     reason: Some("the export could not be built".into()),
                     ..Change::default()
                 };
-                app.requests.update(id, &Guard::in_states(&[State::Accepted, State::Building]), &change).await?;
+                if app.requests.update(id, &Guard::in_states(&[State::Accepted, State::Building]), &change).await? {
+                    let reason = "the export could not be built".to_owned();
+                    app.record(request.account, id, AuditEvent::Failed { reason }).await;
+                }
                 return Ok(Outcome::Done);
             }
             Err(error) => return Err(error),
@@ -72,7 +77,11 @@ pub async fn handle(app: &App, id: RequestId, receives: u32) -> anyhow::Result<O
 /// When the request store cannot be reached.
 pub async fn give_up(app: &App, id: RequestId, reason: &str) -> anyhow::Result<()> {
     let change = Change { state: Some(State::Failed), reason: Some(reason.to_owned()), ..Change::default() };
-    app.requests.update(id, &Guard::in_states(&[State::Accepted, State::Building]), &change).await?;
+    if app.requests.update(id, &Guard::in_states(&[State::Accepted, State::Building]), &change).await?
+        && let Some(request) = app.requests.get(id).await?
+    {
+        app.record(request.account, id, AuditEvent::Failed { reason: reason.to_owned() }).await;
+    }
     Ok(())
 }
 
@@ -81,22 +90,30 @@ async fn build(app: &App, request: &DataRequest) -> anyhow::Result<()> {
     if !app.requests.update(request.id, &Guard::in_states(&[State::Accepted, State::Building]), &start).await? {
         return Ok(());
     }
-    let writer = app.exports.create(request.id).await.context("starting the export")?;
+    app.record(request.account, request.id, AuditEvent::BuildStarted).await;
+    let writer = app.exports.create(request.id, ExportFormat::Json).await.context("starting the export")?;
+    let html = HtmlOutput {
+        writer: app.exports.create(request.id, ExportFormat::Html).await.context("starting the HTML report")?,
+        clock: &*app.clock,
+        ttl: app.settings.export_ttl,
+    };
     let not_before = app.settings.retained_since(app.now());
-    let size = write_export(&*app.subjects, &*app.requests, request, writer, not_before)
+    let (written, report) = write_export_and_report(&*app.subjects, &*app.requests, request, writer, html, not_before)
         .await
         .context("writing the export")?;
-    let now = app.now();
-    let ttl = i64::try_from(app.settings.export_ttl.as_secs()).unwrap_or(i64::MAX);
+    let size = written.bytes;
+    // The expiry the report states, so the page and the status agree.
     let built = Change {
         state: Some(State::Built),
         available: Some(size),
-        completed: Some(now),
-        expires: Some(now.plus_seconds(ttl)),
+        completed: Some(app.now()),
+        expires: Some(report.expires),
         ..Change::default()
     };
     if app.requests.update(request.id, &Guard::in_states(&[State::Building]), &built).await? {
         tracing::info!(bytes = size, "export built");
+        let records = written.sections.into_iter().map(|(name, count)| (name.to_owned(), count)).collect();
+        app.record(request.account, request.id, AuditEvent::Built { bytes: size, records }).await;
     }
     Ok(())
 }
@@ -126,6 +143,8 @@ async fn deliver(app: &App, request: &DataRequest) -> anyhow::Result<Outcome> {
             let change = Change { state: Some(State::Delivered), delivery: Some(delivery), ..Change::default() };
             app.requests.update(request.id, &claimed, &change).await?;
             tracing::info!(attempts, method, "export delivered");
+            let event = AuditEvent::Delivery { attempt: attempts, method: method.into(), outcome: "sent".into() };
+            app.record(request.account, request.id, event).await;
             Ok(Outcome::Done)
         }
         Err(failure) => {
@@ -141,6 +160,10 @@ async fn deliver(app: &App, request: &DataRequest) -> anyhow::Result<Outcome> {
             app.requests
                 .update(request.id, &claimed, &Change { delivery: Some(delivery), ..Change::default() })
                 .await?;
+            let outcome = if last { "given_up" } else { "failed" };
+            let event =
+                AuditEvent::Delivery { attempt: attempts, method: failure.method.into(), outcome: outcome.into() };
+            app.record(request.account, request.id, event).await;
             if last {
                 return Ok(Outcome::Done);
             }
@@ -161,7 +184,11 @@ fn failure(method: &'static str, message: impl Into<String>) -> Failure {
 }
 
 async fn read_export(app: &App, id: RequestId) -> Result<Vec<u8>, String> {
-    let mut file = app.exports.open(id).await.map_err(|e| format!("{e:#}"))?.ok_or("the export is missing")?;
+    let file = app.exports.open(id, ExportFormat::Json).await.map_err(|e| format!("{e:#}"))?;
+    read_file(file.ok_or("the export is missing")?).await
+}
+
+async fn read_file(mut file: crate::ports::ExportFile) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::with_capacity(usize::try_from(file.len).unwrap_or(0));
     file.reader.read_to_end(&mut bytes).await.map_err(|e| e.to_string())?;
     Ok(bytes)
@@ -173,16 +200,34 @@ async fn send_mail(
     to: &crate::domain::EmailAddress,
 ) -> Result<&'static str, Failure> {
     let size = request.available;
-    let (method, content) = if size <= app.settings.attachment_limit {
-        let json = read_export(app, request.id).await.map_err(|e| failure("attachment", e))?;
-        ("attachment", Content::Attachment(json))
-    } else {
-        let expires = request.expires.unwrap_or_else(|| app.now());
+    let limit = app.settings.attachment_limit;
+    let method = if size <= limit { "attachment" } else { "link" };
+    let expires = request.expires.unwrap_or_else(|| app.now());
+    // The download link of the export (`…&format=html` for the report), signed until it expires.
+    let link = |suffix: &str| {
         let token = DownloadToken::sign(&app.settings.link_secret, request.id, expires);
         let base =
-            app.settings.public_url.as_deref().ok_or_else(|| failure("link", "DATAREQUEST_PUBLIC_URL is not set"))?;
-        let url = format!("{base}/v1/datarequest/{}/download?token={}", request.id, token.as_str());
-        ("link", Content::Link { url, expires: expires.to_string(), size })
+            app.settings.public_url.as_deref().ok_or_else(|| failure(method, "DATAREQUEST_PUBLIC_URL is not set"))?;
+        Ok::<_, Failure>(format!("{base}/v1/datarequest/{}/download?token={}{suffix}", request.id, token.as_str()))
+    };
+    // The HTML report goes beside the JSON while both fit the limit together; otherwise it is
+    // linked. An export built before reports existed has none.
+    let report =
+        app.exports.open(request.id, ExportFormat::Html).await.map_err(|e| failure(method, format!("{e:#}")))?;
+    let html = match report {
+        Some(file) if size <= limit && file.len <= limit - size => {
+            Html::Attached(read_file(file).await.map_err(|e| failure(method, e))?)
+        }
+        // Without a public URL the attached JSON still goes; only the report's link is left out.
+        Some(_) if size <= limit => link("&format=html").map_or(Html::Missing, Html::Link),
+        Some(_) => Html::Link(link("&format=html")?),
+        None => Html::Missing,
+    };
+    let content = if size <= limit {
+        let json = read_export(app, request.id).await.map_err(|e| failure(method, e))?;
+        Content::Attachment { json, html, expires: expires.to_string() }
+    } else {
+        Content::Link { url: link("")?, html, expires: expires.to_string(), size }
     };
     let raw = compose(&app.settings, request, to, content).map_err(|e| failure(method, format!("{e:#}")))?;
     let mail = OutgoingMail { request: request.id, from: app.settings.sender.email.to_string(), to: to.clone(), raw };
@@ -206,7 +251,7 @@ async fn post_web(
     let headers = WebhookHeaders { id: request.id.to_string(), timestamp, signature };
     let body = app
         .exports
-        .open(request.id)
+        .open(request.id, ExportFormat::Json)
         .await
         .map_err(|e| failure("web", format!("{e:#}")))?
         .ok_or_else(|| failure("web", "the export is missing"))?;
@@ -220,7 +265,8 @@ async fn post_web(
 /// Signs the export as Standard Webhooks do, reading it once as a stream.
 async fn sign_export(app: &App, id: RequestId, secret: &WebhookSecret, timestamp: i64) -> Result<String, String> {
     use hmac::Mac;
-    let mut file = app.exports.open(id).await.map_err(|e| format!("{e:#}"))?.ok_or("the export is missing")?;
+    let mut file =
+        app.exports.open(id, ExportFormat::Json).await.map_err(|e| format!("{e:#}"))?.ok_or("the export is missing")?;
     let mut mac = secret.signer(&id.to_string(), timestamp);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {

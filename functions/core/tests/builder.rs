@@ -31,7 +31,8 @@ fn ids<'a>(records: &[&'a serde_json::Value], key: &str) -> Vec<&'a str> {
 }
 
 async fn build(world: &common::World, subject: Subject, report: Option<Report>) -> RequestId {
-    let id = world.app.submit(world.account, subject, report, None).await.expect("accepted");
+    let id =
+        world.app.submit(world.account, subject, report, &datarequest::app::Origin::default()).await.expect("accepted");
     world.run_queue().await;
     id
 }
@@ -155,23 +156,26 @@ async fn the_same_data_gives_the_same_bytes() {
 #[tokio::test]
 async fn the_same_idempotency_key_gives_the_same_request_and_another_call_under_it_is_refused() {
     let world = world().await;
-    let key = datarequest::domain::IdempotencyKey::parse("retry-7").expect("key");
+    let key = datarequest::app::Origin {
+        key: Some(datarequest::domain::IdempotencyKey::parse("retry-7").expect("key")),
+        ..datarequest::app::Origin::default()
+    };
     let report = || Report::parse("dpo@customer.example", datarequest::domain::WebPolicy::PublicOnly).ok();
-    let first = world.app.submit(world.account, profile("42"), report(), Some(&key)).await.expect("accepted");
-    let again = world.app.submit(world.account, profile("42"), report(), Some(&key)).await.expect("accepted");
+    let first = world.app.submit(world.account, profile("42"), report(), &key).await.expect("accepted");
+    let again = world.app.submit(world.account, profile("42"), report(), &key).await.expect("accepted");
     assert_eq!(first, again);
     assert_eq!(world.fakes.queue.drain(), [first], "one request, queued once");
     for (subject, report, what) in [(profile("43"), report(), "subject"), (profile("42"), None, "report")] {
-        let error = world.app.submit(world.account, subject, report, Some(&key)).await.err();
+        let error = world.app.submit(world.account, subject, report, &key).await.err();
         assert!(matches!(error, Some(datarequest::app::SubmitError::KeyConflict(w)) if w == what), "{what}: {error:?}");
     }
     // Another account's key of the same text is its own.
     let other = common::second_account(&world).await;
-    let theirs = world.app.submit(other, profile("42"), report(), Some(&key)).await;
+    let theirs = world.app.submit(other, profile("42"), report(), &key).await;
     assert!(matches!(theirs, Err(datarequest::app::SubmitError::NoSuchProfile)), "profile 42 is not theirs");
     // A key older than 24 hours names nothing any more.
     world.fakes.clock.advance(std::time::Duration::from_secs(24 * 3600 + 1));
-    let later = world.app.submit(world.account, profile("42"), report(), Some(&key)).await.expect("accepted");
+    let later = world.app.submit(world.account, profile("42"), report(), &key).await.expect("accepted");
     assert_ne!(later, first);
 }
 
@@ -180,7 +184,7 @@ async fn an_unknown_or_foreign_profile_is_no_entity() {
     let world = world().await;
     let other = datarequest::domain::AccountId::try_from(world.account.get() + 1).expect("id");
     for (account, subject) in [(world.account, profile("43")), (other, profile("42"))] {
-        let error = world.app.submit(account, subject, None, None).await.err();
+        let error = world.app.submit(account, subject, None, &datarequest::app::Origin::default()).await.err();
         assert!(matches!(error, Some(datarequest::app::SubmitError::NoSuchProfile)), "{error:?}");
     }
     assert!(world.fakes.queue.drain().is_empty());
@@ -190,7 +194,7 @@ async fn an_unknown_or_foreign_profile_is_no_entity() {
 async fn a_request_that_cannot_be_queued_is_marked_failed_not_left_waiting() {
     let world = world().await;
     world.fakes.queue.fail(true);
-    let error = world.app.submit(world.account, profile("42"), None, None).await;
+    let error = world.app.submit(world.account, profile("42"), None, &datarequest::app::Origin::default()).await;
     assert!(error.is_err());
     // The one stored request is failed with a reason.
     let failed = world.fakes.requests.unfinished().await.expect("list");
@@ -234,6 +238,40 @@ async fn the_export_is_attached_up_to_the_limit_and_linked_above_it() {
 }
 
 #[tokio::test]
+async fn the_audit_log_tells_what_happened_and_when_without_personal_data() {
+    let world = world().await;
+    let token = datarequest::domain::AccessToken::parse("EXAMPLE_TOKEN").expect("token").hash();
+    let origin = datarequest::app::Origin { version: "v2", token: Some(token), ..datarequest::app::Origin::default() };
+    let report = Report::Email(EmailAddress::parse("dpo@customer.example").expect("address"));
+    let id = world.app.submit(world.account, profile("42"), Some(report), &origin).await.expect("accepted");
+    world.run_queue().await;
+    world.fakes.clock.advance(Duration::from_secs(8 * 86_400));
+    assert_eq!(world.app.sweep_expired().await.expect("swept"), 1);
+
+    let log = world.app.log(world.account, id).await.expect("log").expect("the owner's log");
+    let events: Vec<serde_json::Value> = log.iter().map(|e| serde_json::to_value(e).expect("JSON")).collect();
+    let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().expect("event")).collect();
+    assert_eq!(names, ["received", "build_started", "built", "delivery", "expired"]);
+    assert_eq!(events[0]["version"], "v2");
+    assert_eq!(events[0]["token"], token.to_hex()[..12]);
+    assert_eq!(events[0]["subject"], "profile");
+    assert_eq!(events[0]["report"]["method"], "email");
+    assert_eq!(events[2]["records"]["destinations"], 2);
+    assert_eq!(events[2]["records"]["errors"], 1);
+    let request = world.app.requests.get(id).await.expect("store").expect("request");
+    assert!(events[2]["bytes"].as_u64().is_some_and(|b| b > 1000), "{}", events[2]);
+    assert_eq!(request.state, State::Expired);
+    assert_eq!(events[3]["outcome"], "sent");
+    assert!(log.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
+    let text = serde_json::to_string(&log).expect("JSON");
+    for personal in ["dpo@customer.example", "jane", "EXAMPLE_TOKEN"] {
+        assert!(!text.contains(personal), "{personal} in {text}");
+    }
+    let stranger = common::second_account(&world).await;
+    assert_eq!(world.app.log(stranger, id).await.expect("log"), None, "another account sees nothing");
+}
+
+#[tokio::test]
 async fn a_duplicate_or_late_message_never_sends_a_second_mail() {
     let world = world().await;
     let report = Report::Email(EmailAddress::parse("dpo@customer.example").expect("address"));
@@ -247,7 +285,11 @@ async fn a_duplicate_or_late_message_never_sends_a_second_mail() {
 async fn a_delivery_claimed_by_another_worker_is_left_to_it() {
     let world = world().await;
     let report = Report::Email(EmailAddress::parse("dpo@customer.example").expect("address"));
-    let id = world.app.submit(world.account, profile("42"), Some(report), None).await.expect("accepted");
+    let id = world
+        .app
+        .submit(world.account, profile("42"), Some(report), &datarequest::app::Origin::default())
+        .await
+        .expect("accepted");
     world.fakes.mailer.fail_next(1);
     assert!(matches!(worker::handle(&world.app, id, 1).await.expect("handled"), Outcome::RetryAfter(_)));
     // Another worker claims the retry first.
@@ -269,7 +311,11 @@ async fn web_delivery_is_signed_retried_with_back_off_and_shows_its_outcome() {
     let world = world().await;
     let target = WebAddress::parse("https://hooks.customer.example/gdpr", WebPolicy::PublicOnly).expect("address");
     world.fakes.web.answer(&[500, 503]);
-    let id = world.app.submit(world.account, profile("42"), Some(Report::Web(target)), None).await.expect("accepted");
+    let id = world
+        .app
+        .submit(world.account, profile("42"), Some(Report::Web(target)), &datarequest::app::Origin::default())
+        .await
+        .expect("accepted");
 
     let first = worker::handle(&world.app, id, 1).await.expect("handled");
     let second = worker::handle(&world.app, id, 2).await.expect("handled");
@@ -306,7 +352,11 @@ async fn web_delivery_gives_up_after_the_last_attempt_but_the_export_stays_avail
     let world = world_with(settings).await;
     world.fakes.web.answer(&[500, 302, 200]);
     let target = WebAddress::parse("https://hooks.customer.example/gdpr", WebPolicy::PublicOnly).expect("address");
-    let id = world.app.submit(world.account, profile("42"), Some(Report::Web(target)), None).await.expect("accepted");
+    let id = world
+        .app
+        .submit(world.account, profile("42"), Some(Report::Web(target)), &datarequest::app::Origin::default())
+        .await
+        .expect("accepted");
     assert!(matches!(worker::handle(&world.app, id, 1).await.expect("handled"), Outcome::RetryAfter(_)));
     assert_eq!(worker::handle(&world.app, id, 2).await.expect("handled"), Outcome::Done);
     assert_eq!(worker::handle(&world.app, id, 3).await.expect("handled"), Outcome::Done);
@@ -338,7 +388,11 @@ async fn exports_expire_after_their_time_and_their_files_are_deleted() {
 #[tokio::test]
 async fn a_build_that_keeps_failing_ends_failed_with_its_reason_on_the_last_receive() {
     let world = world().await;
-    let id = world.app.submit(world.account, profile("42"), None, None).await.expect("accepted");
+    let id = world
+        .app
+        .submit(world.account, profile("42"), None, &datarequest::app::Origin::default())
+        .await
+        .expect("accepted");
     // Corrupt the subject data source for this request: a subject whose cursor breaks paging
     // is hard to arrange, so point the request at an account whose data store fails instead.
     let broken = datarequest::App { subjects: std::sync::Arc::new(FailingSubjects), ..world.app.clone() };
@@ -421,7 +475,11 @@ async fn a_store_failing_after_the_first_page_fails_the_build_and_shows_no_parti
     let more = datarequest::ingest::parse_records(&lines).expect("valid lines");
     assert_eq!(more.len(), 4);
     world.app.subjects.load(&more).await.expect("loads");
-    let id = world.app.submit(world.account, profile("42"), None, None).await.expect("accepted");
+    let id = world
+        .app
+        .submit(world.account, profile("42"), None, &datarequest::app::Origin::default())
+        .await
+        .expect("accepted");
     let pages = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let subjects = std::sync::Arc::new(FailingLaterPages { inner: world.app.subjects.clone(), pages: pages.clone() });
     let broken = datarequest::App { subjects, ..world.app.clone() };

@@ -109,7 +109,7 @@ fn the_committed_openapi_document_is_the_one_the_server_serves() {
         serde_json::from_str(include_str!("../../../openapi.json")).expect("openapi.json is JSON");
     assert_eq!(committed, datarequest::http::openapi::document(), "regenerate it: datarequest openapi > openapi.json");
     let paths = committed["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 4 * 10 + 1, "every route under every version, and /ingest");
+    assert_eq!(paths.len(), 4 * 11 + 1, "every route under every version, and /ingest");
     assert!(paths.contains_key("/v3/profile/{id}/data") && paths.contains_key("/v1/email/{email}/data"));
     assert!(paths.contains_key("/ingest"));
 }

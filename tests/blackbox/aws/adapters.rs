@@ -9,7 +9,9 @@ use datarequest::domain::{
     AccessToken, AccountId, DataRequest, ProfileId, Record, RequestId, State, Subject, Timestamp, WebhookSecret,
 };
 use datarequest::ingest::{parse_line, parse_records};
-use datarequest::ports::{Accounts, BuildQueue, Change, ExportStore, Guard, RequestStore, Served, SubjectData};
+use datarequest::ports::{
+    Accounts, BuildQueue, Change, ExportFormat, ExportStore, Guard, RequestStore, Served, SubjectData,
+};
 use datarequest::worker;
 
 use super::Env;
@@ -112,9 +114,12 @@ async fn exports_built_on_aws_adapters_equal_the_reference_built_in_memory() {
         let subject = Subject::from_parts(kind, value).expect("subject");
         let mut bytes = Vec::new();
         for app in [&app, &reference] {
-            let id = app.submit(account, subject.clone(), None, None).await.expect("accepted");
+            let id = app
+                .submit(account, subject.clone(), None, &datarequest::app::Origin::default())
+                .await
+                .expect("accepted");
             worker::handle(app, id, 1).await.expect("built");
-            let mut file = app.exports.open(id).await.expect("open").expect("the export exists");
+            let mut file = app.exports.open(id, ExportFormat::Json).await.expect("open").expect("the export exists");
             let mut data = Vec::new();
             tokio::io::AsyncReadExt::read_to_end(&mut file.reader, &mut data).await.expect("read");
             assert_eq!(file.len, data.len() as u64);
@@ -197,16 +202,18 @@ async fn s3_exports_stream_through_multipart_and_are_served_by_presigned_urls() 
     let exports = S3Exports::new(clients.s3.clone(), env.resources().exports_bucket);
     let id = RequestId::random();
     let chunk: Vec<u8> = (0..1024 * 1024).map(|n| (n % 251) as u8).collect();
-    let mut writer = exports.create(id).await.expect("create");
+    let mut writer = exports.create(id, ExportFormat::Json).await.expect("create");
     for _ in 0..20 {
         writer.write(&chunk).await.expect("write");
     }
-    assert!(exports.open(id).await.expect("open").is_none(), "invisible until finished");
+    assert!(exports.open(id, ExportFormat::Json).await.expect("open").is_none(), "invisible until finished");
     assert_eq!(writer.finish().await.expect("finish"), 20 * 1024 * 1024);
     let uploads = clients.s3.list_objects_v2().bucket(env.resources().exports_bucket).send().await.expect("list");
     assert_eq!(uploads.contents().len(), 1);
 
-    let Some(Served::Redirect(url)) = exports.serve(id, Duration::from_secs(60)).await.expect("serve") else {
+    let Some(Served::Redirect(url)) =
+        exports.serve(id, ExportFormat::Json, Duration::from_secs(60)).await.expect("serve")
+    else {
         panic!("S3 exports are served by redirect");
     };
     assert!(url.contains("X-Amz-Signature=") && url.contains("X-Amz-Expires=60"), "{url}");
@@ -214,9 +221,30 @@ async fn s3_exports_stream_through_multipart_and_are_served_by_presigned_urls() 
     assert_eq!(body.len(), 20 * 1024 * 1024);
     assert!(body.chunks(chunk.len()).all(|c| c == chunk.as_slice()));
 
+    // The HTML report: its own key and content type; a small one is answered in the body.
+    let page = b"<!DOCTYPE html><title>report</title>".to_vec();
+    let mut html = exports.create(id, ExportFormat::Html).await.expect("create");
+    html.write(&page).await.expect("write");
+    assert_eq!(html.finish().await.expect("finish"), page.len() as u64);
+    let bucket = env.resources().exports_bucket;
+    let head = clients.s3.head_object().bucket(&bucket).key(format!("exports/{id}.html")).send().await.expect("head");
+    assert_eq!(head.content_type(), Some("text/html; charset=utf-8"));
+    let Some(Served::Stream(mut file)) =
+        exports.serve(id, ExportFormat::Html, Duration::from_secs(60)).await.expect("serve")
+    else {
+        panic!("a small report is answered in the body");
+    };
+    let mut served = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut file.reader, &mut served).await.expect("read");
+    assert_eq!(served, page);
+
     exports.delete(id).await.expect("delete");
-    assert!(exports.open(id).await.expect("open").is_none());
-    assert!(exports.serve(id, Duration::from_secs(60)).await.expect("serve").is_none());
+    for format in ExportFormat::ALL {
+        assert!(exports.open(id, format).await.expect("open").is_none(), "{format:?} deleted");
+        assert!(exports.serve(id, format, Duration::from_secs(60)).await.expect("serve").is_none());
+    }
+    let left = clients.s3.list_objects_v2().bucket(&bucket).send().await.expect("list");
+    assert!(left.contents().is_empty(), "both files are gone");
     exports.delete(id).await.expect("deleting twice is fine");
 }
 
@@ -333,4 +361,29 @@ async fn dynamodb_idempotency_keys_name_one_request_per_account_for_their_window
     assert_eq!(requests.claim_key(a, "k", &claim(14, "profile:42|"), later).await.expect("claim"), None, "expired");
     assert_eq!(requests.get(RequestId::try_from(11).expect("id")).await.expect("get"), None, "keys are no requests");
     assert!(requests.unfinished().await.expect("scan").is_empty(), "nor do scans of requests see them");
+}
+
+#[tokio::test]
+async fn the_dynamodb_audit_log_keeps_each_accounts_entries_in_order_with_a_ttl() {
+    use datarequest::domain::{AuditEntry, AuditEvent};
+    use datarequest::ports::AuditLog;
+    let env = Env::provision();
+    let clients = env.clients().await;
+    let table = env.get("DATAREQUEST_AUDIT_TABLE").to_owned();
+    let audit = aws::DynamoDbAudit::new(clients.dynamodb.clone(), table.clone(), Duration::from_secs(1095 * 86_400));
+    let (a, b) = (AccountId::try_from(1).expect("id"), AccountId::try_from(2).expect("id"));
+    let id = RequestId::random();
+    let at = Timestamp::from_unix(1_800_000_000);
+    let events = [AuditEvent::BuildStarted, AuditEvent::Expired, AuditEvent::BuildStarted];
+    for (n, event) in events.iter().enumerate() {
+        let entry = AuditEntry { at: at.plus_seconds(i64::try_from(n).expect("n")), event: event.clone() };
+        audit.append(a, id, &entry).await.expect("append");
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let read = audit.entries(a, id).await.expect("entries");
+    assert_eq!(read.iter().map(|e| e.event.clone()).collect::<Vec<_>>(), events, "oldest first");
+    assert!(audit.entries(b, id).await.expect("entries").is_empty(), "another account reads nothing");
+    let scanned = clients.dynamodb.scan().table_name(&table).send().await.expect("scan");
+    let ttl = scanned.items()[0].get("ttl").and_then(|v| v.as_n().ok()).cloned();
+    assert_eq!(ttl.as_deref(), Some("1894608000"), "kept 1095 days from the entry");
 }

@@ -12,9 +12,9 @@ use tokio::fs::{self, File};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use crate::domain::RequestId;
-use crate::ports::{ExportFile, ExportStore, ExportWriter, Served};
+use crate::ports::{ExportFile, ExportFormat, ExportStore, ExportWriter, Served};
 
-/// A folder of `<request id>.json` files.
+/// A folder of `<request id>.json` files and their `<request id>.html` reports.
 pub struct FolderExports {
     dir: PathBuf,
 }
@@ -36,10 +36,10 @@ impl FolderExports {
         Ok(Self { dir })
     }
 
-    /// Where the export of a request lives.
+    /// Where the export of a request in a format lives.
     #[must_use]
-    pub fn path(&self, id: RequestId) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
+    pub fn path(&self, id: RequestId, format: ExportFormat) -> PathBuf {
+        self.dir.join(format!("{id}.{}", format.as_str()))
     }
 }
 
@@ -86,31 +86,34 @@ async fn open_file(path: PathBuf) -> anyhow::Result<Option<ExportFile>> {
 
 #[async_trait]
 impl ExportStore for FolderExports {
-    async fn create(&self, id: RequestId) -> anyhow::Result<Box<dyn ExportWriter>> {
+    async fn create(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Box<dyn ExportWriter>> {
         let suffix: u64 = rand::rng().random();
-        let temporary = self.dir.join(format!(".{id}.{suffix:016x}.part"));
+        let temporary = self.dir.join(format!(".{id}.{}.{suffix:016x}.part", format.as_str()));
         let file = File::create(&temporary).await.context("creating an export")?;
         Ok(Box::new(FolderWriter {
             file: BufWriter::with_capacity(256 * 1024, file),
             temporary,
-            target: self.path(id),
+            target: self.path(id, format),
             written: 0,
         }))
     }
 
-    async fn open(&self, id: RequestId) -> anyhow::Result<Option<ExportFile>> {
-        open_file(self.path(id)).await
+    async fn open(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Option<ExportFile>> {
+        open_file(self.path(id, format)).await
     }
 
-    async fn serve(&self, id: RequestId, _ttl: Duration) -> anyhow::Result<Option<Served>> {
-        Ok(open_file(self.path(id)).await?.map(Served::Stream))
+    async fn serve(&self, id: RequestId, format: ExportFormat, _ttl: Duration) -> anyhow::Result<Option<Served>> {
+        Ok(open_file(self.path(id, format)).await?.map(Served::Stream))
     }
 
     async fn delete(&self, id: RequestId) -> anyhow::Result<()> {
-        match fs::remove_file(self.path(id)).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).context("deleting an export"),
+        for format in ExportFormat::ALL {
+            match fs::remove_file(self.path(id, format)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e).context("deleting an export"),
+            }
         }
+        Ok(())
     }
 }

@@ -12,12 +12,12 @@ use tokio::io::AsyncReadExt;
 use crate::app::App;
 use crate::config::Settings;
 use crate::domain::{
-    AccountId, DataRequest, Erasure, Event, EventKind, Message, Owner, Profile, ProfileId, Record, RequestId, State,
-    Subject, Subprofile, SubprofileId, Timestamp, TokenHash, WebAddress, WebhookSecret,
+    AccountId, AuditEntry, DataRequest, Erasure, Event, EventKind, Message, Owner, Profile, ProfileId, Record,
+    RequestId, State, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, WebAddress, WebhookSecret,
 };
 use crate::ports::{
-    Accounts, BuildQueue, Change, Clock, ExportFile, ExportStore, ExportWriter, Guard, KeyClaim, Mailer, OutgoingMail,
-    Page, RequestStore, Served, SubjectData, WebDelivery, WebhookHeaders,
+    Accounts, AuditLog, BuildQueue, Change, Clock, ExportFile, ExportFormat, ExportStore, ExportWriter, Guard,
+    KeyClaim, Mailer, OutgoingMail, Page, RequestStore, Served, SubjectData, WebDelivery, WebhookHeaders,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,21 +130,29 @@ impl BuildQueue for MemoryQueue {
     }
 }
 
-/// Export files as byte vectors.
+/// Export files by request and format.
+type ExportFiles = Arc<Mutex<HashMap<(RequestId, ExportFormat), Vec<u8>>>>;
+
+/// Export files as byte vectors, by request and format.
 #[derive(Default)]
-pub struct MemoryExports(Arc<Mutex<HashMap<RequestId, Vec<u8>>>>);
+pub struct MemoryExports(ExportFiles);
 
 impl MemoryExports {
-    /// The bytes of an export.
+    /// The bytes of a JSON export.
     pub fn bytes(&self, id: RequestId) -> Option<Vec<u8>> {
-        lock(&self.0).get(&id).cloned()
+        self.bytes_of(id, ExportFormat::Json)
+    }
+
+    /// The bytes of an export in a format.
+    pub fn bytes_of(&self, id: RequestId, format: ExportFormat) -> Option<Vec<u8>> {
+        lock(&self.0).get(&(id, format)).cloned()
     }
 }
 
 struct MemoryWriter {
-    id: RequestId,
+    key: (RequestId, ExportFormat),
     buffer: Vec<u8>,
-    files: Arc<Mutex<HashMap<RequestId, Vec<u8>>>>,
+    files: ExportFiles,
 }
 
 #[async_trait]
@@ -156,7 +164,7 @@ impl ExportWriter for MemoryWriter {
 
     async fn finish(self: Box<Self>) -> anyhow::Result<u64> {
         let len = self.buffer.len() as u64;
-        lock(&self.files).insert(self.id, self.buffer);
+        lock(&self.files).insert(self.key, self.buffer);
         Ok(len)
     }
 }
@@ -167,20 +175,23 @@ fn memory_file(bytes: Vec<u8>) -> ExportFile {
 
 #[async_trait]
 impl ExportStore for MemoryExports {
-    async fn create(&self, id: RequestId) -> anyhow::Result<Box<dyn ExportWriter>> {
-        Ok(Box::new(MemoryWriter { id, buffer: Vec::new(), files: Arc::clone(&self.0) }))
+    async fn create(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Box<dyn ExportWriter>> {
+        Ok(Box::new(MemoryWriter { key: (id, format), buffer: Vec::new(), files: Arc::clone(&self.0) }))
     }
 
-    async fn open(&self, id: RequestId) -> anyhow::Result<Option<ExportFile>> {
-        Ok(self.bytes(id).map(memory_file))
+    async fn open(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Option<ExportFile>> {
+        Ok(self.bytes_of(id, format).map(memory_file))
     }
 
-    async fn serve(&self, id: RequestId, _ttl: Duration) -> anyhow::Result<Option<Served>> {
-        Ok(self.bytes(id).map(|bytes| Served::Stream(memory_file(bytes))))
+    async fn serve(&self, id: RequestId, format: ExportFormat, _ttl: Duration) -> anyhow::Result<Option<Served>> {
+        Ok(self.bytes_of(id, format).map(|bytes| Served::Stream(memory_file(bytes))))
     }
 
     async fn delete(&self, id: RequestId) -> anyhow::Result<()> {
-        lock(&self.0).remove(&id);
+        let mut files = lock(&self.0);
+        for format in ExportFormat::ALL {
+            files.remove(&(id, format));
+        }
         Ok(())
     }
 }
@@ -393,6 +404,22 @@ impl SubjectData for MemorySubjects {
     }
 }
 
+/// Audit entries in a list.
+#[derive(Default)]
+pub struct MemoryAudit(Mutex<Vec<(AccountId, RequestId, AuditEntry)>>);
+
+#[async_trait]
+impl AuditLog for MemoryAudit {
+    async fn append(&self, account: AccountId, request: RequestId, entry: &AuditEntry) -> anyhow::Result<()> {
+        lock(&self.0).push((account, request, entry.clone()));
+        Ok(())
+    }
+
+    async fn entries(&self, account: AccountId, request: RequestId) -> anyhow::Result<Vec<AuditEntry>> {
+        Ok(lock(&self.0).iter().filter(|(a, r, _)| *a == account && *r == request).map(|(_, _, e)| e.clone()).collect())
+    }
+}
+
 /// Accounts in maps.
 #[derive(Default)]
 pub struct MemoryAccounts {
@@ -556,6 +583,8 @@ pub struct Fakes {
     pub web: Arc<MemoryWeb>,
     /// Clock.
     pub clock: Arc<FakeClock>,
+    /// Audit log.
+    pub audit: Arc<MemoryAudit>,
 }
 
 /// An app on fakes only, with the fakes to arrange and inspect.
@@ -570,6 +599,7 @@ pub fn app(settings: Settings) -> (App, Fakes) {
         mailer: Arc::default(),
         web: Arc::default(),
         clock: Arc::new(FakeClock::at(Timestamp::from_unix(1_764_320_000))),
+        audit: Arc::default(),
     };
     let app = App {
         requests: fakes.requests.clone(),
@@ -580,6 +610,7 @@ pub fn app(settings: Settings) -> (App, Fakes) {
         mailer: fakes.mailer.clone(),
         web: fakes.web.clone(),
         clock: fakes.clock.clone(),
+        audit: fakes.audit.clone(),
         limiter: Arc::new(crate::app::RateLimiter::new(settings.rate_limit_per_minute)),
         settings: Arc::new(settings),
     };

@@ -1,6 +1,7 @@
 //! Domain types. Every value here was parsed at the edge: a value that exists is valid, so the
 //! rest of the library never checks an id, an address or a token again.
 
+pub mod audit;
 mod email;
 pub mod idempotency;
 mod ids;
@@ -12,6 +13,7 @@ mod time;
 mod token;
 mod web_address;
 
+pub use audit::{AuditEntry, AuditEvent};
 pub use email::EmailAddress;
 pub use idempotency::IdempotencyKey;
 pub use ids::{AccountId, ProfileId, RequestId, SubprofileId};

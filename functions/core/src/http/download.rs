@@ -1,5 +1,6 @@
-//! `GET /vN/datarequest/{id}/download?token=…`: the link sent by e-mail. No access token: the
-//! signed token, bound to the request and dying with the file, is the authority.
+//! `GET /vN/datarequest/{id}/download?token=…[&format=html]`: the links sent by e-mail, to the
+//! export or its HTML report. No access token: the signed token, bound to the request and
+//! dying with the file, is the authority.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
@@ -8,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::{params, serve_export};
 use crate::app::App;
-use crate::domain::{DownloadToken, RequestId};
+use crate::domain::{AuditEvent, DownloadToken, RequestId};
 
 const INVALID: &str = "Invalid or expired download token";
 
@@ -17,12 +18,15 @@ pub async fn download(
     State(app): State<App>,
     path: Result<Path<(String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
+    extensions: axum::http::Extensions,
 ) -> Response {
     let result = async {
         let Path((version, id)) =
             path.map_err(|_| ApiError::bad("The path is not valid UTF-8 after percent-decoding"))?;
         params::version(&version)?;
-        let mut query = params::query(query.as_deref(), &["token"])?;
+        let mut query = params::query(query.as_deref(), &["token", "format"])?;
+        let format = params::format(&query)?;
         let id = RequestId::parse(&id)?;
         let token = query.remove("token").ok_or_else(|| ApiError::bad(INVALID))?;
         DownloadToken::verify(&app.settings.link_secret, id, &token, app.now()).map_err(|_| ApiError::bad(INVALID))?;
@@ -30,8 +34,11 @@ pub async fn download(
         if !request.effective_state(app.now()).has_file() {
             return Err(ApiError::bad(INVALID));
         }
-        let served = app.exports.serve(id, app.settings.signed_url_ttl).await?.ok_or_else(|| ApiError::bad(INVALID))?;
-        Ok::<_, ApiError>(serve_export(served, Some(format!("datarequest-{id}.json"))))
+        let served =
+            app.exports.serve(id, format, app.settings.signed_url_ttl).await?.ok_or_else(|| ApiError::bad(INVALID))?;
+        let client = super::get_datarequest::client_network(&extensions, &headers);
+        app.record(request.account, id, AuditEvent::Download { route: "download".into(), client }).await;
+        Ok::<_, ApiError>(serve_export(served, format, Some(format!("datarequest-{id}.{}", format.as_str()))))
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)

@@ -1,9 +1,12 @@
 //! `GET /vN/datarequest/{id}`, `…/status` and `…/data`: poll a request and fetch its export.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::Json;
+use axum::extract::ConnectInfo;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{Extensions, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -11,7 +14,9 @@ use serde_json::{Value, json};
 use super::error::{ApiError, NO_ENTITY};
 use super::{params, serve_export};
 use crate::app::App;
-use crate::domain::{DataRequest, DeliveryStatus, RequestId, State as Lifecycle, Timestamp};
+use crate::domain::audit;
+use crate::domain::{AuditEvent, DataRequest, DeliveryStatus, RequestId, State as Lifecycle, Timestamp};
+use crate::ports::ExportFormat;
 
 type RequestPath = Result<Path<(String, String)>, PathRejection>;
 
@@ -121,12 +126,14 @@ pub async fn export(
     path: RequestPath,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
     respond(
         async {
             let request =
                 lookup(&app, path, query.as_deref(), &headers).await?.ok_or_else(|| ApiError::bad(NO_ENTITY))?;
-            match file_or_reason(&app, &request).await? {
+            let fetched = Fetched { route: "export", client: client_network(&extensions, &headers) };
+            match file_or_reason(&app, &request, ExportFormat::Json, fetched).await? {
                 Ok(file) => Ok(file),
                 Err(reason) => Ok(Json(json!({"info": info(&request), "data": reason})).into_response()),
             }
@@ -135,30 +142,82 @@ pub async fn export(
     )
 }
 
-/// The export file of `request` when it has one, otherwise why not (Copernica's wording).
-async fn file_or_reason(app: &App, request: &DataRequest) -> Result<Result<Response, &'static str>, ApiError> {
+/// Who fetched a file, for the audit log: the route and the client's network.
+struct Fetched {
+    route: &'static str,
+    client: String,
+}
+
+/// The export file of `request` when it has one (the download goes to its audit log),
+/// otherwise why not (Copernica's wording).
+async fn file_or_reason(
+    app: &App,
+    request: &DataRequest,
+    format: ExportFormat,
+    fetched: Fetched,
+) -> Result<Result<Response, &'static str>, ApiError> {
     let state = request.effective_state(app.now());
     if state.has_file()
-        && let Some(served) = app.exports.serve(request.id, app.settings.signed_url_ttl).await?
+        && let Some(served) = app.exports.serve(request.id, format, app.settings.signed_url_ttl).await?
     {
-        return Ok(Ok(serve_export(served, None)));
+        let event = AuditEvent::Download { route: fetched.route.to_owned(), client: fetched.client };
+        app.record(request.account, request.id, event).await;
+        return Ok(Ok(serve_export(served, format, None)));
     }
     Ok(Err(if state.copernica_status() == "pending" { "Data not available (yet)" } else { "Data not available" }))
 }
 
-/// `GET /vN/datarequest/{id}/data`: the export file; `404` while not ready.
+/// `GET /vN/datarequest/{id}/data[?format=html]`: the export file, or its HTML report; `404`
+/// while not ready.
 pub async fn data(
     State(app): State<App>,
     path: RequestPath,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
     respond(
         async {
             let request =
                 lookup(&app, path, query.as_deref(), &headers).await?.ok_or_else(|| ApiError::bad(NO_ENTITY))?;
-            file_or_reason(&app, &request).await?.map_err(|reason| ApiError::NotFound(reason.to_owned()))
+            let format = params::format(&params::query(query.as_deref(), &["format"])?)?;
+            let fetched = Fetched { route: "data", client: client_network(&extensions, &headers) };
+            file_or_reason(&app, &request, format, fetched)
+                .await?
+                .map_err(|reason| ApiError::NotFound(reason.to_owned()))
         }
         .await,
     )
+}
+
+/// `GET /vN/datarequest/{id}/log`: the request's audit log, oldest first. It outlives the
+/// export; another account's request or an unknown one answers like elsewhere.
+pub async fn log(State(app): State<App>, path: RequestPath, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    respond(
+        async {
+            let Path((version, id)) =
+                path.map_err(|_| ApiError::bad("The path is not valid UTF-8 after percent-decoding"))?;
+            params::version(&version)?;
+            let query = params::query(query.as_deref(), &["access_token"])?;
+            let account = params::authenticate(&app, &query, &headers).await?;
+            let id = RequestId::parse(&id).map_err(|_| ApiError::bad(NO_ENTITY))?;
+            let entries = app.log(account, id).await?.ok_or_else(|| ApiError::bad(NO_ENTITY))?;
+            Ok(Json(json!({"id": id.get(), "log": entries})).into_response())
+        }
+        .await,
+    )
+}
+
+/// The client's network for the audit log: the connection's peer when the server knows it
+/// (local mode), else the address API Gateway appended last to `X-Forwarded-For`.
+pub(crate) fn client_network(extensions: &Extensions, headers: &HeaderMap) -> String {
+    let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
+    let forwarded = || {
+        headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+    };
+    peer.or_else(forwarded).map_or_else(|| "unknown".to_owned(), audit::truncated)
 }

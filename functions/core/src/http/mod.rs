@@ -11,7 +11,10 @@ mod post_datarequest;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use axum::http::header::{
+    CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_SECURITY_POLICY as CONTENT_SECURITY_POLICY_HEADER, CONTENT_TYPE,
+    LOCATION, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,7 +23,7 @@ use tokio_util::io::ReaderStream;
 pub use error::{ApiError, INVALID_METHOD, INVALID_TOKEN, NO_ENTITY, Refusal};
 
 use crate::app::App;
-use crate::ports::Served;
+use crate::ports::{ExportFormat, Served};
 
 /// Which routes a router serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +59,8 @@ pub fn router(app: App, part: Part) -> Router {
             .route("/{version}/datarequest/{id}", get(get_datarequest::export))
             .route("/{version}/datarequest/{id}/status", get(get_datarequest::status))
             .route("/{version}/datarequest/{id}/data", get(get_datarequest::data))
-            .route("/{version}/datarequest/{id}/download", get(download::download));
+            .route("/{version}/datarequest/{id}/download", get(download::download))
+            .route("/{version}/datarequest/{id}/log", get(get_datarequest::log));
     }
     if part == Part::All {
         routes = routes.route("/openapi.json", get(|| async { axum::Json(openapi::document()) }));
@@ -68,8 +72,10 @@ async fn invalid_method() -> Response {
     ApiError::bad(INVALID_METHOD).into_response()
 }
 
-/// Answers with an export: streamed with its length, or a `303` to a signed URL.
-fn serve_export(served: Served, attachment_name: Option<String>) -> Response {
+/// Answers with an export: streamed with its length, or a `303` to a signed URL. The HTML
+/// report comes with a policy that lets it load and run nothing, shown in the browser (named
+/// `file_name` when saved); the JSON downloads as `file_name` when one is given.
+fn serve_export(served: Served, format: ExportFormat, file_name: Option<String>) -> Response {
     match served {
         Served::Redirect(url) => match HeaderValue::from_str(&url) {
             Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
@@ -78,10 +84,20 @@ fn serve_export(served: Served, attachment_name: Option<String>) -> Response {
         Served::Stream(file) => {
             let mut response = Response::new(Body::from_stream(ReaderStream::with_capacity(file.reader, 64 * 1024)));
             let headers = response.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
             headers.insert(CONTENT_LENGTH, HeaderValue::from(file.len));
+            let disposition = match format {
+                ExportFormat::Json => "attachment",
+                ExportFormat::Html => {
+                    use crate::export::html::CONTENT_SECURITY_POLICY;
+                    headers.insert(CONTENT_SECURITY_POLICY_HEADER, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+                    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+                    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+                    "inline"
+                }
+            };
             if let Some(value) =
-                attachment_name.and_then(|n| HeaderValue::from_str(&format!("attachment; filename=\"{n}\"")).ok())
+                file_name.and_then(|n| HeaderValue::from_str(&format!("{disposition}; filename=\"{n}\"")).ok())
             {
                 headers.insert(CONTENT_DISPOSITION, value);
             }

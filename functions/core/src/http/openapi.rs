@@ -22,8 +22,11 @@ fn redirect() -> Value {
 
 fn export_response() -> Value {
     json!({
-        "description": "The export file",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Export"}}}
+        "description": "The export file; with format=html its HTML report, served with a Content-Security-Policy that lets it load and run nothing",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Export"}},
+            "text/html": {"schema": {"type": "string"}}
+        }
     })
 }
 
@@ -63,7 +66,8 @@ fn post(version: &str, kind: &str) -> Value {
                 "links": {
                     "status": link("get_status"),
                     "request": link("get_request"),
-                    "data": link("get_data")
+                    "data": link("get_data"),
+                    "log": link("get_log")
                 }
             },
             "400": error_response("Bad token, parameter, body, or an unknown subject (\"No entity with supplied ID\")"),
@@ -120,14 +124,27 @@ pub fn document() -> Value {
             }))}),
         );
         paths.insert(
-            format!("/{version}/datarequest/{{id}}/data"),
-            json!({"get": get(version, "get_data", "The export file", json!({
-                "200": export_response(),
-                "303": redirect(),
-                "400": error_response("Bad token or id, or no such request in this account"),
-                "404": error_response("The export is not available (yet)")
+            format!("/{version}/datarequest/{{id}}/log"),
+            json!({"get": get(version, "get_log", "The request's audit log, oldest first (kept after the export expires)", json!({
+                "200": {"description": "What happened to the request, and when",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuditLog"}}}},
+                "400": error_response("Bad token or id, or no such request in this account")
             }))}),
         );
+        let mut data = get(
+            version,
+            "get_data",
+            "The export file, or its HTML report",
+            json!({
+                "200": export_response(),
+                "303": redirect(),
+                "400": error_response("Bad token, id or format, or no such request in this account"),
+                "404": error_response("The export is not available (yet)")
+            }),
+        );
+        data["parameters"] =
+            json!([{"$ref": "#/components/parameters/request"}, {"$ref": "#/components/parameters/format"}]);
+        paths.insert(format!("/{version}/datarequest/{{id}}/data"), json!({ "get": data }));
         paths.insert(
             format!("/{version}/datarequest/{{id}}/download"),
             json!({"get": {
@@ -138,7 +155,8 @@ pub fn document() -> Value {
                 "parameters": [
                     {"$ref": "#/components/parameters/request"},
                     {"name": "token", "in": "query", "required": true, "description": "The signed token of the link",
-                     "schema": {"type": "string"}}
+                     "schema": {"type": "string"}},
+                    {"$ref": "#/components/parameters/format"}
                 ],
                 "responses": {
                     "200": export_response(),
@@ -191,6 +209,9 @@ pub fn document() -> Value {
                 "idempotency_key": {"name": "Idempotency-Key", "in": "header", "required": false,
                     "description": "Repeating a POST with the same key within 24 hours answers with the same request and creates nothing; the same key with another subject or report is refused",
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"}},
+                "format": {"name": "format", "in": "query", "required": false,
+                           "description": "json (the default): the export file; html: its HTML report, a self-contained page a person can read",
+                           "schema": {"type": "string", "enum": ["json", "html"], "default": "json"}},
                 "request": {"name": "id", "in": "path", "required": true, "description": "Request id",
                             "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,15}$"}},
                 "report": {"name": "report", "in": "query", "required": false,
@@ -213,6 +234,13 @@ pub fn document() -> Value {
                 }
             },
             "schemas": {
+                "AuditLog": {"type": "object", "required": ["id", "log"], "properties": {
+                    "id": {"type": "integer"},
+                    "log": {"type": "array", "items": {"type": "object", "required": ["at", "event"], "properties": {
+                        "at": {"type": "string"},
+                        "event": {"enum": ["received", "repeated", "build_started", "built", "failed", "delivery", "download", "expired"]}
+                    }}}
+                }},
                 "IngestSummary": {"type": "object", "additionalProperties": false,
                     "required": ["profiles", "subprofiles", "messages", "events", "erased", "skipped"],
                     "properties": {

@@ -9,7 +9,7 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 
 use super::error::{ApiError, INVALID_METHOD, INVALID_TOKEN, Refusal};
 use crate::app::App;
-use crate::domain::{AccessToken, AccountId};
+use crate::domain::{AccessToken, AccountId, TokenHash};
 
 /// Largest accepted POST body.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -47,6 +47,15 @@ pub fn query(raw: Option<&str>, allowed: &[&'static str]) -> Result<HashMap<&'st
     pairs(raw.unwrap_or_default().as_bytes(), allowed)
 }
 
+/// The export format a query asks for (`format`: `json`, the default, or `html`).
+pub fn format(query: &HashMap<&'static str, String>) -> Result<crate::ports::ExportFormat, ApiError> {
+    match query.get("format") {
+        None => Ok(crate::ports::ExportFormat::Json),
+        Some(name) => crate::ports::ExportFormat::parse(name)
+            .ok_or_else(|| ApiError::bad("Parameter 'format' must be json or html")),
+    }
+}
+
 /// The account of the access token in the query (`access_token`) or the `Authorization:
 /// Bearer` header. Both may be given if they agree. Any failure is "Invalid access token".
 pub async fn authenticate(
@@ -54,6 +63,15 @@ pub async fn authenticate(
     query: &HashMap<&'static str, String>,
     headers: &HeaderMap,
 ) -> Result<AccountId, ApiError> {
+    Ok(authenticate_token(app, query, headers).await?.0)
+}
+
+/// As [`authenticate`], with the hash of the token that was used.
+pub async fn authenticate_token(
+    app: &App,
+    query: &HashMap<&'static str, String>,
+    headers: &HeaderMap,
+) -> Result<(AccountId, TokenHash), ApiError> {
     let invalid = || ApiError::bad(INVALID_TOKEN);
     let mut bearer = None;
     let mut values = headers.get_all(AUTHORIZATION).iter();
@@ -73,8 +91,9 @@ pub async fn authenticate(
         (Some(t), _) | (None, Some(t)) => t,
         (None, None) => return Err(invalid()),
     };
-    let token = AccessToken::parse(token).map_err(|_| invalid())?;
-    app.accounts.by_token(&token.hash()).await?.ok_or_else(invalid)
+    let hash = AccessToken::parse(token).map_err(|_| invalid())?.hash();
+    let account = app.accounts.by_token(&hash).await?.ok_or_else(invalid)?;
+    Ok((account, hash))
 }
 
 /// The `report` of a POST body: JSON (`{"report": …}`, or `[]`/`{}` for nothing) or a form.

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::error::{ApiError, Refusal};
 use super::params;
-use crate::app::App;
+use crate::app::{App, Origin};
 use crate::domain::{EmailAddress, IdempotencyKey, ProfileId, Report, Subject, SubprofileId};
 
 type SubjectPath = Result<Path<(String, String)>, PathRejection>;
@@ -96,7 +96,7 @@ async fn accept(
             path.map_err(|_| ApiError::bad("The path is not valid UTF-8 after percent-decoding"))?;
         let version = params::version(&version)?;
         let mut query = params::query(query.as_deref(), &["access_token", "report"])?;
-        let account = params::authenticate(&app, &query, &headers).await?;
+        let (account, token) = params::authenticate_token(&app, &query, &headers).await?;
         app.limiter.check(account, app.now()).map_err(ApiError::TooMany)?;
         let subject = subject(&id)?;
         let from_body = params::body_report(&headers, body).await?;
@@ -105,8 +105,8 @@ async fn accept(
             (Some(r), _) | (None, Some(r)) => Some(Report::parse(&r, app.settings.web_policy)?),
             (None, None) => None,
         };
-        let key = idempotency_key(&headers)?;
-        let id = app.submit(account, subject, report, key.as_ref()).await?;
+        let origin = Origin { key: idempotency_key(&headers)?, version, token: Some(token) };
+        let id = app.submit(account, subject, report, &origin).await?;
         let location = format!("{}/{version}/datarequest/{id}", base_url(&app, &headers));
         Ok::<_, ApiError>(
             (

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
 use crate::domain::{
-    AccountId, DataRequest, Delivery, EmailAddress, Erasure, Event, EventKind, Message, Profile, ProfileId, Record,
-    RequestId, State, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, WebAddress, WebhookSecret,
+    AccountId, AuditEntry, DataRequest, Delivery, EmailAddress, Erasure, Event, EventKind, Message, Profile, ProfileId,
+    Record, RequestId, State, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, WebAddress, WebhookSecret,
 };
 
 /// Which stored request a conditional update may touch.
@@ -189,29 +189,68 @@ pub trait ExportWriter: Send {
     async fn finish(self: Box<Self>) -> anyhow::Result<u64>;
 }
 
-/// Stores export files.
+/// The renderings of an export: Copernica's JSON file, and an HTML page a person can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExportFormat {
+    /// The JSON export (`.json`).
+    Json,
+    /// The self-contained HTML report (`.html`).
+    Html,
+}
+
+impl ExportFormat {
+    /// Both formats.
+    pub const ALL: [Self; 2] = [Self::Json, Self::Html];
+
+    /// The name in `?format=` and the file extension.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Html => "html",
+        }
+    }
+
+    /// The `Content-Type` a file of this format is served with.
+    #[must_use]
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Html => "text/html; charset=utf-8",
+        }
+    }
+
+    /// The format named `json` or `html`.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == name)
+    }
+}
+
+/// Stores export files, each request's in both formats.
 #[async_trait]
 pub trait ExportStore: Send + Sync {
-    /// Starts writing the export of a request, replacing any earlier one when finished.
+    /// Starts writing the export of a request in one format, replacing any earlier one when
+    /// finished.
     ///
     /// # Errors
     /// When the store cannot be reached.
-    async fn create(&self, id: RequestId) -> anyhow::Result<Box<dyn ExportWriter>>;
+    async fn create(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Box<dyn ExportWriter>>;
 
     /// Opens a finished export for reading, if it exists.
     ///
     /// # Errors
     /// When the store cannot be reached.
-    async fn open(&self, id: RequestId) -> anyhow::Result<Option<ExportFile>>;
+    async fn open(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Option<ExportFile>>;
 
     /// How to serve a finished export to an HTTP client: streamed, or (when the store can
     /// mint one and the file is large) a fresh signed URL valid for `ttl`.
     ///
     /// # Errors
     /// When the store cannot be reached.
-    async fn serve(&self, id: RequestId, ttl: Duration) -> anyhow::Result<Option<Served>>;
+    async fn serve(&self, id: RequestId, format: ExportFormat, ttl: Duration) -> anyhow::Result<Option<Served>>;
 
-    /// Deletes an export; deleting a missing one is not an error.
+    /// Deletes the export of a request in every format; deleting a missing one is not an error.
     ///
     /// # Errors
     /// When the store cannot be reached.
@@ -302,6 +341,24 @@ pub trait SubjectData: Send + Sync {
     /// # Errors
     /// When the store cannot be reached; erasing again completes the erasure.
     async fn erase(&self, erasure: &Erasure) -> anyhow::Result<()>;
+}
+
+/// The append-only audit log of each request (see [`crate::domain::audit`]). It outlives the
+/// request's export and record: each entry carries the account, so a log is read by its owner
+/// alone, and it is kept for the audit retention.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends an entry to a request's log.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn append(&self, account: AccountId, request: RequestId, entry: &AuditEntry) -> anyhow::Result<()>;
+
+    /// The request's log, oldest first; empty for another account's request or an unknown one.
+    ///
+    /// # Errors
+    /// When the store cannot be reached or holds a corrupt entry.
+    async fn entries(&self, account: AccountId, request: RequestId) -> anyhow::Result<Vec<AuditEntry>>;
 }
 
 /// Accounts, their hashed access tokens and webhook secrets.

@@ -4,6 +4,7 @@
 
 mod attributes;
 mod dynamodb_accounts;
+mod dynamodb_audit;
 mod dynamodb_requests;
 mod dynamodb_subjects;
 mod s3;
@@ -15,6 +16,7 @@ mod sqs_ingest;
 use std::sync::Arc;
 
 pub use dynamodb_accounts::DynamoDbAccounts;
+pub use dynamodb_audit::DynamoDbAudit;
 pub use dynamodb_requests::DynamoDbRequests;
 pub use dynamodb_subjects::DynamoDbSubjects;
 pub use s3::S3Exports;
@@ -37,6 +39,8 @@ pub struct Resources {
     pub accounts_table: String,
     /// `DATAREQUEST_SUBJECTS_TABLE`
     pub subjects_table: String,
+    /// `DATAREQUEST_AUDIT_TABLE`
+    pub audit_table: String,
     /// `DATAREQUEST_EXPORTS_BUCKET`
     pub exports_bucket: String,
     /// `DATAREQUEST_BUILD_QUEUE_URL`
@@ -53,6 +57,7 @@ impl Resources {
             requests_table: config::required(lookup, config::REQUESTS_TABLE)?,
             accounts_table: config::required(lookup, config::ACCOUNTS_TABLE)?,
             subjects_table: config::required(lookup, config::SUBJECTS_TABLE)?,
+            audit_table: config::required(lookup, config::AUDIT_TABLE)?,
             exports_bucket: config::required(lookup, config::EXPORTS_BUCKET)?,
             build_queue_url: config::required(lookup, config::BUILD_QUEUE_URL)?,
         })
@@ -121,6 +126,11 @@ pub fn app(
         mailer: Arc::new(SesMailer::new(clients.ses.clone())),
         web: Arc::new(HttpWebDelivery::new(settings.web_policy, settings.webhook_timeout)?),
         clock: Arc::new(SystemClock),
+        audit: Arc::new(DynamoDbAudit::new(
+            clients.dynamodb.clone(),
+            resources.audit_table.clone(),
+            settings.audit_retention,
+        )),
         limiter: Arc::new(crate::app::RateLimiter::new(settings.rate_limit_per_minute)),
         settings: Arc::new(settings),
     };

@@ -1,6 +1,8 @@
-//! Exports in S3 under `exports/<id>.json`, written as a streamed multipart upload (never the
-//! whole file in memory). Clients get a `303` to a presigned GET minted per call: a Lambda
-//! response is capped at 6 MB, and S3 serves large files better anyway.
+//! Exports in S3 under `exports/<id>.json` and their HTML reports under `exports/<id>.html`,
+//! each written as a streamed multipart upload (never the whole file in memory). Small files
+//! are answered in the response body; larger ones by a `303` to a presigned GET minted per
+//! call (a Lambda response is capped at 6 MB), which always downloads as an attachment: S3
+//! cannot send the report's Content-Security-Policy, so it is never rendered on S3's origin.
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use crate::domain::RequestId;
-use crate::ports::{ExportFile, ExportStore, ExportWriter, Served};
+use crate::ports::{ExportFile, ExportFormat, ExportStore, ExportWriter, Served};
 
 /// Bytes per uploaded part (S3's minimum is 5 MiB for all parts but the last).
 const PART: usize = 8 * 1024 * 1024;
@@ -30,14 +32,15 @@ impl S3Exports {
     }
 }
 
-fn key(id: RequestId) -> String {
-    format!("exports/{id}.json")
+fn key(id: RequestId, format: ExportFormat) -> String {
+    format!("exports/{id}.{}", format.as_str())
 }
 
 struct MultipartWriter {
     client: Client,
     bucket: String,
     key: String,
+    content_type: &'static str,
     buffer: Vec<u8>,
     upload: Option<String>,
     parts: Vec<CompletedPart>,
@@ -54,7 +57,7 @@ impl MultipartWriter {
                     .create_multipart_upload()
                     .bucket(&self.bucket)
                     .key(&self.key)
-                    .content_type("application/json")
+                    .content_type(self.content_type)
                     .send()
                     .await
                     .context("starting an export upload")?;
@@ -99,7 +102,7 @@ impl ExportWriter for MultipartWriter {
                 .put_object()
                 .bucket(&self.bucket)
                 .key(&self.key)
-                .content_type("application/json")
+                .content_type(self.content_type)
                 .body(ByteStream::from(body))
                 .send()
                 .await
@@ -148,11 +151,12 @@ pub const INLINE_EXPORT: u64 = 5 * 1024 * 1024;
 
 #[async_trait]
 impl ExportStore for S3Exports {
-    async fn create(&self, id: RequestId) -> anyhow::Result<Box<dyn ExportWriter>> {
+    async fn create(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Box<dyn ExportWriter>> {
         Ok(Box::new(MultipartWriter {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
-            key: key(id),
+            key: key(id, format),
+            content_type: format.content_type(),
             buffer: Vec::with_capacity(PART),
             upload: None,
             parts: Vec::new(),
@@ -160,8 +164,8 @@ impl ExportStore for S3Exports {
         }))
     }
 
-    async fn open(&self, id: RequestId) -> anyhow::Result<Option<ExportFile>> {
-        match self.client.get_object().bucket(&self.bucket).key(key(id)).send().await {
+    async fn open(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Option<ExportFile>> {
+        match self.client.get_object().bucket(&self.bucket).key(key(id, format)).send().await {
             Ok(object) => {
                 let len = u64::try_from(object.content_length.unwrap_or(0)).unwrap_or(0);
                 Ok(Some(ExportFile { len, reader: Box::pin(object.body.into_async_read()) }))
@@ -171,8 +175,8 @@ impl ExportStore for S3Exports {
         }
     }
 
-    async fn serve(&self, id: RequestId, ttl: Duration) -> anyhow::Result<Option<Served>> {
-        let len = match self.client.head_object().bucket(&self.bucket).key(key(id)).send().await {
+    async fn serve(&self, id: RequestId, format: ExportFormat, ttl: Duration) -> anyhow::Result<Option<Served>> {
+        let len = match self.client.head_object().bucket(&self.bucket).key(key(id, format)).send().await {
             Ok(head) => u64::try_from(head.content_length.unwrap_or(0)).unwrap_or(u64::MAX),
             Err(e) if is_missing(&e) => return Ok(None),
             Err(e) => return Err(anyhow::Error::new(e).context("looking up an export")),
@@ -180,16 +184,16 @@ impl ExportStore for S3Exports {
         // Small exports are answered in the body, within Lambda's 6 MB response limit: clients
         // that do not follow redirects (Copernica's PHP class) get the data.
         if len <= INLINE_EXPORT {
-            return Ok(self.open(id).await?.map(Served::Stream));
+            return Ok(self.open(id, format).await?.map(Served::Stream));
         }
         let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl).context("presigning")?;
         let presigned = self
             .client
             .get_object()
             .bucket(&self.bucket)
-            .key(key(id))
-            .response_content_type("application/json")
-            .response_content_disposition(format!("attachment; filename=\"datarequest-{id}.json\""))
+            .key(key(id, format))
+            .response_content_type(format.content_type())
+            .response_content_disposition(format!("attachment; filename=\"datarequest-{id}.{}\"", format.as_str()))
             .presigned(config)
             .await
             .context("presigning an export")?;
@@ -197,7 +201,10 @@ impl ExportStore for S3Exports {
     }
 
     async fn delete(&self, id: RequestId) -> anyhow::Result<()> {
-        self.client.delete_object().bucket(&self.bucket).key(key(id)).send().await.context("deleting an export")?;
+        for format in ExportFormat::ALL {
+            let key = key(id, format);
+            self.client.delete_object().bucket(&self.bucket).key(key).send().await.context("deleting an export")?;
+        }
         Ok(())
     }
 }

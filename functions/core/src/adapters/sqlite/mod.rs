@@ -2,9 +2,10 @@
 //! hashed tokens, data requests, the durable build queue and the subject data. Calls run in
 //! turn on one database thread; a conditional update reads, checks and writes inside one
 //! immediate transaction, so it is atomic even against another process on the same file.
-//! One file per port: [`requests`], [`queue`], [`accounts`], [`subjects`].
+//! One file per port: `requests`, `queue`, `accounts`, `subjects`, `audit`.
 
 mod accounts;
+mod audit;
 mod queue;
 mod requests;
 mod schema;

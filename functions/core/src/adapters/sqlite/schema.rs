@@ -1,6 +1,6 @@
 //! The database schema, and the step that brings a database of an earlier version up to date.
 //!
-//! Version 3 (this one) adds the idempotency keys of POSTs. Version 2 keeps events by their key (so a replayed event is stored once), serves
+//! Version 4 (this one) adds the audit log; version 3 the idempotency keys of POSTs. Version 2 keeps events by their key (so a replayed event is stored once), serves
 //! a profile's own records through indexes of the records without a subprofile (a subprofile's
 //! records reach a profile only through the subprofile), and keeps the lower-cased address of
 //! profiles and subprofiles for erasure by address. `PRAGMA user_version` holds the version.
@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::to_i64;
 use crate::domain::Event;
 
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 const SCHEMA: &str = r"
 CREATE TABLE IF NOT EXISTS accounts (
@@ -53,6 +53,15 @@ CREATE TABLE IF NOT EXISTS idempotency (
     expires INTEGER NOT NULL,
     PRIMARY KEY (account, key)
 );
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    account INTEGER NOT NULL,
+    request INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    entry TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_request ON audit(request, seq);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit(at);
 CREATE TABLE IF NOT EXISTS queue (
     request INTEGER PRIMARY KEY,
     visible_at INTEGER NOT NULL,
@@ -92,7 +101,6 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_of_profile ON messages(account, profile, sent, id) WHERE subprofile IS NULL;
 CREATE INDEX IF NOT EXISTS messages_by_subprofile ON messages(account, subprofile, sent, id);
 CREATE INDEX IF NOT EXISTS messages_by_email ON messages(account, email_lc, sent, id);
-CREATE INDEX IF NOT EXISTS messages_by_sent ON messages(sent);
 CREATE TABLE IF NOT EXISTS events (
     account INTEGER NOT NULL,
     key TEXT NOT NULL,
@@ -107,7 +115,6 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_of_profile ON events(account, profile, kind, time, key) WHERE subprofile IS NULL;
 CREATE INDEX IF NOT EXISTS events_by_subprofile ON events(account, subprofile, kind, time, key);
 CREATE INDEX IF NOT EXISTS events_by_email ON events(account, email_lc, kind, time, key);
-CREATE INDEX IF NOT EXISTS events_by_time ON events(time);
 ";
 
 /// Creates the schema, or brings a database of version 1 up to date, in one transaction.

@@ -326,6 +326,22 @@ impl SubjectData for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Creates the indexes the retention sweep reads (by send and event time). Only a store
+    /// with a retention needs them, and every index costs each ingested record a write.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn index_for_retention(&self) -> anyhow::Result<()> {
+        self.run(|c| {
+            c.execute_batch(
+                "CREATE INDEX IF NOT EXISTS messages_by_sent ON messages(sent);
+                 CREATE INDEX IF NOT EXISTS events_by_time ON events(time);",
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Deletes the messages sent and the events that happened before `cutoff` (the retention
     /// sweep of local mode). Returns how many records went.
     ///
