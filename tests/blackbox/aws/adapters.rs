@@ -132,14 +132,7 @@ async fn exports_built_on_aws_adapters_equal_the_reference_built_in_memory() {
 #[tokio::test]
 async fn dynamodb_subjects_page_long_histories_and_keep_large_mime_in_s3() {
     let env = Env::provision();
-    let clients = env.clients().await;
-    let resources = env.resources();
-    let subjects = DynamoDbSubjects::new(
-        clients.dynamodb.clone(),
-        resources.subjects_table.clone(),
-        clients.s3.clone(),
-        resources.exports_bucket.clone(),
-    );
+    let subjects = env.subjects().await;
     let big_mime = format!("From: a@shop.example\r\nSubject: big\r\n\r\n{}", "x".repeat(500 * 1024));
     let mut lines = vec![
         serde_json::json!({"kind":"profile","account":1,"id":7,"database":1,"created":"2024-01-01 00:00:00","modified":"2024-01-01 00:00:00"}),
@@ -289,13 +282,7 @@ async fn dynamodb_subjects_carry_the_retention_as_ttl_and_an_erasure_leaves_no_i
     )
     .with_retention(Some(Duration::from_secs(10 * 86_400)));
     // Text that does not compress below the inline limit, so the body goes to the bucket.
-    let mut state = 7u64;
-    let noise: String = (0..20_000)
-        .map(|_| {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            char::from(b'a' + u8::try_from((state >> 33) % 26).expect("letter"))
-        })
-        .collect();
+    let noise = super::noise(20_000, 7);
     let lines = [
         serde_json::json!({"kind":"profile","account":9,"id":9,"database":1,"email":"Nine@Example.com",
             "created":"2024-01-01 00:00:00","modified":"2024-01-01 00:00:00"}),

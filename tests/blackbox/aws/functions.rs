@@ -236,21 +236,8 @@ async fn a_request_flows_through_intake_the_queue_builder_s3_ses_and_status() {
 
 /// Loads profile 4300 of account 1 with a 6 MB message, so its export is above 5 MiB.
 async fn big_subject(env: &Env) -> u64 {
-    let clients = env.clients().await;
-    let resources = env.resources();
-    let subjects = datarequest::adapters::aws::DynamoDbSubjects::new(
-        clients.dynamodb,
-        resources.subjects_table,
-        clients.s3,
-        resources.exports_bucket,
-    );
-    let mut state = 11u64;
-    let noise: String = (0..6_000_000)
-        .map(|_| {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            char::from(b'a' + u8::try_from((state >> 33) % 26).expect("letter"))
-        })
-        .collect();
+    let subjects = env.subjects().await;
+    let noise = super::noise(6_000_000, 11);
     let lines = format!(
         "{}\n{}\n",
         json!({"kind":"profile","account":1,"id":4300,"database":1,"created":"2025-01-01 00:00:00","modified":"2025-01-01 00:00:00"}),

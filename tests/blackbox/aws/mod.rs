@@ -40,6 +40,17 @@ impl Env {
         move |name: &str| self.0.get(name).cloned()
     }
 
+    /// The subject data store of these resources.
+    pub async fn subjects(&self) -> datarequest::adapters::aws::DynamoDbSubjects {
+        let (clients, resources) = (self.clients().await, self.resources());
+        datarequest::adapters::aws::DynamoDbSubjects::new(
+            clients.dynamodb,
+            resources.subjects_table,
+            clients.s3,
+            resources.exports_bucket,
+        )
+    }
+
     pub fn resources(&self) -> Resources {
         Resources::from_lookup(&self.lookup()).expect("every resource is named")
     }
@@ -94,4 +105,15 @@ impl Env {
             })
             .unwrap_or_default()
     }
+}
+
+/// `len` pseudo-random letters from `seed`: text that does not compress.
+pub fn noise(len: usize, seed: u64) -> String {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            char::from(b'a' + u8::try_from((state >> 33) % 26).unwrap_or(0))
+        })
+        .collect()
 }

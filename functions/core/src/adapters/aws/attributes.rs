@@ -8,6 +8,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 /// A DynamoDB item.
 pub type Item = HashMap<String, AttributeValue>;
 
+/// Puts an item, unconditionally; `what` names it in the error.
+pub async fn put(client: &aws_sdk_dynamodb::Client, table: &str, item: Item, what: &'static str) -> anyhow::Result<()> {
+    client.put_item().table_name(table).set_item(Some(item)).send().await.with_context(|| format!("storing {what}"))?;
+    Ok(())
+}
+
 pub fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem};
 
-use super::attributes::{Item, get_n, get_s, n, s};
+use super::attributes::{Item, get_n, get_s, n, put, s};
 use crate::domain::{AccountId, Timestamp, TokenHash, WebhookSecret};
 use crate::ports::Accounts;
 
@@ -113,14 +113,7 @@ impl Accounts for DynamoDbAccounts {
             ("pk".to_owned(), s(format!("INGEST#{}", key.to_hex()))),
             ("created".to_owned(), n(Timestamp::now().unix())),
         ]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .context("storing an ingest key")?;
-        Ok(())
+        put(&self.client, &self.table, item, "an ingest key").await
     }
 
     async fn is_ingest_key(&self, key: &TokenHash) -> anyhow::Result<bool> {

@@ -9,7 +9,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 
-use super::attributes::{Item, get_n, get_s, n, s};
+use super::attributes::{Item, get_n, get_s, n, put, s};
 use crate::domain::{AccountId, AuditEntry, RequestId};
 use crate::ports::AuditLog;
 
@@ -40,14 +40,7 @@ impl AuditLog for DynamoDbAudit {
             ("entry".to_owned(), s(serde_json::to_string(entry)?)),
             ("ttl".to_owned(), n(entry.at.unix().saturating_add(keep))),
         ]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .context("appending to the audit log")?;
-        Ok(())
+        put(&self.client, &self.table, item, "an audit entry").await
     }
 
     async fn entries(&self, account: AccountId, request: RequestId) -> anyhow::Result<Vec<AuditEntry>> {

@@ -280,14 +280,7 @@ impl DynamoDbSubjects {
     }
 
     async fn put(&self, item: Item) -> anyhow::Result<()> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .context("storing subject data")?;
-        Ok(())
+        super::attributes::put(&self.client, &self.table, item, "subject data").await
     }
 
     async fn delete(&self, pk: &str, sk: &str) -> anyhow::Result<()> {
