@@ -107,11 +107,11 @@ async fn export_size(subject: &str) -> u64 {
     status["available"].as_u64().expect("size")
 }
 
-fn link_in(raw: &[u8]) -> String {
-    let message = MessageParser::default().parse(raw).expect("MIME");
+fn link_in(app: &TestApp, id: u64) -> String {
+    let raw = app.outbox(id);
+    let message = MessageParser::default().parse(&raw).expect("MIME");
     assert_eq!(message.attachment_count(), 0, "nothing is attached above the limit");
-    let text = message.body_text(0).expect("text").into_owned();
-    text.split_whitespace().find(|w| w.contains("/download?token=")).expect("a download link").to_owned()
+    crate::helpers::mailed_link(app, id)
 }
 
 #[tokio::test]
@@ -128,7 +128,7 @@ async fn above_the_attachment_limit_the_mail_holds_a_signed_link_that_needs_no_a
     let id = app.submit("profile/42", &account, Some("dpo@customer.example")).await;
     let status = app.wait_delivered(id, &account).await;
     assert_eq!(status["delivery"]["method"], "link", "one byte over: linked");
-    let link = link_in(&app.outbox(id));
+    let link = link_in(&app, id);
     let prefix = format!("{}/v1/datarequest/{id}/download?token=", app.url);
     assert!(link.starts_with(&prefix), "{link}");
 

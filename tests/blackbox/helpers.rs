@@ -279,6 +279,24 @@ pub async fn request_data(app: &TestApp, account: &Account, subject: &str) -> Re
     app.request("POST", &path, &[("content-type", "application/json")], Some(b"[]")).await
 }
 
+/// Asserts the answer to an unknown, revoked or deleted account's token.
+pub fn assert_refused_token(response: &Response) {
+    assert_eq!(response.status, 400, "{}", String::from_utf8_lossy(&response.bytes));
+    assert_eq!(response.json(), serde_json::json!({"error": {"message": "Invalid access token"}}));
+}
+
+/// The download link of the export in a request's delivery mail (sent above the attachment
+/// limit), as a full URL.
+pub fn mailed_link(app: &TestApp, id: u64) -> String {
+    let raw = app.outbox(id);
+    let message = mail_parser::MessageParser::default().parse(&raw).expect("MIME");
+    let text = message.body_text(0).expect("text").into_owned();
+    text.split_whitespace()
+        .find(|w| w.contains("/download?token=") && !w.contains("format=html"))
+        .expect("a download link")
+        .to_owned()
+}
+
 /// Copernica's text for a subject that does not exist in the caller's account.
 pub fn unknown_text(subject: &str) -> &'static str {
     if subject.starts_with("subprofile/") { "No subprofile with supplied ID" } else { "No entity with supplied ID" }

@@ -1,6 +1,7 @@
 //! Black-box tests: the real `datarequest` binary on a temp data dir and a free port.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod accounts;
 mod audit;
 #[cfg(feature = "emulator")]
 mod aws;

@@ -15,7 +15,7 @@ use crate::domain::{
 use crate::domain::{AuditEntry, AuditEvent, TokenHash};
 use crate::ports::{
     Accounts, AuditLog, BuildQueue, Change, Clock, ExportStore, Guard, KeyClaim, Mailer, RequestStore, SubjectData,
-    WebDelivery,
+    SubjectSources, WebDelivery,
 };
 
 /// Every port the service uses, injected once.
@@ -29,6 +29,8 @@ pub struct App {
     pub exports: Arc<dyn ExportStore>,
     /// The platform's data about subjects.
     pub subjects: Arc<dyn SubjectData>,
+    /// The platform's own databases, read per request through the mapping.
+    pub sources: Arc<dyn SubjectSources>,
     /// Accounts and tokens.
     pub accounts: Arc<dyn Accounts>,
     /// Outgoing mail.
@@ -45,43 +47,63 @@ pub struct App {
     pub limiter: Arc<RateLimiter>,
 }
 
-/// A fixed-window limit on the data requests an account POSTs per minute, kept in this
-/// process's memory (each Lambda instance counts for itself; API Gateway throttles in front).
-#[derive(Debug, Default)]
-pub struct RateLimiter {
+/// A fixed-window limit per key and minute, kept in this process's memory: the data requests
+/// an account POSTs (each Lambda instance counts for itself; API Gateway throttles in front),
+/// and the failed authentications of a client address (local mode).
+#[derive(Debug)]
+pub struct RateLimiter<K = AccountId> {
     per_minute: u32,
-    windows: std::sync::Mutex<std::collections::HashMap<AccountId, (i64, u32)>>,
+    windows: std::sync::Mutex<std::collections::HashMap<K, (i64, u32)>>,
 }
 
-impl RateLimiter {
-    /// A limiter allowing `per_minute` requests per account per minute; 0 allows all.
+impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
+    /// A limiter allowing `per_minute` per key per minute; 0 allows all.
     #[must_use]
     pub fn new(per_minute: u32) -> Self {
         Self { per_minute, windows: std::sync::Mutex::default() }
     }
 
-    /// Counts a request of `account` at `now`. `Err` holds the seconds until the next minute
-    /// when the account is over its limit.
-    ///
-    /// # Errors
-    /// The seconds to wait, when over the limit.
-    pub fn check(&self, account: AccountId, now: Timestamp) -> Result<(), u64> {
+    /// The seconds until the next minute when `key` is at its limit at `now`; counts nothing.
+    #[must_use]
+    pub fn over(&self, key: K, now: Timestamp) -> Option<u64> {
         if self.per_minute == 0 {
-            return Ok(());
+            return None;
+        }
+        let minute = now.unix().div_euclid(60);
+        let windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        windows
+            .get(&key)
+            .filter(|(m, n)| *m == minute && *n >= self.per_minute)
+            .map(|_| u64::try_from(60 - now.unix().rem_euclid(60)).unwrap_or(60))
+    }
+
+    /// Counts one for `key` at `now`.
+    pub fn count(&self, key: K, now: Timestamp) {
+        if self.per_minute == 0 {
+            return;
         }
         let minute = now.unix().div_euclid(60);
         let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if windows.len() > 10_000 {
             windows.retain(|_, (m, _)| *m == minute);
         }
-        let window = windows.entry(account).or_insert((minute, 0));
+        let window = windows.entry(key).or_insert((minute, 0));
         if window.0 != minute {
             *window = (minute, 0);
         }
-        if window.1 >= self.per_minute {
-            return Err(u64::try_from(60 - now.unix().rem_euclid(60)).unwrap_or(60));
+        window.1 = window.1.saturating_add(1);
+    }
+
+    /// Counts one for `key` at `now` unless it is at its limit. `Err` holds the seconds until
+    /// the next minute when it is.
+    ///
+    /// # Errors
+    /// The seconds to wait, when over the limit.
+    pub fn check(&self, key: K, now: Timestamp) -> Result<(), u64> {
+        if let Some(wait) = self.over(key, now) {
+            return Err(wait);
         }
-        window.1 += 1;
+        self.count(key, now);
         Ok(())
     }
 }
@@ -200,14 +222,18 @@ impl App {
                 id = stored.request;
             }
         }
-        match &subject {
-            Subject::Profile(p) if self.subjects.profile(account, *p).await?.is_none() => {
-                return Err(SubmitError::NoSuchProfile);
-            }
-            Subject::Subprofile(s) if self.subjects.subprofile(account, *s).await?.is_none() => {
-                return Err(SubmitError::NoSuchSubprofile);
-            }
-            _ => {}
+        // A subject exists when the store has it or a source's `exists` query finds it; an
+        // address is always accepted.
+        let stored = match &subject {
+            Subject::Profile(p) => self.subjects.profile(account, *p).await?.is_some(),
+            Subject::Subprofile(s) => self.subjects.subprofile(account, *s).await?.is_some(),
+            Subject::Email(_) => true,
+        };
+        if !stored && !self.sources.exists(account, &subject).await.context("asking the sources")? {
+            return Err(match subject {
+                Subject::Subprofile(_) => SubmitError::NoSuchSubprofile,
+                _ => SubmitError::NoSuchProfile,
+            });
         }
         let received = AuditEvent::Received {
             version: origin.version.to_owned(),
@@ -255,15 +281,18 @@ impl App {
         self.expire_if_due(request).await.map(Some)
     }
 
-    /// The request with this id, of any account (for download links, whose signed token is
-    /// the authority), expired when due.
+    /// The request with this id, of any account that still exists (for download links, whose
+    /// signed token is the authority), expired when due.
     ///
     /// # Errors
     /// When a store cannot be reached.
     pub async fn find_any(&self, id: RequestId) -> anyhow::Result<Option<DataRequest>> {
         match self.requests.get(id).await? {
-            Some(request) => self.expire_if_due(request).await.map(Some),
-            None => Ok(None),
+            // A deleted account's requests are gone for its links too.
+            Some(request) if self.accounts.webhook_secret(request.account).await?.is_some() => {
+                self.expire_if_due(request).await.map(Some)
+            }
+            _ => Ok(None),
         }
     }
 

@@ -41,12 +41,18 @@ pub const AUDIT_TABLE: &str = "DATAREQUEST_AUDIT_TABLE";
 pub const EXPORTS_BUCKET: &str = "DATAREQUEST_EXPORTS_BUCKET";
 /// AWS: the URL of the SQS build queue.
 pub const BUILD_QUEUE_URL: &str = "DATAREQUEST_BUILD_QUEUE_URL";
+/// Local mode: failed authentications one client address may make per minute (0: no limit).
+pub const AUTH_FAILURES_PER_MINUTE: &str = "DATAREQUEST_AUTH_FAILURES_PER_MINUTE";
 /// Days the audit log of a request is kept (default 1095).
 pub const AUDIT_RETENTION_DAYS: &str = "DATAREQUEST_AUDIT_RETENTION_DAYS";
 /// Days messages and events are kept, by their own send or event time (unset: everything).
 pub const SUBJECT_RETENTION_DAYS: &str = "DATAREQUEST_SUBJECT_RETENTION_DAYS";
 /// AWS: the ARN of the build queue's dead-letter queue (the builder marks its requests failed).
 pub const DEAD_LETTER_QUEUE_ARN: &str = "DATAREQUEST_DEAD_LETTER_QUEUE_ARN";
+/// The mapping file of the sources subject data is also read from (see [`crate::sources`]).
+pub const SOURCES: &str = "DATAREQUEST_SOURCES";
+/// The mapping itself, instead of a file (on AWS, where the functions have no file of it).
+pub const SOURCES_TOML: &str = "DATAREQUEST_SOURCES_TOML";
 
 /// A setting that is missing or wrong, named.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +130,9 @@ pub struct Settings {
     pub subject_retention: Option<Duration>,
     /// How long the audit log of a request is kept.
     pub audit_retention: Duration,
+    /// Failed authentications per client address per minute before `429` (local mode); 0 is
+    /// unlimited.
+    pub auth_failures_per_minute: u32,
 }
 
 impl Settings {
@@ -213,6 +222,7 @@ impl Settings {
             signed_url_ttl: Duration::from_secs(300),
             subject_retention: subject_retention(lookup)?,
             audit_retention: audit_retention(lookup)?,
+            auth_failures_per_minute: parsed(lookup, AUTH_FAILURES_PER_MINUTE, 30, "a number of failures")?,
         })
     }
 

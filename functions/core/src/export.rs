@@ -1,7 +1,9 @@
 //! Writes the export file of a request as a stream: records are read a page at a time and
 //! serialised into a small buffer that is flushed to the export store, so memory stays flat
 //! however large the subject's history is. The output is deterministic for the same data. The
-//! builder writes the HTML report ([`html`]) in the same pass, from the same records.
+//! builder writes the HTML report ([`html`]) in the same pass, from the same records. Each
+//! section holds the subject store's records first, then the rows of the sources (the
+//! platform's own databases) in the mapping's order, written as they come.
 
 pub mod html;
 
@@ -11,7 +13,10 @@ use serde_json::{Map, Value};
 use crate::domain::{
     DataRequest, Event, EventKind, Message, Profile, RequestId, State, Subject, Subprofile, Timestamp,
 };
-use crate::ports::{Change, Clock, ExportWriter, Guard, Page, RequestStore, SubjectData};
+use crate::ports::{
+    Change, Clock, ExportWriter, Guard, NoSources, Page, RequestStore, SourceReader, SourceRow, SubjectData,
+    SubjectSources,
+};
 use html::{Expiry, HtmlReport};
 
 /// Bytes buffered before a part is handed to the store.
@@ -146,6 +151,12 @@ impl Render for Event {
     }
 }
 
+impl Render for SourceRow {
+    fn render(&self, report: &mut HtmlReport) {
+        report.source_row(self);
+    }
+}
+
 /// The HTML report being written beside the JSON.
 struct HtmlSink<'a> {
     writer: Box<dyn ExportWriter>,
@@ -251,6 +262,16 @@ impl Sink<'_> {
     }
 }
 
+/// Appends the sources' rows of a section, as they come.
+async fn from_sources(sink: &mut Sink<'_>, read: &mut dyn SourceReader, section: &'static str) -> anyhow::Result<()> {
+    while let Some(rows) = read.next(section).await? {
+        for row in &rows {
+            sink.item(row, row).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Pages read ahead of the writer. Reading the store and writing the export run side by
 /// side; at most this many pages wait, one more is being read and one written.
 const READ_AHEAD: usize = 2;
@@ -318,7 +339,7 @@ pub struct HtmlWritten {
     pub expires: Timestamp,
 }
 
-/// Writes the export of a request to `writer` and completes it.
+/// Writes the export of a request from the subject store alone to `writer` and completes it.
 /// Messages sent and events that happened before `not_before` (the subject-data retention)
 /// are left out, even while the store still holds them.
 ///
@@ -332,29 +353,33 @@ pub async fn write_export(
     writer: Box<dyn ExportWriter>,
     not_before: Option<Timestamp>,
 ) -> anyhow::Result<Written> {
-    Ok(write(subjects, requests, request, writer, None, not_before).await?.0)
+    Ok(write(subjects, &NoSources, requests, request, writer, None, not_before).await?.0)
 }
 
-/// Writes the export of a request to `writer` and, in the same pass over the same records, its
-/// HTML report to `html`; completes both. Otherwise as [`write_export`].
+/// Writes the export of a request from the subject store and the sources to `writer` and, in
+/// the same pass over the same records, its HTML report to `html`; completes both. Otherwise as
+/// [`write_export`]; the retention applies to the store's records, not to the sources'.
 ///
 /// # Errors
-/// As [`write_export`]. The report is completed before the JSON, so a complete JSON export
-/// always has its report.
+/// As [`write_export`], and when a source cannot be read to its end: no export is ever
+/// complete with a source missing. The report is completed before the JSON, so a complete
+/// JSON export always has its report.
 pub async fn write_export_and_report(
     subjects: &dyn SubjectData,
+    sources: &dyn SubjectSources,
     requests: &dyn RequestStore,
     request: &DataRequest,
     writer: Box<dyn ExportWriter>,
     html: HtmlOutput<'_>,
     not_before: Option<Timestamp>,
 ) -> anyhow::Result<(Written, HtmlWritten)> {
-    let (written, report) = write(subjects, requests, request, writer, Some(html), not_before).await?;
+    let (written, report) = write(subjects, sources, requests, request, writer, Some(html), not_before).await?;
     Ok((written, report.ok_or_else(|| anyhow::anyhow!("the HTML report was not written"))?))
 }
 
 async fn write(
     subjects: &dyn SubjectData,
+    sources: &dyn SubjectSources,
     requests: &dyn RequestStore,
     request: &DataRequest,
     writer: Box<dyn ExportWriter>,
@@ -382,6 +407,8 @@ async fn write(
     };
     let account = request.account;
     let subject = &request.subject;
+    // Every source's snapshot starts now, before the first record is written.
+    let mut read = sources.read(account, subject).await?;
     sink.buffer.extend_from_slice(b"{\"info\":");
     let info = serde_json::json!({"type": subject.kind().as_str(), "id": subject.info_id()});
     serde_json::to_writer(&mut sink.buffer, &info)?;
@@ -393,9 +420,11 @@ async fn write(
             if let Some(profile) = subjects.profile(account, *id).await? {
                 sink.item(&profile, &profile_out(&profile)).await?;
             }
+            from_sources(&mut sink, &mut *read, "profile").await?;
             sink.close_section();
             sink.open_section("subprofiles");
             write_pages!(sink, |c| subjects.subprofiles(account, *id, c), subprofile_out);
+            from_sources(&mut sink, &mut *read, "subprofiles").await?;
             sink.close_section();
         }
         Subject::Subprofile(id) => {
@@ -403,6 +432,7 @@ async fn write(
             if let Some(subprofile) = subjects.subprofile(account, *id).await? {
                 sink.item(&subprofile, &subprofile_out(&subprofile)).await?;
             }
+            from_sources(&mut sink, &mut *read, "subprofiles").await?;
             sink.close_section();
         }
         Subject::Email(_) => {}
@@ -410,13 +440,17 @@ async fn write(
 
     sink.open_section("destinations");
     write_pages!(sink, |c| subjects.messages(account, subject, c), |m: &Message| kept(m.sent), destination_out);
+    from_sources(&mut sink, &mut *read, "destinations").await?;
     sink.close_section();
 
     for kind in EventKind::ALL {
         sink.open_section(kind.section());
         write_pages!(sink, |c| subjects.events(account, subject, kind, c), |e: &Event| kept(e.time), event_out);
+        from_sources(&mut sink, &mut *read, kind.section()).await?;
         sink.close_section();
     }
+    // Every source must have ended its read cleanly before the export may complete.
+    read.finish().await?;
     sink.buffer.extend_from_slice(b"]}");
     sink.flush().await?;
     let report = match sink.html.take() {

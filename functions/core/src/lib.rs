@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod local;
 pub mod mail;
 pub mod ports;
+pub mod sources;
 pub mod worker;
 
 pub use app::App;

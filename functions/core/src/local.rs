@@ -20,6 +20,7 @@ use crate::config::{self, ConfigError, Fallbacks, Settings};
 use crate::domain::LinkSecret;
 use crate::http::{Part, router};
 use crate::ports::{Mailer, SystemClock};
+use crate::sources::Sources;
 use crate::worker::{self, Outcome};
 
 /// Address to listen on (`serve --listen`).
@@ -46,6 +47,8 @@ pub struct Local {
     pub app: App,
     /// The database (also the queue).
     pub store: SqliteStore,
+    /// The sources of subject data beside the store (see [`crate::sources`]).
+    pub sources: Sources,
     /// The data dir.
     pub data_dir: PathBuf,
 }
@@ -84,6 +87,7 @@ impl Local {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data dir {}", data_dir.display()))?;
         let fallbacks = Fallbacks { public_url, link_secret: Some(link_secret(data_dir)?) };
         let settings = Settings::from_lookup(lookup, fallbacks)?;
+        let sources = Sources::from_lookup(lookup)?;
         let store = SqliteStore::open(&data_dir.join("datarequest.sqlite3"))?;
         let mailer: Arc<dyn Mailer> = match config::optional(lookup, SMTP_URL) {
             Some(url) => Arc::new(SmtpMailer::new(&url).map_err(|e| ConfigError::new(SMTP_URL, format!("{e:#}")))?),
@@ -94,6 +98,7 @@ impl Local {
             queue: Arc::new(store.clone()),
             exports: Arc::new(FolderExports::new(data_dir.join("exports"))?),
             subjects: Arc::new(store.clone()),
+            sources: Arc::new(sources.clone()),
             accounts: crate::adapters::token_cache::TokenCache::wrap(store.clone()),
             mailer,
             web: Arc::new(HttpWebDelivery::new(settings.web_policy, settings.webhook_timeout)?),
@@ -102,7 +107,7 @@ impl Local {
             limiter: Arc::new(crate::app::RateLimiter::new(settings.rate_limit_per_minute)),
             settings: Arc::new(settings),
         };
-        Ok(Self { app, store, data_dir: data_dir.to_owned() })
+        Ok(Self { app, store, sources, data_dir: data_dir.to_owned() })
     }
 
     /// Serves the API on `listener` with `workers` build workers and the expiry sweeper, until

@@ -15,7 +15,7 @@ use crate::domain::{
 };
 use crate::export::{HtmlOutput, write_export_and_report};
 use crate::mail::{Content, Html, compose};
-use crate::ports::{Change, ExportFormat, Guard, OutgoingMail, WebhookHeaders};
+use crate::ports::{Change, ExportFormat, Guard, OutgoingMail, SourceError, WebhookHeaders};
 
 /// What to do with the queue message after handling it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,13 +49,9 @@ pub async fn handle(app: &App, id: RequestId, receives: u32) -> anyhow::Result<O
             },
             Err(error) if receives >= app.settings.build_attempts => {
                 tracing::error!(error = format!("{error:#}"), receives, "build failed for the last time");
-                let change = Change {
-                    state: Some(State::Failed),
-                    reason: Some("the export could not be built".into()),
-                    ..Change::default()
-                };
+                let reason = build_failure(&error);
+                let change = Change { state: Some(State::Failed), reason: Some(reason.clone()), ..Change::default() };
                 if app.requests.update(id, &Guard::in_states(&[State::Accepted, State::Building]), &change).await? {
-                    let reason = "the export could not be built".to_owned();
                     app.record(request.account, id, AuditEvent::Failed { reason }).await;
                 }
                 return Ok(Outcome::Done);
@@ -68,6 +64,15 @@ pub async fn handle(app: &App, id: RequestId, receives: u32) -> anyhow::Result<O
         return Ok(Outcome::Done);
     }
     deliver(app, &request).await
+}
+
+/// The reason a build that failed for the last time shows: a source's failure names the source,
+/// the kind and the section (its text holds no subject data); any other cause is logged only.
+fn build_failure(error: &anyhow::Error) -> String {
+    match error.chain().find_map(|e| e.downcast_ref::<SourceError>()) {
+        Some(source) => format!("the export could not be built: {source}"),
+        None => "the export could not be built".to_owned(),
+    }
 }
 
 /// Same as [`handle`], for the end of the queue's patience: the message is about to go to the
@@ -98,9 +103,10 @@ async fn build(app: &App, request: &DataRequest) -> anyhow::Result<()> {
         ttl: app.settings.export_ttl,
     };
     let not_before = app.settings.retained_since(app.now());
-    let (written, report) = write_export_and_report(&*app.subjects, &*app.requests, request, writer, html, not_before)
-        .await
-        .context("writing the export")?;
+    let (written, report) =
+        write_export_and_report(&*app.subjects, &*app.sources, &*app.requests, request, writer, html, not_before)
+            .await
+            .context("writing the export")?;
     let size = written.bytes;
     // The expiry the report states, so the page and the status agree.
     let built = Change {

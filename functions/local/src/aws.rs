@@ -10,7 +10,7 @@ use crate::cli::Command;
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     use datarequest::adapters::aws::{Clients, DynamoDbAccounts, DynamoDbSubjects, Resources};
 
-    use crate::cli::{AccountCommand, IngestKeyCommand, env_lookup};
+    use crate::cli::{IngestKeyCommand, env_lookup};
 
     let resources = Resources::from_lookup(&env_lookup)?;
     let clients = Clients::from_env().await;
@@ -20,14 +20,14 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         DynamoDbSubjects::new(dynamodb, resources.subjects_table.clone(), s3, resources.exports_bucket.clone())
     };
     match command {
-        Command::Account { command: AccountCommand::Create { .. } } => crate::account::create(&accounts()).await,
+        Command::Account { command } => crate::account::run(command, &accounts()).await,
         Command::IngestKey { command: IngestKeyCommand::Create { .. } } => crate::ingest_key::create(&accounts()).await,
         Command::Import { file, .. } => crate::import::run(&file, &subjects()).await,
         Command::Erase { account, subject, .. } => {
             let erasure = subject.erasure(account)?;
             crate::erase::run(&erasure, &subjects()).await
         }
-        Command::Serve { .. } | Command::Openapi => {
+        Command::Serve { .. } | Command::Openapi | Command::Sources { .. } => {
             anyhow::bail!("serve and openapi run locally; on AWS the Lambda functions serve")
         }
     }

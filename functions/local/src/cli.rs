@@ -75,6 +75,19 @@ pub enum Command {
         #[command(subcommand)]
         command: IngestKeyCommand,
     },
+    /// The sources subject data is also read from (the mapping named by DATAREQUEST_SOURCES).
+    Sources {
+        #[command(subcommand)]
+        command: SourcesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SourcesCommand {
+    /// Connect to every source, prepare every query, and report each mistake by source, kind and
+    /// section (unknown parameter, syntax, a column that cannot be converted); exits non-zero
+    /// when there is one.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -85,6 +98,58 @@ pub enum AccountCommand {
         #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
+    /// Add or revoke an account's access tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Delete an account: every token is revoked, and its requests answer like unknown ones.
+    Delete {
+        /// The account.
+        #[arg(long, value_parser = AccountId::parse)]
+        account: AccountId,
+        /// Folder of the database.
+        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Add a token to an account; prints it as JSON (shown once, stored only as its hash).
+    Add {
+        /// The account.
+        #[arg(long, value_parser = AccountId::parse)]
+        account: AccountId,
+        /// Folder of the database.
+        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// Revoke a token of an account. Running servers stop taking it within a minute (their
+    /// token cache).
+    Revoke {
+        /// The account.
+        #[arg(long, value_parser = AccountId::parse)]
+        account: AccountId,
+        /// The token.
+        token: String,
+        /// Folder of the database.
+        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+}
+
+impl AccountCommand {
+    /// The data dir the command works on (local backend).
+    pub fn data_dir(&self) -> &Path {
+        match self {
+            Self::Create { data_dir }
+            | Self::Delete { data_dir, .. }
+            | Self::Token { command: TokenCommand::Add { data_dir, .. } | TokenCommand::Revoke { data_dir, .. } } => {
+                data_dir
+            }
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -137,13 +202,18 @@ fn open(data_dir: &Path) -> anyhow::Result<Local> {
 impl Cli {
     /// Runs the command; the exit code of a failure that is not an error (a bad import line).
     pub async fn run(self) -> anyhow::Result<ExitCode> {
+        // The same mapping serves both backends.
+        if let Command::Sources { command: SourcesCommand::Check } = self.command {
+            return crate::sources::check(&env_lookup).await;
+        }
         if self.backend == Backend::Aws {
             return crate::aws::run(self.command).await;
         }
         match self.command {
             Command::Serve { listen, data_dir, demo } => crate::serve::run(listen, &data_dir, demo).await,
-            Command::Account { command: AccountCommand::Create { data_dir } } => {
-                crate::account::create(&*open(&data_dir)?.app.accounts).await
+            Command::Account { command } => {
+                let local = open(command.data_dir())?;
+                crate::account::run(command, &*local.app.accounts).await
             }
             Command::Openapi => crate::openapi::print(),
             Command::Import { file, data_dir } => crate::import::run(&file, &*open(&data_dir)?.app.subjects).await,
@@ -154,6 +224,7 @@ impl Cli {
             Command::IngestKey { command: IngestKeyCommand::Create { data_dir } } => {
                 crate::ingest_key::create(&*open(&data_dir)?.app.accounts).await
             }
+            Command::Sources { command: SourcesCommand::Check } => crate::sources::check(&env_lookup).await,
         }
     }
 }

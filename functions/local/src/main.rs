@@ -10,6 +10,7 @@ mod import;
 mod ingest_key;
 mod openapi;
 mod serve;
+mod sources;
 
 use std::process::ExitCode;
 

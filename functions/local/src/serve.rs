@@ -17,6 +17,11 @@ pub async fn run(listen: SocketAddr, data_dir: &Path, demo: bool) -> anyhow::Res
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr()?;
     let local = Local::open(data_dir, &env_lookup, Some(format!("http://{address}")))?;
+    // A broken mapping would fail every build that reads it: refuse to start instead.
+    let mistakes = local.sources.check().await;
+    if !mistakes.is_empty() {
+        return Ok(crate::sources::report(&mistakes, datarequest::config::SOURCES));
+    }
     let workers = match datarequest::config::optional(&env_lookup, local::WORKERS) {
         None => 2,
         Some(text) => text

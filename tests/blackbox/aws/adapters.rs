@@ -374,3 +374,30 @@ async fn the_dynamodb_audit_log_keeps_each_accounts_entries_in_order_with_a_ttl(
     let ttl = scanned.items()[0].get("ttl").and_then(|v| v.as_n().ok()).cloned();
     assert_eq!(ttl.as_deref(), Some("1894608000"), "kept 1095 days from the entry");
 }
+
+#[tokio::test]
+async fn dynamodb_accounts_add_revoke_and_delete_tokens_without_a_scan() {
+    let env = Env::provision();
+    let clients = env.clients().await;
+    let accounts = DynamoDbAccounts::new(clients.dynamodb.clone(), env.resources().accounts_table);
+    let (first, second, third) =
+        (AccessToken::generate().hash(), AccessToken::generate().hash(), AccessToken::generate().hash());
+    let account = accounts.create(&first, &WebhookSecret::generate()).await.expect("create");
+    let other = accounts.create(&third, &WebhookSecret::generate()).await.expect("create");
+    assert!(accounts.add_token(account, &second).await.expect("add"));
+    assert_eq!(accounts.by_token(&second).await.expect("lookup"), Some(account));
+    assert!(!accounts.revoke_token(other, &second).await.expect("revoke"), "only its own account revokes it");
+    assert!(accounts.revoke_token(account, &second).await.expect("revoke"));
+    assert!(!accounts.revoke_token(account, &second).await.expect("revoke"), "gone already");
+    assert_eq!(accounts.by_token(&second).await.expect("lookup"), None);
+
+    assert!(accounts.add_token(account, &second).await.expect("add"));
+    assert!(accounts.delete_account(account).await.expect("delete"));
+    for token in [&first, &second] {
+        assert_eq!(accounts.by_token(token).await.expect("lookup"), None, "every token of the account is gone");
+    }
+    assert_eq!(accounts.webhook_secret(account).await.expect("read"), None);
+    assert!(!accounts.add_token(account, &first).await.expect("add"), "a deleted account takes no token");
+    assert!(!accounts.delete_account(account).await.expect("delete"), "deleting twice finds nothing");
+    assert_eq!(accounts.by_token(&third).await.expect("lookup"), Some(other), "another account is untouched");
+}

@@ -17,7 +17,8 @@ use crate::domain::{
 };
 use crate::ports::{
     Accounts, AuditLog, BuildQueue, Change, Clock, ExportFile, ExportFormat, ExportStore, ExportWriter, Guard,
-    KeyClaim, Mailer, OutgoingMail, Page, RequestStore, Served, SubjectData, WebDelivery, WebhookHeaders,
+    KeyClaim, Mailer, OutgoingMail, Page, RequestStore, Served, SourceError, SourceReader, SourceRow, SubjectData,
+    SubjectSources, WebDelivery, WebhookHeaders,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -426,6 +427,7 @@ pub struct MemoryAccounts {
     tokens: Mutex<HashMap<TokenHash, AccountId>>,
     secrets: Mutex<Vec<WebhookSecret>>,
     ingest_keys: Mutex<std::collections::HashSet<TokenHash>>,
+    deleted: Mutex<std::collections::HashSet<AccountId>>,
 }
 
 #[async_trait]
@@ -439,7 +441,7 @@ impl Accounts for MemoryAccounts {
     }
 
     async fn add_token(&self, account: AccountId, token: &TokenHash) -> anyhow::Result<bool> {
-        if account.get() > lock(&self.secrets).len() as u64 {
+        if account.get() > lock(&self.secrets).len() as u64 || lock(&self.deleted).contains(&account) {
             return Ok(false);
         }
         lock(&self.tokens).insert(*token, account);
@@ -450,7 +452,24 @@ impl Accounts for MemoryAccounts {
         Ok(lock(&self.tokens).get(token).copied())
     }
 
+    async fn revoke_token(&self, account: AccountId, token: &TokenHash) -> anyhow::Result<bool> {
+        let mut tokens = lock(&self.tokens);
+        if tokens.get(token) == Some(&account) {
+            tokens.remove(token);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn delete_account(&self, account: AccountId) -> anyhow::Result<bool> {
+        lock(&self.tokens).retain(|_, a| *a != account);
+        Ok(lock(&self.deleted).insert(account) && account.get() <= lock(&self.secrets).len() as u64)
+    }
+
     async fn webhook_secret(&self, account: AccountId) -> anyhow::Result<Option<WebhookSecret>> {
+        if lock(&self.deleted).contains(&account) {
+            return Ok(None);
+        }
         let index = usize::try_from(account.get() - 1)?;
         Ok(lock(&self.secrets).get(index).cloned())
     }
@@ -565,6 +584,79 @@ impl Clock for FakeClock {
     }
 }
 
+/// Sources in memory: rows per subject and section in the order added, the subjects they know,
+/// and a section whose read fails (to see a build fail).
+#[derive(Default)]
+pub struct MemorySources(Mutex<SourcesState>);
+
+#[derive(Default)]
+struct SourcesState {
+    rows: Vec<(AccountId, Subject, &'static str, SourceRow)>,
+    known: Vec<(AccountId, Subject)>,
+    failing: Option<SourceError>,
+}
+
+impl MemorySources {
+    /// Adds a row of a section of a subject.
+    pub fn add(&self, account: AccountId, subject: Subject, section: &'static str, row: SourceRow) {
+        lock(&self.0).rows.push((account, subject, section, row));
+    }
+
+    /// Makes a subject exist in the sources.
+    pub fn know(&self, account: AccountId, subject: Subject) {
+        lock(&self.0).known.push((account, subject));
+    }
+
+    /// Makes every read fail with `error` when it reaches the error's section.
+    pub fn fail(&self, error: SourceError) {
+        lock(&self.0).failing = Some(error);
+    }
+}
+
+#[async_trait]
+impl SubjectSources for MemorySources {
+    async fn exists(&self, account: AccountId, subject: &Subject) -> anyhow::Result<bool> {
+        Ok(lock(&self.0).known.iter().any(|(a, s)| *a == account && s == subject))
+    }
+
+    async fn read(&self, account: AccountId, subject: &Subject) -> anyhow::Result<Box<dyn SourceReader>> {
+        let state = lock(&self.0);
+        let rows = state
+            .rows
+            .iter()
+            .filter(|(a, s, _, _)| *a == account && s == subject)
+            .map(|(_, _, section, row)| (*section, row.clone()))
+            .collect();
+        Ok(Box::new(MemoryRead { rows, failing: state.failing.clone(), given: None }))
+    }
+}
+
+struct MemoryRead {
+    rows: Vec<(&'static str, SourceRow)>,
+    failing: Option<SourceError>,
+    given: Option<&'static str>,
+}
+
+#[async_trait]
+impl SourceReader for MemoryRead {
+    async fn next(&mut self, section: &'static str) -> anyhow::Result<Option<Vec<SourceRow>>> {
+        if let Some(error) = self.failing.as_ref().filter(|e| e.section.as_deref() == Some(section)) {
+            return Err(error.clone().into());
+        }
+        if self.given == Some(section) {
+            return Ok(None);
+        }
+        self.given = Some(section);
+        let rows: Vec<SourceRow> =
+            self.rows.iter().filter(|(s, _)| *s == section).map(|(_, row)| row.clone()).collect();
+        Ok((!rows.is_empty()).then_some(rows))
+    }
+
+    async fn finish(self: Box<Self>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
 /// The fakes behind an in-memory [`App`], to arrange and inspect.
 pub struct Fakes {
     /// Requests.
@@ -575,6 +667,8 @@ pub struct Fakes {
     pub exports: Arc<MemoryExports>,
     /// Subject data.
     pub subjects: Arc<MemorySubjects>,
+    /// Sources.
+    pub sources: Arc<MemorySources>,
     /// Accounts.
     pub accounts: Arc<MemoryAccounts>,
     /// Mail.
@@ -595,6 +689,7 @@ pub fn app(settings: Settings) -> (App, Fakes) {
         queue: Arc::default(),
         exports: Arc::default(),
         subjects: Arc::default(),
+        sources: Arc::default(),
         accounts: Arc::default(),
         mailer: Arc::default(),
         web: Arc::default(),
@@ -606,6 +701,7 @@ pub fn app(settings: Settings) -> (App, Fakes) {
         queue: fakes.queue.clone(),
         exports: fakes.exports.clone(),
         subjects: fakes.subjects.clone(),
+        sources: fakes.sources.clone(),
         accounts: fakes.accounts.clone(),
         mailer: fakes.mailer.clone(),
         web: fakes.web.clone(),

@@ -1,10 +1,11 @@
 //! A short-lived in-memory cache in front of any [`Accounts`] store for token lookups, the one
 //! store read that every API call makes before its real work.
 //!
-//! Only found tokens are cached, so a token created a moment ago (by `datarequest account
-//! create`, or in another process) is found at once. A cached entry lives for `ttl`: a token
-//! deleted from the store directly keeps working in a running process (or warm Lambda
-//! instance) for at most that long.
+//! A found token is cached for `ttl`: a token revoked in another process (or by the operator's
+//! command) keeps working in a running process (or warm Lambda instance) for at most that long;
+//! one revoked through this process stops at once. An unknown token is remembered for a few
+//! seconds ([`MISS_TTL`]), so a flood of wrong tokens costs the store a read each only now and
+//! then; a new token is random, so no miss can hide it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,12 +18,14 @@ use crate::ports::Accounts;
 
 /// The most entries kept; when full, expired entries go, and if none has expired, all do.
 const CAPACITY: usize = 10_000;
+/// How long an unknown token is remembered as unknown.
+pub const MISS_TTL: Duration = Duration::from_secs(5);
 
 /// [`Accounts`] with cached token lookups.
 pub struct TokenCache {
     inner: Arc<dyn Accounts>,
     ttl: Duration,
-    entries: Mutex<HashMap<TokenHash, (AccountId, Instant)>>,
+    entries: Mutex<HashMap<TokenHash, (Option<AccountId>, Instant)>>,
 }
 
 impl TokenCache {
@@ -30,6 +33,13 @@ impl TokenCache {
     #[must_use]
     pub fn new(inner: Arc<dyn Accounts>, ttl: Duration) -> Self {
         Self { inner, ttl, entries: Mutex::default() }
+    }
+
+    fn forget(&self, matches: impl Fn(&TokenHash, Option<AccountId>) -> bool) {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|token, (account, _)| !matches(token, *account));
     }
 
     /// `inner` behind the service's cache ([`crate::config::TOKEN_CACHE_TTL`]), ready for an
@@ -47,6 +57,7 @@ impl Accounts for TokenCache {
     }
 
     async fn add_token(&self, account: AccountId, token: &TokenHash) -> anyhow::Result<bool> {
+        self.forget(|t, _| t == token);
         self.inner.add_token(account, token).await
     }
 
@@ -57,13 +68,12 @@ impl Accounts for TokenCache {
             if let Some((account, until)) = entries.get(token)
                 && now < *until
             {
-                return Ok(Some(*account));
+                return Ok(*account);
             }
         }
         let found = self.inner.by_token(token).await?;
-        if let Some(account) = found
-            && !self.ttl.is_zero()
-        {
+        let ttl = if found.is_some() { self.ttl } else { MISS_TTL.min(self.ttl) };
+        if !ttl.is_zero() {
             let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             if entries.len() >= CAPACITY {
                 entries.retain(|_, (_, until)| now < *until);
@@ -71,9 +81,19 @@ impl Accounts for TokenCache {
                     entries.clear();
                 }
             }
-            entries.insert(*token, (account, now + self.ttl));
+            entries.insert(*token, (found, now + ttl));
         }
         Ok(found)
+    }
+
+    async fn revoke_token(&self, account: AccountId, token: &TokenHash) -> anyhow::Result<bool> {
+        self.forget(|t, _| t == token);
+        self.inner.revoke_token(account, token).await
+    }
+
+    async fn delete_account(&self, account: AccountId) -> anyhow::Result<bool> {
+        self.forget(|_, a| a == Some(account));
+        self.inner.delete_account(account).await
     }
 
     async fn add_ingest_key(&self, key: &TokenHash) -> anyhow::Result<()> {
@@ -116,6 +136,12 @@ mod tests {
             self.lookups.fetch_add(1, Ordering::SeqCst);
             self.store.by_token(token).await
         }
+        async fn revoke_token(&self, account: AccountId, token: &TokenHash) -> anyhow::Result<bool> {
+            self.store.revoke_token(account, token).await
+        }
+        async fn delete_account(&self, account: AccountId) -> anyhow::Result<bool> {
+            self.store.delete_account(account).await
+        }
         async fn webhook_secret(&self, account: AccountId) -> anyhow::Result<Option<WebhookSecret>> {
             self.store.webhook_secret(account).await
         }
@@ -145,7 +171,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unknown_token_is_not_cached_so_a_new_one_works_at_once() -> anyhow::Result<()> {
+    async fn a_flood_of_one_unknown_token_reaches_the_store_once() -> anyhow::Result<()> {
+        let (store, cache) = cache(Duration::from_secs(60));
+        let unknown = AccessToken::generate().hash();
+        for _ in 0..100 {
+            assert_eq!(cache.by_token(&unknown).await?, None);
+        }
+        assert_eq!(store.lookups.load(Ordering::SeqCst), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_token_revoked_or_an_account_deleted_through_the_cache_stops_at_once() -> anyhow::Result<()> {
+        let (_, cache) = cache(Duration::from_secs(60));
+        let (first, second) = (AccessToken::generate().hash(), AccessToken::generate().hash());
+        let account = cache.create(&first, &WebhookSecret::generate()).await?;
+        assert!(cache.add_token(account, &second).await?);
+        assert_eq!(cache.by_token(&first).await?, Some(account));
+        assert_eq!(cache.by_token(&second).await?, Some(account));
+        assert!(cache.revoke_token(account, &first).await?);
+        assert_eq!(cache.by_token(&first).await?, None);
+        assert_eq!(cache.by_token(&second).await?, Some(account), "the other token still works");
+        assert!(cache.delete_account(account).await?);
+        assert_eq!(cache.by_token(&second).await?, None);
+        assert!(!cache.add_token(account, &first).await?, "a deleted account takes no token");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_token_added_through_the_cache_works_at_once_even_after_a_miss() -> anyhow::Result<()> {
         let (store, cache) = cache(Duration::from_secs(60));
         let first = AccessToken::generate().hash();
         let account = cache.create(&first, &WebhookSecret::generate()).await?;

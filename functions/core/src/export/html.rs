@@ -13,6 +13,7 @@ use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders, PartType};
 use serde_json::{Map, Value};
 
 use crate::domain::{Event, EventKind, Message, Profile, RequestId, Subject, Subprofile, Timestamp};
+use crate::ports::SourceRow;
 
 /// The policy of the page: nothing but its own inline style. Sent as a header by the API and
 /// repeated in the page, so it holds where the file is opened from disk or a mail client too.
@@ -119,6 +120,8 @@ pub struct HtmlReport {
     buffer: Vec<u8>,
     sections: Vec<(&'static str, u64)>,
     open: bool,
+    /// Whether a table of the store's records is open in the current section.
+    table: bool,
     earliest: Option<Timestamp>,
     latest: Option<Timestamp>,
     request: RequestId,
@@ -133,6 +136,7 @@ impl HtmlReport {
             buffer: Vec::with_capacity(64 * 1024),
             sections: Vec::with_capacity(10),
             open: false,
+            table: false,
             earliest: None,
             latest: None,
             request,
@@ -181,6 +185,7 @@ impl HtmlReport {
     pub fn open_section(&mut self, name: &'static str) {
         self.sections.push((name, 0));
         self.open = false;
+        self.table = false;
         let (heading, about) = title(name);
         self.raw("<section id=\"");
         self.raw(name);
@@ -210,9 +215,10 @@ impl HtmlReport {
         let empty = self.sections.last().is_none_or(|(_, count)| *count == 0);
         if empty {
             self.raw("<p class=\"empty\">No records.</p>\n");
-        } else if name != "destinations" && name != "profile" {
+        } else if self.table && name != "destinations" && name != "profile" {
             self.raw("</tbody></table>\n");
         }
+        self.table = false;
         self.raw("</section>\n");
     }
 
@@ -293,7 +299,9 @@ impl HtmlReport {
 
     /// A subprofile.
     pub fn subprofile(&mut self, s: &Subprofile) {
-        if self.count() {
+        self.count();
+        if !self.table {
+            self.table = true;
             self.raw("<table><thead><tr><th>ID</th><th>Profile</th><th>Collection</th><th>E-mail address</th>");
             self.raw("<th>Created</th><th>Modified</th><th>Fields</th></tr></thead><tbody>\n");
         }
@@ -389,7 +397,9 @@ impl HtmlReport {
 
     /// An event of the open section.
     pub fn event(&mut self, e: &Event) {
-        if self.count() {
+        self.count();
+        if !self.table {
+            self.table = true;
             self.raw("<table><thead><tr><th>Time</th><th>Message</th><th>Profile</th><th>Subprofile</th>");
             self.raw("<th>E-mail address</th><th>Details</th></tr></thead><tbody>\n");
         }
@@ -403,6 +413,51 @@ impl HtmlReport {
         self.raw("<td>");
         self.members(&e.data);
         self.raw("</td></tr>\n");
+    }
+
+    /// A row from one of the platform's own databases: its columns as a table of their own,
+    /// after the store's records of the section; a `mime` column is shown as a message.
+    pub fn source_row(&mut self, row: &SourceRow) {
+        self.count();
+        if self.table {
+            self.raw("</tbody></table>\n");
+            self.table = false;
+        }
+        for (name, value) in row.members() {
+            if matches!(name, "created" | "modified" | "timestamp" | "timestampsent")
+                && let Some(time) = value.as_str().and_then(|text| Timestamp::parse(text).ok())
+            {
+                self.seen(time);
+            }
+        }
+        self.raw("<article><p class=\"note\">From ");
+        self.text(&row.source);
+        self.raw("</p><table class=\"kv\"><tbody>");
+        let mut mime = None;
+        for (name, value) in row.members() {
+            match value {
+                Value::String(text) if name == "mime" => mime = Some(text),
+                _ => {
+                    self.raw("<tr><th>");
+                    self.text(name);
+                    self.raw("</th><td>");
+                    self.value(value);
+                    self.raw("</td></tr>");
+                }
+            }
+        }
+        self.raw("</tbody></table>\n");
+        if let Some(text) = mime {
+            match MessageParser::default().parse(text.as_bytes()) {
+                Some(parsed) => self.mime(&parsed, 0),
+                None => {
+                    self.raw("<h4>Message source</h4><pre>");
+                    self.text(text);
+                    self.raw("</pre>\n");
+                }
+            }
+        }
+        self.raw("</article>\n");
     }
 
     /// Writes the summary (shown first by the layout) and ends the page.

@@ -64,6 +64,8 @@ pub enum ApiError {
     UnsupportedType(String),
     /// `429`: over the rate limit; retry after this many seconds.
     TooMany(u64),
+    /// `429`: too many failed authentications from this client; retry after this many seconds.
+    TooManyFailures(u64),
     /// `503`: a store failed midway; the same call may be sent again. The cause is logged.
     Unavailable(anyhow::Error),
     /// `500`: ours; the cause is logged.
@@ -100,6 +102,10 @@ impl From<SubmitError> for ApiError {
     }
 }
 
+/// Marks a response that refused a token or key, so that failures can be counted per client.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthFailed;
+
 /// Copernica's error body with a status.
 pub fn error_response(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"error": {"message": message}}))).into_response()
@@ -108,14 +114,30 @@ pub fn error_response(status: StatusCode, message: &str) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            Self::BadRequest(message) => error_response(StatusCode::BAD_REQUEST, &message),
+            Self::BadRequest(message) => {
+                let mut response = error_response(StatusCode::BAD_REQUEST, &message);
+                if message == INVALID_TOKEN {
+                    response.extensions_mut().insert(AuthFailed);
+                }
+                response
+            }
             Self::NotFound(message) => error_response(StatusCode::NOT_FOUND, &message),
-            Self::Unauthorized(message) => error_response(StatusCode::UNAUTHORIZED, &message),
+            Self::Unauthorized(message) => {
+                let mut response = error_response(StatusCode::UNAUTHORIZED, &message);
+                response.extensions_mut().insert(AuthFailed);
+                response
+            }
             Self::TooLarge(message) => error_response(StatusCode::PAYLOAD_TOO_LARGE, &message),
             Self::UnsupportedType(message) => error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, &message),
             Self::Unavailable(error) => {
                 tracing::error!(error = format!("{error:#}"), "storage failed");
                 error_response(StatusCode::SERVICE_UNAVAILABLE, "Storage is unavailable; send the same body again")
+            }
+            Self::TooManyFailures(seconds) => {
+                let message = format!("Too many failed authentications; retry after {seconds} seconds");
+                let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, &message);
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+                response
             }
             Self::TooMany(seconds) => {
                 let message = format!("Too many data requests; retry after {seconds} seconds");

@@ -9,8 +9,12 @@ pub mod openapi;
 mod params;
 mod post_datarequest;
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
 use axum::Router;
 use axum::body::Body;
+use axum::extract::State;
 use axum::http::header::{
     CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_SECURITY_POLICY as CONTENT_SECURITY_POLICY_HEADER, CONTENT_TYPE,
     LOCATION, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
@@ -20,9 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio_util::io::ReaderStream;
 
-pub use error::{ApiError, INVALID_METHOD, INVALID_TOKEN, NO_ENTITY, Refusal};
+pub use error::{ApiError, AuthFailed, INVALID_METHOD, INVALID_TOKEN, NO_ENTITY, Refusal};
 
-use crate::app::App;
+use crate::app::{App, RateLimiter};
 use crate::ports::{ExportFormat, Served};
 
 /// Which routes a router serves.
@@ -65,7 +69,35 @@ pub fn router(app: App, part: Part) -> Router {
     if part == Part::All {
         routes = routes.route("/openapi.json", get(|| async { axum::Json(openapi::document()) }));
     }
-    routes.fallback(invalid_method).method_not_allowed_fallback(invalid_method).with_state(app)
+    let limit = app.settings.auth_failures_per_minute;
+    let routes = routes.fallback(invalid_method).method_not_allowed_fallback(invalid_method).with_state(app);
+    if part == Part::All {
+        // Local mode: a client that keeps sending wrong tokens or keys is refused before any
+        // lookup. On AWS, API Gateway's throttling (and an optional WAF rule) does this.
+        let failures = Arc::new(RateLimiter::<IpAddr>::new(limit));
+        return routes.layer(axum::middleware::from_fn_with_state(failures, auth_guard));
+    }
+    routes
+}
+
+/// Refuses a client address over its limit of failed authentications with `429`, and counts
+/// the failures ([`AuthFailed`] on a response).
+async fn auth_guard(
+    State(failures): State<Arc<RateLimiter<IpAddr>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let Some(peer) = peer else { return next.run(request).await };
+    let now = crate::domain::Timestamp::now();
+    if let Some(wait) = failures.over(peer, now) {
+        return ApiError::TooManyFailures(wait).into_response();
+    }
+    let response = next.run(request).await;
+    if response.extensions().get::<AuthFailed>().is_some() {
+        failures.count(peer, now);
+    }
+    response
 }
 
 async fn invalid_method() -> Response {

@@ -189,6 +189,17 @@ pub fn document() -> Value {
             }
         }}),
     );
+    // Any call may meet a limit: the per-account limit on new requests, or (local mode) the
+    // per-client limit on failed authentications.
+    for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|p| p.values_mut()) {
+        if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
+            responses.entry("429").or_insert_with(|| json!({
+                "description": "Too many requests, or too many failed authentications from this client",
+                "headers": {"Retry-After": {"required": true, "description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            }));
+        }
+    }
     json!({
         "openapi": "3.1.0",
         "info": {

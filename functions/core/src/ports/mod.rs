@@ -3,11 +3,15 @@
 //! Their shapes follow the strictest backend: writes are conditional, queues deliver at least
 //! once, exports are written as a stream of parts, and links are minted per call.
 
+mod sources;
+
 use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
+
+pub use sources::{NoRows, NoSources, SourceError, SourceReader, SourceRow, SubjectSources};
 
 use crate::domain::{
     AccountId, AuditEntry, DataRequest, Delivery, EmailAddress, Erasure, Event, EventKind, Message, Profile, ProfileId,
@@ -375,6 +379,19 @@ pub trait Accounts: Send + Sync {
     /// # Errors
     /// When the store cannot be reached.
     async fn add_token(&self, account: AccountId, token: &TokenHash) -> anyhow::Result<bool>;
+
+    /// Revokes a token of the account. Returns `false` when the account has no such token.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn revoke_token(&self, account: AccountId, token: &TokenHash) -> anyhow::Result<bool>;
+
+    /// Deletes an account: every token of it is revoked and the account is gone (its id is never
+    /// given out again). Returns `false` when there is no such account.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn delete_account(&self, account: AccountId) -> anyhow::Result<bool>;
 
     /// The account a token belongs to.
     ///

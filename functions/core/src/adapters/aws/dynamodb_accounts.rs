@@ -1,11 +1,13 @@
 //! Accounts and hashed access tokens in DynamoDB, keyed by `pk`: `ACCOUNT#<id>` holds the
-//! webhook secret, `TOKEN#<sha256 hex>` the account of a token, `INGEST#<sha256 hex>` an ingest key, and `COUNTER`
+//! webhook secret and the set of its token hashes (`tokens`, so an account is deleted with its
+//! tokens without a scan), `TOKEN#<sha256 hex>` the account of a token, `INGEST#<sha256 hex>` an ingest key, and `COUNTER`
 //! the last id.
 
 use anyhow::Context;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update};
 
 use super::attributes::{Item, get_n, get_s, n, put, s};
 use crate::domain::{AccountId, Timestamp, TokenHash, WebhookSecret};
@@ -35,6 +37,20 @@ impl DynamoDbAccounts {
     }
 }
 
+/// A transaction's outcome: `false` when a condition stopped it, an error for anything else.
+fn cancelled_is_false<T>(
+    written: Result<T, aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>>,
+    what: &'static str,
+) -> anyhow::Result<bool> {
+    match written {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.as_service_error(), Some(TransactWriteItemsError::TransactionCanceledException(_))) => {
+            Ok(false)
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(what)),
+    }
+}
+
 fn token_item(token: &TokenHash, account: AccountId) -> Item {
     Item::from([("pk".to_owned(), s(format!("TOKEN#{}", token.to_hex()))), ("account".to_owned(), n(account))])
 }
@@ -59,6 +75,7 @@ impl Accounts for DynamoDbAccounts {
             ("pk".to_owned(), s(format!("ACCOUNT#{account}"))),
             ("webhook_secret".to_owned(), s(secret.expose())),
             ("created".to_owned(), n(Timestamp::now().unix())),
+            ("tokens".to_owned(), AttributeValue::Ss(vec![token.to_hex()])),
         ]);
         self.client
             .transact_write_items()
@@ -71,16 +88,86 @@ impl Accounts for DynamoDbAccounts {
     }
 
     async fn add_token(&self, account: AccountId, token: &TokenHash) -> anyhow::Result<bool> {
-        if self.webhook_secret(account).await?.is_none() {
-            return Ok(false);
-        }
-        self.client
-            .put_item()
+        // The token and its place in the account's set, only while the account exists.
+        let listed = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(format!("ACCOUNT#{account}")))
+            .update_expression("ADD tokens :token")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":token", AttributeValue::Ss(vec![token.to_hex()]))
+            .build()
+            .context("building an update")?;
+        let stored = Put::builder()
             .table_name(&self.table)
             .set_item(Some(token_item(token, account)))
+            .build()
+            .context("building a put")?;
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(listed).build())
+            .transact_items(TransactWriteItem::builder().put(stored).build())
+            .send()
+            .await;
+        cancelled_is_false(written, "storing a token")
+    }
+
+    async fn revoke_token(&self, account: AccountId, token: &TokenHash) -> anyhow::Result<bool> {
+        let gone = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", s(format!("TOKEN#{}", token.to_hex())))
+            .condition_expression("account = :account")
+            .expression_attribute_values(":account", n(account))
+            .build()
+            .context("building a delete")?;
+        let unlisted = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(format!("ACCOUNT#{account}")))
+            .update_expression("DELETE tokens :token")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":token", AttributeValue::Ss(vec![token.to_hex()]))
+            .build()
+            .context("building an update")?;
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(gone).build())
+            .transact_items(TransactWriteItem::builder().update(unlisted).build())
+            .send()
+            .await;
+        cancelled_is_false(written, "revoking a token")
+    }
+
+    async fn delete_account(&self, account: AccountId) -> anyhow::Result<bool> {
+        let key = format!("ACCOUNT#{account}");
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&key))
+            .consistent_read(true)
             .send()
             .await
-            .context("storing a token")?;
+            .context("reading an account")?;
+        let Some(item) = output.item else { return Ok(false) };
+        let tokens = item.get("tokens").and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default();
+        // Tokens first: an account left half-deleted by a failure still takes the command again.
+        for hash in tokens {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", s(format!("TOKEN#{hash}")))
+                .send()
+                .await
+                .context("revoking a token")?;
+        }
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .send()
+            .await
+            .context("deleting an account")?;
         Ok(true)
     }
 

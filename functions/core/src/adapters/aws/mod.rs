@@ -119,6 +119,7 @@ pub fn app(
         queue: queue.clone(),
         exports: Arc::new(S3Exports::new(clients.s3.clone(), resources.exports_bucket.clone())),
         subjects: Arc::new(subjects),
+        sources: Arc::new(crate::sources::Sources::from_lookup(lookup)?),
         accounts: crate::adapters::token_cache::TokenCache::wrap(DynamoDbAccounts::new(
             clients.dynamodb.clone(),
             resources.accounts_table.clone(),

@@ -43,6 +43,26 @@ impl Accounts for SqliteStore {
         .await
     }
 
+    async fn revoke_token(&self, account: AccountId, token: &TokenHash) -> anyhow::Result<bool> {
+        let hash = token.to_hex();
+        self.run(move |c| {
+            Ok(c.execute("DELETE FROM tokens WHERE hash = ?1 AND account = ?2", params![hash, to_i64(account.get())])?
+                == 1)
+        })
+        .await
+    }
+
+    async fn delete_account(&self, account: AccountId) -> anyhow::Result<bool> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM tokens WHERE account = ?1", [to_i64(account.get())])?;
+            let gone = tx.execute("DELETE FROM accounts WHERE id = ?1", [to_i64(account.get())])? == 1;
+            tx.commit()?;
+            Ok(gone)
+        })
+        .await
+    }
+
     async fn by_token(&self, token: &TokenHash) -> anyhow::Result<Option<AccountId>> {
         let hash = token.to_hex();
         self.run(move |c| {

@@ -1,0 +1,128 @@
+//! The port of subject data read where it lives: the platform's own databases, queried per
+//! request through a mapping (see [`crate::sources`]). Their records are appended to the
+//! sections of an export after the subject store's, in the mapping's order.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
+
+use crate::domain::{AccountId, Subject};
+
+/// One row of a source: a record of its section, written as a JSON object whose members are
+/// the columns, in the query's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceRow {
+    /// The source's name in the mapping.
+    pub source: Arc<str>,
+    /// The column names (shared by every row of a query).
+    pub columns: Arc<[String]>,
+    /// The values, one per column.
+    pub values: Vec<Value>,
+}
+
+impl SourceRow {
+    /// The members, in column order.
+    pub fn members(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.columns.iter().map(String::as_str).zip(&self.values)
+    }
+}
+
+impl Serialize for SourceRow {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.values.len()))?;
+        for (name, value) in self.members() {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+/// Reads subjects from the sources of a mapping.
+#[async_trait]
+pub trait SubjectSources: Send + Sync {
+    /// Whether any source's `exists` query for the subject's kind returns a row.
+    ///
+    /// # Errors
+    /// When a source that has such a query cannot be reached or the query fails.
+    async fn exists(&self, account: AccountId, subject: &Subject) -> anyhow::Result<bool>;
+
+    /// Starts one consistent read of every source that supplies sections of this kind of
+    /// subject (one read-only snapshot per source), for the sections of an export in order.
+    ///
+    /// # Errors
+    /// When a source cannot be reached.
+    async fn read(&self, account: AccountId, subject: &Subject) -> anyhow::Result<Box<dyn SourceReader>>;
+}
+
+/// One build's read of the sources. Ask for the sections in export order, each until `None`.
+#[async_trait]
+pub trait SourceReader: Send {
+    /// The next rows of `section`, from the sources in the mapping's order; `None` when every
+    /// source has given all of its rows of the section.
+    ///
+    /// # Errors
+    /// When a source fails; the error names it (a [`SourceError`]).
+    async fn next(&mut self, section: &'static str) -> anyhow::Result<Option<Vec<SourceRow>>>;
+
+    /// Ends the read once every section was read; fails if a source did not end cleanly.
+    ///
+    /// # Errors
+    /// When a source failed.
+    async fn finish(self: Box<Self>) -> anyhow::Result<()>;
+}
+
+/// Why a source failed, named by source, kind of subject and section. The text holds no
+/// subject data and no connection string: it is the reason a failed request shows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("source \"{source_name}\"{}: {what}", place(.kind, .section))]
+pub struct SourceError {
+    /// The source's name.
+    pub source_name: String,
+    /// The kind of subject whose queries ran (`profile`, `subprofile`, `email`), if any.
+    pub kind: Option<&'static str>,
+    /// The query (`exists` or a section name), if it was one.
+    pub section: Option<String>,
+    /// What went wrong.
+    pub what: String,
+}
+
+fn place(kind: &Option<&'static str>, section: &Option<String>) -> String {
+    match (kind, section) {
+        (Some(kind), Some(section)) => format!(" ({kind}, {section})"),
+        (Some(kind), None) => format!(" ({kind})"),
+        (None, Some(section)) => format!(" ({section})"),
+        (None, None) => String::new(),
+    }
+}
+
+/// No sources: nothing exists there and nothing is read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSources;
+
+#[async_trait]
+impl SubjectSources for NoSources {
+    async fn exists(&self, _: AccountId, _: &Subject) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+
+    async fn read(&self, _: AccountId, _: &Subject) -> anyhow::Result<Box<dyn SourceReader>> {
+        Ok(Box::new(NoRows))
+    }
+}
+
+/// A read that yields nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRows;
+
+#[async_trait]
+impl SourceReader for NoRows {
+    async fn next(&mut self, _: &'static str) -> anyhow::Result<Option<Vec<SourceRow>>> {
+        Ok(None)
+    }
+
+    async fn finish(self: Box<Self>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}

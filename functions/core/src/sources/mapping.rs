@@ -1,0 +1,445 @@
+//! The mapping file: which sources there are, how to reach them, and the query of each section
+//! they supply, per kind of subject. It is read whole and checked before anything runs; every
+//! mistake is reported, each named by source, kind and section.
+//!
+//! ```toml
+//! [[source]]
+//! name = "shop"
+//! kind = "postgres"
+//! url_env = "SHOP_DATABASE_URL"
+//! statement_timeout_secs = 30     # optional, default 30
+//! connect_timeout_secs = 10       # optional, default 10
+//!
+//! [source.profile]
+//! exists = "SELECT 1 FROM customer WHERE tenant = :account AND id = :profile"
+//! profile = "SELECT id AS \"ID\", name FROM customer WHERE tenant = :account AND id = :profile"
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::domain::SubjectKind;
+
+use super::sql::{self, Param};
+
+/// Default `statement_timeout_secs`.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `connect_timeout_secs`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The kinds of subject, in the order of the mapping's tables.
+pub const KINDS: [SubjectKind; 3] = [SubjectKind::Profile, SubjectKind::Subprofile, SubjectKind::Email];
+
+/// The sections an export of this kind of subject holds, in export order.
+#[must_use]
+pub fn sections(kind: SubjectKind) -> &'static [&'static str] {
+    const ALL: [&str; 10] = [
+        "profile",
+        "subprofiles",
+        "destinations",
+        "impressions",
+        "clicks",
+        "deliveries",
+        "errors",
+        "abuses",
+        "unsubscribes",
+        "surveys",
+    ];
+    match kind {
+        SubjectKind::Profile => &ALL,
+        SubjectKind::Subprofile => &ALL[1..],
+        SubjectKind::Email => &ALL[2..],
+    }
+}
+
+/// The parameters the queries of this kind of subject may use.
+#[must_use]
+pub fn params(kind: SubjectKind) -> [Param; 2] {
+    match kind {
+        SubjectKind::Profile => [Param::Account, Param::Profile],
+        SubjectKind::Subprofile => [Param::Account, Param::Subprofile],
+        SubjectKind::Email => [Param::Account, Param::Email],
+    }
+}
+
+/// One query of a source, as written and as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// `exists` or the section name.
+    pub name: &'static str,
+    /// The SQL with numbered placeholders.
+    pub sql: String,
+    /// The parameter of each placeholder.
+    pub params: Vec<Param>,
+}
+
+/// The queries of a source for one kind of subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindQueries {
+    /// The kind of subject.
+    pub kind: SubjectKind,
+    /// The query whose row says the subject exists.
+    pub exists: Option<Query>,
+    /// A query per section supplied, in export order.
+    pub sections: Vec<Query>,
+}
+
+impl KindQueries {
+    /// The query of a section, if this source supplies it.
+    #[must_use]
+    pub fn section(&self, name: &str) -> Option<&Query> {
+        self.sections.iter().find(|q| q.name == name)
+    }
+
+    /// Every query, `exists` first.
+    pub fn all(&self) -> impl Iterator<Item = &Query> {
+        self.exists.iter().chain(&self.sections)
+    }
+}
+
+/// A source as the mapping describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSpec {
+    /// Its name, unique in the file.
+    pub name: String,
+    /// The environment variable that holds its connection string.
+    pub url_env: String,
+    /// The longest a statement may run.
+    pub statement_timeout: Duration,
+    /// The longest connecting may take.
+    pub connect_timeout: Duration,
+    /// Its queries per kind of subject.
+    pub kinds: Vec<KindQueries>,
+}
+
+impl SourceSpec {
+    /// The queries for a kind of subject, if any.
+    #[must_use]
+    pub fn queries(&self, kind: SubjectKind) -> Option<&KindQueries> {
+        self.kinds.iter().find(|k| k.kind == kind)
+    }
+}
+
+/// The whole mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Mapping {
+    /// The sources, in file order (the order their records are appended in).
+    pub sources: Vec<SourceSpec>,
+}
+
+/// A mistake in the mapping or in one of its queries, named by where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mistake {
+    /// The source's name (or `#n` before it has one); `None` for the file itself.
+    pub source: Option<String>,
+    /// The kind of subject.
+    pub kind: Option<SubjectKind>,
+    /// `exists` or the section.
+    pub section: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Mistake {
+    pub(crate) fn of_file(message: impl Into<String>) -> Self {
+        Self { source: None, kind: None, section: None, message: message.into() }
+    }
+
+    pub(crate) fn of_source(source: &str, message: impl Into<String>) -> Self {
+        Self { source: Some(source.to_owned()), kind: None, section: None, message: message.into() }
+    }
+
+    pub(crate) fn of_query(source: &str, kind: SubjectKind, section: &str, message: impl Into<String>) -> Self {
+        Self {
+            source: Some(source.to_owned()),
+            kind: Some(kind),
+            section: Some(section.to_owned()),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Mistake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(source) => write!(f, "source \"{source}\"")?,
+            None => f.write_str("mapping")?,
+        }
+        if let Some(kind) = self.kind {
+            write!(f, ", [source.{}]", kind.as_str())?;
+        }
+        if let Some(section) = &self.section {
+            write!(f, " {section}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Mistakes, one a line.
+#[must_use]
+pub fn lines(mistakes: &[Mistake]) -> String {
+    mistakes.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
+fn kind_named(name: &str) -> Option<SubjectKind> {
+    KINDS.into_iter().find(|k| k.as_str() == name)
+}
+
+fn seconds(value: &toml::Value) -> Option<Duration> {
+    let secs = match value {
+        toml::Value::Integer(n) => *n as f64,
+        toml::Value::Float(x) => *x,
+        _ => return None,
+    };
+    (secs.is_finite() && secs > 0.0 && secs <= 86_400.0).then(|| Duration::from_secs_f64(secs))
+}
+
+fn env_name(name: &str) -> bool {
+    name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Reads a mapping.
+///
+/// # Errors
+/// Every mistake found: TOML syntax, unknown or missing keys, unknown sections, queries that
+/// cannot be rewritten or use a parameter their kind of subject does not have.
+pub fn parse(text: &str) -> Result<Mapping, Vec<Mistake>> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| vec![Mistake::of_file(e.to_string())])?;
+    let mut mistakes = Vec::new();
+    let mut mapping = Mapping::default();
+    for (key, value) in &table {
+        if key != "source" {
+            mistakes.push(Mistake::of_file(format!("unknown key `{key}`: the file holds [[source]] tables only")));
+            continue;
+        }
+        let Some(array) = value.as_array() else {
+            mistakes.push(Mistake::of_file("`source` must be written [[source]], one table per source"));
+            continue;
+        };
+        for (n, item) in array.iter().enumerate() {
+            match item.as_table() {
+                Some(source) => {
+                    if let Some(spec) = source_spec(source, n + 1, &mut mistakes) {
+                        if mapping.sources.iter().any(|s| s.name == spec.name) {
+                            mistakes.push(Mistake::of_source(&spec.name, "the name is used by another source"));
+                        }
+                        mapping.sources.push(spec);
+                    }
+                }
+                None => mistakes.push(Mistake::of_source(&format!("#{}", n + 1), "must be a table")),
+            }
+        }
+    }
+    if mapping.sources.is_empty() && mistakes.is_empty() {
+        mistakes.push(Mistake::of_file("no [[source]]"));
+    }
+    if mistakes.is_empty() { Ok(mapping) } else { Err(mistakes) }
+}
+
+fn source_spec(table: &toml::Table, n: usize, mistakes: &mut Vec<Mistake>) -> Option<SourceSpec> {
+    let before = mistakes.len();
+    let name = match table.get("name").map(toml::Value::as_str) {
+        Some(Some(name)) if !name.trim().is_empty() && !name.chars().any(char::is_control) => name.to_owned(),
+        Some(_) => {
+            mistakes.push(Mistake::of_source(&format!("#{n}"), "`name` must be a non-empty string"));
+            format!("#{n}")
+        }
+        None => {
+            mistakes.push(Mistake::of_source(&format!("#{n}"), "`name` is missing"));
+            format!("#{n}")
+        }
+    };
+    let mistake = |message: String| Mistake::of_source(&name, message);
+    match table.get("kind").map(toml::Value::as_str) {
+        Some(Some("postgres")) => {}
+        Some(_) => mistakes.push(mistake("`kind` must be \"postgres\" (the only kind of source)".into())),
+        None => mistakes.push(mistake("`kind` is missing (\"postgres\")".into())),
+    }
+    let url_env = match table.get("url_env").map(toml::Value::as_str) {
+        Some(Some(var)) if env_name(var) => var.to_owned(),
+        Some(_) => {
+            mistakes.push(mistake("`url_env` must name an environment variable, such as \"SHOP_DATABASE_URL\"".into()));
+            String::new()
+        }
+        None => {
+            mistakes.push(mistake("`url_env` is missing: the environment variable with the connection string".into()));
+            String::new()
+        }
+    };
+    let mut timeout = |key: &str, default: Duration| match table.get(key) {
+        None => default,
+        Some(value) => seconds(value).unwrap_or_else(|| {
+            mistakes.push(mistake(format!("`{key}` must be a number of seconds above 0, at most 86400")));
+            default
+        }),
+    };
+    let statement_timeout = timeout("statement_timeout_secs", DEFAULT_STATEMENT_TIMEOUT);
+    let connect_timeout = timeout("connect_timeout_secs", DEFAULT_CONNECT_TIMEOUT);
+    let mut kinds = Vec::new();
+    for (key, value) in table {
+        if matches!(key.as_str(), "name" | "kind" | "url_env" | "statement_timeout_secs" | "connect_timeout_secs") {
+            continue;
+        }
+        let Some(kind) = kind_named(key) else {
+            mistakes.push(mistake(format!(
+                "unknown key `{key}`: a source has name, kind, url_env, statement_timeout_secs, connect_timeout_secs \
+                 and the tables [source.profile], [source.subprofile], [source.email]"
+            )));
+            continue;
+        };
+        let Some(queries) = value.as_table() else {
+            mistakes.push(mistake(format!("`{key}` must be a table: [source.{key}]")));
+            continue;
+        };
+        kinds.push(kind_queries(&name, kind, queries, mistakes));
+    }
+    kinds.sort_by_key(|k| KINDS.iter().position(|kind| *kind == k.kind));
+    if kinds.is_empty() && mistakes.len() == before {
+        mistakes.push(mistake("supplies nothing: add [source.profile], [source.subprofile] or [source.email]".into()));
+    }
+    Some(SourceSpec { name, url_env, statement_timeout, connect_timeout, kinds })
+}
+
+fn kind_queries(source: &str, kind: SubjectKind, table: &toml::Table, mistakes: &mut Vec<Mistake>) -> KindQueries {
+    let allowed = sections(kind);
+    let mut queries = KindQueries { kind, exists: None, sections: Vec::new() };
+    for (key, value) in table {
+        let mistake = |message: String| Mistake::of_query(source, kind, key, message);
+        let name = if key == "exists" { Some("exists") } else { allowed.iter().copied().find(|s| s == key) };
+        let Some(name) = name else {
+            let reason = if sections(SubjectKind::Profile).contains(&key.as_str()) {
+                let article = if kind == SubjectKind::Email { "an" } else { "a" };
+                format!("{article} {} export has no section {key}", kind.as_str())
+            } else {
+                "unknown section".to_owned()
+            };
+            mistakes.push(mistake(format!(
+                "{reason}; [source.{}] takes exists, {}",
+                kind.as_str(),
+                allowed.join(", ")
+            )));
+            continue;
+        };
+        let Some(text) = value.as_str() else {
+            mistakes.push(mistake("must be a string holding one SQL query".into()));
+            continue;
+        };
+        match sql::rewrite(text) {
+            Ok(rewritten) => {
+                let usable = params(kind);
+                if let Some(param) = rewritten.params.iter().find(|p| !usable.contains(p)) {
+                    mistakes.push(mistake(format!(
+                        "unknown parameter {param}: the queries of [source.{}] may use {} and {}",
+                        kind.as_str(),
+                        usable[0],
+                        usable[1]
+                    )));
+                    continue;
+                }
+                let query = Query { name, sql: rewritten.sql, params: rewritten.params };
+                if name == "exists" {
+                    queries.exists = Some(query);
+                } else {
+                    queries.sections.push(query);
+                }
+            }
+            Err(error) => mistakes.push(mistake(error.to_string())),
+        }
+    }
+    queries.sections.sort_by_key(|q| allowed.iter().position(|s| *s == q.name));
+    queries
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    const GOOD: &str = r#"
+[[source]]
+name = "shop"
+kind = "postgres"
+url_env = "SHOP_DATABASE_URL"
+statement_timeout_secs = 2.5
+
+[source.profile]
+exists = "SELECT 1 FROM customer WHERE tenant = :account AND id = :profile"
+destinations = "SELECT id AS \"ID\" FROM messages WHERE customer_id = :profile"
+profile = "SELECT id AS \"ID\", name FROM customer WHERE tenant = :account AND id = :profile"
+
+[source.email]
+clicks = "SELECT * FROM events WHERE kind = 'click' AND address = :email"
+
+[[source]]
+name = "crm"
+kind = "postgres"
+url_env = "CRM_URL"
+
+[source.subprofile]
+subprofiles = "SELECT * FROM contacts WHERE id = :subprofile"
+"#;
+
+    #[test]
+    fn a_good_mapping_is_read_in_file_order_with_sections_in_export_order() {
+        let mapping = parse(GOOD).expect("valid");
+        assert_eq!(mapping.sources.len(), 2);
+        let shop = &mapping.sources[0];
+        assert_eq!(shop.name, "shop");
+        assert_eq!(shop.url_env, "SHOP_DATABASE_URL");
+        assert_eq!(shop.statement_timeout, Duration::from_millis(2500));
+        assert_eq!(shop.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        let profile = shop.queries(SubjectKind::Profile).expect("profile queries");
+        assert_eq!(profile.sections.iter().map(|q| q.name).collect::<Vec<_>>(), ["profile", "destinations"]);
+        assert_eq!(profile.exists.as_ref().map(|q| q.params.clone()), Some(vec![Param::Account, Param::Profile]));
+        assert!(shop.queries(SubjectKind::Subprofile).is_none());
+        assert_eq!(mapping.sources[1].statement_timeout, DEFAULT_STATEMENT_TIMEOUT);
+    }
+
+    #[test]
+    fn every_mistake_is_reported_by_source_kind_and_section() {
+        let text = r#"
+[[source]]
+name = "shop"
+kind = "postgres"
+url_env = "SHOP_DATABASE_URL"
+colour = "blue"
+
+[source.profile]
+profile = "SELECT * FROM customer WHERE id = :subprofile"
+orders = "SELECT * FROM orders"
+
+[source.email]
+profile = "SELECT * FROM customer WHERE email = :email"
+clicks = "SELECT * FROM events WHERE id = $1"
+
+[[source]]
+name = "shop"
+kind = "mysql"
+statement_timeout_secs = 0
+"#;
+        let mistakes = parse(text).expect_err("broken");
+        let lines: Vec<String> = mistakes.iter().map(ToString::to_string).collect();
+        let has = |needle: &str| assert!(lines.iter().any(|l| l.contains(needle)), "no `{needle}` in {lines:#?}");
+        has("source \"shop\": unknown key `colour`");
+        has("source \"shop\", [source.profile] profile: unknown parameter :subprofile");
+        has("source \"shop\", [source.profile] orders: unknown section");
+        has("source \"shop\", [source.email] profile: an email export has no section profile");
+        has("source \"shop\", [source.email] clicks: numbered placeholders");
+        has("source \"shop\": `kind` must be \"postgres\"");
+        has("source \"shop\": `url_env` is missing");
+        has("source \"shop\": `statement_timeout_secs` must be a number of seconds");
+        has("source \"shop\": the name is used by another source");
+    }
+
+    #[test]
+    fn syntax_errors_and_empty_files_are_mistakes_of_the_file() {
+        let mistakes = parse("[[source]\nname = ").expect_err("broken");
+        assert_eq!(mistakes.len(), 1);
+        assert!(mistakes[0].to_string().starts_with("mapping: "), "{}", mistakes[0]);
+        assert_eq!(parse("").expect_err("empty")[0].to_string(), "mapping: no [[source]]");
+        let nothing = "[[source]]\nname = \"a\"\nkind = \"postgres\"\nurl_env = \"A\"\n";
+        assert!(parse(nothing).expect_err("supplies nothing")[0].to_string().contains("supplies nothing"));
+    }
+}

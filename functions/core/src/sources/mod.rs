@@ -1,0 +1,206 @@
+//! Subject data read where it lives: the sources of the mapping file named by
+//! `DATAREQUEST_SOURCES` (or given whole in `DATAREQUEST_SOURCES_TOML`), each a PostgreSQL
+//! database queried per request (see [`mapping`] for the file, [`postgres`] for the reading,
+//! [`convert`] for the types). [`Sources`] is the [`SubjectSources`] port on them.
+//!
+//! A build reads every source that supplies sections of its kind of subject side by side, each
+//! in its own task, one snapshot per source, rows handed over in small batches through a short
+//! queue (so memory stays flat); the export takes them section by section, in file order.
+
+pub mod convert;
+pub mod mapping;
+pub mod postgres;
+pub mod sql;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::config::{self, ConfigError};
+use crate::domain::{AccountId, Subject};
+use crate::ports::{SourceError, SourceReader, SourceRow, SubjectSources};
+pub use mapping::{Mapping, Mistake};
+use postgres::{Message, Postgres, Values};
+
+/// Batches of rows waiting between a source's task and the export, per source.
+const QUEUE: usize = 2;
+
+/// The sources of a mapping, with their connection strings; none when no mapping is set.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    sources: Vec<Arc<Postgres>>,
+}
+
+impl Sources {
+    /// No sources.
+    #[must_use]
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// The sources of a mapping's text, each with the connection string from the variable it
+    /// names (read through `lookup`).
+    ///
+    /// # Errors
+    /// Every mistake of the mapping, or of a connection string (never quoted).
+    pub fn from_text(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, Vec<Mistake>> {
+        let mapping = mapping::parse(text)?;
+        let mut sources = Vec::new();
+        let mut mistakes = Vec::new();
+        for spec in mapping.sources {
+            let Some(url) = lookup(&spec.url_env).filter(|url| !url.trim().is_empty()) else {
+                mistakes.push(Mistake::of_source(&spec.name, format!("{} (url_env) is not set", spec.url_env)));
+                continue;
+            };
+            match Postgres::new(spec.clone(), &url) {
+                Ok(source) => sources.push(Arc::new(source)),
+                Err(message) => mistakes.push(Mistake::of_source(&spec.name, format!("{}: {message}", spec.url_env))),
+            }
+        }
+        if mistakes.is_empty() { Ok(Self { sources }) } else { Err(mistakes) }
+    }
+
+    /// The sources named by `DATAREQUEST_SOURCES` (a file) or `DATAREQUEST_SOURCES_TOML` (the
+    /// mapping itself); none when neither is set.
+    ///
+    /// # Errors
+    /// When both are set, the file cannot be read, or the mapping has mistakes (all listed).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let Some((variable, text)) = mapping_text(lookup)? else { return Ok(Self::none()) };
+        Self::from_text(&text, lookup).map_err(|mistakes| {
+            ConfigError::new(variable, format!("the mapping has mistakes:\n{}", mapping::lines(&mistakes)))
+        })
+    }
+
+    /// Whether there are no sources.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    /// The sources, in file order.
+    #[must_use]
+    pub fn sources(&self) -> &[Arc<Postgres>] {
+        &self.sources
+    }
+
+    /// Connects to every source and prepares every query; every mistake found (none: all is
+    /// well). Sources are checked one after the other, in file order.
+    pub async fn check(&self) -> Vec<Mistake> {
+        let mut mistakes = Vec::new();
+        for source in &self.sources {
+            mistakes.extend(source.check().await);
+        }
+        mistakes
+    }
+}
+
+/// The mapping's text and the variable it came from: the file named by `DATAREQUEST_SOURCES`,
+/// or `DATAREQUEST_SOURCES_TOML` itself; `None` when neither is set.
+///
+/// # Errors
+/// When both are set or the file cannot be read.
+pub fn mapping_text(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<(&'static str, String)>, ConfigError> {
+    match (config::optional(lookup, config::SOURCES), config::optional(lookup, config::SOURCES_TOML)) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => {
+            Err(ConfigError::new(config::SOURCES, format!("set it or {}, not both", config::SOURCES_TOML)))
+        }
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::new(config::SOURCES, format!("cannot read {path}: {e}")))?;
+            Ok(Some((config::SOURCES, text)))
+        }
+        (None, Some(text)) => Ok(Some((config::SOURCES_TOML, text))),
+    }
+}
+
+#[async_trait]
+impl SubjectSources for Sources {
+    async fn exists(&self, account: AccountId, subject: &Subject) -> anyhow::Result<bool> {
+        let values = Values::of(account, subject);
+        for source in &self.sources {
+            if source.exists(subject.kind(), &values).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn read(&self, account: AccountId, subject: &Subject) -> anyhow::Result<Box<dyn SourceReader>> {
+        let kind = subject.kind();
+        let values = Values::of(account, subject);
+        let feeds = self
+            .sources
+            .iter()
+            .filter(|source| source.spec().queries(kind).is_some_and(|q| !q.sections.is_empty()))
+            .map(|source| {
+                let (out, rows) = mpsc::channel(QUEUE);
+                let task = tokio::spawn(Arc::clone(source).read(kind, values.clone(), out));
+                Feed { name: source.name().to_owned(), kind: kind.as_str(), rows, task }
+            })
+            .collect();
+        Ok(Box::new(Reading { feeds, at: 0 }))
+    }
+}
+
+/// One source's task of a build, and its queue.
+struct Feed {
+    name: String,
+    kind: &'static str,
+    rows: mpsc::Receiver<Message>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Feed {
+    fn broken(&self, section: Option<&str>) -> SourceError {
+        SourceError {
+            source_name: self.name.clone(),
+            kind: Some(self.kind),
+            section: section.map(str::to_owned),
+            what: "the read ended before its end".into(),
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        // A build that stops early (its export failed) stops its sources' reads with it.
+        self.task.abort();
+    }
+}
+
+/// The sources of one build, read section by section.
+struct Reading {
+    feeds: Vec<Feed>,
+    /// The feed whose rows of the current section come next.
+    at: usize,
+}
+
+#[async_trait]
+impl SourceReader for Reading {
+    async fn next(&mut self, section: &'static str) -> anyhow::Result<Option<Vec<SourceRow>>> {
+        while let Some(feed) = self.feeds.get_mut(self.at) {
+            match feed.rows.recv().await {
+                Some(Message::Rows(rows)) => return Ok(Some(rows)),
+                Some(Message::End(ended)) if ended == section => self.at += 1,
+                Some(Message::Failed(error)) => return Err(error.into()),
+                Some(Message::End(_) | Message::Done) | None => return Err(feed.broken(Some(section)).into()),
+            }
+        }
+        self.at = 0;
+        Ok(None)
+    }
+
+    async fn finish(mut self: Box<Self>) -> anyhow::Result<()> {
+        for feed in &mut self.feeds {
+            match feed.rows.recv().await {
+                Some(Message::Done) => {}
+                Some(Message::Failed(error)) => return Err(error.into()),
+                Some(_) | None => return Err(feed.broken(None).into()),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,505 @@
+//! A source of kind `postgres`: one connection per read, one `READ ONLY`, `REPEATABLE READ`
+//! transaction per build (so every section sees the same snapshot), each statement bounded by
+//! the source's `statement_timeout`, rows streamed through a portal a page at a time.
+//!
+//! TLS is rustls with the roots of `webpki-roots`, or the PEM file the connection string names
+//! with `sslrootcert=`; the server's certificate and name are always verified when TLS is used.
+//! `sslmode` is taken from the connection string: `disable`, `prefer`, `require`, `verify-ca`
+//! and `verify-full` (the last three all verify). Without it, a loopback host or a Unix socket
+//! is reached without TLS, and any other host only with TLS.
+
+use futures_util::TryStreamExt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Statement, Transaction};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::convert::{self, Cell, TextParam};
+use super::mapping::{self, Mistake, Query, SourceSpec};
+use super::sql::Param;
+use crate::domain::{AccountId, Subject, SubjectKind};
+use crate::ports::{SourceError, SourceRow};
+
+/// Rows asked of the server at a time. Each page is one statement for `statement_timeout`.
+const PAGE_ROWS: i32 = 1000;
+/// Rows handed to the export at a time, at most.
+const BATCH_ROWS: usize = 256;
+/// Bytes of values handed to the export at a time, about.
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// The values of a request's parameters, as text.
+#[derive(Debug, Clone)]
+pub struct Values {
+    account: String,
+    subject: String,
+}
+
+impl Values {
+    /// The values of a request for `subject` in `account`.
+    #[must_use]
+    pub fn of(account: AccountId, subject: &Subject) -> Self {
+        Self { account: account.to_string(), subject: subject.value() }
+    }
+
+    /// The value of a parameter (the mapping allows only the subject's own kind).
+    fn get(&self, param: Param) -> &str {
+        match param {
+            Param::Account => &self.account,
+            Param::Profile | Param::Subprofile | Param::Email => &self.subject,
+        }
+    }
+}
+
+/// What a reading task hands to the build, in order: each section's rows then its end, and at
+/// last `Done` (or `Failed` at any point).
+#[derive(Debug)]
+pub enum Message {
+    /// Rows of the current section.
+    Rows(Vec<SourceRow>),
+    /// The current section has no more rows.
+    End(&'static str),
+    /// Every section was read and the transaction ended.
+    Done,
+    /// The source failed; nothing more comes.
+    Failed(SourceError),
+}
+
+/// A `postgres` source, ready to connect.
+pub struct Postgres {
+    spec: SourceSpec,
+    name: Arc<str>,
+    config: Config,
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres").field("name", &self.name).field("tls", &self.tls.is_some()).finish_non_exhaustive()
+    }
+}
+
+fn loopback(host: &Host) -> bool {
+    match host {
+        Host::Tcp(name) => name == "localhost" || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+        #[cfg(unix)]
+        Host::Unix(_) => true,
+    }
+}
+
+/// `sslmode` and `sslrootcert` taken out of a connection string (URL or `key=value` form),
+/// which the client library does not take as libpq does.
+fn split_tls(url: &str) -> Result<(String, Option<String>, Option<String>), String> {
+    let mut mode = None;
+    let mut root = None;
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let mut parsed = url::Url::parse(url).map_err(|e| format!("the connection string is not a valid URL: {e}"))?;
+        let mut kept = Vec::new();
+        for (key, value) in parsed.query_pairs() {
+            match &*key {
+                "sslmode" => mode = Some(value.into_owned()),
+                "sslrootcert" => root = Some(value.into_owned()),
+                _ => kept.push((key.into_owned(), value.into_owned())),
+            }
+        }
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        return Ok((parsed.to_string(), mode, root));
+    }
+    let mut kept = Vec::new();
+    for token in url.split_whitespace() {
+        if let Some(value) = token.strip_prefix("sslmode=") {
+            mode = Some(value.trim_matches('\'').to_owned());
+        } else if let Some(value) = token.strip_prefix("sslrootcert=") {
+            root = Some(value.trim_matches('\'').to_owned());
+        } else {
+            kept.push(token);
+        }
+    }
+    Ok((kept.join(" "), mode, root))
+}
+
+fn tls_config(root: Option<&str>) -> Result<MakeRustlsConnect, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match root {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(|e| format!("sslrootcert: cannot read {path}: {e}"))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(format!("sslrootcert: {path} holds no certificate"));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// A problem of one query, found while preparing it.
+type Problems = Vec<String>;
+
+/// A query prepared for reading: the statement to run and the names of its columns.
+struct Prepared {
+    statement: Statement,
+    /// The names of its columns, as the query gives them.
+    columns: Arc<[String]>,
+}
+
+/// Text of a database error without the values it may quote (data exceptions and constraint
+/// violations quote them): safe for logs and for a request's reason.
+fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let code = db.code().code();
+        let message =
+            if code.starts_with("22") || code.starts_with("23") { "a value was refused" } else { db.message() };
+        let at = match db.position() {
+            Some(tokio_postgres::error::ErrorPosition::Original(n)) => format!(" at character {n}"),
+            _ => String::new(),
+        };
+        return format!("{message}{at} (SQLSTATE {code})");
+    }
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
+}
+
+impl Postgres {
+    /// A source from its spec and connection string.
+    ///
+    /// # Errors
+    /// When the connection string or its TLS settings are wrong; the text never holds the
+    /// connection string.
+    pub fn new(spec: SourceSpec, url: &str) -> Result<Self, String> {
+        let (rest, mode, root) = split_tls(url)?;
+        let mut config: Config =
+            rest.parse().map_err(|e: tokio_postgres::Error| format!("the connection string: {}", describe(&e)))?;
+        if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+            return Err("the connection string names no host".into());
+        }
+        let local = config.get_hosts().iter().all(loopback) && config.get_hostaddrs().iter().all(IpAddr::is_loopback);
+        let (ssl, tls) = match mode.as_deref() {
+            Some("disable") => (SslMode::Disable, false),
+            Some("prefer") => (SslMode::Prefer, true),
+            Some("require" | "verify-ca" | "verify-full") => (SslMode::Require, true),
+            None if local => (SslMode::Disable, false),
+            None => (SslMode::Require, true),
+            Some(_) => return Err("sslmode must be disable, prefer, require, verify-ca or verify-full".into()),
+        };
+        config.ssl_mode(ssl);
+        config.connect_timeout(spec.connect_timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("datarequest");
+        }
+        let tls = if tls { Some(tls_config(root.as_deref())?) } else { None };
+        Ok(Self { name: Arc::from(spec.name.as_str()), spec, config, tls })
+    }
+
+    /// The source's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The mapping's description of this source.
+    #[must_use]
+    pub fn spec(&self) -> &SourceSpec {
+        &self.spec
+    }
+
+    fn error(&self, kind: Option<SubjectKind>, section: Option<&str>, what: String) -> SourceError {
+        SourceError {
+            source_name: self.spec.name.clone(),
+            kind: kind.map(SubjectKind::as_str),
+            section: section.map(str::to_owned),
+            what,
+        }
+    }
+
+    async fn connect(&self) -> Result<Client, SourceError> {
+        let connected = match &self.tls {
+            None => self.config.connect(NoTls).await.map(|(client, connection)| {
+                tokio::spawn(connection);
+                client
+            }),
+            Some(tls) => self.config.connect(tls.clone()).await.map(|(client, connection)| {
+                tokio::spawn(connection);
+                client
+            }),
+        };
+        connected.map_err(|e| self.error(None, None, format!("could not connect: {}", describe(&e))))
+    }
+
+    /// Starts the read-only snapshot with the statement timeout.
+    async fn begin<'c>(&self, client: &'c mut Client, kind: SubjectKind) -> Result<Transaction<'c>, SourceError> {
+        let failed = |e: tokio_postgres::Error| {
+            self.error(Some(kind), None, format!("could not start reading: {}", describe(&e)))
+        };
+        let transaction = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(failed)?;
+        let millis = self.spec.statement_timeout.as_millis().max(1);
+        transaction.batch_execute(&format!("SET LOCAL statement_timeout = {millis}")).await.map_err(failed)?;
+        Ok(transaction)
+    }
+
+    /// Whether the kind's `exists` query returns a row for these values (`false` without one).
+    ///
+    /// # Errors
+    /// When the source cannot be reached or the query fails.
+    pub async fn exists(&self, kind: SubjectKind, values: &Values) -> Result<bool, SourceError> {
+        let Some(query) = self.spec.queries(kind).and_then(|q| q.exists.as_ref()) else { return Ok(false) };
+        let mut client = self.connect().await?;
+        let transaction = self.begin(&mut client, kind).await?;
+        let failed = |e: tokio_postgres::Error| self.error(Some(kind), Some("exists"), describe(&e));
+        let statement = transaction.prepare(&query.sql).await.map_err(failed)?;
+        let Some(params) = bind(query, &statement, values) else { return Ok(false) };
+        let found = {
+            let rows = transaction.query_raw(&statement, params).await.map_err(failed)?;
+            let mut rows = std::pin::pin!(rows);
+            rows.try_next().await.map_err(failed)?.is_some()
+        };
+        transaction.commit().await.map_err(failed)?;
+        Ok(found)
+    }
+
+    /// Reads every section the kind's queries supply, in export order, in one snapshot, and
+    /// hands the rows to `out` (see [`Message`]). Stops when `out` is closed.
+    pub async fn read(self: Arc<Self>, kind: SubjectKind, values: Values, out: mpsc::Sender<Message>) {
+        let result = tokio::select! {
+            result = self.read_all(kind, &values, &out) => result,
+            () = out.closed() => return,
+        };
+        let _ = out.send(result.map_or_else(Message::Failed, |()| Message::Done)).await;
+    }
+
+    async fn read_all(
+        &self,
+        kind: SubjectKind,
+        values: &Values,
+        out: &mpsc::Sender<Message>,
+    ) -> Result<(), SourceError> {
+        let gone = || self.error(Some(kind), None, "the build stopped reading".into());
+        let mut client = self.connect().await?;
+        let transaction = self.begin(&mut client, kind).await?;
+        let queries = self.spec.queries(kind);
+        for section in mapping::sections(kind) {
+            if let Some(query) = queries.and_then(|q| q.section(section)) {
+                self.stream(&transaction, kind, query, values, out).await?;
+            }
+            out.send(Message::End(section)).await.map_err(|_| gone())?;
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(|e| self.error(Some(kind), None, format!("could not end reading: {}", describe(&e))))
+    }
+
+    async fn stream(
+        &self,
+        transaction: &Transaction<'_>,
+        kind: SubjectKind,
+        query: &Query,
+        values: &Values,
+        out: &mpsc::Sender<Message>,
+    ) -> Result<(), SourceError> {
+        let failed = |what: String| self.error(Some(kind), Some(query.name), what);
+        let prepared = prepare(transaction, query).await.map_err(|problems| failed(problems.join("; ")))?;
+        let Some(params) = bind(query, &prepared.statement, values) else { return Ok(()) };
+        let portal = transaction.bind_raw(&prepared.statement, params).await.map_err(|e| failed(describe(&e)))?;
+        let width = prepared.columns.len();
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        loop {
+            let rows = transaction.query_portal_raw(&portal, PAGE_ROWS).await.map_err(|e| failed(describe(&e)))?;
+            let mut rows = std::pin::pin!(rows);
+            let mut count = 0;
+            while let Some(row) = rows.try_next().await.map_err(|e| failed(describe(&e)))? {
+                count += 1;
+                let mut values = Vec::with_capacity(width);
+                for i in 0..width {
+                    let Cell(value, size) = row.try_get::<_, Cell>(i).map_err(|e| failed(describe(&e)))?;
+                    bytes += size;
+                    values.push(value);
+                }
+                batch.push(SourceRow { source: self.name.clone(), columns: prepared.columns.clone(), values });
+                if batch.len() >= BATCH_ROWS || bytes >= BATCH_BYTES {
+                    bytes = 0;
+                    let rows = std::mem::take(&mut batch);
+                    out.send(Message::Rows(rows)).await.map_err(|_| failed("the build stopped reading".into()))?;
+                }
+            }
+            if count < PAGE_ROWS {
+                break;
+            }
+        }
+        if !batch.is_empty() {
+            out.send(Message::Rows(batch)).await.map_err(|_| failed("the build stopped reading".into()))?;
+        }
+        Ok(())
+    }
+
+    /// Connects, prepares every query and reports each mistake: a query the server refuses
+    /// (syntax, unknown table or column), a parameter compared with a type its value cannot
+    /// have, columns without a name or with the same name, a column that cannot be converted.
+    pub async fn check(&self) -> Vec<Mistake> {
+        let client = match self.connect().await {
+            Ok(client) => client,
+            Err(error) => return vec![Mistake::of_source(&self.spec.name, error.what)],
+        };
+        let mut mistakes = Vec::new();
+        for queries in &self.spec.kinds {
+            for query in queries.all() {
+                let mistake = |message: String| Mistake::of_query(&self.spec.name, queries.kind, query.name, message);
+                let prepared = if query.name == "exists" {
+                    client
+                        .prepare(&query.sql)
+                        .await
+                        .map(|statement| Prepared { statement, columns: Arc::from([]) })
+                        .map_err(|e| vec![describe(&e)])
+                } else {
+                    prepare(&client, query).await
+                };
+                match prepared {
+                    Ok(prepared) => {
+                        for (param, ty) in query.params.iter().zip(prepared.statement.params()) {
+                            let numeric = *param != Param::Email;
+                            if !convert::bindable(ty, numeric) {
+                                let can = if numeric { "an integer, numeric or text type" } else { "a text type" };
+                                mistakes.push(mistake(format!(
+                                    "parameter {param} is compared with a value of type {}; it can only be {can}",
+                                    ty.name()
+                                )));
+                            }
+                        }
+                    }
+                    Err(problems) => mistakes.extend(problems.into_iter().map(mistake)),
+                }
+            }
+        }
+        mistakes
+    }
+}
+
+/// The parameters of a prepared query, or `None` when a value cannot be given to its type
+/// (an id out of an integer column's range, an address for a number): then nothing can match.
+fn bind<'v>(query: &Query, statement: &Statement, values: &'v Values) -> Option<Vec<TextParam<'v>>> {
+    query
+        .params
+        .iter()
+        .zip(statement.params())
+        .map(|(param, ty)| {
+            let value = values.get(*param);
+            convert::fits(ty, value).then_some(TextParam(value))
+        })
+        .collect()
+}
+
+/// Prepares a section's query and checks its columns: each needs a name of its own, and a
+/// column of a type without a JSON form here is selected as text by wrapping the query
+/// (`SELECT r.c1, r.c2::text … FROM (query) AS r(c1, c2, …)`: a plain projection, which keeps
+/// the query's order).
+async fn prepare(client: &impl GenericClient, query: &Query) -> Result<Prepared, Problems> {
+    let statement = client.prepare(&query.sql).await.map_err(|e| vec![describe(&e)])?;
+    let columns: Vec<String> = statement.columns().iter().map(|c| c.name().to_owned()).collect();
+    let mut problems = Vec::new();
+    for (i, name) in columns.iter().enumerate() {
+        if name == "?column?" {
+            problems.push(format!("column {} has no name: give it one with AS", i + 1));
+        } else if columns[..i].contains(name) {
+            problems.push(format!("column \"{name}\" appears twice: give one of them another name with AS"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let casts: Vec<Option<&str>> = statement.columns().iter().map(|c| convert::needs_text(c.type_())).collect();
+    if casts.iter().all(Option::is_none) {
+        return Ok(Prepared { statement, columns: columns.into() });
+    }
+    let select: Vec<String> = casts
+        .iter()
+        .enumerate()
+        .map(|(i, cast)| match cast {
+            Some(cast) => format!("r.c{}::{cast}", i + 1),
+            None => format!("r.c{}", i + 1),
+        })
+        .collect();
+    let aliases: Vec<String> = (1..=columns.len()).map(|i| format!("c{i}")).collect();
+    let wrapped = format!("SELECT {} FROM (\n{}\n) AS r({})", select.join(", "), query.sql, aliases.join(", "));
+    match client.prepare(&wrapped).await {
+        Ok(statement) => Ok(Prepared { statement, columns: columns.into() }),
+        Err(error) => {
+            let odd: Vec<String> = statement
+                .columns()
+                .iter()
+                .zip(&casts)
+                .filter(|(_, cast)| cast.is_some())
+                .map(|(c, _)| format!("\"{}\" ({})", c.name(), c.type_().name()))
+                .collect();
+            Err(vec![format!("column {} cannot be converted to text: {}", odd.join(", "), describe(&error))])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn tls_settings_are_taken_out_of_both_forms_of_connection_string() {
+        let (rest, mode, root) =
+            split_tls("postgres://u:p%40ss@db.example:5432/shop?sslmode=verify-full&application_name=x").unwrap();
+        assert_eq!(rest, "postgres://u:p%40ss@db.example:5432/shop?application_name=x");
+        assert_eq!((mode.as_deref(), root), (Some("verify-full"), None));
+        let (rest, mode, root) = split_tls("host=db.example dbname=shop sslmode=require sslrootcert=/ca.pem").unwrap();
+        assert_eq!(rest, "host=db.example dbname=shop");
+        assert_eq!((mode.as_deref(), root.as_deref()), (Some("require"), Some("/ca.pem")));
+    }
+
+    fn spec() -> SourceSpec {
+        SourceSpec {
+            name: "shop".into(),
+            url_env: "SHOP_URL".into(),
+            statement_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            kinds: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn loopback_goes_without_tls_and_other_hosts_only_with_it_unless_told() {
+        let plain = Postgres::new(spec(), "postgres://u@127.0.0.1:5432/shop").unwrap();
+        assert!(plain.tls.is_none());
+        assert_eq!(plain.config.get_ssl_mode(), SslMode::Disable);
+        let remote = Postgres::new(spec(), "postgres://u@db.example/shop").unwrap();
+        assert!(remote.tls.is_some());
+        assert_eq!(remote.config.get_ssl_mode(), SslMode::Require);
+        let told = Postgres::new(spec(), "postgres://u@db.example/shop?sslmode=disable").unwrap();
+        assert!(told.tls.is_none());
+        let error = Postgres::new(spec(), "postgres://u:secret@db.example/shop?sslmode=allow").unwrap_err();
+        assert!(!error.contains("secret"), "{error}");
+        let error = Postgres::new(spec(), "postgres://u:secret@db.example/shop?nonsense=1").unwrap_err();
+        assert!(!error.contains("secret") && error.contains("nonsense"), "{error}");
+    }
+}
