@@ -96,6 +96,9 @@ def main():
             refs[logical_id], arns[logical_id] = arn, arn
     for resource in resources.values():
         if resource["Type"] == "AWS::SNS::Subscription":
+            condition = resource.get("Condition")
+            if condition and not evaluate(template.get("Conditions", {})[condition], parameters):
+                continue
             props = resource["Properties"]
             request = {
                 "TopicArn": resolve(props["TopicArn"], refs, arns, parameters),

@@ -17,6 +17,7 @@ pub mod ingest;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod mail;
+pub mod metrics;
 pub mod ports;
 pub mod sources;
 pub mod worker;

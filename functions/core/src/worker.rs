@@ -15,6 +15,7 @@ use crate::domain::{
 };
 use crate::export::{HtmlOutput, write_export_and_report};
 use crate::mail::{Content, Html, compose};
+use crate::metrics::BuildFigures;
 use crate::ports::{Change, ExportFormat, Guard, OutgoingMail, SourceError, WebhookHeaders};
 
 /// What to do with the queue message after handling it.
@@ -53,6 +54,9 @@ pub async fn handle(app: &App, id: RequestId, receives: u32) -> anyhow::Result<O
                 let change = Change { state: Some(State::Failed), reason: Some(reason.clone()), ..Change::default() };
                 if app.requests.update(id, &Guard::in_states(&[State::Accepted, State::Building]), &change).await? {
                     app.record(request.account, id, AuditEvent::Failed { reason }).await;
+                    let (bytes, records, duration) = (0, 0, std::time::Duration::ZERO);
+                    let figures = BuildFigures { outcome: "failed", bytes, records, duration, invocations: receives };
+                    crate::metrics::emit(&figures);
                 }
                 return Ok(Outcome::Done);
             }
@@ -96,6 +100,7 @@ async fn build(app: &App, request: &DataRequest) -> anyhow::Result<()> {
         return Ok(());
     }
     app.record(request.account, request.id, AuditEvent::BuildStarted).await;
+    let started = std::time::Instant::now();
     let writer = app.exports.create(request.id, ExportFormat::Json).await.context("starting the export")?;
     let html = HtmlOutput {
         writer: app.exports.create(request.id, ExportFormat::Html).await.context("starting the HTML report")?,
@@ -118,6 +123,13 @@ async fn build(app: &App, request: &DataRequest) -> anyhow::Result<()> {
     };
     if app.requests.update(request.id, &Guard::in_states(&[State::Building]), &built).await? {
         tracing::info!(bytes = size, "export built");
+        crate::metrics::emit(&BuildFigures {
+            outcome: "built",
+            bytes: size,
+            records: written.sections.iter().map(|(_, count)| count).sum(),
+            duration: started.elapsed(),
+            invocations: 1,
+        });
         let records = written.sections.into_iter().map(|(name, count)| (name.to_owned(), count)).collect();
         app.record(request.account, request.id, AuditEvent::Built { bytes: size, records }).await;
     }
