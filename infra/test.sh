@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check and test from a fresh clone: formatting, lints, the template checks
 # (cfn-lint, checkov), unit and handler tests, the black-box tests of the local binary, and the
-# AWS adapters and Lambda binaries against a local AWS emulator that this script starts and stops.
-# It installs what it needs (Python venvs under .venv/, and Chromium from the distribution for
-# the HTML report's browser test) on the first run.
+# AWS adapters and Lambda binaries against a local AWS emulator that this script starts and stops,
+# and the PostgreSQL sources against a private cluster it starts and stops (infra/postgres.sh).
+# It installs what it needs (Python venvs under .venv/, Chromium from the distribution for the
+# HTML report's browser test, PostgreSQL when missing) on the first run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -23,6 +24,12 @@ echo "== AWS emulator"
 trap './infra/emulator.sh stop' EXIT
 ./infra/emulator.sh start > /dev/null
 
+echo "== PostgreSQL (a private cluster on loopback for the source tests; installed when missing)"
+./infra/postgres.sh stop
+trap './infra/emulator.sh stop; ./infra/postgres.sh stop' EXIT
+postgres_env=$(./infra/postgres.sh start)
+while IFS= read -r line; do export "$line"; done <<< "$postgres_env"
+
 echo "== cfn-lint template.yaml"
 .venv/emulator/bin/cfn-lint template.yaml
 
@@ -41,6 +48,9 @@ cargo build --workspace --bins --all-features --locked
 echo "== schemathesis against the local server"
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 ./infra/fuzz.sh "$target/debug/datarequest"
+
+echo "== datarequest sources check (the sample mapping on the sample shop)"
+DATAREQUEST_SOURCES=examples/postgres/sources.toml "$target/debug/datarequest" sources check
 
 echo "== chromium (renders the HTML report in the black-box tests)"
 if ! command -v chromium > /dev/null; then

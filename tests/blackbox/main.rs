@@ -12,6 +12,7 @@ mod helpers;
 mod html_report;
 mod ingest;
 mod lifecycle;
+mod postgres;
 mod subjects_model;
 mod subjects_property;
 mod tenancy;

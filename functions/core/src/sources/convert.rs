@@ -6,9 +6,10 @@
 //! booleans booleans, text of every kind (`text`, `varchar`, `char`, `name`, `citext`) strings,
 //! `json`/`jsonb` the JSON itself, `timestamp`/`timestamptz` `YYYY-MM-DD hh:mm:ss` in UTC (a
 //! `timestamp` without time zone is taken as UTC; fractions of a second are dropped), `date`
-//! `YYYY-MM-DD`, `bytea` base64 and arrays of these JSON arrays (nested when they have several
-//! dimensions). Every other type (`numeric`, `uuid`, `interval`, enums, …) is selected as its
-//! text form by the server (see [`needs_text`]), so `numeric` keeps every digit as a string.
+//! `YYYY-MM-DD`, `bytea` base64, `inet`/`cidr` as the server writes them, and arrays of these
+//! JSON arrays (nested when they have several dimensions). Every other type (`numeric`, `uuid`,
+//! `interval`, enums, …) is selected as its text form by the server (see [`needs_text`]), so
+//! `numeric` keeps every digit as a string.
 //!
 //! Parameters are sent in the text format, so the server converts them to whatever type the
 //! query compares them with (`integer`, `bigint`, `numeric`, `text`, `varchar`, `citext`, …).
@@ -55,6 +56,8 @@ pub fn native(ty: &Type) -> bool {
                         | Type::TIMESTAMPTZ
                         | Type::DATE
                         | Type::BYTEA
+                        | Type::INET
+                        | Type::CIDR
                 )
         }
     }
@@ -141,6 +144,16 @@ fn decode(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
         Type::TIMESTAMP | Type::TIMESTAMPTZ => timestamp(wire::timestamp_from_sql(raw)?),
         Type::DATE => date(wire::date_from_sql(raw)?),
         Type::BYTEA => Value::String(base64::engine::general_purpose::STANDARD.encode(wire::bytea_from_sql(raw))),
+        // As the server writes them (its cast to text would add the mask to every address).
+        Type::INET | Type::CIDR => {
+            let inet = wire::inet_from_sql(raw)?;
+            let full = if inet.addr().is_ipv4() { 32 } else { 128 };
+            Value::String(if *ty == Type::INET && inet.netmask() == full {
+                inet.addr().to_string()
+            } else {
+                format!("{}/{}", inet.addr(), inet.netmask())
+            })
+        }
         _ => match ty.kind() {
             Kind::Array(element) => array(element, raw)?,
             Kind::Domain(base) => decode(base, raw)?,
@@ -273,6 +286,10 @@ mod tests {
         assert_eq!(value(&Type::BYTEA, b"\x00\xffhi"), serde_json::json!("AP9oaQ=="));
         assert_eq!(value(&Type::JSON, br#"{"a":[1,null]}"#), serde_json::json!({"a": [1, null]}));
         assert_eq!(value(&Type::JSONB, b"\x01{\"b\":true}"), serde_json::json!({"b": true}));
+        let ip = |addr: &str, mask: u8| encoded(|b| wire::inet_to_sql(addr.parse().expect("address"), mask, b));
+        assert_eq!(value(&Type::INET, &ip("192.0.2.1", 32)), serde_json::json!("192.0.2.1"));
+        assert_eq!(value(&Type::INET, &ip("192.0.2.1", 24)), serde_json::json!("192.0.2.1/24"));
+        assert_eq!(value(&Type::CIDR, &ip("2001:db8::", 32)), serde_json::json!("2001:db8::/32"));
     }
 
     #[test]
