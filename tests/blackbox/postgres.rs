@@ -40,17 +40,17 @@ async fn connect(url: &str) -> tokio_postgres::Client {
 }
 
 /// A database of its own with the sample shop, readable (only) by the reading role.
-struct Shop {
+pub struct Shop {
     /// The superuser, connected to this database.
-    admin: tokio_postgres::Client,
+    pub admin: tokio_postgres::Client,
     /// The reading role's URL of this database.
-    url: String,
+    pub url: String,
     /// Where the server listens.
     address: SocketAddr,
 }
 
 impl Shop {
-    async fn new() -> Self {
+    pub async fn new() -> Self {
         static COUNT: AtomicU32 = AtomicU32::new(0);
         let (mut url, reader) = cluster();
         let name = format!(

@@ -116,6 +116,18 @@ pub fn mapping_text(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<(&
     }
 }
 
+/// The variables the mapping names as its sources' connection strings (`url_env`); none when
+/// there is no mapping or it does not parse (its mistakes are reported where it is loaded).
+#[must_use]
+pub fn url_names(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    match mapping_text(lookup) {
+        Ok(Some((_, text))) => {
+            mapping::parse(&text).map(|m| m.sources.into_iter().map(|s| s.url_env).collect()).unwrap_or_default()
+        }
+        _ => Vec::new(),
+    }
+}
+
 #[async_trait]
 impl SubjectSources for Sources {
     async fn exists(&self, account: AccountId, subject: &Subject) -> anyhow::Result<bool> {

@@ -8,6 +8,7 @@ mod dynamodb_audit;
 mod dynamodb_requests;
 mod dynamodb_subjects;
 mod s3;
+pub mod secrets;
 mod ses;
 mod sqs;
 mod sqs_batch;
@@ -75,6 +76,8 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     /// SES v2.
     pub ses: aws_sdk_sesv2::Client,
+    /// Secrets Manager (the sources' connection strings).
+    pub secrets: aws_sdk_secretsmanager::Client,
 }
 
 impl Clients {
@@ -92,6 +95,7 @@ impl Clients {
             s3: aws_sdk_s3::Client::from_conf(s3),
             sqs: aws_sdk_sqs::Client::new(sdk),
             ses: aws_sdk_sesv2::Client::new(sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(sdk),
         }
     }
 }
@@ -143,8 +147,30 @@ pub fn app(
 /// # Errors
 /// When a setting or resource name is missing or bad; the error names it.
 pub async fn app_from_env() -> anyhow::Result<(App, Arc<SqsQueue>)> {
-    let lookup = |name: &str| std::env::var(name).ok();
-    let resources = Resources::from_lookup(&lookup)?;
+    let env = |name: &str| std::env::var(name).ok();
+    let resources = Resources::from_lookup(&env)?;
     let clients = Clients::from_env().await;
-    app(&clients, &resources, &lookup)
+    app_with_secret(&clients, &resources, &env).await
+}
+
+/// [`app`], the sources' connection strings also read from the secret that
+/// `DATAREQUEST_SOURCES_SECRET_ARN` names (see [`secrets`]), when it is set.
+///
+/// # Errors
+/// As [`app`], and when the secret cannot be read.
+pub async fn app_with_secret(
+    clients: &Clients,
+    resources: &Resources,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<(App, Arc<SqsQueue>)> {
+    let secret = match config::optional(lookup, config::SOURCES_SECRET_ARN) {
+        Some(arn) => Some(secrets::fetch(&clients.secrets, &arn).await?),
+        None => None,
+    };
+    // The secret answers only for the variables the mapping names as connection strings.
+    let urls = crate::sources::url_names(lookup);
+    let with_secret = |name: &str| {
+        lookup(name).or_else(|| secret.as_ref().filter(|_| urls.iter().any(|u| u == name)).and_then(|s| s.url(name)))
+    };
+    app(clients, resources, &with_secret)
 }
