@@ -10,9 +10,13 @@
 //! - the local server under `wrk`, against an axum hello-world on the same machine;
 //! - `POST /ingest` of generated subject data: the local server against a bare SQLite insert of
 //!   the same rows, and the `ingest` Lambda function on DynamoDB on the emulator (see
-//!   [`ingest`]).
+//!   [`ingest`]);
+//! - `bench postgres` only: subject data read from PostgreSQL through the shipped mapping,
+//!   against `COPY` of the same queries, and Fides' shape from POST to `available` (see
+//!   [`postgres`]).
 
 mod ingest;
+mod postgres;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,10 +61,17 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(ingest_only(lines, lambda_lines))
         }
         Some("ingest-key-child") => runtime.block_on(ingest::key_child()),
+        // `bench postgres [MB]`: only the PostgreSQL source figures (a subject of MB, default 1000).
+        Some("postgres") => {
+            let Ok(mb) = args.get(1).map_or(Ok(1_000), |mb| mb.parse::<u64>()) else {
+                anyhow::bail!("usage: bench postgres [MB]");
+            };
+            runtime.block_on(postgres::only(mb * 1_000_000))
+        }
         Some("all") | None => runtime.block_on(all()),
         Some(other) => {
             anyhow::bail!(
-                "unknown command {other}: use `bench`, `bench all`, `bench load`, `bench ingest` or `bench prepare`"
+                "unknown command {other}: use `bench`, `bench all`, `bench load`, `bench ingest`, `bench postgres` or `bench prepare`"
             )
         }
     }

@@ -1,0 +1,406 @@
+//! `bench postgres [MB]`: subject data read where it lives, from PostgreSQL through the shipped
+//! mapping (`examples/postgres/sources.toml` on the schema beside it).
+//!
+//! - a subject of about 1 GB (messages of 15 to 120 KB of MIME, 20 events each) built into its
+//!   export in a child process (time, peak RSS), against `COPY (the same queries) TO STDOUT`
+//!   into a sink: the limit;
+//! - the shape Fides was measured with: one customer with 2,000 messages and 3,000 events among
+//!   1,000 others; POST to `available` on the local server, median of 10.
+//!
+//! The cluster is the one `DATAREQUEST_TEST_POSTGRES_URL` names, else `infra/postgres.sh start`
+//! makes one (and it is stopped again at the end).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use datarequest::domain::SubjectKind;
+use datarequest::sources::mapping;
+use futures_util::{SinkExt, TryStreamExt};
+use serde_json::Value;
+use tokio_postgres::NoTls;
+
+use crate::{LINE, Lcg, MB, Report, spawn_announcing};
+
+const SCHEMA: &str = include_str!("../../examples/postgres/schema.sql");
+const MAPPING: &str = include_str!("../../examples/postgres/sources.toml");
+
+/// The cluster: its superuser URL, the reading role (`user:password`), and whether this run
+/// started it.
+struct Cluster {
+    admin: reqwest::Url,
+    reader: String,
+    started: bool,
+}
+
+fn cluster(root: &Path) -> anyhow::Result<Cluster> {
+    if let (Ok(admin), Ok(reader)) =
+        (std::env::var("DATAREQUEST_TEST_POSTGRES_URL"), std::env::var("DATAREQUEST_TEST_POSTGRES_READER"))
+    {
+        return Ok(Cluster { admin: admin.parse()?, reader, started: false });
+    }
+    let output = Command::new(root.join("infra/postgres.sh")).arg("start").stderr(Stdio::inherit()).output()?;
+    anyhow::ensure!(output.status.success(), "infra/postgres.sh start failed");
+    let text = String::from_utf8(output.stdout)?;
+    let get =
+        |key: &str| text.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('='))).map(str::to_owned);
+    let admin = get("DATAREQUEST_TEST_POSTGRES_URL").context("no cluster URL")?;
+    Ok(Cluster {
+        admin: admin.parse()?,
+        reader: get("DATAREQUEST_TEST_POSTGRES_READER").context("no reader")?,
+        started: true,
+    })
+}
+
+async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.context("connecting to the cluster")?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// A fresh database with the sample schema (and no rows): the superuser's client and the
+/// reading role's URL.
+async fn database(cluster: &Cluster, name: &str) -> anyhow::Result<(tokio_postgres::Client, String)> {
+    let admin = connect(cluster.admin.as_str()).await?;
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await?;
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+    let mut url = cluster.admin.clone();
+    url.set_path(&format!("/{name}"));
+    let client = connect(url.as_str()).await?;
+    client.batch_execute(SCHEMA).await?;
+    client.batch_execute("TRUNCATE customer, contact, messages, events").await?;
+    let role = cluster.reader.split(':').next().unwrap_or("datarequest");
+    client.batch_execute(&format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")).await?;
+    let (host, port) = (url.host_str().unwrap_or("127.0.0.1").to_owned(), url.port().unwrap_or(5432));
+    Ok((client, format!("postgres://{}@{host}:{port}/{name}", cluster.reader)))
+}
+
+/// Appends a field in COPY's text format.
+fn field(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn row(out: &mut String, fields: &[&str]) {
+    for (i, value) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        if *value == "\\N" { out.push_str(value) } else { field(out, value) }
+    }
+    out.push('\n');
+}
+
+type Chunk = std::io::Cursor<Vec<u8>>;
+
+/// Loads rows with COPY, a few megabytes at a time.
+struct Loader {
+    buffer: String,
+    sink: std::pin::Pin<Box<tokio_postgres::CopyInSink<Chunk>>>,
+}
+
+impl Loader {
+    async fn start(client: &tokio_postgres::Client, statement: &str) -> anyhow::Result<Self> {
+        let sink = Box::pin(client.copy_in(statement).await?);
+        Ok(Self { buffer: String::with_capacity(8 << 20), sink })
+    }
+
+    async fn push(&mut self, fields: &[&str]) -> anyhow::Result<()> {
+        row(&mut self.buffer, fields);
+        if self.buffer.len() >= 4 << 20 {
+            let chunk = std::mem::take(&mut self.buffer);
+            self.sink.send(Chunk::new(chunk.into_bytes())).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> anyhow::Result<()> {
+        let chunk = std::mem::take(&mut self.buffer);
+        self.sink.send(Chunk::new(chunk.into_bytes())).await?;
+        self.sink.as_mut().finish().await?;
+        Ok(())
+    }
+}
+
+const KINDS: [&str; 7] = ["open", "click", "delivery", "bounce", "complaint", "unsubscribe", "survey"];
+
+fn at(n: u64) -> String {
+    let seconds = 1_700_000_000 + i64::try_from(n).unwrap_or(0) * 60;
+    format!("{}+00", datarequest::domain::Timestamp::from_unix(seconds))
+}
+
+/// Customer `id` of tenant 1 with messages whose MIME is `size(n)` bytes and `events` events
+/// per message, until `bytes` of history or `messages` messages.
+async fn customer(
+    client: &tokio_postgres::Client,
+    id: u64,
+    messages: u64,
+    bytes: u64,
+    events_per_message: u64,
+    size: &mut dyn FnMut(u64) -> u64,
+) -> anyhow::Result<u64> {
+    let (id_text, address) = (id.to_string(), format!("customer{id}@example.com"));
+    client
+        .execute(
+            "INSERT INTO customer (tenant, id, name, email, created_at) VALUES (1, $1, $2, $3, now())",
+            &[&i64::try_from(id)?, &format!("Customer {id}"), &address],
+        )
+        .await?;
+    let mut mails = Loader::start(
+        client,
+        "COPY messages (id, tenant, customer_id, address, mailing, subject, sent_at, body) FROM STDIN",
+    )
+    .await?;
+    let mut written = 0;
+    let mut n = 0;
+    while n < messages && written < bytes {
+        n += 1;
+        let lines = usize::try_from(size(n) / 2 / (LINE.len() as u64 + 2)).unwrap_or(1).max(1);
+        let text: String = (0..lines).map(|i| format!("{LINE} {i}\r\n")).collect();
+        let html: String = (0..lines).map(|i| format!("<p>{LINE} {i}</p>\r\n")).collect();
+        let message = format!("c{id}-m{n:07}");
+        let mime = format!(
+            "From: Shop <news@shop.example>\r\nTo: {address}\r\nSubject: Mail {n}\r\nMessage-ID: <{message}@shop.example>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n--b\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\n{text}--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}--b--\r\n"
+        );
+        written += mime.len() as u64 + 250 * events_per_message;
+        let (mailing, subject, sent) = ((n % 40).to_string(), format!("Mail {n}"), at(n * 100));
+        mails.push(&[&message, "1", &id_text, &address, &mailing, &subject, &sent, &mime]).await?;
+    }
+    mails.finish().await?;
+    let mut events = Loader::start(
+        client,
+        "COPY events (tenant, message_id, customer_id, address, kind, at, ip, user_agent, details) FROM STDIN",
+    )
+    .await?;
+    for m in 1..=n {
+        let message = format!("c{id}-m{m:07}");
+        for e in 0..events_per_message {
+            let kind = KINDS[usize::try_from((m + e) % 7).unwrap_or(0)];
+            let details = format!(r#"{{"link": "https://shop.example/p/{e}"}}"#);
+            let time = at(m * 100 + e + 1);
+            let ua = "Mozilla/5.0 (X11; Linux x86_64)";
+            events.push(&["1", &message, &id_text, &address, kind, &time, "198.51.100.23", ua, &details]).await?;
+        }
+    }
+    events.finish().await?;
+    Ok(written)
+}
+
+/// `COPY (each section's query of a profile, with its values) TO STDOUT` into a sink: bytes,
+/// time.
+async fn copy_limit(url: &str, profile: u64) -> anyhow::Result<(u64, Duration)> {
+    let client = connect(url).await?;
+    let mapping = mapping::parse(MAPPING).map_err(|m| anyhow::anyhow!("{}", mapping::lines(&m)))?;
+    let queries = mapping.sources[0].queries(SubjectKind::Profile).context("profile queries")?;
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    for query in &queries.sections {
+        let mut sql = query.sql.clone();
+        for (i, param) in query.params.iter().enumerate().rev() {
+            let value = if param.name() == "account" { "1".to_owned() } else { profile.to_string() };
+            sql = sql.replace(&format!("${}", i + 1), &value);
+        }
+        let stream = client.copy_out(&format!("COPY ({sql}) TO STDOUT")).await?;
+        let mut stream = std::pin::pin!(stream);
+        while let Some(chunk) = stream.try_next().await? {
+            bytes += chunk.len() as u64;
+        }
+    }
+    Ok((bytes, start.elapsed()))
+}
+
+/// The build of profile `profile` of account 1 from the sources, in a child process.
+fn build_child(dir: &Path, url: &str) -> anyhow::Result<Value> {
+    let output = Command::new(std::env::current_exe()?)
+        .args(["build-child"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .env("DATAREQUEST_SOURCES_TOML", MAPPING)
+        .env("SHOP_DATABASE_URL", url)
+        .stderr(Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(output.status.success(), "the build child failed");
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+/// `bench postgres [MB]`: only these figures.
+pub async fn only(bytes: u64) -> anyhow::Result<()> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (release, work) = crate::release_and_work()?;
+    println!("{}", crate::HEADER);
+    let result = run(&root, &release, &work, &mut Report { rows: Vec::new() }, bytes).await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+/// Every figure; `bytes` is the size of the large subject.
+pub async fn run(root: &Path, release: &Path, work: &Path, report: &mut Report, bytes: u64) -> anyhow::Result<()> {
+    let cluster = cluster(root)?;
+    let result = figures(&cluster, release, work, report, bytes).await;
+    if cluster.started {
+        let _ = Command::new(root.join("infra/postgres.sh")).arg("stop").status();
+    }
+    result
+}
+
+async fn figures(
+    cluster: &Cluster,
+    release: &Path,
+    work: &Path,
+    report: &mut Report,
+    bytes: u64,
+) -> anyhow::Result<()> {
+    // The large subject: customer 1, about `bytes` of history.
+    let name = format!("bench_large_{}", std::process::id());
+    let (client, url) = database(cluster, &name).await?;
+    let start = Instant::now();
+    let mut rng = Lcg(42);
+    customer(&client, 1, u64::MAX, bytes, 20, &mut |_| 15_000 + rng.next() % 105_000).await?;
+    client.batch_execute("ANALYZE").await?;
+    eprintln!(
+        "loaded the {:.0} MB subject into PostgreSQL in {:.1} s",
+        bytes as f64 / MB,
+        start.elapsed().as_secs_f64()
+    );
+    let (copied, copy_time) = copy_limit(&url, 1).await?;
+    let dir = work.join("postgres-large");
+    let built = build_child(&dir, &url)?;
+    let size = built["bytes"].as_f64().unwrap_or(0.0);
+    let seconds = built["seconds"].as_f64().unwrap_or(1.0);
+    let rss = built["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0;
+    let ours = size / MB / seconds;
+    let limit = copied as f64 / MB / copy_time.as_secs_f64();
+    let label = format!("{:.0} MB", bytes as f64 / MB);
+    report.row(
+        &format!("PostgreSQL source into its export, {label} subject"),
+        format!("{ours:.0} MB/s ({:.0} MB in {seconds:.1} s)", size / MB),
+        format!("COPY of the same queries into a sink: {limit:.0} MB/s ({:.0} MB)", copied as f64 / MB),
+        ours / limit,
+        ">= 0.5 of the limit",
+        ours / limit >= 0.5,
+    );
+    report.row(
+        &format!("PostgreSQL source build peak RSS, {label} subject"),
+        format!("{rss:.1} MB"),
+        "64 MB".into(),
+        rss / 64.0,
+        "flat, <= 64 MB",
+        rss <= 64.0,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(client);
+    connect(cluster.admin.as_str()).await?.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await?;
+
+    // Fides' shape: 1 profile with 2,000 messages and 3,000 events, among 1,000 others.
+    let name = format!("bench_fides_{}", std::process::id());
+    let (client, url) = database(cluster, &name).await?;
+    customer(&client, 1, 2_000, u64::MAX, 0, &mut |_| 2_000).await?;
+    let mut events = Loader::start(
+        &client,
+        "COPY events (tenant, message_id, customer_id, address, kind, at, ip, user_agent, details) FROM STDIN",
+    )
+    .await?;
+    for e in 0..3_000u64 {
+        let (message, time) = (format!("c1-m{:07}", 1 + e % 2_000), at(e * 7 + 1));
+        let kind = KINDS[usize::try_from(e % 7).unwrap_or(0)];
+        events
+            .push(&["1", &message, "1", "customer1@example.com", kind, &time, "198.51.100.23", "Mozilla/5.0", "{}"])
+            .await?;
+    }
+    events.finish().await?;
+    for other in 2..=1_001 {
+        customer(&client, other, 2, u64::MAX, 1, &mut |_| 2_000).await?;
+    }
+    client.batch_execute("ANALYZE").await?;
+    let median = post_to_available(release, work, &url).await?;
+    report.figure(
+        "PostgreSQL source, 1 profile + 2,000 messages + 3,000 events among 1,000: POST to available (median of 10)",
+        format!("{:.0} ms", median * 1000.0),
+        "Fides, same shape: 1.1 s".into(),
+        median / 1.1,
+    );
+    drop(client);
+    connect(cluster.admin.as_str()).await?.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await?;
+    Ok(())
+}
+
+/// The local server reading the database at `url`: seconds from POST to `available`, median
+/// of 10.
+async fn post_to_available(release: &Path, work: &Path, url: &str) -> anyhow::Result<f64> {
+    let dir = work.join("postgres-fides");
+    let binary = release.join("datarequest");
+    let account = Command::new(&binary).args(["account", "create", "--data-dir"]).arg(&dir).output()?;
+    anyhow::ensure!(account.status.success(), "account create failed");
+    let token = serde_json::from_slice::<Value>(&account.stdout)?["token"].as_str().context("token")?.to_owned();
+    let mut serve = Command::new(&binary);
+    serve
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("RUST_LOG", "warn")
+        .env("DATAREQUEST_RATE_LIMIT_PER_MINUTE", "0")
+        .env("DATAREQUEST_SOURCES_TOML", MAPPING)
+        .env("SHOP_DATABASE_URL", url);
+    let (mut server, lines) = spawn_announcing(serve, "listening on")?;
+    let base = lines.last().and_then(|l| l.strip_prefix("Datarequest listening on ")).context("address")?.to_owned();
+    let client = reqwest::Client::new();
+    let mut times = Vec::new();
+    let result = async {
+        for _ in 0..10 {
+            let start = Instant::now();
+            let created: Value = client
+                .post(format!("{base}/v1/profile/1/datarequest?access_token={token}"))
+                .header("content-type", "application/json")
+                .body("[]")
+                .send()
+                .await?
+                .json()
+                .await?;
+            let id = created["id"].as_u64().context("no request id")?;
+            loop {
+                let status: Value = client
+                    .get(format!("{base}/v1/datarequest/{id}/status?access_token={token}"))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                if status["status"] == "available" {
+                    break;
+                }
+                anyhow::ensure!(status["state"] != "failed", "the build failed: {status}");
+                anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "never available");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            times.push(start.elapsed().as_secs_f64());
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_fields_escape_what_the_text_format_needs() {
+        let mut out = String::new();
+        row(&mut out, &["a\tb", "c\\d\r\n", "\\N"]);
+        assert_eq!(out, "a\\tb\tc\\\\d\\r\\n\t\\N\n");
+    }
+}
