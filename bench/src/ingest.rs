@@ -421,21 +421,16 @@ fn sqlite_limit(path: &Path, records: &[Record]) -> anyhow::Result<Duration> {
             ),
         });
     }
-    let start = Instant::now();
-    let tx = db.transaction()?;
-    {
-        let mut statements = [
-            tx.prepare("INSERT INTO profiles VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?,
-            tx.prepare("INSERT INTO subprofiles VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?,
-            tx.prepare("INSERT INTO messages VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?,
-            tx.prepare("INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?,
-        ];
-        for (table, values) in &rows {
-            statements[*table].execute(rusqlite::params_from_iter(values))?;
-        }
-    }
-    tx.commit()?;
-    let elapsed = start.elapsed();
+    let elapsed = timed_inserts(
+        &mut db,
+        [
+            "INSERT INTO profiles VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO subprofiles VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO messages VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        ],
+        &rows,
+    )?;
     drop(db);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -506,32 +501,40 @@ fn schema_limit(dir: &Path, records: &[Record]) -> anyhow::Result<Duration> {
             ),
         });
     }
+    let elapsed = timed_inserts(
+        &mut db,
+        [
+            "INSERT OR REPLACE INTO profiles (account, id, email_lc, body) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR REPLACE INTO subprofiles (account, id, profile, email_lc, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR REPLACE INTO messages (account, id, profile, subprofile, email, email_lc, mailing, subject, sent, mime)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT OR REPLACE INTO events (account, key, kind, profile, subprofile, email_lc, time, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        ],
+        &rows,
+    )?;
+    drop(db);
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(elapsed)
+}
+
+/// Runs each row's statement (profiles, subprofiles, messages, events) in one transaction; the
+/// time from `BEGIN` to the end of `COMMIT`.
+fn timed_inserts(
+    db: &mut rusqlite::Connection,
+    sql: [&str; 4],
+    rows: &[(usize, Vec<Sql>)],
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let tx = db.transaction()?;
     {
-        let mut statements = [
-            tx.prepare("INSERT OR REPLACE INTO profiles (account, id, email_lc, body) VALUES (?1, ?2, ?3, ?4)")?,
-            tx.prepare(
-                "INSERT OR REPLACE INTO subprofiles (account, id, profile, email_lc, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?,
-            tx.prepare(
-                "INSERT OR REPLACE INTO messages (account, id, profile, subprofile, email, email_lc, mailing, subject, sent, mime)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?,
-            tx.prepare(
-                "INSERT OR REPLACE INTO events (account, key, kind, profile, subprofile, email_lc, time, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?,
-        ];
-        for (table, values) in &rows {
+        let mut statements = [tx.prepare(sql[0])?, tx.prepare(sql[1])?, tx.prepare(sql[2])?, tx.prepare(sql[3])?];
+        for (table, values) in rows {
             statements[*table].execute(rusqlite::params_from_iter(values))?;
         }
     }
     tx.commit()?;
-    let elapsed = start.elapsed();
-    drop(db);
-    let _ = std::fs::remove_dir_all(dir);
-    Ok(elapsed)
+    Ok(start.elapsed())
 }
 
 /// In a child process with the emulator's environment: creates an ingest key in the accounts
