@@ -2,4 +2,5 @@
 //! code only ever runs inside tests and benchmarks.
 #![allow(clippy::expect_used, clippy::panic)]
 
+pub mod events;
 pub mod runtime;

@@ -551,23 +551,6 @@ pub async fn key_child() -> anyhow::Result<()> {
 }
 
 /// An API Gateway v2 (HTTP API, payload 2.0) event of `POST /ingest` with `body`.
-fn ingest_event(template: &Value, key: &str, body: String) -> Value {
-    let mut event = template.clone();
-    event["rawPath"] = json!("/ingest");
-    event["routeKey"] = json!("POST /ingest");
-    event["requestContext"]["routeKey"] = json!("POST /ingest");
-    event["requestContext"]["http"]["path"] = json!("/ingest");
-    event["rawQueryString"] = json!("");
-    event["queryStringParameters"] = json!({});
-    event["pathParameters"] = json!({});
-    event["headers"]["authorization"] = json!(format!("Bearer {key}"));
-    event["headers"]["content-type"] = json!("application/x-ndjson");
-    event["headers"]["content-length"] = json!(body.len().to_string());
-    event["body"] = Value::String(body);
-    event["isBase64Encoded"] = json!(false);
-    event
-}
-
 /// The first `lines` records through the `ingest` binary under the emulated Runtime API, into
 /// a fresh set of resources on the emulator, one invocation after the other.
 async fn lambda(root: &Path, release: &Path, report: &mut Report, lines: usize, limit: f64) -> anyhow::Result<()> {
@@ -584,10 +567,8 @@ async fn lambda(root: &Path, release: &Path, report: &mut Report, lines: usize, 
     let key = key["ingest_key"].as_str().context("no ingest key")?.to_owned();
 
     let records = records(lines);
-    let template: Value = serde_json::from_str(include_str!(
-        "../../functions/core/tests/fixtures/apigw-v2-post-profile-datarequest.json"
-    ))?;
-    let events: Vec<Value> = bodies(&records)?.into_iter().map(|body| ingest_event(&template, &key, body)).collect();
+    let events: Vec<Value> =
+        bodies(&records)?.iter().map(|body| datarequest_tests::events::ingest_event(&key, body)).collect();
     let largest = events.iter().map(|e| e.to_string().len()).max().unwrap_or(0);
     if largest > LAMBDA_PAYLOAD {
         eprintln!("  note: an event of {largest} bytes is over Lambda's 6 MB request limit");

@@ -75,28 +75,11 @@ mod tests {
     use super::*;
 
     const SQS_EVENT: &str = include_str!("../../core/tests/fixtures/ses/sqs-ingest-event.json");
-    const HTTP_EVENT: &str = include_str!("../../core/tests/fixtures/apigw-v2-post-profile-datarequest.json");
 
     async fn answer(app: &App, payload: Value) -> Value {
         let routes = router(app.clone(), Part::Ingest);
         let answer = handle(app, &routes, LambdaEvent::new(payload, Context::default())).await.expect("answers");
         serde_json::to_value(answer).expect("serializes")
-    }
-
-    fn ingest_event(key: &str, body: &str) -> Value {
-        let mut event: Value = serde_json::from_str(HTTP_EVENT).expect("fixture");
-        event["rawPath"] = json!("/ingest");
-        event["routeKey"] = json!("POST /ingest");
-        event["requestContext"]["http"]["path"] = json!("/ingest");
-        event["rawQueryString"] = json!("");
-        event["queryStringParameters"] = json!({});
-        event["pathParameters"] = json!({});
-        event["headers"]["authorization"] = json!(format!("Bearer {key}"));
-        event["headers"]["content-type"] = json!("application/x-ndjson");
-        event["headers"]["content-length"] = json!(body.len().to_string());
-        event["body"] = json!(body);
-        event["isBase64Encoded"] = json!(false);
-        event
     }
 
     #[tokio::test]
@@ -112,7 +95,7 @@ mod tests {
         let key = datarequest::app::create_ingest_key(&*fakes.accounts).await.expect("key");
         let body = r#"{"kind":"erase","account":1,"profile":77}"#;
 
-        let answer = answer(&app, ingest_event(key.expose(), body)).await;
+        let answer = answer(&app, datarequest_tests::events::ingest_event(key.expose(), body)).await;
 
         assert_eq!(answer["statusCode"], 200, "{answer}");
         assert_eq!(answer["isBase64Encoded"], false);

@@ -7,13 +7,13 @@ use datarequest::domain::{AccountId, EventKind, ProfileId, Subject, SubprofileId
 use datarequest::ports::SubjectData;
 use serde_json::{Value, json};
 
+use datarequest_tests::events::ingest_event;
 use datarequest_tests::runtime::Function;
 
 use super::Env;
 use crate::helpers::binary;
 
 const SQS_EVENT: &str = include_str!("../../../functions/core/tests/fixtures/ses/sqs-ingest-event.json");
-const POST_EVENT: &str = include_str!("../../../functions/core/tests/fixtures/apigw-v2-post-profile-datarequest.json");
 
 const PROFILE: &str = r#"{"kind":"profile","account":1,"id":77,"database":1,"email":"p77@example.com","created":"2025-01-01 00:00:00","modified":"2025-01-01 00:00:00"}"#;
 const MESSAGE: &str = r#"{"kind":"message","account":1,"id":"m77","profile":77,"email":"p77@example.com","mailing":"1","subject":"Hi","sent":"2025-01-02 00:00:00","mime":"Subject: Hi\r\n\r\nHello"}"#;
@@ -57,22 +57,6 @@ async fn stored_events(store: &DynamoDbSubjects) -> Vec<(EventKind, usize, usize
         }
     }
     all
-}
-
-fn ingest_event(key: &str, body: &str) -> Value {
-    let mut event: Value = serde_json::from_str(POST_EVENT).expect("fixture");
-    event["rawPath"] = json!("/ingest");
-    event["routeKey"] = json!("POST /ingest");
-    event["requestContext"]["http"]["path"] = json!("/ingest");
-    event["requestContext"]["routeKey"] = json!("POST /ingest");
-    event["rawQueryString"] = json!("");
-    event["queryStringParameters"] = json!({});
-    event["pathParameters"] = json!({});
-    event["headers"]["authorization"] = json!(format!("Bearer {key}"));
-    event["headers"]["content-type"] = json!("application/x-ndjson");
-    event["headers"]["content-length"] = json!(body.len().to_string());
-    event["body"] = json!(body);
-    event
 }
 
 fn body_of(response: &Value) -> Value {
