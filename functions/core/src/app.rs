@@ -257,6 +257,8 @@ impl App {
             }
             request.id = RequestId::random();
         }
+        // Recorded before the request is queued, so a worker's first entry never precedes it.
+        self.record(account, request.id, received).await;
         if let Err(error) = self.queue.enqueue(request.id).await {
             let change =
                 Change { state: Some(State::Failed), reason: Some("could not be queued".into()), ..Change::default() };
@@ -264,7 +266,6 @@ impl App {
             return Err(SubmitError::Unexpected(error.context("queueing the request")));
         }
         tracing::info!(request_id = %request.id, "data request accepted");
-        self.record(account, request.id, received).await;
         Ok(request.id)
     }
 
