@@ -10,12 +10,13 @@ use crate::config::Settings;
 use crate::domain::audit::{self, ReportTrace};
 use crate::domain::idempotency;
 use crate::domain::{
-    AccessToken, AccountId, DataRequest, IdempotencyKey, Report, RequestId, State, Subject, Timestamp, WebhookSecret,
+    AccessToken, AccountId, DataRequest, IdempotencyKey, Report, RequestId, State, Subject, Timestamp, Transition,
+    WebhookSecret,
 };
 use crate::domain::{AuditEntry, AuditEvent, TokenHash};
 use crate::ports::{
-    Accounts, AuditLog, BuildQueue, Change, Clock, ExportStore, Guard, KeyClaim, Mailer, RequestStore, SubjectData,
-    SubjectSources, WebDelivery,
+    Accounts, AuditLog, BuildQueue, Clock, ExportStore, KeyClaim, Mailer, RequestStore, SubjectData, SubjectSources,
+    WebDelivery,
 };
 
 /// Every port the service uses, injected once.
@@ -260,9 +261,7 @@ impl App {
         // Recorded before the request is queued, so a worker's first entry never precedes it.
         self.record(account, request.id, received).await;
         if let Err(error) = self.queue.enqueue(request.id).await {
-            let change =
-                Change { state: Some(State::Failed), reason: Some("could not be queued".into()), ..Change::default() };
-            let _ = self.requests.update(request.id, &Guard::in_states(&[State::Accepted]), &change).await;
+            let _ = self.requests.update(request.id, &Transition::Fail { reason: "could not be queued".into() }).await;
             return Err(SubmitError::Unexpected(error.context("queueing the request")));
         }
         tracing::info!(request_id = %request.id, "data request accepted");
@@ -312,13 +311,7 @@ impl App {
     /// When a store cannot be reached.
     pub async fn expire(&self, id: RequestId) -> anyhow::Result<()> {
         self.exports.delete(id).await.context("deleting an expired export")?;
-        let change = Change {
-            state: Some(State::Expired),
-            reason: Some("the export expired".into()),
-            available: Some(0),
-            ..Change::default()
-        };
-        if self.requests.update(id, &Guard::in_states(&[State::Built, State::Delivered]), &change).await? {
+        if self.requests.update(id, &Transition::Expire).await? {
             tracing::info!(request_id = %id, "export expired");
             if let Some(request) = self.requests.get(id).await? {
                 self.record(request.account, id, AuditEvent::Expired).await;

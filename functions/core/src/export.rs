@@ -11,11 +11,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::domain::{
-    DataRequest, Event, EventKind, Message, Profile, RequestId, State, Subject, Subprofile, Timestamp,
+    DataRequest, Event, EventKind, Message, Profile, RequestId, Subject, Subprofile, Timestamp, Transition,
 };
 use crate::ports::{
-    Change, Clock, ExportWriter, Guard, NoSources, Page, RequestStore, SourceReader, SourceRow, SubjectData,
-    SubjectSources,
+    Clock, ExportWriter, NoSources, Page, RequestStore, SourceReader, SourceRow, SubjectData, SubjectSources,
 };
 use html::{Expiry, HtmlReport};
 
@@ -215,8 +214,7 @@ impl Sink<'_> {
         {
             self.reported = self.written;
             self.reported_at = Some(std::time::Instant::now());
-            let change = Change { available: Some(self.written), ..Change::default() };
-            self.requests.update(self.id, &Guard::in_states(&[State::Building]), &change).await?;
+            self.requests.update(self.id, &Transition::Progress { written: self.written }).await?;
         }
         Ok(())
     }

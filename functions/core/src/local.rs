@@ -17,7 +17,7 @@ use crate::adapters::sqlite::SqliteStore;
 use crate::adapters::webhook::HttpWebDelivery;
 use crate::app::App;
 use crate::config::{self, ConfigError, Fallbacks, Settings};
-use crate::domain::LinkSecret;
+use crate::domain::{LinkSecret, RetryPolicy};
 use crate::http::{Part, router};
 use crate::ports::{Mailer, SystemClock};
 use crate::sources::Sources;
@@ -37,8 +37,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default data dir.
 pub const DEFAULT_DATA_DIR: &str = "./.datarequest";
 
-/// How long a received queue message stays hidden from other workers of this process.
-const VISIBILITY: Duration = Duration::from_secs(15 * 60);
+/// How long a received queue message stays hidden from other workers of this process without
+/// a heartbeat; the worker handling it renews this every third of it.
+const VISIBILITY: Duration = Duration::from_secs(60);
 
 /// The service on a data dir.
 #[derive(Clone)]
@@ -150,13 +151,25 @@ async fn run_worker(local: Local, mut stopped: watch::Receiver<bool>) {
     while !*stopped.borrow() {
         match local.store.receive(VISIBILITY).await {
             Ok(Some(message)) => {
+                // A heartbeat keeps the message hidden while it is handled, however long that
+                // takes, so no second worker receives it; after a crash it shows again soon.
+                let store = local.store.clone();
+                let heartbeat = tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(VISIBILITY / 3).await;
+                        if let Err(error) = store.retry_after(message.id, VISIBILITY).await {
+                            tracing::warn!(error = format!("{error:#}"), "queue heartbeat failed");
+                        }
+                    }
+                });
                 let result = worker::handle(&local.app, message.id, message.receives).await;
+                heartbeat.abort();
                 let settled = match result {
                     Ok(Outcome::Done) => local.store.acknowledge(message.id).await,
                     Ok(Outcome::RetryAfter(delay)) => local.store.retry_after(message.id, delay).await,
                     Err(error) => {
                         tracing::error!(request_id = %message.id, receives = message.receives, error = format!("{error:#}"), "build failed; will retry");
-                        let delay = Duration::from_secs(1 << message.receives.min(6));
+                        let delay = RetryPolicy::after_error(message.receives);
                         local.store.retry_after(message.id, delay).await
                     }
                 };

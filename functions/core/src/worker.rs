@@ -3,6 +3,7 @@
 //! late message finds nothing to do, and a delivery is claimed before it is sent, so it is
 //! never sent twice.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,32 +11,37 @@ use tokio::io::AsyncReadExt;
 use tracing::instrument;
 
 use crate::app::App;
+use crate::domain::lifecycle::{BUILD_LEASE, BUILD_RENEW_EVERY, CLAIM_MARGIN};
 use crate::domain::{
-    AuditEvent, DataRequest, Delivery, DeliveryStatus, DownloadToken, Report, RequestId, State, WebhookSecret,
+    AuditEvent, DataRequest, DeliveryStatus, DownloadToken, Report, RequestId, RetryPolicy, State, Timestamp,
+    Transition, WebhookSecret,
 };
 use crate::export::{HtmlOutput, write_export_and_report};
 use crate::mail::{Content, Html, compose};
 use crate::metrics::BuildFigures;
-use crate::ports::{Change, ExportFormat, Guard, OutgoingMail, SourceError, WebhookHeaders};
+use crate::ports::{ExportFormat, OutgoingMail, SourceError, WebhookHeaders};
 
 /// What to do with the queue message after handling it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Nothing more to do: delete the message.
     Done,
-    /// Deliver the message again after this long (a delivery to retry).
+    /// Deliver the message again after this long: a delivery to retry, or a build or delivery
+    /// another worker holds.
     RetryAfter(Duration),
 }
 
-/// How long a worker holds the claim of a delivery before another may take it over.
-const DELIVERY_CLAIM: i64 = 15 * 60;
+/// The slowest average rate a delivery may take its export at: with the delivery timeout, it
+/// bounds how long one attempt may run, and so how long its claim lasts.
+const SLOWEST_RATE: u64 = 1024 * 1024;
 
 /// Handles one queue message for a request. `receives` is how often the queue has handed this
 /// message out, this time included.
 ///
 /// # Errors
-/// When a step failed in a way worth retrying; the queue delivers the message again. On the
-/// last allowed receive a failed build marks the request failed instead.
+/// When a step failed in a way worth retrying; the queue delivers the message again after
+/// [`RetryPolicy::after_error`]. On the last allowed receive a failed build marks the request
+/// failed instead.
 #[instrument(skip_all, fields(request_id = %id, receives))]
 pub async fn handle(app: &App, id: RequestId, receives: u32) -> anyhow::Result<Outcome> {
     let Some(request) = app.requests.get(id).await? else {
@@ -44,15 +50,16 @@ pub async fn handle(app: &App, id: RequestId, receives: u32) -> anyhow::Result<O
     };
     let request = match request.state {
         State::Accepted | State::Building => match build(app, &request).await {
-            Ok(()) => match app.requests.get(id).await? {
+            Ok(Build::Held(until)) => return Ok(Outcome::RetryAfter(RetryPolicy::while_held(app.now(), until))),
+            Ok(Build::Lost) => return Ok(Outcome::Done),
+            Ok(Build::Done) => match app.requests.get(id).await? {
                 Some(request) => request,
                 None => return Ok(Outcome::Done),
             },
             Err(error) if receives >= app.settings.build_attempts => {
                 tracing::error!(error = format!("{error:#}"), receives, "build failed for the last time");
                 let reason = build_failure(&error);
-                let change = Change { state: Some(State::Failed), reason: Some(reason.clone()), ..Change::default() };
-                if app.requests.update(id, &Guard::in_states(&[State::Accepted, State::Building]), &change).await? {
+                if app.requests.update(id, &Transition::Fail { reason: reason.clone() }).await? {
                     app.record(request.account, id, AuditEvent::Failed { reason }).await;
                     let (bytes, records, duration) = (0, 0, std::time::Duration::ZERO);
                     let figures = BuildFigures { outcome: "failed", bytes, records, duration, invocations: receives };
@@ -85,8 +92,7 @@ fn build_failure(error: &anyhow::Error) -> String {
 /// # Errors
 /// When the request store cannot be reached.
 pub async fn give_up(app: &App, id: RequestId, reason: &str) -> anyhow::Result<()> {
-    let change = Change { state: Some(State::Failed), reason: Some(reason.to_owned()), ..Change::default() };
-    if app.requests.update(id, &Guard::in_states(&[State::Accepted, State::Building]), &change).await?
+    if app.requests.update(id, &Transition::Fail { reason: reason.to_owned() }).await?
         && let Some(request) = app.requests.get(id).await?
     {
         app.record(request.account, id, AuditEvent::Failed { reason: reason.to_owned() }).await;
@@ -94,12 +100,64 @@ pub async fn give_up(app: &App, id: RequestId, reason: &str) -> anyhow::Result<(
     Ok(())
 }
 
-async fn build(app: &App, request: &DataRequest) -> anyhow::Result<()> {
-    let start = Change { state: Some(State::Building), available: Some(0), ..Change::default() };
-    if !app.requests.update(request.id, &Guard::in_states(&[State::Accepted, State::Building]), &start).await? {
-        return Ok(());
+/// How a build attempt ended.
+enum Build {
+    /// Built, or there was nothing to build any more.
+    Done,
+    /// Another builder holds the build until then.
+    Held(Timestamp),
+    /// Another builder took the build over while this one ran (its lease ran out).
+    Lost,
+}
+
+fn lease_from(now: Timestamp) -> Timestamp {
+    now.plus_seconds(i64::try_from(BUILD_LEASE.as_secs()).unwrap_or(i64::MAX))
+}
+
+async fn build(app: &App, request: &DataRequest) -> anyhow::Result<Build> {
+    let now = app.now();
+    let lease = lease_from(now);
+    if !app.requests.update(request.id, &Transition::StartBuild { now, lease_until: lease }).await? {
+        return Ok(match app.requests.get(request.id).await? {
+            Some(stored) if stored.state == State::Building => stored.lease_until.map_or(Build::Done, Build::Held),
+            _ => Build::Done,
+        });
     }
     app.record(request.account, request.id, AuditEvent::BuildStarted).await;
+    let held = AtomicI64::new(lease.unix());
+    let result = tokio::select! {
+        built = write(app, request) => built,
+        () = renew(app, request.id, &held) => {
+            tracing::warn!("the build was taken over by another builder; this one stops");
+            return Ok(Build::Lost);
+        }
+    };
+    if result.is_err() {
+        // The next receive may start again at once rather than wait for the lease to run out.
+        let held = Timestamp::from_unix(held.load(Ordering::Relaxed));
+        if let Err(error) = app.requests.update(request.id, &Transition::Release { held }).await {
+            tracing::warn!(error = format!("{error:#}"), "releasing the build lease failed");
+        }
+    }
+    result.map(|()| Build::Done)
+}
+
+/// Renews the build's lease (whose end `held` holds) while it runs; resolves when another
+/// builder took the build over.
+async fn renew(app: &App, id: RequestId, held: &AtomicI64) {
+    loop {
+        tokio::time::sleep(BUILD_RENEW_EVERY).await;
+        let current = Timestamp::from_unix(held.load(Ordering::Relaxed));
+        let lease_until = lease_from(app.now()).max(current.plus_seconds(1));
+        match app.requests.update(id, &Transition::Renew { held: current, lease_until }).await {
+            Ok(true) => held.store(lease_until.unix(), Ordering::Relaxed),
+            Ok(false) => return,
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "renewing the build lease failed"),
+        }
+    }
+}
+
+async fn write(app: &App, request: &DataRequest) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let writer = app.exports.create(request.id, ExportFormat::Json).await.context("starting the export")?;
     let html = HtmlOutput {
@@ -114,14 +172,8 @@ async fn build(app: &App, request: &DataRequest) -> anyhow::Result<()> {
             .context("writing the export")?;
     let size = written.bytes;
     // The expiry the report states, so the page and the status agree.
-    let built = Change {
-        state: Some(State::Built),
-        available: Some(size),
-        completed: Some(app.now()),
-        expires: Some(report.expires),
-        ..Change::default()
-    };
-    if app.requests.update(request.id, &Guard::in_states(&[State::Building]), &built).await? {
+    let built = Transition::Built { bytes: size, completed: app.now(), expires: report.expires };
+    if app.requests.update(request.id, &built).await? {
         tracing::info!(bytes = size, "export built");
         crate::metrics::emit(&BuildFigures {
             outcome: "built",
@@ -136,30 +188,45 @@ async fn build(app: &App, request: &DataRequest) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long one delivery attempt of `bytes` may run: the delivery timeout, plus the time the
+/// export takes at the slowest rate allowed.
+fn delivery_deadline(app: &App, bytes: u64) -> Duration {
+    app.settings.webhook_timeout + Duration::from_secs(bytes / SLOWEST_RATE)
+}
+
 async fn deliver(app: &App, request: &DataRequest) -> anyhow::Result<Outcome> {
     let Some(report) = &request.report else { return Ok(Outcome::Done) };
     let now = app.now();
-    let claim = Delivery {
-        status: DeliveryStatus::Sending,
-        claimed_until: Some(now.plus_seconds(DELIVERY_CLAIM)),
-        ..request.delivery.clone()
-    };
-    let guard = Guard { states: vec![State::Built], delivery_claimable_at: Some(now) };
-    if !app.requests.update(request.id, &guard, &Change { delivery: Some(claim), ..Change::default() }).await? {
-        return Ok(Outcome::Done);
+    let deadline = delivery_deadline(app, request.available);
+    let until = now.plus_seconds(i64::try_from((deadline + CLAIM_MARGIN).as_secs()).unwrap_or(i64::MAX));
+    if !app.requests.update(request.id, &Transition::ClaimDelivery { now, until }).await? {
+        // A worker that crashed mid-delivery left its claim: try again once it runs out.
+        return Ok(match app.requests.get(request.id).await? {
+            Some(stored) if stored.state == State::Built && stored.delivery.status == DeliveryStatus::Sending => {
+                let held = stored.delivery.claimed_until.unwrap_or(now);
+                Outcome::RetryAfter(RetryPolicy::while_held(now, held))
+            }
+            _ => Outcome::Done,
+        });
     }
     let attempts = request.delivery.attempts + 1;
-    let result = match report {
-        Report::Email(to) => send_mail(app, request, to).await,
-        Report::Web(target) => post_web(app, request, target).await,
+    let attempt = async {
+        match report {
+            Report::Email(to) => send_mail(app, request, to).await,
+            Report::Web(target) => post_web(app, request, target).await,
+        }
     };
-    let claimed = Guard::in_states(&[State::Built]);
+    let method = match report {
+        Report::Email(_) => mail_method(app, request.available),
+        Report::Web(_) => "web",
+    };
+    let result = tokio::time::timeout(deadline, attempt)
+        .await
+        .unwrap_or_else(|_| Err(failure(method, "the delivery did not finish in time")));
     match result {
         Ok(method) => {
-            let delivery =
-                Delivery { status: DeliveryStatus::Sent, attempts, method: Some(method.into()), ..Delivery::default() };
-            let change = Change { state: Some(State::Delivered), delivery: Some(delivery), ..Change::default() };
-            app.requests.update(request.id, &claimed, &change).await?;
+            let done = Transition::Delivered { attempts, method: method.into() };
+            app.requests.update(request.id, &done).await?;
             tracing::info!(attempts, method, "export delivered");
             let event = AuditEvent::Delivery { attempt: attempts, method: method.into(), outcome: "sent".into() };
             app.record(request.account, request.id, event).await;
@@ -168,16 +235,9 @@ async fn deliver(app: &App, request: &DataRequest) -> anyhow::Result<Outcome> {
         Err(failure) => {
             let last = attempts >= app.settings.delivery_attempts;
             tracing::warn!(attempts, last, error = %failure.message, "delivery failed");
-            let delivery = Delivery {
-                status: if last { DeliveryStatus::Failed } else { DeliveryStatus::Pending },
-                attempts,
-                method: Some(failure.method.into()),
-                error: Some(failure.message),
-                claimed_until: None,
-            };
-            app.requests
-                .update(request.id, &claimed, &Change { delivery: Some(delivery), ..Change::default() })
-                .await?;
+            let failed =
+                Transition::DeliveryFailed { attempts, method: failure.method.into(), error: failure.message, last };
+            app.requests.update(request.id, &failed).await?;
             let outcome = if last { "given_up" } else { "failed" };
             let event =
                 AuditEvent::Delivery { attempt: attempts, method: failure.method.into(), outcome: outcome.into() };
@@ -185,8 +245,8 @@ async fn deliver(app: &App, request: &DataRequest) -> anyhow::Result<Outcome> {
             if last {
                 return Ok(Outcome::Done);
             }
-            let factor = 2u32.saturating_pow(attempts - 1).min(64);
-            Ok(Outcome::RetryAfter((app.settings.delivery_backoff * factor).min(Duration::from_secs(12 * 3600))))
+            let policy = RetryPolicy { delivery_backoff: app.settings.delivery_backoff };
+            Ok(Outcome::RetryAfter(policy.after_delivery_failure(attempts)))
         }
     }
 }
@@ -212,6 +272,11 @@ async fn read_file(mut file: crate::ports::ExportFile) -> Result<Vec<u8>, String
     Ok(bytes)
 }
 
+/// How an export of `size` bytes goes by mail: attached while it fits, otherwise linked.
+fn mail_method(app: &App, size: u64) -> &'static str {
+    if size <= app.settings.attachment_limit { "attachment" } else { "link" }
+}
+
 async fn send_mail(
     app: &App,
     request: &DataRequest,
@@ -219,7 +284,7 @@ async fn send_mail(
 ) -> Result<&'static str, Failure> {
     let size = request.available;
     let limit = app.settings.attachment_limit;
-    let method = if size <= limit { "attachment" } else { "link" };
+    let method = mail_method(app, size);
     let expires = request.expires.unwrap_or_else(|| app.now());
     // The download link of the export (`…&format=html` for the report), signed until it expires.
     let link = |suffix: &str| {

@@ -11,9 +11,9 @@ use common::{section, section_names, world, world_with};
 use datarequest::config::Settings;
 use datarequest::domain::{
     DeliveryStatus, DownloadToken, EmailAddress, ProfileId, Report, RequestId, State, Subject, SubprofileId,
-    WebAddress, WebPolicy,
+    Transition, WebAddress, WebPolicy,
 };
-use datarequest::ports::{Change, Guard, RequestStore};
+use datarequest::ports::RequestStore;
 use datarequest::worker::{self, Outcome};
 use hmac::Mac;
 use mail_parser::MimeHeaders;
@@ -292,14 +292,15 @@ async fn a_delivery_claimed_by_another_worker_is_left_to_it() {
         .expect("accepted");
     world.fakes.mailer.fail_next(1);
     assert!(matches!(worker::handle(&world.app, id, 1).await.expect("handled"), Outcome::RetryAfter(_)));
-    // Another worker claims the retry first.
-    let mut request = world.app.requests.get(id).await.expect("store").expect("request");
-    request.delivery.status = DeliveryStatus::Sending;
-    request.delivery.claimed_until = Some(world.app.now().plus_seconds(60));
-    let change = Change { delivery: Some(request.delivery.clone()), ..Change::default() };
-    assert!(world.app.requests.update(id, &Guard::in_states(&[State::Built]), &change).await.expect("update"));
-    assert_eq!(worker::handle(&world.app, id, 2).await.expect("handled"), Outcome::Done);
+    // Another worker claims the retry first: this message comes back once that claim ran out
+    // (the claimer may die mid-delivery), it is never dropped.
+    let now = world.app.now();
+    let claim = Transition::ClaimDelivery { now, until: now.plus_seconds(60) };
+    assert!(world.app.requests.update(id, &claim).await.expect("update"));
+    assert_eq!(worker::handle(&world.app, id, 2).await.expect("handled"), Outcome::RetryAfter(Duration::from_secs(61)));
     assert!(world.fakes.mailer.sent().is_empty());
+    let stored = world.app.requests.get(id).await.expect("store").expect("request");
+    assert_eq!(stored.delivery.status, DeliveryStatus::Sending, "left to the claimer");
     // Its claim runs out (it died): the next message takes over and sends once.
     world.fakes.clock.advance(Duration::from_secs(61));
     assert_eq!(worker::handle(&world.app, id, 3).await.expect("handled"), Outcome::Done);
@@ -405,6 +406,28 @@ async fn a_build_that_keeps_failing_ends_failed_with_its_reason_on_the_last_rece
     assert_eq!(request.state, State::Failed);
     assert_eq!(request.reason.as_deref(), Some("the export could not be built"));
     assert!(world.fakes.exports.bytes(id).is_none(), "no partial export is visible");
+}
+
+#[tokio::test]
+async fn a_build_held_by_a_live_builder_comes_back_after_its_lease_and_a_dead_ones_is_taken_over() {
+    let world = world().await;
+    let id = world
+        .app
+        .submit(world.account, profile("42"), None, &datarequest::app::Origin::default())
+        .await
+        .expect("accepted");
+    // Another builder started it and holds it for a minute.
+    let now = world.app.now();
+    let start = Transition::StartBuild { now, lease_until: now.plus_seconds(60) };
+    assert!(world.app.requests.update(id, &start).await.expect("update"));
+    assert_eq!(worker::handle(&world.app, id, 1).await.expect("handled"), Outcome::RetryAfter(Duration::from_secs(61)));
+    assert!(world.fakes.exports.bytes(id).is_none(), "not built a second time while held");
+    // It died without renewing: once its lease ran out the message takes the build over.
+    world.fakes.clock.advance(Duration::from_secs(60));
+    assert_eq!(worker::handle(&world.app, id, 2).await.expect("handled"), Outcome::Done);
+    let request = world.app.requests.get(id).await.expect("store").expect("request");
+    assert_eq!((request.state, request.lease_until), (State::Built, None));
+    assert!(world.fakes.exports.bytes(id).is_some());
 }
 
 struct FailingSubjects;

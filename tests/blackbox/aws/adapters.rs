@@ -6,12 +6,11 @@ use datarequest::adapters::aws::{self, DynamoDbAccounts, DynamoDbRequests, Dynam
 use datarequest::adapters::memory;
 use datarequest::config::Settings;
 use datarequest::domain::{
-    AccessToken, AccountId, DataRequest, ProfileId, Record, RequestId, State, Subject, Timestamp, WebhookSecret,
+    AccessToken, AccountId, DataRequest, ProfileId, Record, RequestId, State, Subject, Timestamp, Transition,
+    WebhookSecret,
 };
 use datarequest::ingest::{parse_line, parse_records};
-use datarequest::ports::{
-    Accounts, BuildQueue, Change, ExportFormat, ExportStore, Guard, RequestStore, Served, SubjectData,
-};
+use datarequest::ports::{Accounts, BuildQueue, ExportFormat, ExportStore, RequestStore, Served, SubjectData};
 use datarequest::worker;
 
 use super::Env;
@@ -43,17 +42,19 @@ async fn dynamodb_requests_insert_once_and_change_only_under_their_guard() {
     assert_eq!(store.get(request.id).await.expect("get"), Some(request.clone()));
     assert_eq!(store.get(RequestId::random()).await.expect("get"), None);
 
-    let building = Change { state: Some(State::Building), available: Some(10), ..Change::default() };
-    assert!(!store.update(request.id, &Guard::in_states(&[State::Built]), &building).await.expect("update"));
-    assert!(store.update(request.id, &Guard::in_states(&[State::Accepted]), &building).await.expect("update"));
-    assert!(!store.update(request.id, &Guard::in_states(&[State::Accepted]), &building).await.expect("update"));
+    let now = Timestamp::now();
+    let progress = Transition::Progress { written: 10 };
+    assert!(!store.update(request.id, &progress).await.expect("update"), "not building yet");
+    let start = Transition::StartBuild { now, lease_until: now.plus_seconds(60) };
+    assert!(store.update(request.id, &start).await.expect("update"));
+    assert!(!store.update(request.id, &start).await.expect("update"), "the lease is held");
+    assert!(store.update(request.id, &progress).await.expect("update"));
     let stored = store.get(request.id).await.expect("get").expect("stored");
-    assert_eq!((stored.state, stored.available), (State::Building, 10));
+    assert_eq!((stored.state, stored.available, stored.lease_until), (State::Building, 10, Some(now.plus_seconds(60))));
     assert_eq!(store.unfinished().await.expect("scan"), vec![request.id]);
 
-    let now = Timestamp::now();
-    let built = Change { state: Some(State::Built), expires: Some(now), ..Change::default() };
-    assert!(store.update(request.id, &Guard::in_states(&[State::Building]), &built).await.expect("update"));
+    let built = Transition::Built { bytes: 10, completed: now, expires: now };
+    assert!(store.update(request.id, &built).await.expect("update"));
     assert_eq!(store.expiring(now, 10).await.expect("scan"), vec![request.id]);
     assert!(store.expiring(now.plus_seconds(-1), 10).await.expect("scan").is_empty());
 
@@ -62,9 +63,9 @@ async fn dynamodb_requests_insert_once_and_change_only_under_their_guard() {
         .map(|n| {
             let store = std::sync::Arc::clone(&store);
             tokio::spawn(async move {
-                let guard = Guard::in_states(&[State::Built]);
-                let delivery = datarequest::domain::Delivery { attempts: n, ..Default::default() };
-                store.update(request.id, &guard, &Change { delivery: Some(delivery), ..Change::default() }).await
+                let failed =
+                    Transition::DeliveryFailed { attempts: n, method: "web".into(), error: "e".into(), last: false };
+                store.update(request.id, &failed).await
             })
         })
         .collect();

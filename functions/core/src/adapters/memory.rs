@@ -13,12 +13,12 @@ use crate::app::App;
 use crate::config::Settings;
 use crate::domain::{
     AccountId, AuditEntry, DataRequest, Erasure, Event, EventKind, Message, Owner, Profile, ProfileId, Record,
-    RequestId, State, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, WebAddress, WebhookSecret,
+    RequestId, State, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, Transition, WebAddress, WebhookSecret,
 };
 use crate::ports::{
-    Accounts, AuditLog, BuildQueue, Change, Clock, ExportFile, ExportFormat, ExportStore, ExportWriter, Guard,
-    KeyClaim, Mailer, OutgoingMail, Page, RequestStore, Served, SourceError, SourceReader, SourceRow, SubjectData,
-    SubjectSources, WebDelivery, WebhookHeaders,
+    Accounts, AuditLog, BuildQueue, Clock, ExportFile, ExportFormat, ExportStore, ExportWriter, KeyClaim, Mailer,
+    OutgoingMail, Page, RequestStore, Served, SourceError, SourceReader, SourceRow, SubjectData, SubjectSources,
+    WebDelivery, WebhookHeaders,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -61,15 +61,8 @@ impl RequestStore for MemoryRequests {
         Ok(lock(&self.0).get(&id).cloned())
     }
 
-    async fn update(&self, id: RequestId, guard: &Guard, change: &Change) -> anyhow::Result<bool> {
-        let mut map = lock(&self.0);
-        match map.get_mut(&id) {
-            Some(request) if guard.admits(request) => {
-                change.apply(request);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+    async fn update(&self, id: RequestId, transition: &Transition) -> anyhow::Result<bool> {
+        Ok(lock(&self.0).get_mut(&id).is_some_and(|request| transition.apply(request)))
     }
 
     async fn expiring(&self, now: Timestamp, limit: usize) -> anyhow::Result<Vec<RequestId>> {

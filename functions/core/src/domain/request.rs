@@ -227,6 +227,8 @@ pub struct DataRequest {
     pub completed: Option<Timestamp>,
     /// When the export expires.
     pub expires: Option<Timestamp>,
+    /// Until when the builder that started or last renewed the build holds it.
+    pub lease_until: Option<Timestamp>,
     /// Delivery bookkeeping.
     pub delivery: Delivery,
 }
@@ -256,6 +258,7 @@ impl DataRequest {
             created: now,
             completed: None,
             expires: None,
+            lease_until: None,
             delivery,
         }
     }

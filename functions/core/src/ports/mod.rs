@@ -14,81 +14,9 @@ use tokio::io::AsyncRead;
 pub use sources::{NoRows, NoSources, SourceError, SourceReader, SourceRow, SubjectSources};
 
 use crate::domain::{
-    AccountId, AuditEntry, DataRequest, Delivery, EmailAddress, Erasure, Event, EventKind, Message, Profile, ProfileId,
-    Record, RequestId, State, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, WebAddress, WebhookSecret,
+    AccountId, AuditEntry, DataRequest, EmailAddress, Erasure, Event, EventKind, Message, Profile, ProfileId, Record,
+    RequestId, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, Transition, WebAddress, WebhookSecret,
 };
-
-/// Which stored request a conditional update may touch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Guard {
-    /// The request must be in one of these states.
-    pub states: Vec<State>,
-    /// If set, delivery must be claimable at this time: `pending`, or `sending` with a claim
-    /// that ran out at or before it.
-    pub delivery_claimable_at: Option<Timestamp>,
-}
-
-impl Guard {
-    /// The request must be in one of these states.
-    #[must_use]
-    pub fn in_states(states: &[State]) -> Self {
-        Self { states: states.to_vec(), delivery_claimable_at: None }
-    }
-
-    /// Whether a stored request passes the guard. Stores that cannot express the condition
-    /// natively (the fakes) use this; the others must agree with it.
-    #[must_use]
-    pub fn admits(&self, request: &DataRequest) -> bool {
-        use crate::domain::DeliveryStatus as D;
-        self.states.contains(&request.state)
-            && self.delivery_claimable_at.is_none_or(|now| match request.delivery.status {
-                D::Pending => true,
-                D::Sending => request.delivery.claimed_until.is_none_or(|until| until <= now),
-                D::None | D::Sent | D::Failed => false,
-            })
-    }
-}
-
-/// What a conditional update changes; `None` leaves a member as it is.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Change {
-    /// New state.
-    pub state: Option<State>,
-    /// New reason.
-    pub reason: Option<String>,
-    /// Bytes written so far.
-    pub available: Option<u64>,
-    /// When the export was complete.
-    pub completed: Option<Timestamp>,
-    /// When the export expires.
-    pub expires: Option<Timestamp>,
-    /// Delivery bookkeeping, replaced whole.
-    pub delivery: Option<Delivery>,
-}
-
-impl Change {
-    /// Applies the change to a request in memory, as a store applies it.
-    pub fn apply(&self, request: &mut DataRequest) {
-        if let Some(state) = self.state {
-            request.state = state;
-        }
-        if let Some(reason) = &self.reason {
-            request.reason = Some(reason.clone());
-        }
-        if let Some(available) = self.available {
-            request.available = available;
-        }
-        if let Some(completed) = self.completed {
-            request.completed = Some(completed);
-        }
-        if let Some(expires) = self.expires {
-            request.expires = Some(expires);
-        }
-        if let Some(delivery) = &self.delivery {
-            request.delivery = delivery.clone();
-        }
-    }
-}
 
 /// What an idempotency key names: a request, what was asked for it, and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,11 +58,12 @@ pub trait RequestStore: Send + Sync {
     /// When the store cannot be reached or holds a corrupt record.
     async fn get(&self, id: RequestId) -> anyhow::Result<Option<DataRequest>>;
 
-    /// Applies `change` if the stored request passes `guard`, atomically. Returns whether it did.
+    /// Applies `transition` if its guard admits the stored request, atomically. Returns
+    /// whether it did.
     ///
     /// # Errors
     /// When the store cannot be reached.
-    async fn update(&self, id: RequestId, guard: &Guard, change: &Change) -> anyhow::Result<bool>;
+    async fn update(&self, id: RequestId, transition: &Transition) -> anyhow::Result<bool>;
 
     /// Up to `limit` requests that still hold a file whose expiry is at or before `now`.
     ///

@@ -10,8 +10,10 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::attributes::{Item, get_n, get_s, n, opt_n, opt_s, put_opt_n, put_opt_s, s};
-use crate::domain::{AccountId, DataRequest, Delivery, Report, RequestId, State, Subject, Timestamp, WebPolicy};
-use crate::ports::{Change, Guard, KeyClaim, RequestStore};
+use crate::domain::{
+    AccountId, DataRequest, Delivery, Report, RequestId, State, Subject, Timestamp, Transition, WebPolicy,
+};
+use crate::ports::{KeyClaim, RequestStore};
 
 /// How long a request's record outlives its export (or its creation, without one).
 const KEEP_RECORD: i64 = 30 * 86_400;
@@ -110,6 +112,7 @@ fn to_item(r: &DataRequest, version: u64) -> Item {
     put_opt_s(&mut item, "delivery_method", r.delivery.method.as_deref());
     put_opt_s(&mut item, "delivery_error", r.delivery.error.as_deref());
     put_opt_n(&mut item, "delivery_claimed_until", r.delivery.claimed_until.map(Timestamp::unix));
+    put_opt_n(&mut item, "build_lease_until", r.lease_until.map(Timestamp::unix));
     item.insert("version".into(), n(version));
     item.insert("ttl".into(), n(r.expires.unwrap_or(r.created).unix().saturating_add(KEEP_RECORD)));
     item
@@ -135,6 +138,7 @@ fn from_item(item: &Item) -> anyhow::Result<DataRequest> {
             error: opt_s(item, "delivery_error").map(str::to_owned),
             claimed_until: opt_n(item, "delivery_claimed_until")?.map(Timestamp::from_unix),
         },
+        lease_until: opt_n(item, "build_lease_until")?.map(Timestamp::from_unix),
     })
 }
 
@@ -201,13 +205,12 @@ impl RequestStore for DynamoDbRequests {
         Ok(self.read(id).await?.map(|(request, _)| request))
     }
 
-    async fn update(&self, id: RequestId, guard: &Guard, change: &Change) -> anyhow::Result<bool> {
+    async fn update(&self, id: RequestId, transition: &Transition) -> anyhow::Result<bool> {
         for _ in 0..10 {
             let Some((mut request, version)) = self.read(id).await? else { return Ok(false) };
-            if !guard.admits(&request) {
+            if !transition.apply(&mut request) {
                 return Ok(false);
             }
-            change.apply(&mut request);
             if self.write(&request, Some(version)).await? {
                 return Ok(true);
             }

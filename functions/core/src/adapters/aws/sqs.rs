@@ -40,6 +40,24 @@ impl SqsQueue {
             .context("queueing a request")?;
         Ok(())
     }
+
+    /// Makes a received message visible again after `delay` (at most 12 hours, SQS's limit),
+    /// keeping its receive count, so the dead-letter queue's bound still holds.
+    ///
+    /// # Errors
+    /// When the queue cannot be reached.
+    pub async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> anyhow::Result<()> {
+        let seconds = i32::try_from(delay.as_secs().min(43_200)).unwrap_or(43_200);
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .context("delaying a failed message")?;
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -6,10 +6,16 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 
 use super::SqsQueue;
 use crate::app::App;
+use crate::domain::RetryPolicy;
 use crate::worker::{self, Outcome};
 
 /// Why the queue gave up, as the status shows it.
 const GAVE_UP: &str = "the export could not be built";
+
+/// How often SQS has handed the message out, this time included.
+fn receive_count(message: &SqsMessage) -> u32 {
+    message.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1)
+}
 
 async fn handle_message(
     app: &App,
@@ -31,15 +37,15 @@ async fn handle_message(
     if from_dead_letters {
         return worker::give_up(app, id, GAVE_UP).await;
     }
-    let receives = message.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
-    match worker::handle(app, id, receives).await? {
+    match worker::handle(app, id, receive_count(message)).await? {
         Outcome::Done => Ok(()),
         // A fresh delayed message, so delivery retries do not use up the receive count.
         Outcome::RetryAfter(delay) => queue.enqueue_after(id, delay).await,
     }
 }
 
-/// Handles a batch; the response lists the messages to deliver again.
+/// Handles a batch; the response lists the messages to deliver again, each made visible again
+/// after the retry policy's delay for its receive count.
 pub async fn handle_batch(
     app: &App,
     queue: &SqsQueue,
@@ -51,6 +57,12 @@ pub async fn handle_batch(
         if let Err(error) = handle_message(app, queue, message, dead_letters).await {
             let id = message.message_id.clone().unwrap_or_default();
             tracing::error!(message_id = %id, error = format!("{error:#}"), "build message failed");
+            if let Some(handle) = message.receipt_handle.as_deref() {
+                let delay = RetryPolicy::after_error(receive_count(message));
+                if let Err(error) = queue.retry_after(handle, delay).await {
+                    tracing::warn!(error = format!("{error:#}"), "could not delay the failed message");
+                }
+            }
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id;
             response.batch_item_failures.push(failure);

@@ -4,11 +4,11 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{SqliteStore, to_i64, to_u64};
-use crate::domain::{AccountId, DataRequest, Delivery, Report, RequestId, Subject, Timestamp, WebPolicy};
-use crate::ports::{Change, Guard, KeyClaim, RequestStore};
+use crate::domain::{AccountId, DataRequest, Delivery, Report, RequestId, Subject, Timestamp, Transition, WebPolicy};
+use crate::ports::{KeyClaim, RequestStore};
 
 const REQUEST_COLUMNS: &str = "id, account, subject_kind, subject, report, state, reason, available, created, completed, \
-     expires, delivery_status, delivery_attempts, delivery_method, delivery_error, delivery_claimed_until";
+     expires, delivery_status, delivery_attempts, delivery_method, delivery_error, delivery_claimed_until, build_lease_until";
 
 fn request_from_row(row: &Row<'_>) -> anyhow::Result<DataRequest> {
     let kind: String = row.get(2)?;
@@ -35,13 +35,14 @@ fn request_from_row(row: &Row<'_>) -> anyhow::Result<DataRequest> {
             error: row.get(14)?,
             claimed_until: row.get::<_, Option<i64>>(15)?.map(Timestamp::from_unix),
         },
+        lease_until: row.get::<_, Option<i64>>(16)?.map(Timestamp::from_unix),
     })
 }
 
 fn write_request(c: &Connection, r: &DataRequest, insert: bool) -> rusqlite::Result<usize> {
     let verb = if insert { "INSERT OR IGNORE" } else { "REPLACE" };
     c.execute(
-        &format!("{verb} INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+        &format!("{verb} INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
         params![
             to_i64(r.id.get()),
             to_i64(r.account.get()),
@@ -59,6 +60,7 @@ fn write_request(c: &Connection, r: &DataRequest, insert: bool) -> rusqlite::Res
             r.delivery.method,
             r.delivery.error,
             r.delivery.claimed_until.map(Timestamp::unix),
+            r.lease_until.map(Timestamp::unix),
         ],
     )
 }
@@ -126,15 +128,14 @@ impl RequestStore for SqliteStore {
         self.run(move |c| read_request(c, id)).await
     }
 
-    async fn update(&self, id: RequestId, guard: &Guard, change: &Change) -> anyhow::Result<bool> {
-        let (guard, change) = (guard.clone(), change.clone());
+    async fn update(&self, id: RequestId, transition: &Transition) -> anyhow::Result<bool> {
+        let transition = transition.clone();
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let Some(mut request) = read_request(&tx, id)? else { return Ok(false) };
-            if !guard.admits(&request) {
+            if !transition.apply(&mut request) {
                 return Ok(false);
             }
-            change.apply(&mut request);
             write_request(&tx, &request, false)?;
             tx.commit()?;
             Ok(true)

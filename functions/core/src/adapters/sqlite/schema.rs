@@ -1,6 +1,6 @@
 //! The database schema, and the step that brings a database of an earlier version up to date.
 //!
-//! Version 4 (this one) adds the audit log; version 3 the idempotency keys of POSTs. Version 2 keeps events by their key (so a replayed event is stored once), serves
+//! Version 5 (this one) adds the build lease of a request; version 4 the audit log; version 3 the idempotency keys of POSTs. Version 2 keeps events by their key (so a replayed event is stored once), serves
 //! a profile's own records through indexes of the records without a subprofile (a subprofile's
 //! records reach a profile only through the subprofile), and keeps the lower-cased address of
 //! profiles and subprofiles for erasure by address. `PRAGMA user_version` holds the version.
@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::to_i64;
 use crate::domain::Event;
 
-const VERSION: i64 = 4;
+const VERSION: i64 = 5;
 
 const SCHEMA: &str = r"
 CREATE TABLE IF NOT EXISTS accounts (
@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS requests (
     delivery_attempts INTEGER NOT NULL,
     delivery_method TEXT,
     delivery_error TEXT,
-    delivery_claimed_until INTEGER
+    delivery_claimed_until INTEGER,
+    build_lease_until INTEGER
 );
 CREATE INDEX IF NOT EXISTS requests_expires ON requests(expires) WHERE state IN ('built', 'delivered');
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -144,6 +145,18 @@ pub fn create(connection: &mut Connection) -> anyhow::Result<()> {
              UPDATE profiles SET email_lc = lower(json_extract(body, '$.email'));
              UPDATE subprofiles SET email_lc = lower(json_extract(body, '$.email'));",
         )?;
+    }
+    // Version 4 and before: requests without a build lease.
+    let leaseless = tx
+        .query_row("SELECT 1 FROM pragma_table_info('requests') WHERE name = 'id'", [], |_| Ok(()))
+        .optional()?
+        .is_some()
+        && tx
+            .query_row("SELECT 1 FROM pragma_table_info('requests') WHERE name = 'build_lease_until'", [], |_| Ok(()))
+            .optional()?
+            .is_none();
+    if leaseless {
+        tx.execute_batch("ALTER TABLE requests ADD COLUMN build_lease_until INTEGER;")?;
     }
     tx.execute_batch(SCHEMA)?;
     if old {

@@ -1,0 +1,435 @@
+//! The lifecycle of a data request as one type: every legal move of a stored request is a
+//! [`Transition`], which names the states it may start from (its [`Guard`]) and what it writes
+//! (its [`Change`]). Stores apply a transition atomically and only when its guard admits the
+//! stored request, so a duplicate or late message finds nothing to do. The retry policy of the
+//! queue consumers (local and AWS) lives here too, so both retry alike.
+//!
+//! ```text
+//! accepted ──start──▶ building ──built──▶ built ──delivered──▶ delivered
+//!    │                 │  ▲ progress,        │ claim delivery,        │
+//!    └──────fail───────┴──┘ renew, restart   │ delivery failed        │
+//!           ▼                                ▼                        ▼
+//!         failed                          expired ◀───────expire──────┘
+//! ```
+
+use std::time::Duration;
+
+use super::{DataRequest, Delivery, DeliveryStatus, State, Timestamp};
+
+/// How long a builder holds a build it started or renewed; another may take it over after.
+pub const BUILD_LEASE: Duration = Duration::from_secs(60);
+
+/// How often a running build renews its lease (well inside [`BUILD_LEASE`]).
+pub const BUILD_RENEW_EVERY: Duration = Duration::from_secs(20);
+
+/// What a delivery claim lasts beyond the delivery's own deadline: room to record the outcome.
+pub const CLAIM_MARGIN: Duration = Duration::from_secs(60);
+
+/// A legal move of a stored request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// A builder takes the build: from `accepted`, or from `building` when the lease of the
+    /// builder before it ran out (it crashed or stopped). Holds it until `lease_until`.
+    StartBuild {
+        /// The time of the attempt.
+        now: Timestamp,
+        /// Until when this builder holds the build.
+        lease_until: Timestamp,
+    },
+    /// The running build wrote `written` bytes so far.
+    Progress {
+        /// Bytes of the export written.
+        written: u64,
+    },
+    /// The running build is alive: the builder that holds the lease until `held` holds it
+    /// until `lease_until`. Refused when another builder took the build over.
+    Renew {
+        /// The end of the lease this builder holds.
+        held: Timestamp,
+        /// The new end of the lease.
+        lease_until: Timestamp,
+    },
+    /// The build stopped with an error: the builder that holds the lease until `held` lets
+    /// the next receive take the build at once.
+    Release {
+        /// The end of the lease this builder holds.
+        held: Timestamp,
+    },
+    /// The export is complete.
+    Built {
+        /// Its size.
+        bytes: u64,
+        /// When it was complete.
+        completed: Timestamp,
+        /// When it expires.
+        expires: Timestamp,
+    },
+    /// The build gave up (from `accepted` or `building`).
+    Fail {
+        /// Why, without personal data.
+        reason: String,
+    },
+    /// A worker claims the delivery of a built export until `until`: possible while it is
+    /// pending, or sending under a claim that ran out by `now` (its worker crashed).
+    ClaimDelivery {
+        /// The time of the claim.
+        now: Timestamp,
+        /// When the claim runs out.
+        until: Timestamp,
+    },
+    /// The delivery went out.
+    Delivered {
+        /// How many attempts it took.
+        attempts: u32,
+        /// How it went: `attachment`, `link` or `web`.
+        method: String,
+    },
+    /// A delivery attempt failed; `last` when no attempt is left.
+    DeliveryFailed {
+        /// Attempts so far.
+        attempts: u32,
+        /// How it was tried.
+        method: String,
+        /// What went wrong, without personal data or the address.
+        error: String,
+        /// Whether it was the last attempt.
+        last: bool,
+    },
+    /// The export's time is up: its file is gone.
+    Expire,
+}
+
+/// Which stored request a transition may touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// The request must be in one of these states.
+    pub states: Vec<State>,
+    /// If set, a request in `building` must hold no lease at this time.
+    pub lease_free_at: Option<Timestamp>,
+    /// If set, the request's lease must end exactly then (the builder still holds it).
+    pub lease_is: Option<Timestamp>,
+    /// If set, delivery must be claimable at this time: `pending`, or `sending` with a claim
+    /// that ran out at or before it.
+    pub delivery_claimable_at: Option<Timestamp>,
+}
+
+impl Guard {
+    fn in_states(states: &[State]) -> Self {
+        Self { states: states.to_vec(), lease_free_at: None, lease_is: None, delivery_claimable_at: None }
+    }
+
+    /// Whether a stored request passes the guard.
+    #[must_use]
+    pub fn admits(&self, request: &DataRequest) -> bool {
+        use DeliveryStatus as D;
+        self.states.contains(&request.state)
+            && self.lease_free_at.is_none_or(|now| {
+                request.state != State::Building || request.lease_until.is_none_or(|until| until <= now)
+            })
+            && self.lease_is.is_none_or(|held| request.lease_until == Some(held))
+            && self.delivery_claimable_at.is_none_or(|now| match request.delivery.status {
+                D::Pending => true,
+                D::Sending => request.delivery.claimed_until.is_none_or(|until| until <= now),
+                D::None | D::Sent | D::Failed => false,
+            })
+    }
+}
+
+/// What a transition writes; `None` leaves a member as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    /// New state.
+    pub state: Option<State>,
+    /// New reason.
+    pub reason: Option<String>,
+    /// Bytes written so far.
+    pub available: Option<u64>,
+    /// When the export was complete.
+    pub completed: Option<Timestamp>,
+    /// When the export expires.
+    pub expires: Option<Timestamp>,
+    /// The build lease: `Some(None)` clears it.
+    pub lease_until: Option<Option<Timestamp>>,
+    /// Delivery bookkeeping, replaced whole.
+    pub delivery: Option<Delivery>,
+}
+
+impl Change {
+    /// Applies the change to a request in memory, as a store applies it.
+    pub fn apply(&self, request: &mut DataRequest) {
+        if let Some(state) = self.state {
+            request.state = state;
+        }
+        if let Some(reason) = &self.reason {
+            request.reason = Some(reason.clone());
+        }
+        if let Some(available) = self.available {
+            request.available = available;
+        }
+        if let Some(completed) = self.completed {
+            request.completed = Some(completed);
+        }
+        if let Some(expires) = self.expires {
+            request.expires = Some(expires);
+        }
+        if let Some(lease) = self.lease_until {
+            request.lease_until = lease;
+        }
+        if let Some(delivery) = &self.delivery {
+            request.delivery = delivery.clone();
+        }
+    }
+}
+
+impl Transition {
+    /// The states (and claims) the stored request must be in for this transition.
+    #[must_use]
+    pub fn guard(&self) -> Guard {
+        use State::{Accepted, Building, Built, Delivered};
+        match self {
+            Self::StartBuild { now, .. } => {
+                Guard { lease_free_at: Some(*now), ..Guard::in_states(&[Accepted, Building]) }
+            }
+            Self::Renew { held, .. } | Self::Release { held } => {
+                Guard { lease_is: Some(*held), ..Guard::in_states(&[Building]) }
+            }
+            Self::Progress { .. } | Self::Built { .. } => Guard::in_states(&[Building]),
+            Self::Fail { .. } => Guard::in_states(&[Accepted, Building]),
+            Self::ClaimDelivery { now, .. } => {
+                Guard { delivery_claimable_at: Some(*now), ..Guard::in_states(&[Built]) }
+            }
+            Self::Delivered { .. } | Self::DeliveryFailed { .. } => Guard::in_states(&[Built]),
+            Self::Expire => Guard::in_states(&[Built, Delivered]),
+        }
+    }
+
+    /// What the transition writes, given the stored request (a delivery's bookkeeping carries
+    /// over what it does not replace).
+    #[must_use]
+    pub fn change(&self, stored: &DataRequest) -> Change {
+        match self {
+            Self::StartBuild { lease_until, .. } => Change {
+                state: Some(State::Building),
+                available: Some(0),
+                lease_until: Some(Some(*lease_until)),
+                ..Change::default()
+            },
+            Self::Progress { written } => Change { available: Some(*written), ..Change::default() },
+            Self::Renew { lease_until, .. } => Change { lease_until: Some(Some(*lease_until)), ..Change::default() },
+            Self::Release { .. } => Change { lease_until: Some(None), ..Change::default() },
+            Self::Built { bytes, completed, expires } => Change {
+                state: Some(State::Built),
+                available: Some(*bytes),
+                completed: Some(*completed),
+                expires: Some(*expires),
+                lease_until: Some(None),
+                ..Change::default()
+            },
+            Self::Fail { reason } => Change {
+                state: Some(State::Failed),
+                reason: Some(reason.clone()),
+                lease_until: Some(None),
+                ..Change::default()
+            },
+            Self::ClaimDelivery { until, .. } => Change {
+                delivery: Some(Delivery {
+                    status: DeliveryStatus::Sending,
+                    claimed_until: Some(*until),
+                    ..stored.delivery.clone()
+                }),
+                ..Change::default()
+            },
+            Self::Delivered { attempts, method } => Change {
+                state: Some(State::Delivered),
+                delivery: Some(Delivery {
+                    status: DeliveryStatus::Sent,
+                    attempts: *attempts,
+                    method: Some(method.clone()),
+                    ..Delivery::default()
+                }),
+                ..Change::default()
+            },
+            Self::DeliveryFailed { attempts, method, error, last } => Change {
+                delivery: Some(Delivery {
+                    status: if *last { DeliveryStatus::Failed } else { DeliveryStatus::Pending },
+                    attempts: *attempts,
+                    method: Some(method.clone()),
+                    error: Some(error.clone()),
+                    claimed_until: None,
+                }),
+                ..Change::default()
+            },
+            Self::Expire => Change {
+                state: Some(State::Expired),
+                reason: Some("the export expired".into()),
+                available: Some(0),
+                ..Change::default()
+            },
+        }
+    }
+
+    /// Applies the transition to `request` if its guard admits it; returns whether it did.
+    /// Stores that read, check and write back under a lock or a version condition use this.
+    pub fn apply(&self, request: &mut DataRequest) -> bool {
+        if !self.guard().admits(request) {
+            return false;
+        }
+        self.change(request).apply(request);
+        true
+    }
+}
+
+/// When the queue consumers (the local worker and the builder function) try a message again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// First delay of a failed delivery; it doubles with each attempt.
+    pub delivery_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// The longest delay of any retry.
+    pub const MAX_DELAY: Duration = Duration::from_secs(12 * 3600);
+
+    /// After a build step failed on its `receives`-th receive: 2, 4, 8, … up to 64 seconds.
+    #[must_use]
+    pub fn after_error(receives: u32) -> Duration {
+        Duration::from_secs(1 << receives.clamp(1, 6))
+    }
+
+    /// After the `attempts`-th delivery attempt failed: the backoff, doubled per attempt up to
+    /// 64 times, and never more than [`Self::MAX_DELAY`].
+    #[must_use]
+    pub fn after_delivery_failure(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1)).min(64);
+        (self.delivery_backoff * factor).min(Self::MAX_DELAY)
+    }
+
+    /// When someone else holds the build or the delivery until `until`: a moment after that.
+    #[must_use]
+    pub fn while_held(now: Timestamp, until: Timestamp) -> Duration {
+        let seconds = u64::try_from(until.unix().saturating_sub(now.unix())).unwrap_or(0);
+        Duration::from_secs(seconds.saturating_add(1)).min(Self::MAX_DELAY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::{AccountId, RequestId, Subject};
+
+    fn request(state: State) -> DataRequest {
+        let id = RequestId::try_from(1_000_000_001_u64).unwrap_or_else(|e| panic!("{e}"));
+        let account = AccountId::try_from(1_u64).unwrap_or_else(|e| panic!("{e}"));
+        let subject = Subject::from_parts("email", "a@b.example").unwrap_or_else(|e| panic!("{e}"));
+        let mut r = DataRequest::accepted(id, account, subject, None, Timestamp::from_unix(1_000));
+        r.state = state;
+        r
+    }
+
+    fn at(t: i64) -> Timestamp {
+        Timestamp::from_unix(t)
+    }
+
+    #[test]
+    fn a_build_is_taken_over_only_once_its_lease_ran_out() {
+        let mut r = request(State::Accepted);
+        assert!(Transition::StartBuild { now: at(10), lease_until: at(70) }.apply(&mut r));
+        assert_eq!((r.state, r.lease_until), (State::Building, Some(at(70))));
+        assert!(!Transition::StartBuild { now: at(69), lease_until: at(129) }.apply(&mut r), "held");
+        assert!(Transition::Renew { held: at(70), lease_until: at(130) }.apply(&mut r));
+        assert!(!Transition::StartBuild { now: at(100), lease_until: at(160) }.apply(&mut r), "renewed");
+        assert!(Transition::StartBuild { now: at(130), lease_until: at(190) }.apply(&mut r), "ran out");
+        assert!(!Transition::Renew { held: at(130), lease_until: at(200) }.apply(&mut r), "taken over");
+        assert!(!Transition::Release { held: at(130) }.apply(&mut r), "taken over");
+        assert!(Transition::Release { held: at(190) }.apply(&mut r));
+        assert!(Transition::StartBuild { now: at(131), lease_until: at(191) }.apply(&mut r), "released");
+        let built = Transition::Built { bytes: 9, completed: at(140), expires: at(1_000) };
+        assert!(built.apply(&mut r));
+        assert_eq!((r.state, r.available, r.lease_until), (State::Built, 9, None));
+        assert!(!built.apply(&mut r), "built once");
+    }
+
+    #[test]
+    fn a_delivery_claim_that_ran_out_can_be_claimed_again_and_a_live_one_cannot() {
+        let mut r = request(State::Built);
+        r.delivery.status = DeliveryStatus::Pending;
+        assert!(Transition::ClaimDelivery { now: at(10), until: at(100) }.apply(&mut r));
+        assert!(!Transition::ClaimDelivery { now: at(99), until: at(200) }.apply(&mut r));
+        assert!(Transition::ClaimDelivery { now: at(100), until: at(200) }.apply(&mut r));
+        let failed = Transition::DeliveryFailed { attempts: 1, method: "web".into(), error: "x".into(), last: false };
+        assert!(failed.apply(&mut r));
+        assert_eq!(r.delivery.status, DeliveryStatus::Pending);
+        assert!(Transition::Delivered { attempts: 2, method: "web".into() }.apply(&mut r));
+        assert_eq!((r.state, r.delivery.status), (State::Delivered, DeliveryStatus::Sent));
+        assert!(!Transition::ClaimDelivery { now: at(500), until: at(600) }.apply(&mut r), "sent once");
+    }
+
+    fn transition() -> impl Strategy<Value = Transition> {
+        let t = || (0i64..400).prop_map(at);
+        prop_oneof![
+            (t(), 1i64..120)
+                .prop_map(|(now, lease)| Transition::StartBuild { now, lease_until: now.plus_seconds(lease) }),
+            (0u64..1_000).prop_map(|written| Transition::Progress { written }),
+            (t(), t()).prop_map(|(held, lease_until)| Transition::Renew { held, lease_until }),
+            t().prop_map(|held| Transition::Release { held }),
+            (0u64..1_000, t()).prop_map(|(bytes, completed)| Transition::Built {
+                bytes,
+                completed,
+                expires: completed.plus_seconds(100)
+            }),
+            Just(Transition::Fail { reason: "r".into() }),
+            (t(), 1i64..120).prop_map(|(now, d)| Transition::ClaimDelivery { now, until: now.plus_seconds(d) }),
+            (1u32..5).prop_map(|attempts| Transition::Delivered { attempts, method: "web".into() }),
+            (1u32..5, any::<bool>()).prop_map(|(attempts, last)| Transition::DeliveryFailed {
+                attempts,
+                method: "web".into(),
+                error: "e".into(),
+                last
+            }),
+            Just(Transition::Expire),
+        ]
+    }
+
+    fn rank(state: State) -> u8 {
+        match state {
+            State::Accepted => 0,
+            State::Building => 1,
+            State::Built => 2,
+            State::Delivered => 3,
+            State::Failed | State::Expired => 4,
+        }
+    }
+
+    proptest! {
+        /// Whatever order transitions arrive in, and however often each is replayed: the state
+        /// never moves backwards, a replay of the transition just applied changes nothing but
+        /// a lease or a claim being taken again, and failed and expired requests stay at rest.
+        #[test]
+        fn transitions_only_move_forward_and_replays_are_harmless(steps in proptest::collection::vec((transition(), any::<bool>()), 1..40)) {
+            let mut r = request(State::Accepted);
+            r.delivery.status = DeliveryStatus::Pending;
+            for (step, replay) in steps {
+                let before = r.clone();
+                let applied = step.apply(&mut r);
+                prop_assert!(rank(r.state) >= rank(before.state), "{:?} moved {:?} back to {:?}", step, before.state, r.state);
+                if !applied {
+                    prop_assert_eq!(&r, &before, "a refused transition changes nothing");
+                }
+                if matches!(before.state, State::Failed | State::Expired) {
+                    prop_assert_eq!(r.state, before.state);
+                }
+                if replay {
+                    let once = r.clone();
+                    let again = step.apply(&mut r);
+                    if matches!(step, Transition::Progress { .. } | Transition::Renew { .. } | Transition::DeliveryFailed { .. }) {
+                        prop_assert_eq!(&r, &once, "replaying {:?} changed the request", step);
+                    } else {
+                        prop_assert!(!again, "{:?} applied twice", step);
+                    }
+                }
+            }
+        }
+    }
+}
