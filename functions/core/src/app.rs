@@ -320,6 +320,35 @@ impl App {
         Ok(())
     }
 
+    /// Queues again every request stuck before its build (see
+    /// [`crate::domain::lifecycle::STUCK_AFTER`]): its queue message was lost, or its builder
+    /// died. Returns how many.
+    ///
+    /// # Errors
+    /// When a store or the queue cannot be reached.
+    pub async fn requeue_stuck(&self) -> anyhow::Result<usize> {
+        let now = self.clock.now();
+        let bound = i64::try_from(crate::domain::lifecycle::STUCK_AFTER.as_secs()).unwrap_or(i64::MAX);
+        let mut seen = std::collections::HashSet::new();
+        let mut count = 0;
+        // Each one requeued is marked, so the next page holds others.
+        loop {
+            let stuck = self.requests.stuck(now.plus_seconds(-bound), 100).await?;
+            let fresh: Vec<RequestId> = stuck.into_iter().filter(|id| seen.insert(*id)).collect();
+            if fresh.is_empty() {
+                return Ok(count);
+            }
+            for id in fresh {
+                // Only the sweep that marks it queues it: two sweeps at once queue it once.
+                if self.requests.update(id, &Transition::Requeue { now }).await? {
+                    self.queue.enqueue(id).await.context("queueing a stuck request")?;
+                    tracing::warn!(request_id = %id, "a stuck request was queued again");
+                    count += 1;
+                }
+            }
+        }
+    }
+
     /// Expires every request whose time has come. Returns how many.
     ///
     /// # Errors

@@ -196,9 +196,9 @@ async fn run_worker(local: Local, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// Expires exports whose time has come, every few seconds, and every minute deletes audit
-/// entries past the audit retention and (with a subject-data retention) messages and events
-/// past that.
+/// Expires exports whose time has come, every few seconds, and every minute queues stuck
+/// requests again (as the sweeper function does on AWS) and deletes audit entries past the
+/// audit retention and (with a subject-data retention) messages and events past that.
 async fn run_sweeper(local: Local, mut stopped: watch::Receiver<bool>) {
     let mut last_forget: Option<std::time::Instant> = None;
     while !*stopped.borrow() {
@@ -207,6 +207,9 @@ async fn run_sweeper(local: Local, mut stopped: watch::Receiver<bool>) {
         }
         if last_forget.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
             last_forget = Some(std::time::Instant::now());
+            if let Err(error) = local.app.requeue_stuck().await {
+                tracing::error!(error = format!("{error:#}"), "requeueing stuck requests failed");
+            }
             let now = local.app.now();
             if let Some(cutoff) = local.app.settings.retained_since(now) {
                 match local.store.forget_before(cutoff).await {

@@ -430,6 +430,27 @@ async fn a_build_held_by_a_live_builder_comes_back_after_its_lease_and_a_dead_on
     assert!(world.fakes.exports.bytes(id).is_some());
 }
 
+#[tokio::test]
+async fn a_request_whose_message_was_lost_is_queued_again_once_per_bound_until_built() {
+    let world = world().await;
+    let id = world
+        .app
+        .submit(world.account, profile("42"), None, &datarequest::app::Origin::default())
+        .await
+        .expect("accepted");
+    assert_eq!(world.fakes.queue.drain(), [id], "queued once at intake; this message is lost");
+    assert_eq!(world.app.requeue_stuck().await.expect("sweep"), 0, "not stuck yet");
+    world.fakes.clock.advance(Duration::from_secs(15 * 60));
+    assert_eq!(world.app.requeue_stuck().await.expect("sweep"), 1);
+    assert_eq!(world.app.requeue_stuck().await.expect("sweep"), 0, "queued once, not once per sweep");
+    assert_eq!(world.fakes.queue.drain(), [id]);
+    world.fakes.clock.advance(Duration::from_secs(15 * 60));
+    assert_eq!(world.app.requeue_stuck().await.expect("sweep"), 1, "lost again: queued again");
+    world.run_queue().await;
+    world.fakes.clock.advance(Duration::from_secs(3_600));
+    assert_eq!(world.app.requeue_stuck().await.expect("sweep"), 0, "built: nothing to do");
+}
+
 struct FailingSubjects;
 
 #[async_trait::async_trait]

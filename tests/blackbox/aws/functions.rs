@@ -311,3 +311,53 @@ async fn a_poisoned_message_fails_alone_web_delivery_is_signed_and_dead_letters_
     assert_eq!(report["state"], "failed");
     assert_eq!(report["reason"], "the export could not be built");
 }
+
+/// The `sweeper` function under the Runtime API, as its EventBridge schedule invokes it: a
+/// request whose queue message was lost (stored, never sent) is queued again once, a request
+/// still fresh is left alone, and an export whose time is up is deleted and its request
+/// marked expired.
+#[tokio::test]
+async fn the_sweeper_queues_stuck_requests_once_and_deletes_expired_exports() {
+    use datarequest::adapters::aws::DynamoDbRequests;
+    use datarequest::domain::{AccountId, DataRequest, ProfileId, RequestId, State, Subject, Timestamp, Transition};
+    use datarequest::ports::RequestStore;
+
+    let env = Env::provision();
+    let clients = env.clients().await;
+    let requests = DynamoDbRequests::new(clients.dynamodb.clone(), env.resources().requests_table);
+    let now = Timestamp::now();
+    let request = |created: Timestamp| {
+        let subject = Subject::Profile(ProfileId::parse("42").expect("id"));
+        DataRequest::accepted(RequestId::random(), AccountId::try_from(1_u64).expect("id"), subject, None, created)
+    };
+    let (lost, fresh, due) = (request(now.plus_seconds(-20 * 60)), request(now), request(now.plus_seconds(-3_600)));
+    for r in [&lost, &fresh, &due] {
+        assert!(requests.insert(r).await.expect("insert"));
+    }
+    let building = Transition::StartBuild { now, lease_until: now.plus_seconds(60) };
+    assert!(requests.update(due.id, &building).await.expect("start"));
+    let built = Transition::Built { bytes: 2, completed: now.plus_seconds(-1), expires: now.plus_seconds(-1) };
+    assert!(requests.update(due.id, &built).await.expect("built"));
+    let bucket = env.get("DATAREQUEST_EXPORTS_BUCKET");
+    let key = format!("exports/{}.json", due.id);
+    clients.s3.put_object().bucket(bucket).key(&key).body(b"{}".to_vec().into()).send().await.expect("put");
+
+    let sweeper = start("sweeper", &env, &[], &[]).await;
+    let scheduled = json!({"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events",
+                           "account": "123456789012", "time": "2026-11-29T12:00:00Z", "region": "us-east-1",
+                           "resources": [], "detail": {}});
+    assert_eq!(sweeper.invoke(scheduled.clone()).await.expect("sweeper answers"), json!({"requeued": 1, "expired": 1}));
+
+    let queued = queued_records(&env, 1).await;
+    assert_eq!(queued[0]["body"], json!({"request": lost.id.to_string()}).to_string());
+    let stored = |id| {
+        let requests = &requests;
+        async move { requests.get(id).await.expect("get").expect("stored") }
+    };
+    assert_eq!(stored(due.id).await.state, State::Expired);
+    assert_eq!(stored(fresh.id).await.state, State::Accepted);
+    let gone = clients.s3.head_object().bucket(bucket).key(&key).send().await;
+    assert!(gone.is_err(), "the expired export is deleted");
+    // The next run finds nothing new: the requeued request is marked for another 15 minutes.
+    assert_eq!(sweeper.invoke(scheduled).await.expect("sweeper answers"), json!({"requeued": 0, "expired": 0}));
+}

@@ -65,6 +65,14 @@ impl RequestStore for MemoryRequests {
         Ok(lock(&self.0).get_mut(&id).is_some_and(|request| transition.apply(request)))
     }
 
+    async fn stuck(&self, before: Timestamp, limit: usize) -> anyhow::Result<Vec<RequestId>> {
+        let mut ids: Vec<RequestId> =
+            lock(&self.0).values().filter(|r| crate::domain::lifecycle::is_stuck(r, before)).map(|r| r.id).collect();
+        ids.sort();
+        ids.truncate(limit);
+        Ok(ids)
+    }
+
     async fn expiring(&self, now: Timestamp, limit: usize) -> anyhow::Result<Vec<RequestId>> {
         let mut ids: Vec<RequestId> = lock(&self.0)
             .values()

@@ -22,6 +22,11 @@ pub const BUILD_LEASE: Duration = Duration::from_secs(60);
 /// How often a running build renews its lease (well inside [`BUILD_LEASE`]).
 pub const BUILD_RENEW_EVERY: Duration = Duration::from_secs(20);
 
+/// How long a request may wait in `accepted`, or in `building` without a builder holding it,
+/// before the sweeper queues it again: longer than a build message can wait for a retry or
+/// for the builder function's timeout to end a run that died.
+pub const STUCK_AFTER: Duration = Duration::from_secs(15 * 60);
+
 /// What a delivery claim lasts beyond the delivery's own deadline: room to record the outcome.
 pub const CLAIM_MARGIN: Duration = Duration::from_secs(60);
 
@@ -63,6 +68,12 @@ pub enum Transition {
         completed: Timestamp,
         /// When it expires.
         expires: Timestamp,
+    },
+    /// The sweeper queues a stuck request again (one that waited past [`STUCK_AFTER`] with no
+    /// builder holding it): marked so it is not queued again for that long.
+    Requeue {
+        /// The time of the sweep.
+        now: Timestamp,
     },
     /// The build gave up (from `accepted` or `building`).
     Fail {
@@ -181,13 +192,21 @@ impl Change {
     }
 }
 
+/// Whether a request still to be built shows no sign of life since `before`: its last one is
+/// when it was accepted, or its build lease's end (also set when it was queued again).
+#[must_use]
+pub fn is_stuck(request: &DataRequest, before: Timestamp) -> bool {
+    matches!(request.state, State::Accepted | State::Building)
+        && request.lease_until.unwrap_or(request.created) <= before
+}
+
 impl Transition {
     /// The states (and claims) the stored request must be in for this transition.
     #[must_use]
     pub fn guard(&self) -> Guard {
         use State::{Accepted, Building, Built, Delivered};
         match self {
-            Self::StartBuild { now, .. } => {
+            Self::StartBuild { now, .. } | Self::Requeue { now } => {
                 Guard { lease_free_at: Some(*now), ..Guard::in_states(&[Accepted, Building]) }
             }
             Self::Renew { held, .. } | Self::Release { held } => {
@@ -217,6 +236,8 @@ impl Transition {
             Self::Progress { written } => Change { available: Some(*written), ..Change::default() },
             Self::Renew { lease_until, .. } => Change { lease_until: Some(Some(*lease_until)), ..Change::default() },
             Self::Release { .. } => Change { lease_until: Some(None), ..Change::default() },
+            // A lease that ends now holds nothing, and dates the request's last sign of life.
+            Self::Requeue { now } => Change { lease_until: Some(Some(*now)), ..Change::default() },
             Self::Built { bytes, completed, expires } => Change {
                 state: Some(State::Built),
                 available: Some(*bytes),
@@ -380,6 +401,7 @@ mod tests {
                 expires: completed.plus_seconds(100)
             }),
             Just(Transition::Fail { reason: "r".into() }),
+            t().prop_map(|now| Transition::Requeue { now }),
             (t(), 1i64..120).prop_map(|(now, d)| Transition::ClaimDelivery { now, until: now.plus_seconds(d) }),
             (1u32..5).prop_map(|attempts| Transition::Delivered { attempts, method: "web".into() }),
             (1u32..5, any::<bool>()).prop_map(|(attempts, last)| Transition::DeliveryFailed {
@@ -423,7 +445,7 @@ mod tests {
                 if replay {
                     let once = r.clone();
                     let again = step.apply(&mut r);
-                    if matches!(step, Transition::Progress { .. } | Transition::Renew { .. } | Transition::DeliveryFailed { .. }) {
+                    if matches!(step, Transition::Progress { .. } | Transition::Renew { .. } | Transition::DeliveryFailed { .. } | Transition::Requeue { .. }) {
                         prop_assert_eq!(&r, &once, "replaying {:?} changed the request", step);
                     } else {
                         prop_assert!(!again, "{:?} applied twice", step);

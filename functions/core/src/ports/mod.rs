@@ -71,6 +71,13 @@ pub trait RequestStore: Send + Sync {
     /// When the store cannot be reached.
     async fn expiring(&self, now: Timestamp, limit: usize) -> anyhow::Result<Vec<RequestId>>;
 
+    /// Up to `limit` requests still to be built whose last sign of life is at or before
+    /// `before` ([`crate::domain::lifecycle::is_stuck`]).
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn stuck(&self, before: Timestamp, limit: usize) -> anyhow::Result<Vec<RequestId>>;
+
     /// Requests not yet at rest (accepted, building, or built with delivery still to do), for a
     /// local process to requeue at start.
     ///

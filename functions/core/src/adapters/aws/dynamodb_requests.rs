@@ -75,6 +75,7 @@ impl DynamoDbRequests {
                 .scan()
                 .table_name(&self.table)
                 .filter_expression(filter)
+                .consistent_read(true)
                 .expression_attribute_names("#state", "state")
                 .set_exclusive_start_key(start);
             for (name, value) in values {
@@ -221,6 +222,17 @@ impl RequestStore for DynamoDbRequests {
     async fn expiring(&self, now: Timestamp, limit: usize) -> anyhow::Result<Vec<RequestId>> {
         let values = [(":built", s("built")), (":delivered", s("delivered")), (":now", n(now.unix()))];
         self.scan_ids("#state IN (:built, :delivered) AND expires <= :now", &values, limit).await
+    }
+
+    async fn stuck(&self, before: Timestamp, limit: usize) -> anyhow::Result<Vec<RequestId>> {
+        let values = [
+            (":accepted", s(State::Accepted.as_str())),
+            (":building", s(State::Building.as_str())),
+            (":before", n(before.unix())),
+        ];
+        let filter = "#state IN (:accepted, :building) AND ((attribute_exists(build_lease_until) AND build_lease_until <= :before) \
+                      OR (attribute_not_exists(build_lease_until) AND created <= :before))";
+        self.scan_ids(filter, &values, limit).await
     }
 
     async fn unfinished(&self) -> anyhow::Result<Vec<RequestId>> {

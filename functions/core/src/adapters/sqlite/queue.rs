@@ -68,8 +68,9 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// At start: the previous process is gone, so messages it held are visible again, and
-    /// requests that lost their message (a crash between store and queue) get one.
+    /// At start: the previous process is gone, so messages it held are visible again, the
+    /// builds and deliveries it held are free to take at once (not after their lease or claim
+    /// runs out), and requests that lost their message (a crash between store and queue) get one.
     ///
     /// # Errors
     /// When the database fails.
@@ -79,6 +80,11 @@ impl SqliteStore {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = now_millis();
             tx.execute("UPDATE queue SET visible_at = ?1 WHERE visible_at > ?1 AND receives > 0", [now])?;
+            tx.execute("UPDATE requests SET build_lease_until = NULL WHERE state = 'building'", [])?;
+            tx.execute(
+                "UPDATE requests SET delivery_claimed_until = NULL WHERE state = 'built' AND delivery_status = 'sending'",
+                [],
+            )?;
             let mut requeued = 0;
             for id in &unfinished {
                 requeued += tx.execute(

@@ -155,6 +155,19 @@ impl RequestStore for SqliteStore {
         .await
     }
 
+    async fn stuck(&self, before: Timestamp, limit: usize) -> anyhow::Result<Vec<RequestId>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            ids(
+                c,
+                "SELECT id FROM requests WHERE state IN ('accepted', 'building')
+                 AND COALESCE(build_lease_until, created) <= ?1 ORDER BY id LIMIT ?2",
+                params![before.unix(), limit],
+            )
+        })
+        .await
+    }
+
     async fn unfinished(&self) -> anyhow::Result<Vec<RequestId>> {
         self.run(|c| {
             ids(
@@ -165,5 +178,51 @@ impl RequestStore for SqliteStore {
             )
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::adapters::memory::MemoryRequests;
+    use crate::domain::State;
+
+    fn request(n: u64, state: State, created: i64, lease: Option<i64>) -> DataRequest {
+        let id = RequestId::try_from(1_000_000_000 + n).unwrap_or_else(|e| panic!("{e}"));
+        let account = AccountId::try_from(1_u64).unwrap_or_else(|e| panic!("{e}"));
+        let subject = Subject::from_parts("email", "a@b.example").unwrap_or_else(|e| panic!("{e}"));
+        let mut r = DataRequest::accepted(id, account, subject, None, Timestamp::from_unix(created));
+        r.state = state;
+        r.lease_until = lease.map(Timestamp::from_unix);
+        r
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// SQLite's query finds exactly the requests the domain's rule calls stuck, as the
+        /// in-memory store (and DynamoDB's filter, tested against the emulator) does.
+        #[test]
+        fn sqlite_finds_the_stuck_requests_the_domain_rule_names(
+            rows in proptest::collection::vec((0usize..4, 0i64..100, proptest::option::of(0i64..100)), 0..30),
+            before in 0i64..100,
+        ) {
+            let states = [State::Accepted, State::Building, State::Built, State::Failed];
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let sqlite = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap_or_else(|e| panic!("{e:#}"));
+            let memory = MemoryRequests::default();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap_or_else(|e| panic!("{e}"));
+            let (found, expected) = runtime.block_on(async {
+                for (n, (state, created, lease)) in rows.iter().enumerate() {
+                    let r = request(n as u64, states[*state], *created, *lease);
+                    assert!(sqlite.insert(&r).await.unwrap_or_else(|e| panic!("{e:#}")));
+                    assert!(memory.insert(&r).await.unwrap_or_else(|e| panic!("{e:#}")));
+                }
+                let before = Timestamp::from_unix(before);
+                (sqlite.stuck(before, 100).await.ok(), memory.stuck(before, 100).await.ok())
+            });
+            prop_assert_eq!(found, expected);
+        }
     }
 }
