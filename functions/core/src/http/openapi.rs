@@ -226,3 +226,83 @@ pub(super) fn reference<T: ToSchema>() -> String {
 pub(super) fn one_of(texts: impl IntoIterator<Item = &'static str>) -> Object {
     ObjectBuilder::new().schema_type(Type::String).enum_values(Some(texts)).build()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn operation_ids(document: &Value) -> Vec<&str> {
+        let items = document["paths"].as_object().into_iter().flat_map(|paths| paths.values());
+        let operations = items.filter_map(Value::as_object).flat_map(|item| item.values());
+        operations.filter_map(|operation| operation["operationId"].as_str()).collect()
+    }
+
+    fn references<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(members) => {
+                found.extend(members.get("$ref").and_then(Value::as_str));
+                members.values().for_each(|v| references(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| references(v, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_operation_has_an_id_of_its_own() {
+        let document = document();
+        let mut ids = operation_ids(&document);
+        let count = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), count);
+        assert_eq!(count, 4 * 11 + 1);
+    }
+
+    #[test]
+    fn every_link_leads_to_an_operation_of_the_same_version() {
+        let document = document();
+        let ids = operation_ids(&document);
+        let mut links = 0;
+        for (path, item) in document["paths"].as_object().into_iter().flatten() {
+            let version = path.split('/').nth(1).unwrap_or_default();
+            let operations = item.as_object().into_iter().flat_map(|item| item.values());
+            let responses = operations.filter_map(|o| o["responses"].as_object()).flat_map(|r| r.values());
+            for link in responses.filter_map(|r| r["links"].as_object()).flat_map(|l| l.values()) {
+                let target = link["operationId"].as_str().unwrap_or_default();
+                assert!(ids.contains(&target), "{path}: {target}");
+                assert!(target.ends_with(&format!("_{version}")), "{path}: {target}");
+                assert_eq!(link["parameters"]["id"], "$response.body#/id");
+                links += 1;
+            }
+        }
+        // Status, request, data and log from each of the six POSTs of a data request.
+        assert_eq!(links, 4 * 6 * VERSIONS.len());
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let document = document();
+        let mut found = Vec::new();
+        references(&document, &mut found);
+        assert!(!found.is_empty());
+        for reference in found {
+            let pointer = reference.strip_prefix('#').unwrap_or(reference);
+            assert!(document.pointer(pointer).is_some(), "{reference}");
+        }
+    }
+
+    #[test]
+    fn every_limited_answer_says_when_to_retry() {
+        let mut document = document();
+        let mut count = 0;
+        for response in responses(&mut document) {
+            if let Some(header) = response.pointer("/headers/Retry-After") {
+                assert_eq!(header["required"], true);
+                assert_eq!(header["schema"]["minimum"], 1);
+                count += 1;
+            }
+        }
+        assert_eq!(count, 4 * 11 + 1, "a 429 on every operation");
+    }
+}
