@@ -17,7 +17,9 @@ use crate::ports::SubjectData;
 const BATCH: usize = 5_000;
 
 /// What an ingestion stored, by line.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = IngestSummary)]
+#[serde(deny_unknown_fields)] // read by the schema: no other members
 pub struct Summary {
     /// Profile lines.
     pub profiles: u64,

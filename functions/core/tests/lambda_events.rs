@@ -113,3 +113,32 @@ fn the_committed_openapi_document_is_the_one_the_server_serves() {
     assert!(paths.contains_key("/v3/profile/{id}/data") && paths.contains_key("/v1/email/{email}/data"));
     assert!(paths.contains_key("/ingest"));
 }
+
+#[tokio::test]
+async fn every_operation_of_the_openapi_document_is_a_route_of_the_router() {
+    let world = common::world().await;
+    let document = datarequest::http::openapi::document();
+    let mut operations = Vec::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            operations
+                .push((method.to_uppercase(), path.replace("{id}", "1").replace("{email}", "jane%40example.com")));
+        }
+    }
+    // An undocumented path answers as Copernica does, so the check below can tell.
+    operations.push(("POST".into(), "/v5/profile/1/datarequest".into()));
+
+    let mut unrouted = Vec::new();
+    for (method, uri) in &operations {
+        let request =
+            axum::http::Request::builder().method(method.as_str()).uri(uri).body(Body::empty()).expect("request");
+        let response = router(world.app.clone(), Part::All).oneshot(request).await.expect("router answers");
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        if body["error"]["message"] == "Invalid method" {
+            unrouted.push(format!("{method} {uri}"));
+        }
+    }
+
+    assert_eq!(unrouted, ["POST /v5/profile/1/datarequest"], "documented operations the router does not serve");
+}

@@ -7,13 +7,15 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use super::{Report, Timestamp, TokenHash};
 
 /// One entry of a request's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntry {
     /// When.
+    #[schema(value_type = String)]
     pub at: Timestamp,
     /// What.
     #[serde(flatten)]
@@ -21,14 +23,14 @@ pub struct AuditEntry {
 }
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AuditEvent {
     /// The request was accepted.
     Received {
         /// The API version of the call (`v1` … `v4`).
         version: String,
-        /// Which of the account's tokens, by [`token_id`].
+        /// Which of the account's tokens, by its short id ([`token_id`]).
         token: String,
         /// The kind of subject (`profile`, `subprofile`, `email`).
         subject: String,
@@ -40,7 +42,7 @@ pub enum AuditEvent {
     Repeated {
         /// The API version of the call.
         version: String,
-        /// Which token, by [`token_id`].
+        /// Which token, by its short id ([`token_id`]).
         token: String,
     },
     /// The builder started.
@@ -79,7 +81,7 @@ pub enum AuditEvent {
 }
 
 /// A report address, as the log keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ReportTrace {
     /// `email` or `web`.
     pub method: String,

@@ -28,6 +28,9 @@ pub enum SubjectKind {
 }
 
 impl SubjectKind {
+    /// Every kind.
+    pub const ALL: [SubjectKind; 3] = [Self::Profile, Self::Subprofile, Self::Email];
+
     /// The name used in exports, storage and the API.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -166,6 +169,9 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    /// Every status.
+    pub const ALL: [DeliveryStatus; 5] = [Self::None, Self::Pending, Self::Sending, Self::Sent, Self::Failed];
+
     /// The stored and shown name.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -182,7 +188,7 @@ impl DeliveryStatus {
 impl FromStr for DeliveryStatus {
     type Err = Invalid;
     fn from_str(text: &str) -> Result<Self, Invalid> {
-        [Self::None, Self::Pending, Self::Sending, Self::Sent, Self::Failed]
+        Self::ALL
             .into_iter()
             .find(|status| status.as_str() == text)
             .ok_or_else(|| Invalid::new("unknown delivery status"))

@@ -6,23 +6,44 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::get_datarequest::{EXPORT_FILE, Export, REDIRECT, RequestPath};
+use super::params::FormatQuery;
 use super::{params, serve_export};
 use crate::app::App;
 use crate::domain::{AuditEvent, DownloadToken, RequestId};
 
 const INVALID: &str = "Invalid or expired download token";
 
+/// The download link sent by e-mail: a signed token instead of an access token
+///
 /// Serves the export (or a `303` to a fresh signed URL) for a valid token.
+#[utoipa::path(
+    get,
+    path = "/datarequest/{id}/download",
+    operation_id = "get_download",
+    tag = "data requests",
+    security(),
+    params(
+        RequestPath,
+        ("token" = String, Query, description = "The signed token of the link"),
+        FormatQuery,
+    ),
+    responses(
+        (status = 200, description = EXPORT_FILE, content((Export = "application/json"), (String = "text/html"))),
+        (status = 303, description = REDIRECT, headers(("Location" = String))),
+        (status = 400, description = INVALID, body = ErrorBody),
+    ),
+)]
 pub async fn download(
     State(app): State<App>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: Result<Path<RequestPath>, PathRejection>,
     RawQuery(query): RawQuery,
     headers: axum::http::HeaderMap,
     extensions: axum::http::Extensions,
 ) -> Response {
     let result = async {
-        let Path((version, id)) =
+        let Path(RequestPath { version, id }) =
             path.map_err(|_| ApiError::bad("The path is not valid UTF-8 after percent-decoding"))?;
         params::version(&version)?;
         let mut query = params::query(query.as_deref(), &["token", "format"])?;

@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::app::SubmitError;
 use crate::domain::Invalid;
@@ -106,9 +107,25 @@ impl From<SubmitError> for ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct AuthFailed;
 
+/// Copernica's error body: `{"error":{"message":"…"}}`, and nothing else.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+#[serde(deny_unknown_fields)] // read by the schema: no other members
+pub struct ErrorBody<'a> {
+    #[schema(inline)]
+    error: ErrorMessage<'a>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ErrorMessage<'a> {
+    #[schema(min_length = 1)]
+    message: &'a str,
+}
+
 /// Copernica's error body with a status.
 pub fn error_response(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({"error": {"message": message}}))).into_response()
+    (status, Json(ErrorBody { error: ErrorMessage { message } })).into_response()
 }
 
 impl IntoResponse for ApiError {

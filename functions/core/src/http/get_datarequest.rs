@@ -8,26 +8,43 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{Extensions, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, ObjectBuilder, Ref, Schema, SchemaType, Type};
+use utoipa::openapi::{Object, RefOr};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
-use super::error::{ApiError, NO_ENTITY};
+use super::error::{ApiError, ErrorBody, NO_ENTITY};
+use super::openapi::one_of;
+use super::params::FormatQuery;
 use super::{params, serve_export};
 use crate::app::App;
-use crate::domain::audit;
-use crate::domain::{AuditEvent, DataRequest, DeliveryStatus, RequestId, State as Lifecycle, Timestamp};
+use crate::domain::{AuditEntry, AuditEvent, DataRequest, DeliveryStatus, RequestId, State as Lifecycle, Timestamp};
+use crate::domain::{SubjectKind, audit};
 use crate::ports::ExportFormat;
 
-type RequestPath = Result<Path<(String, String)>, PathRejection>;
+/// The path of a request's routes.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RequestPath {
+    #[param(ignore)]
+    pub version: String,
+    /// Request id
+    #[param(pattern = "^[1-9][0-9]{0,15}$")]
+    pub id: String,
+}
+
+type RequestPathResult = Result<Path<RequestPath>, PathRejection>;
 
 /// The caller's request named in the path, or the error to answer.
 async fn lookup(
     app: &App,
-    path: RequestPath,
+    path: RequestPathResult,
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Option<DataRequest>, ApiError> {
-    let Path((version, id)) = path.map_err(|_| ApiError::bad("The path is not valid UTF-8 after percent-decoding"))?;
+    let Path(RequestPath { version, id }) =
+        path.map_err(|_| ApiError::bad("The path is not valid UTF-8 after percent-decoding"))?;
     params::version(&version)?;
     let query = params::query(query, &["access_token"])?;
     let account = params::authenticate(app, &query, headers).await?;
@@ -35,8 +52,78 @@ async fn lookup(
     Ok(app.find(account, id).await?)
 }
 
-fn info(request: &DataRequest) -> Value {
-    json!({"type": request.subject.kind().as_str(), "id": request.subject.info_id()})
+/// What a request is about, as `info` of an export and of the answers about it.
+#[derive(Serialize, ToSchema)]
+pub struct Info {
+    #[schema(schema_with = number_or_text)]
+    id: Value,
+    #[serde(rename = "type")]
+    #[schema(schema_with = subject_kinds)]
+    kind: &'static str,
+}
+
+fn info(request: &DataRequest) -> Info {
+    Info { id: request.subject.info_id(), kind: request.subject.kind().as_str() }
+}
+
+fn number_or_text() -> Object {
+    ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Integer, Type::String])).build()
+}
+
+fn subject_kinds() -> Object {
+    one_of(SubjectKind::ALL.map(SubjectKind::as_str))
+}
+
+/// The export file (§3 of the design). The builder writes it and the routes stream it as it
+/// is, so no Rust value of it exists to derive a schema from: this is its description.
+pub struct Export;
+
+impl PartialSchema for Export {
+    fn schema() -> RefOr<Schema> {
+        // `data`: sections, each its name followed by its records.
+        let section = ArrayBuilder::new()
+            .min_items(Some(1))
+            .prefix_items([ObjectBuilder::new().schema_type(Type::String)])
+            .items(ArrayItems::RefOrSchema(Box::new(ObjectBuilder::new().schema_type(Type::Object).into())));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("info", Ref::from_schema_name(Info::name()))
+            .property("data", ArrayBuilder::new().items(section))
+            .required("info")
+            .required("data")
+            .into()
+    }
+}
+
+impl ToSchema for Export {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((Info::name().into(), Info::schema()));
+    }
+}
+
+const NOT_YET: &str = "Data not available (yet)";
+const NOT_AVAILABLE: &str = "Data not available";
+
+/// The answer of `GET /vN/datarequest/{id}` while there is no file to serve, in Copernica's
+/// words.
+#[derive(Serialize, ToSchema)]
+pub struct NotReady {
+    #[schema(schema_with = not_ready)]
+    data: &'static str,
+    info: Info,
+}
+
+fn not_ready() -> Object {
+    one_of([NOT_YET, NOT_AVAILABLE])
+}
+
+/// The export, or what is known while there is none.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "describes the two answers of `export`, which streams the first")]
+enum ExportOrNotReady {
+    Export(Export),
+    NotReady(NotReady),
 }
 
 fn respond(result: Result<Response, ApiError>) -> Response {
@@ -44,38 +131,89 @@ fn respond(result: Result<Response, ApiError>) -> Response {
 }
 
 /// The owner's status answer. Members in alphabetical order, as clients have always seen them.
-#[derive(Serialize)]
+/// An unknown or another account's id answers with Copernica's three members only
+/// (`available`, `content-type`, `status`), so the others are not required.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Status)]
 struct StatusOut<'a> {
     available: u64,
+    #[schema(value_type = Option<String>)]
     completed: Option<Timestamp>,
     #[serde(rename = "content-type")]
+    #[schema(schema_with = json_only)]
     content_type: &'static str,
+    #[schema(value_type = String, required = false)]
     created: Timestamp,
+    #[schema(inline, required = false)]
     delivery: DeliveryOut<'a>,
+    #[schema(value_type = Option<String>)]
     expires: Option<Timestamp>,
+    #[schema(required = false)]
     id: u64,
-    info: Value,
+    #[schema(required = false)]
+    info: Info,
+    #[schema(value_type = Option<String>, required = false)]
     reason: &'a Option<String>,
+    #[schema(schema_with = states, required = false)]
     state: &'static str,
+    #[schema(schema_with = copernica_statuses)]
     status: &'static str,
+}
+
+fn json_only() -> Object {
+    one_of(["application/json"])
+}
+
+fn states() -> Object {
+    one_of(Lifecycle::ALL.map(Lifecycle::as_str))
+}
+
+fn copernica_statuses() -> Object {
+    let mut statuses = Lifecycle::ALL.map(Lifecycle::copernica_status).to_vec();
+    statuses.dedup();
+    one_of(statuses)
 }
 
 /// The `delivery` member: only `status` (`none`) when no report was asked for.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DeliveryOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u32)]
     attempts: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     error: Option<&'a Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = delivery_methods)]
     method: Option<&'a str>,
+    #[schema(schema_with = delivery_statuses)]
     status: &'static str,
 }
 
-/// `GET /vN/datarequest/{id}/status`: Copernica's three members, and more for the owner.
+fn delivery_methods() -> Object {
+    // The report's kind until the first attempt, then how the builder delivered it.
+    one_of(["email", "web", "attachment", "link"])
+}
+
+fn delivery_statuses() -> Object {
+    one_of(DeliveryStatus::ALL.map(DeliveryStatus::as_str))
+}
+
+/// Where the request stands
+#[utoipa::path(
+    get,
+    path = "/datarequest/{id}/status",
+    operation_id = "get_status",
+    tag = "data requests",
+    params(RequestPath),
+    responses(
+        (status = 200, description = "The status; unknown and foreign ids are \"not available\"", body = StatusOut),
+        (status = 400, description = "Bad token or id", body = ErrorBody),
+    ),
+)]
 pub async fn status(
     State(app): State<App>,
-    path: RequestPath,
+    path: RequestPathResult,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
@@ -120,10 +258,22 @@ pub async fn status(
     )
 }
 
-/// `GET /vN/datarequest/{id}`: the export when ready, otherwise what is known.
+/// The export when ready, otherwise what is known
+#[utoipa::path(
+    get,
+    path = "/datarequest/{id}",
+    operation_id = "get_request",
+    tag = "data requests",
+    params(RequestPath),
+    responses(
+        (status = 200, description = "The export, or the request's info while it is not ready", body = inline(ExportOrNotReady)),
+        (status = 303, description = REDIRECT, headers(("Location" = String))),
+        (status = 400, description = "Bad token or id, or no such request in this account", body = ErrorBody),
+    ),
+)]
 pub async fn export(
     State(app): State<App>,
-    path: RequestPath,
+    path: RequestPathResult,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     extensions: Extensions,
@@ -135,7 +285,7 @@ pub async fn export(
             let fetched = Fetched { route: "export", client: client_network(&extensions, &headers) };
             match file_or_reason(&app, &request, ExportFormat::Json, fetched).await? {
                 Ok(file) => Ok(file),
-                Err(reason) => Ok(Json(json!({"info": info(&request), "data": reason})).into_response()),
+                Err(reason) => Ok(Json(NotReady { data: reason, info: info(&request) }).into_response()),
             }
         }
         .await,
@@ -164,14 +314,34 @@ async fn file_or_reason(
         app.record(request.account, request.id, event).await;
         return Ok(Ok(serve_export(served, format, None)));
     }
-    Ok(Err(if state.copernica_status() == "pending" { "Data not available (yet)" } else { "Data not available" }))
+    Ok(Err(if state.copernica_status() == "pending" { NOT_YET } else { NOT_AVAILABLE }))
 }
 
-/// `GET /vN/datarequest/{id}/data[?format=html]`: the export file, or its HTML report; `404`
-/// while not ready.
+/// The description of a `303`.
+pub(super) const REDIRECT: &str = "The export is served by a short-lived signed URL (AWS)";
+
+/// The description of a `200` with an export file.
+pub(super) const EXPORT_FILE: &str = "The export file; with format=html its HTML report, served with a Content-Security-Policy that lets it load and run nothing";
+
+/// The export file, or its HTML report
+///
+/// `404` while not ready.
+#[utoipa::path(
+    get,
+    path = "/datarequest/{id}/data",
+    operation_id = "get_data",
+    tag = "data requests",
+    params(RequestPath, FormatQuery),
+    responses(
+        (status = 200, description = EXPORT_FILE, content((Export = "application/json"), (String = "text/html"))),
+        (status = 303, description = REDIRECT, headers(("Location" = String))),
+        (status = 400, description = "Bad token, id or format, or no such request in this account", body = ErrorBody),
+        (status = 404, description = "The export is not available (yet)", body = ErrorBody),
+    ),
+)]
 pub async fn data(
     State(app): State<App>,
-    path: RequestPath,
+    path: RequestPathResult,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     extensions: Extensions,
@@ -190,19 +360,44 @@ pub async fn data(
     )
 }
 
-/// `GET /vN/datarequest/{id}/log`: the request's audit log, oldest first. It outlives the
-/// export; another account's request or an unknown one answers like elsewhere.
-pub async fn log(State(app): State<App>, path: RequestPath, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+/// A request's audit log.
+#[derive(Serialize, ToSchema)]
+struct AuditLog {
+    id: u64,
+    /// Oldest first
+    log: Vec<AuditEntry>,
+}
+
+/// The request's audit log, oldest first (kept after the export expires)
+///
+/// Another account's request or an unknown one answers like elsewhere.
+#[utoipa::path(
+    get,
+    path = "/datarequest/{id}/log",
+    operation_id = "get_log",
+    tag = "data requests",
+    params(RequestPath),
+    responses(
+        (status = 200, description = "What happened to the request, and when", body = AuditLog),
+        (status = 400, description = "Bad token or id, or no such request in this account", body = ErrorBody),
+    ),
+)]
+pub async fn log(
+    State(app): State<App>,
+    path: RequestPathResult,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     respond(
         async {
-            let Path((version, id)) =
+            let Path(RequestPath { version, id }) =
                 path.map_err(|_| ApiError::bad("The path is not valid UTF-8 after percent-decoding"))?;
             params::version(&version)?;
             let query = params::query(query.as_deref(), &["access_token"])?;
             let account = params::authenticate(&app, &query, &headers).await?;
             let id = RequestId::parse(&id).map_err(|_| ApiError::bad(NO_ENTITY))?;
             let entries = app.log(account, id).await?.ok_or_else(|| ApiError::bad(NO_ENTITY))?;
-            Ok(Json(json!({"id": id.get(), "log": entries})).into_response())
+            Ok(Json(AuditLog { id: id.get(), log: entries }).into_response())
         }
         .await,
     )

@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::app::App;
 use crate::domain::AccessToken;
 use crate::ingest::{ImportError, parse_body};
@@ -22,7 +22,26 @@ pub const LINE_LIMIT: usize = 50_000;
 /// The message of a missing or wrong ingest key.
 pub const INVALID_INGEST_KEY: &str = "Invalid ingest key";
 
-/// `POST /ingest`
+/// Load and erase subject data (the platform's own door, with an ingest key; not a call of Copernica's API)
+#[utoipa::path(
+    post,
+    path = "/ingest",
+    operation_id = "post_ingest",
+    tag = "subject data",
+    security(("ingest_key" = [])),
+    request_body(
+        description = "NDJSON: profile, subprofile, message, event and erase lines, and SES event records; at most 8 MiB and 50,000 lines",
+        content((String = "application/x-ndjson")),
+    ),
+    responses(
+        (status = 200, description = "Stored; the counts are of lines", body = crate::ingest::Summary),
+        (status = 400, description = "A bad line (\"line N: reason\"); nothing was stored", body = ErrorBody),
+        (status = 401, description = "No ingest key, or not an ingest key", body = ErrorBody),
+        (status = 413, description = "More than 8 MiB or 50,000 lines", body = ErrorBody),
+        (status = 415, description = "Not application/x-ndjson", body = ErrorBody),
+        (status = 503, description = "The store failed midway; send the same body again", body = ErrorBody),
+    ),
+)]
 pub async fn ingest(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
     match handle(&app, &headers, body).await {
         Ok(summary) => Json(summary).into_response(),

@@ -1,302 +1,308 @@
-//! The OpenAPI 3.1 document of the API, generated from the same version list and messages as
-//! the router so the two cannot drift; the local server serves it at `/openapi.json`, and the
+//! The OpenAPI 3.1 document of the API, derived from the handlers (`#[utoipa::path]`) and the
+//! types they answer with, so the two cannot drift. Copernica's calls are described once without
+//! their version prefix and listed here under every version of [`VERSIONS`], with the
+//! operation ids suffixed by the version. The local server serves it at `/openapi.json`, and the
 //! repository keeps a copy (`openapi.json`) that a test holds equal to this.
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
+use serde_json::Value;
+use utoipa::openapi::link::{Link, LinkBuilder};
+use utoipa::openapi::path::{HttpMethod, Operation, PathItem, Paths};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Ref, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::error::ErrorBody;
 use super::params::VERSIONS;
+use super::{download, get_datarequest, ingest, post_datarequest};
 
-fn error_response(description: &str) -> Value {
-    json!({
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    })
+/// Copernica's calls, without their version prefix.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Datarequest",
+        description = "GDPR data requests, compatible with the Copernica REST API \"data request\" calls. Every route exists under /v1 to /v4 with identical behaviour. Client errors are 400 with {\"error\":{\"message\":…}}; 404 only for /data while not ready; 429 with Retry-After when rate limited; 500 with an opaque message.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        post_datarequest::profile,
+        post_datarequest::subprofile,
+        post_datarequest::email,
+        get_datarequest::export,
+        get_datarequest::status,
+        get_datarequest::data,
+        get_datarequest::log,
+        download::download,
+    ),
+    components(schemas(post_datarequest::JsonReport, post_datarequest::FormReport)),
+    security(("access_token" = []), ("bearer" = [])),
+    modifiers(&AccessToken),
+)]
+struct Copernica;
+
+/// The platform's own routes, outside the versions.
+#[derive(OpenApi)]
+#[openapi(paths(ingest::ingest), modifiers(&IngestKey))]
+struct Platform;
+
+/// An account's access token: the `access_token` query parameter or a bearer token.
+struct AccessToken;
+
+impl Modify for AccessToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let query = SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("access_token")));
+        components.add_security_scheme("access_token", query);
+        let bearer = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+    }
 }
 
-fn redirect() -> Value {
-    json!({
-        "description": "The export is served by a short-lived signed URL (AWS)",
-        "headers": {"Location": {"required": true, "schema": {"type": "string"}}}
-    })
-}
+/// An ingest key, the credential of `POST /ingest`.
+struct IngestKey;
 
-fn export_response() -> Value {
-    json!({
-        "description": "The export file; with format=html its HTML report, served with a Content-Security-Policy that lets it load and run nothing",
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Export"}},
-            "text/html": {"schema": {"type": "string"}}
-        }
-    })
-}
-
-fn id_parameter(description: &str, pattern: &str, example: &str) -> Value {
-    json!({"name": "id", "in": "path", "required": true, "description": description, "example": example,
-           "schema": {"type": "string", "pattern": pattern}})
-}
-
-fn post(version: &str, kind: &str) -> Value {
-    let (parameter, summary) = match kind {
-        "profile" => (id_parameter("Profile id", "^[1-9][0-9]{0,18}$", "1001"), "Request all data about a profile"),
-        "subprofile" => {
-            (id_parameter("Subprofile id", "^[1-9][0-9]{0,18}$", "5001"), "Request all data about a subprofile")
-        }
-        _ => (
-            json!({"name": "email", "in": "path", "required": true, "description": "E-mail address (percent-encoded)", "example": "jane.doe@example.com",
-                   "schema": {"type": "string", "format": "email", "maxLength": 254}}),
-            "Request every message and event for an e-mail address",
-        ),
-    };
-    let link = |operation: &str| json!({"operationId": format!("{operation}_{version}"), "parameters": {"id": "$response.body#/id"}});
-    json!({
-        "operationId": format!("post_{kind}_{version}"),
-        "summary": summary,
-        "tags": ["data requests"],
-        "parameters": [parameter, {"$ref": "#/components/parameters/report"}, {"$ref": "#/components/parameters/idempotency_key"}],
-        "requestBody": {"$ref": "#/components/requestBodies/Report"},
-        "responses": {
-            "201": {
-                "description": "Accepted; the export is built in the background",
-                "headers": {
-                    "X-Created": {"required": true, "description": "The request id", "schema": {"type": "string", "pattern": "^[0-9]+$"}},
-                    "Location": {"required": true, "description": "URL of the request", "schema": {"type": "string"}},
-                    "X-location": {"required": true, "description": "Same as Location", "schema": {"type": "string"}}
-                },
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Created"}}},
-                "links": {
-                    "status": link("get_status"),
-                    "request": link("get_request"),
-                    "data": link("get_data"),
-                    "log": link("get_log")
-                }
-            },
-            "400": error_response("Bad token, parameter, body, or an unknown subject (\"No entity with supplied ID\")"),
-            "429": {
-                "description": "Too many data requests from this account this minute",
-                "headers": {"Retry-After": {"required": true, "description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-            }
-        }
-    })
-}
-
-fn get(version: &str, operation: &str, summary: &str, responses: Value) -> Value {
-    json!({
-        "operationId": format!("{operation}_{version}"),
-        "summary": summary,
-        "tags": ["data requests"],
-        "parameters": [{"$ref": "#/components/parameters/request"}],
-        "responses": responses
-    })
+impl Modify for IngestKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let key = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("An ingest key from `datarequest ingest-key create`"))
+            .build();
+        components.add_security_scheme("ingest_key", SecurityScheme::Http(key));
+    }
 }
 
 /// The document.
 #[must_use]
 pub fn document() -> Value {
-    let mut paths = serde_json::Map::new();
+    let calls = Copernica::openapi();
+    let mut unversioned = calls.paths.clone();
+    add_data_aliases(&mut unversioned);
+    let mut document = calls;
+    document.paths = Paths::new();
     for version in VERSIONS {
-        for kind in ["profile", "subprofile", "email"] {
-            let variable = if kind == "email" { "email" } else { "id" };
-            paths.insert(format!("/{version}/{kind}/{{{variable}}}/datarequest"), json!({"post": post(version, kind)}));
-            // The form of Copernica's own documentation: the same call.
-            let mut same = post(version, kind);
-            same["operationId"] = json!(format!("post_{kind}_data_{version}"));
-            paths.insert(format!("/{version}/{kind}/{{{variable}}}/data"), json!({"post": same}));
-        }
-        paths.insert(
-            format!("/{version}/datarequest/{{id}}"),
-            json!({"get": get(version, "get_request", "The export when ready, otherwise what is known", json!({
-                "200": {"description": "The export, or the request's info while it is not ready",
-                        "content": {"application/json": {"schema": {"oneOf": [
-                            {"$ref": "#/components/schemas/Export"},
-                            {"$ref": "#/components/schemas/NotReady"}
-                        ]}}}},
-                "303": redirect(),
-                "400": error_response("Bad token or id, or no such request in this account")
-            }))}),
-        );
-        paths.insert(
-            format!("/{version}/datarequest/{{id}}/status"),
-            json!({"get": get(version, "get_status", "Where the request stands", json!({
-                "200": {"description": "The status; unknown and foreign ids are \"not available\"",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}},
-                "400": error_response("Bad token or id")
-            }))}),
-        );
-        paths.insert(
-            format!("/{version}/datarequest/{{id}}/log"),
-            json!({"get": get(version, "get_log", "The request's audit log, oldest first (kept after the export expires)", json!({
-                "200": {"description": "What happened to the request, and when",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuditLog"}}}},
-                "400": error_response("Bad token or id, or no such request in this account")
-            }))}),
-        );
-        let mut data = get(
-            version,
-            "get_data",
-            "The export file, or its HTML report",
-            json!({
-                "200": export_response(),
-                "303": redirect(),
-                "400": error_response("Bad token, id or format, or no such request in this account"),
-                "404": error_response("The export is not available (yet)")
-            }),
-        );
-        data["parameters"] =
-            json!([{"$ref": "#/components/parameters/request"}, {"$ref": "#/components/parameters/format"}]);
-        paths.insert(format!("/{version}/datarequest/{{id}}/data"), json!({ "get": data }));
-        paths.insert(
-            format!("/{version}/datarequest/{{id}}/download"),
-            json!({"get": {
-                "operationId": format!("get_download_{version}"),
-                "summary": "The download link sent by e-mail: a signed token instead of an access token",
-                "tags": ["data requests"],
-                "security": [],
-                "parameters": [
-                    {"$ref": "#/components/parameters/request"},
-                    {"name": "token", "in": "query", "required": true, "description": "The signed token of the link",
-                     "schema": {"type": "string"}},
-                    {"$ref": "#/components/parameters/format"}
-                ],
-                "responses": {
-                    "200": export_response(),
-                    "303": redirect(),
-                    "400": error_response("Invalid or expired download token")
-                }
-            }}),
-        );
-    }
-    paths.insert(
-        "/ingest".to_owned(),
-        json!({"post": {
-            "operationId": "post_ingest",
-            "summary": "Load and erase subject data (the platform's own door, with an ingest key; not a call of Copernica's API)",
-            "tags": ["subject data"],
-            "security": [{"ingest_key": []}],
-            "requestBody": {
-                "required": true,
-                "description": "NDJSON: profile, subprofile, message, event and erase lines, and SES event records; at most 8 MiB and 50,000 lines",
-                "content": {"application/x-ndjson": {"schema": {"type": "string"}}}
-            },
-            "responses": {
-                "200": {"description": "Stored; the counts are of lines",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestSummary"}}}},
-                "400": error_response("A bad line (\"line N: reason\"); nothing was stored"),
-                "401": error_response("No ingest key, or not an ingest key"),
-                "413": error_response("More than 8 MiB or 50,000 lines"),
-                "415": error_response("Not application/x-ndjson"),
-                "503": error_response("The store failed midway; send the same body again")
-            }
-        }}),
-    );
-    // Any call may meet a limit: the per-account limit on new requests, or (local mode) the
-    // per-client limit on failed authentications.
-    for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|p| p.values_mut()) {
-        if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
-            responses.entry("429").or_insert_with(|| json!({
-                "description": "Too many requests, or too many failed authentications from this client",
-                "headers": {"Retry-After": {"required": true, "description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-            }));
+        for (path, item) in &unversioned.paths {
+            document.paths.paths.insert(format!("/{version}{path}"), versioned(item, version));
         }
     }
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Datarequest",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "GDPR data requests, compatible with the Copernica REST API \"data request\" calls. Every route exists under /v1 to /v4 with identical behaviour. Client errors are 400 with {\"error\":{\"message\":…}}; 404 only for /data while not ready; 429 with Retry-After when rate limited; 500 with an opaque message.",
-            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}
-        },
-        "security": [{"access_token": []}, {"bearer": []}],
-        "paths": paths,
-        "components": {
-            "securitySchemes": {
-                "access_token": {"type": "apiKey", "in": "query", "name": "access_token"},
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "ingest_key": {"type": "http", "scheme": "bearer", "description": "An ingest key from `datarequest ingest-key create`"}
-            },
-            "parameters": {
-                "idempotency_key": {"name": "Idempotency-Key", "in": "header", "required": false,
-                    "description": "Repeating a POST with the same key within 24 hours answers with the same request and creates nothing; the same key with another subject or report is refused",
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"}},
-                "format": {"name": "format", "in": "query", "required": false,
-                           "description": "json (the default): the export file; html: its HTML report, a self-contained page a person can read",
-                           "schema": {"type": "string", "enum": ["json", "html"], "default": "json"}},
-                "request": {"name": "id", "in": "path", "required": true, "description": "Request id",
-                            "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,15}$"}},
-                "report": {"name": "report", "in": "query", "required": false,
-                           "description": "Where to deliver the export: an e-mail address or an https:// web address",
-                           "schema": {"$ref": "#/components/schemas/ReportAddress"}}
-            },
-            "requestBodies": {
-                "Report": {
-                    "required": false,
-                    "description": "The report, as JSON or a form; the empty array [] (Copernica's own client) means no data",
-                    "content": {
-                        "application/json": {"schema": {"oneOf": [
-                            {"type": "object", "properties": {"report": {"oneOf": [{"$ref": "#/components/schemas/ReportAddress"}, {"type": "null"}]}},
-                             "additionalProperties": false},
-                            {"type": "array", "maxItems": 0}
-                        ]}},
-                        "application/x-www-form-urlencoded": {"schema": {"type": "object",
-                            "properties": {"report": {"$ref": "#/components/schemas/ReportAddress"}}, "additionalProperties": false}}
-                    }
-                }
-            },
-            "schemas": {
-                "AuditLog": {"type": "object", "required": ["id", "log"], "properties": {
-                    "id": {"type": "integer"},
-                    "log": {"type": "array", "items": {"type": "object", "required": ["at", "event"], "properties": {
-                        "at": {"type": "string"},
-                        "event": {"enum": ["received", "repeated", "build_started", "built", "failed", "delivery", "download", "expired"]}
-                    }}}
-                }},
-                "IngestSummary": {"type": "object", "additionalProperties": false,
-                    "required": ["profiles", "subprofiles", "messages", "events", "erased", "skipped"],
-                    "properties": {
-                        "profiles": {"type": "integer", "minimum": 0}, "subprofiles": {"type": "integer", "minimum": 0},
-                        "messages": {"type": "integer", "minimum": 0}, "events": {"type": "integer", "minimum": 0},
-                        "erased": {"type": "integer", "minimum": 0}, "skipped": {"type": "integer", "minimum": 0}
-                    }},
-                "ReportAddress": {"type": "string", "maxLength": 2048,
-                                  "description": "An e-mail address, or an https:// address of a public host"},
-                "Created": {"type": "object", "required": ["id"], "properties": {"id": {"type": "integer", "minimum": 1, "maximum": 9_007_199_254_740_991_u64}}},
-                "Error": {"type": "object", "required": ["error"], "additionalProperties": false, "properties": {
-                    "error": {"type": "object", "required": ["message"], "additionalProperties": false,
-                              "properties": {"message": {"type": "string", "minLength": 1}}}
-                }},
-                "Info": {"type": "object", "required": ["type", "id"], "properties": {
-                    "type": {"enum": ["profile", "subprofile", "email"]},
-                    "id": {"type": ["integer", "string"]}
-                }},
-                "Export": {"type": "object", "required": ["info", "data"], "properties": {
-                    "info": {"$ref": "#/components/schemas/Info"},
-                    "data": {"type": "array", "items": {"type": "array", "minItems": 1, "prefixItems": [{"type": "string"}], "items": {"type": "object"}}}
-                }},
-                "NotReady": {"type": "object", "required": ["info", "data"], "properties": {
-                    "info": {"$ref": "#/components/schemas/Info"},
-                    "data": {"type": "string", "enum": ["Data not available (yet)", "Data not available"]}
-                }},
-                "Status": {"type": "object", "required": ["status", "available", "content-type"], "properties": {
-                    "status": {"enum": ["available", "pending", "not available"]},
-                    "available": {"type": "integer", "minimum": 0},
-                    "content-type": {"const": "application/json"},
-                    "id": {"type": "integer"},
-                    "info": {"$ref": "#/components/schemas/Info"},
-                    "state": {"enum": ["accepted", "building", "built", "delivered", "failed", "expired"]},
-                    "created": {"type": "string"},
-                    "completed": {"type": ["string", "null"]},
-                    "expires": {"type": ["string", "null"]},
-                    "reason": {"type": ["string", "null"]},
-                    "delivery": {"type": "object", "required": ["status"], "properties": {
-                        "status": {"enum": ["none", "pending", "sending", "sent", "failed"]},
-                        "method": {"enum": ["email", "web", "attachment", "link"]},
-                        "attempts": {"type": "integer", "minimum": 0},
-                        "error": {"type": ["string", "null"]}
-                    }}
-                }}
+    document.merge(Platform::openapi());
+    for item in document.paths.paths.values_mut() {
+        for operation in operations(item) {
+            rate_limited(operation);
+        }
+    }
+    let mut value = serde_json::to_value(&document).unwrap_or_else(|_| unreachable!("the document is JSON"));
+    for response in responses(&mut value) {
+        every_header_is_sent(response);
+        links_in_camel_case(response);
+    }
+    value
+}
+
+/// Copernica's own documentation writes the POST of a data request under `…/data`; the router
+/// serves the same handlers there.
+fn add_data_aliases(paths: &mut Paths) {
+    let aliases: Vec<_> = paths
+        .paths
+        .iter()
+        .filter_map(|(path, item)| {
+            let subject = path.strip_suffix("/datarequest")?;
+            let mut post = item.post.clone()?;
+            post.operation_id = post.operation_id.map(|id| format!("{id}_data"));
+            Some((format!("{subject}/data"), PathItem::new(HttpMethod::Post, post)))
+        })
+        .collect();
+    paths.paths.extend(aliases);
+}
+
+/// An unversioned path item under `version`: its operation ids and the links between them
+/// carry the version, so that each version's calls lead to the same version's calls.
+fn versioned(item: &PathItem, version: &str) -> PathItem {
+    let mut item = item.clone();
+    for operation in operations(&mut item) {
+        operation.operation_id = operation.operation_id.take().map(|id| format!("{id}_{version}"));
+        if let Some(RefOr::T(created)) = operation.responses.responses.get_mut("201") {
+            created.links = created_links(version);
+        }
+    }
+    item
+}
+
+/// Where the id of an accepted request leads: its status, the request, its file and its log.
+fn created_links(version: &str) -> BTreeMap<String, RefOr<Link>> {
+    [("status", "get_status"), ("request", "get_request"), ("data", "get_data"), ("log", "get_log")]
+        .into_iter()
+        .map(|(name, operation)| {
+            let link = LinkBuilder::new()
+                .operation_id(format!("{operation}_{version}"))
+                .parameter("id", "$response.body#/id")
+                .build();
+            (name.to_owned(), RefOr::T(link))
+        })
+        .collect()
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Any call may meet a limit: the per-account limit on new requests (which the POST routes
+/// describe themselves), or (local mode) the per-client limit on failed authentications. Every
+/// `429` says when to try again.
+fn rate_limited(operation: &mut Operation) {
+    let responses = &mut operation.responses.responses;
+    let too_many = responses.entry("429".to_owned()).or_insert_with(|| {
+        let error = ContentBuilder::new().schema(Some(Ref::from_schema_name(ErrorBody::name()))).build();
+        ResponseBuilder::new()
+            .description("Too many requests, or too many failed authentications from this client")
+            .content("application/json", error)
+            .build()
+            .into()
+    });
+    if let RefOr::T(too_many) = too_many {
+        let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1));
+        let retry_after = HeaderBuilder::new().schema(seconds).description(Some("Seconds to wait")).build();
+        too_many.headers.insert("Retry-After".to_owned(), retry_after);
+    }
+}
+
+// What utoipa's model of the document cannot say, said on its JSON.
+
+/// Every response of every operation.
+fn responses(document: &mut Value) -> impl Iterator<Item = &mut Value> {
+    document["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("responses").and_then(Value::as_object_mut))
+        .flat_map(|responses| responses.values_mut())
+}
+
+/// Marks the response's headers required: each one this API documents is always sent, and
+/// utoipa's header object has no `required` member to say so.
+fn every_header_is_sent(response: &mut Value) {
+    let headers = response.get_mut("headers").and_then(Value::as_object_mut).into_iter().flat_map(|h| h.values_mut());
+    for header in headers.filter_map(Value::as_object_mut) {
+        header.insert("required".to_owned(), Value::Bool(true));
+    }
+}
+
+/// Names the members of the response's links as OpenAPI does (`operationId`): utoipa 5 writes
+/// them in snake case (juhaku/utoipa#1326), which no client would follow.
+fn links_in_camel_case(response: &mut Value) {
+    let links = response.get_mut("links").and_then(Value::as_object_mut).into_iter().flat_map(|l| l.values_mut());
+    for link in links.filter_map(Value::as_object_mut) {
+        for (snake, camel) in
+            [("operation_id", "operationId"), ("operation_ref", "operationRef"), ("request_body", "requestBody")]
+        {
+            if let Some(value) = link.remove(snake) {
+                link.insert(camel.to_owned(), value);
             }
         }
-    })
+    }
+}
+
+/// The `$ref` of a schema of the document's components.
+pub(super) fn reference<T: ToSchema>() -> String {
+    format!("#/components/schemas/{}", T::name())
+}
+
+/// A string, one of `texts`.
+pub(super) fn one_of(texts: impl IntoIterator<Item = &'static str>) -> Object {
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(texts)).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn operation_ids(document: &Value) -> Vec<&str> {
+        let items = document["paths"].as_object().into_iter().flat_map(|paths| paths.values());
+        let operations = items.filter_map(Value::as_object).flat_map(|item| item.values());
+        operations.filter_map(|operation| operation["operationId"].as_str()).collect()
+    }
+
+    fn references<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(members) => {
+                found.extend(members.get("$ref").and_then(Value::as_str));
+                members.values().for_each(|v| references(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| references(v, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_operation_has_an_id_of_its_own() {
+        let document = document();
+        let mut ids = operation_ids(&document);
+        let count = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), count);
+        assert_eq!(count, 4 * 11 + 1);
+    }
+
+    #[test]
+    fn every_link_leads_to_an_operation_of_the_same_version() {
+        let document = document();
+        let ids = operation_ids(&document);
+        let mut links = 0;
+        for (path, item) in document["paths"].as_object().into_iter().flatten() {
+            let version = path.split('/').nth(1).unwrap_or_default();
+            let operations = item.as_object().into_iter().flat_map(|item| item.values());
+            let responses = operations.filter_map(|o| o["responses"].as_object()).flat_map(|r| r.values());
+            for link in responses.filter_map(|r| r["links"].as_object()).flat_map(|l| l.values()) {
+                let target = link["operationId"].as_str().unwrap_or_default();
+                assert!(ids.contains(&target), "{path}: {target}");
+                assert!(target.ends_with(&format!("_{version}")), "{path}: {target}");
+                assert_eq!(link["parameters"]["id"], "$response.body#/id");
+                links += 1;
+            }
+        }
+        // Status, request, data and log from each of the six POSTs of a data request.
+        assert_eq!(links, 4 * 6 * VERSIONS.len());
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let document = document();
+        let mut found = Vec::new();
+        references(&document, &mut found);
+        assert!(!found.is_empty());
+        for reference in found {
+            let pointer = reference.strip_prefix('#').unwrap_or(reference);
+            assert!(document.pointer(pointer).is_some(), "{reference}");
+        }
+    }
+
+    #[test]
+    fn every_limited_answer_says_when_to_retry() {
+        let mut document = document();
+        let mut count = 0;
+        for response in responses(&mut document) {
+            if let Some(header) = response.pointer("/headers/Retry-After") {
+                assert_eq!(header["required"], true);
+                assert_eq!(header["schema"]["minimum"], 1);
+                count += 1;
+            }
+        }
+        assert_eq!(count, 4 * 11 + 1, "a 429 on every operation");
+    }
 }

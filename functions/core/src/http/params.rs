@@ -7,9 +7,15 @@ use axum::body::Body;
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 
+use utoipa::IntoParams;
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+
 use super::error::{ApiError, INVALID_METHOD, INVALID_TOKEN, Refusal};
+use super::openapi::one_of;
 use crate::app::App;
 use crate::domain::{AccessToken, AccountId, TokenHash};
+use crate::ports::ExportFormat;
 
 /// Largest accepted POST body.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -47,12 +53,30 @@ pub fn query(raw: Option<&str>, allowed: &[&'static str]) -> Result<HashMap<&'st
     pairs(raw.unwrap_or_default().as_bytes(), allowed)
 }
 
+/// The `format` parameter that [`format`] reads from the query string.
+pub struct FormatQuery;
+
+impl IntoParams for FormatQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let mut formats = one_of(ExportFormat::ALL.map(ExportFormat::as_str));
+        formats.default = Some(ExportFormat::Json.as_str().into());
+        let format = ParameterBuilder::new()
+            .name("format")
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(
+                "json (the default): the export file; html: its HTML report, a self-contained page a person can read",
+            ))
+            .schema(Some(formats));
+        vec![format.build()]
+    }
+}
+
 /// The export format a query asks for (`format`: `json`, the default, or `html`).
-pub fn format(query: &HashMap<&'static str, String>) -> Result<crate::ports::ExportFormat, ApiError> {
+pub fn format(query: &HashMap<&'static str, String>) -> Result<ExportFormat, ApiError> {
     match query.get("format") {
-        None => Ok(crate::ports::ExportFormat::Json),
-        Some(name) => crate::ports::ExportFormat::parse(name)
-            .ok_or_else(|| ApiError::bad("Parameter 'format' must be json or html")),
+        None => Ok(ExportFormat::Json),
+        Some(name) => ExportFormat::parse(name).ok_or_else(|| ApiError::bad("Parameter 'format' must be json or html")),
     }
 }
 
