@@ -3,7 +3,7 @@
 # starts the local AWS emulator, runs `bench` (which prints every figure with its ratio to its
 # limit), and stops the emulator. Needs about 3 GB of free disk for the generated subjects.
 # Arguments go to `bench`: `infra/bench.sh ingest` runs only the POST /ingest figures, `load` only
-# the server load test; none runs everything.
+# the server load test, `webhook` only the web delivery figure; none runs everything.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

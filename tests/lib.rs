@@ -3,4 +3,5 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 pub mod events;
+pub mod receiver;
 pub mod runtime;

@@ -11,12 +11,15 @@
 //! - `POST /ingest` of generated subject data: the local server against a bare SQLite insert of
 //!   the same rows, and the `ingest` Lambda function on DynamoDB on the emulator (see
 //!   [`ingest`]);
+//! - web delivery of a 200 MB export to a receiver reading at 5 MB/s, with its peak memory (see
+//!   [`webhook`]);
 //! - `bench postgres` only: subject data read from PostgreSQL through the shipped mapping,
 //!   against `COPY` of the same queries, and Fides' shape from POST to `available` (see
 //!   [`postgres`]).
 
 mod ingest;
 mod postgres;
+mod webhook;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -68,10 +71,23 @@ fn main() -> anyhow::Result<()> {
             };
             runtime.block_on(postgres::only(mb * 1_000_000))
         }
+        // `bench webhook [MB]`: only the web delivery figure (an export of MB, default 200).
+        Some("webhook") => {
+            let Ok(mb) = args.get(1).map_or(Ok(webhook::BYTES / 1_000_000), |mb| mb.parse::<u64>()) else {
+                anyhow::bail!("usage: bench webhook [MB]");
+            };
+            runtime.block_on(webhook_only(mb * 1_000_000))
+        }
+        Some("webhook-child") => {
+            let (Some(url), Some(path)) = (args.get(1), args.get(2)) else {
+                anyhow::bail!("usage: bench webhook-child URL FILE");
+            };
+            runtime.block_on(webhook::child(url, Path::new(path)))
+        }
         Some("all") | None => runtime.block_on(all()),
         Some(other) => {
             anyhow::bail!(
-                "unknown command {other}: use `bench`, `bench all`, `bench load`, `bench ingest`, `bench postgres` or `bench prepare`"
+                "unknown command {other}: use `bench`, `bench all`, `bench load`, `bench ingest`, `bench webhook`, `bench postgres` or `bench prepare`"
             )
         }
     }
@@ -317,6 +333,14 @@ async fn ingest_only(lines: usize, lambda_lines: usize) -> anyhow::Result<()> {
     result
 }
 
+async fn webhook_only(bytes: u64) -> anyhow::Result<()> {
+    let (_, work) = release_and_work()?;
+    println!("{HEADER}");
+    let result = webhook::run(&work, &mut Report { rows: Vec::new() }, bytes).await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
 async fn all() -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let (release, work) = release_and_work()?;
@@ -399,6 +423,7 @@ async fn all() -> anyhow::Result<()> {
     let scaled_lines = |lines: usize| ((lines as f64 * scale) as usize).max(1);
     ingest::run(&root, &release, &work, &mut report, scaled_lines(ingest::LINES), scaled_lines(ingest::LAMBDA_LINES))
         .await?;
+    webhook::run(&work, &mut report, scaled(webhook::BYTES as f64)).await?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }

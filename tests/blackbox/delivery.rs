@@ -1,11 +1,19 @@
 //! Each subject kind end to end with each delivery, the switch from attachment to link at the
-//! limit, and the download link.
+//! limit, the download link, and web delivery's idle timeout against slow, stalled and silent
+//! receivers.
+
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use datarequest::adapters::webhook::HttpWebDelivery;
+use datarequest::domain::{WebAddress, WebPolicy};
+use datarequest::ports::{ExportFile, WebDelivery, WebhookHeaders};
+use datarequest_tests::receiver::{Behaviour, SlowReceiver};
 use hmac::{Hmac, Mac};
 use mail_parser::{MessageParser, MimeHeaders};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
 use crate::helpers::{Account, Receiver, TestApp, section};
 
@@ -169,4 +177,97 @@ async fn above_the_attachment_limit_the_mail_holds_a_signed_link_that_needs_no_a
     mac.update(format!("download.{id}.{future}").as_bytes());
     let fresh = format!("{future}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
     assert_eq!(fresh, token);
+}
+
+// Web delivery under an idle timeout: `HttpWebDelivery` itself against raw-socket receivers that
+// read at a set pace, stop reading, or never answer.
+
+/// `len` bytes that differ all along, so a lost, repeated or reordered chunk changes the digest.
+fn export_bytes(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+fn sha256(bytes: &[u8]) -> Option<[u8; 32]> {
+    Some(Sha256::digest(bytes).into())
+}
+
+/// POSTs `bytes` to the receiver under an idle timeout of `timeout`; the result and how long
+/// the POST took.
+async fn post_timed(receiver: &SlowReceiver, bytes: &[u8], timeout: Duration) -> (anyhow::Result<u16>, Duration) {
+    let delivery = HttpWebDelivery::new(WebPolicy::AllowPrivate, timeout).expect("client");
+    let target = WebAddress::parse(&receiver.url, WebPolicy::AllowPrivate).expect("address");
+    let headers = WebhookHeaders { id: "1".into(), timestamp: 1_700_000_000, signature: "v1,x".into() };
+    let file = ExportFile { len: bytes.len() as u64, reader: Box::pin(std::io::Cursor::new(bytes.to_vec())) };
+    let start = Instant::now();
+    // A hang is a failure of its own, not a stuck test run.
+    let posted = tokio::time::timeout(Duration::from_secs(30), delivery.post(&target, &headers, file))
+        .await
+        .expect("the POST ends by itself");
+    (posted, start.elapsed())
+}
+
+#[tokio::test]
+async fn web_delivery_reaches_a_slow_receiver_however_much_longer_than_the_timeout_it_takes() {
+    // 20 MB at 5 MB/s: 4 s in all, twice the timeout. The receiver must read what the
+    // connection holds in flight (on loopback about 4 MB of the sender's socket buffer) well
+    // within the timeout, or a steady receiver would look stalled.
+    let timeout = Duration::from_secs(2);
+    let bytes = export_bytes(20_000_000);
+    let receiver = SlowReceiver::start(Some(5_000_000), Behaviour::Answer).await;
+
+    let (posted, elapsed) = post_timed(&receiver, &bytes, timeout).await;
+
+    assert_eq!(posted.expect("delivered"), 200);
+    assert!(elapsed > timeout * 3 / 2, "the receiver's pace made the POST outlast the timeout: {elapsed:?}");
+    let seen = receiver.seen();
+    assert_eq!(seen.content_length, Some(bytes.len() as u64));
+    assert_eq!(seen.bytes, bytes.len() as u64);
+    assert_eq!(seen.sha256, sha256(&bytes), "the body arrives byte for byte");
+}
+
+#[tokio::test]
+async fn web_delivery_gives_up_on_a_receiver_that_stops_reading_after_the_idle_timeout() {
+    let timeout = Duration::from_secs(1);
+    let pause = Duration::from_secs(3);
+    let bytes = export_bytes(16_000_000);
+    let receiver = SlowReceiver::start(None, Behaviour::Stall { after: 256 * 1024, pause }).await;
+
+    let (posted, elapsed) = post_timed(&receiver, &bytes, timeout).await;
+
+    let error = posted.expect_err("a stalled receiver fails the delivery").to_string();
+    assert_eq!(error, "the web address did not answer in time");
+    assert!(elapsed >= timeout && elapsed < pause, "given up after the idle timeout: {elapsed:?}");
+    // The connection is closed, not left pushing the rest: reading on, the receiver meets its end.
+    let seen = receiver.wait_for(Duration::from_secs(10), |s| s.hung_up.is_some()).await;
+    assert!(seen.hung_up.is_some(), "the sender hung up: {seen:?}");
+    assert!(seen.bytes < bytes.len() as u64, "the body was cut short: {seen:?}");
+}
+
+#[tokio::test]
+async fn web_delivery_gives_up_on_a_receiver_that_reads_everything_but_never_answers() {
+    let timeout = Duration::from_secs(1);
+    let bytes = export_bytes(1_000_000);
+    let receiver = SlowReceiver::start(None, Behaviour::NeverAnswer).await;
+
+    let (posted, elapsed) = post_timed(&receiver, &bytes, timeout).await;
+    let failed = Instant::now();
+
+    let error = posted.expect_err("a silent receiver fails the delivery").to_string();
+    assert_eq!(error, "the web address did not answer in time");
+    assert!(elapsed >= timeout && elapsed < 3 * timeout, "given up after the idle timeout: {elapsed:?}");
+    let seen = receiver.seen();
+    assert_eq!(seen.sha256, sha256(&bytes), "the whole body was read");
+    let finished = seen.finished.expect("the whole body was read");
+    assert!(failed - finished >= timeout - Duration::from_millis(250), "the answer was waited for: {seen:?}");
+    let seen = receiver.wait_for(Duration::from_secs(5), |s| s.hung_up.is_some()).await;
+    assert!(seen.hung_up.is_some(), "the sender hung up: {seen:?}");
 }

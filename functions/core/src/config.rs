@@ -22,7 +22,9 @@ pub const WEBHOOK_ALLOW_PRIVATE: &str = "DATAREQUEST_WEBHOOK_ALLOW_PRIVATE";
 pub const DELIVERY_ATTEMPTS: &str = "DATAREQUEST_DELIVERY_ATTEMPTS";
 /// Seconds before the first retry of a delivery; doubles each time.
 pub const DELIVERY_BACKOFF_SECS: &str = "DATAREQUEST_DELIVERY_BACKOFF_SECS";
-/// Seconds a web delivery may take.
+/// Seconds a web delivery may go without progress: without the connection taking any bytes of
+/// the export, or without an answer once the whole export is sent. There is no limit on the
+/// delivery as a whole, so an export of any size reaches a receiver that keeps reading.
 pub const WEBHOOK_TIMEOUT_SECS: &str = "DATAREQUEST_WEBHOOK_TIMEOUT_SECS";
 /// Receives of a build message before the request is marked failed.
 pub const BUILD_ATTEMPTS: &str = "DATAREQUEST_BUILD_ATTEMPTS";
@@ -119,7 +121,7 @@ pub struct Settings {
     pub delivery_attempts: u32,
     /// First retry delay of a delivery.
     pub delivery_backoff: Duration,
-    /// Timeout of one web delivery.
+    /// Idle timeout of one web delivery (see [`WEBHOOK_TIMEOUT_SECS`]).
     pub webhook_timeout: Duration,
     /// Receives of a build message before the request fails.
     pub build_attempts: u32,
@@ -158,6 +160,8 @@ pub struct Fallbacks {
 pub const DEFAULT_SENDER: &str = "Datarequest <datarequest@example.com>";
 /// Default attachment limit: 7 MiB, so the base64 message stays under 10 MB.
 pub const DEFAULT_ATTACHMENT_LIMIT: u64 = 7 * 1024 * 1024;
+/// Default idle timeout of a web delivery, in seconds.
+pub const DEFAULT_WEBHOOK_TIMEOUT_SECS: u64 = 30;
 /// How long a process trusts a token it has looked up (see [`crate::adapters::token_cache`]).
 pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -204,7 +208,7 @@ impl Settings {
         if !(0.0..=86_400.0).contains(&backoff) {
             return Err(ConfigError::new(DELIVERY_BACKOFF_SECS, "must be between 0 and 86400 seconds"));
         }
-        let timeout: u64 = parsed(lookup, WEBHOOK_TIMEOUT_SECS, 30, "a number of seconds")?;
+        let timeout: u64 = parsed(lookup, WEBHOOK_TIMEOUT_SECS, DEFAULT_WEBHOOK_TIMEOUT_SECS, "a number of seconds")?;
         let build_attempts: u32 = parsed(lookup, BUILD_ATTEMPTS, 5, "a number of attempts")?;
         if build_attempts == 0 {
             return Err(ConfigError::new(BUILD_ATTEMPTS, "must be at least 1"));

@@ -392,11 +392,12 @@ pub struct WebhookHeaders {
 /// POSTs exports to web addresses.
 #[async_trait]
 pub trait WebDelivery: Send + Sync {
-    /// POSTs the body with the headers. Returns the response status code.
+    /// POSTs the body with the headers, streaming it however large it is. Returns the response
+    /// status code.
     ///
     /// # Errors
-    /// When no response came (refused address, connection, timeout); the text is safe to show
-    /// the account.
+    /// When no response came (refused address, connection, the receiver stalling or not
+    /// answering for the idle timeout); the text is safe to show the account.
     async fn post(&self, target: &WebAddress, headers: &WebhookHeaders, body: ExportFile) -> anyhow::Result<u16>;
 }
 
