@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::helpers::{TestApp, binary, section};
 
 /// A subject with a long history: `messages` mails of about 48 KB and `events` events.
-fn write_big_subject(path: &std::path::Path, messages: usize, events: usize) {
+pub fn write_big_subject(path: &std::path::Path, messages: usize, events: usize) {
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
     let profile = serde_json::json!({"kind":"profile","account":1,"id":77,"database":7,"email":"big@example.com",
         "fields":{"firstname":"Big"},"interests":[],"created":"2020-01-01 00:00:00","modified":"2020-01-01 00:00:00"});

@@ -8,6 +8,7 @@ mod aws;
 mod bad_input;
 mod commands;
 mod delivery;
+mod faults;
 mod helpers;
 mod html_report;
 mod ingest;

@@ -30,9 +30,13 @@ fn ids<'a>(records: &[&'a serde_json::Value], key: &str) -> Vec<&'a str> {
     records.iter().map(|r| r[key].as_str().unwrap_or("null")).collect()
 }
 
+/// Submits a request (queued, not yet handled).
+async fn accept(world: &common::World, subject: Subject, report: Option<Report>) -> RequestId {
+    world.app.submit(world.account, subject, report, &datarequest::app::Origin::default()).await.expect("accepted")
+}
+
 async fn build(world: &common::World, subject: Subject, report: Option<Report>) -> RequestId {
-    let id =
-        world.app.submit(world.account, subject, report, &datarequest::app::Origin::default()).await.expect("accepted");
+    let id = accept(world, subject, report).await;
     world.run_queue().await;
     id
 }
@@ -285,11 +289,7 @@ async fn a_duplicate_or_late_message_never_sends_a_second_mail() {
 async fn a_delivery_claimed_by_another_worker_is_left_to_it() {
     let world = world().await;
     let report = Report::Email(EmailAddress::parse("dpo@customer.example").expect("address"));
-    let id = world
-        .app
-        .submit(world.account, profile("42"), Some(report), &datarequest::app::Origin::default())
-        .await
-        .expect("accepted");
+    let id = accept(&world, profile("42"), Some(report)).await;
     world.fakes.mailer.fail_next(1);
     assert!(matches!(worker::handle(&world.app, id, 1).await.expect("handled"), Outcome::RetryAfter(_)));
     // Another worker claims the retry first: this message comes back once that claim ran out
@@ -312,11 +312,7 @@ async fn web_delivery_is_signed_retried_with_back_off_and_shows_its_outcome() {
     let world = world().await;
     let target = WebAddress::parse("https://hooks.customer.example/gdpr", WebPolicy::PublicOnly).expect("address");
     world.fakes.web.answer(&[500, 503]);
-    let id = world
-        .app
-        .submit(world.account, profile("42"), Some(Report::Web(target)), &datarequest::app::Origin::default())
-        .await
-        .expect("accepted");
+    let id = accept(&world, profile("42"), Some(Report::Web(target))).await;
 
     let first = worker::handle(&world.app, id, 1).await.expect("handled");
     let second = worker::handle(&world.app, id, 2).await.expect("handled");
@@ -353,11 +349,7 @@ async fn web_delivery_gives_up_after_the_last_attempt_but_the_export_stays_avail
     let world = world_with(settings).await;
     world.fakes.web.answer(&[500, 302, 200]);
     let target = WebAddress::parse("https://hooks.customer.example/gdpr", WebPolicy::PublicOnly).expect("address");
-    let id = world
-        .app
-        .submit(world.account, profile("42"), Some(Report::Web(target)), &datarequest::app::Origin::default())
-        .await
-        .expect("accepted");
+    let id = accept(&world, profile("42"), Some(Report::Web(target))).await;
     assert!(matches!(worker::handle(&world.app, id, 1).await.expect("handled"), Outcome::RetryAfter(_)));
     assert_eq!(worker::handle(&world.app, id, 2).await.expect("handled"), Outcome::Done);
     assert_eq!(worker::handle(&world.app, id, 3).await.expect("handled"), Outcome::Done);
@@ -389,11 +381,7 @@ async fn exports_expire_after_their_time_and_their_files_are_deleted() {
 #[tokio::test]
 async fn a_build_that_keeps_failing_ends_failed_with_its_reason_on_the_last_receive() {
     let world = world().await;
-    let id = world
-        .app
-        .submit(world.account, profile("42"), None, &datarequest::app::Origin::default())
-        .await
-        .expect("accepted");
+    let id = accept(&world, profile("42"), None).await;
     // Corrupt the subject data source for this request: a subject whose cursor breaks paging
     // is hard to arrange, so point the request at an account whose data store fails instead.
     let broken = datarequest::App { subjects: std::sync::Arc::new(FailingSubjects), ..world.app.clone() };
@@ -411,11 +399,7 @@ async fn a_build_that_keeps_failing_ends_failed_with_its_reason_on_the_last_rece
 #[tokio::test]
 async fn a_build_held_by_a_live_builder_comes_back_after_its_lease_and_a_dead_ones_is_taken_over() {
     let world = world().await;
-    let id = world
-        .app
-        .submit(world.account, profile("42"), None, &datarequest::app::Origin::default())
-        .await
-        .expect("accepted");
+    let id = accept(&world, profile("42"), None).await;
     // Another builder started it and holds it for a minute.
     let now = world.app.now();
     let start = Transition::StartBuild { now, lease_until: now.plus_seconds(60) };
@@ -433,11 +417,7 @@ async fn a_build_held_by_a_live_builder_comes_back_after_its_lease_and_a_dead_on
 #[tokio::test]
 async fn a_request_whose_message_was_lost_is_queued_again_once_per_bound_until_built() {
     let world = world().await;
-    let id = world
-        .app
-        .submit(world.account, profile("42"), None, &datarequest::app::Origin::default())
-        .await
-        .expect("accepted");
+    let id = accept(&world, profile("42"), None).await;
     assert_eq!(world.fakes.queue.drain(), [id], "queued once at intake; this message is lost");
     assert_eq!(world.app.requeue_stuck().await.expect("sweep"), 0, "not stuck yet");
     world.fakes.clock.advance(Duration::from_secs(15 * 60));
@@ -519,11 +499,7 @@ async fn a_store_failing_after_the_first_page_fails_the_build_and_shows_no_parti
     let more = datarequest::ingest::parse_records(&lines).expect("valid lines");
     assert_eq!(more.len(), 4);
     world.app.subjects.load(&more).await.expect("loads");
-    let id = world
-        .app
-        .submit(world.account, profile("42"), None, &datarequest::app::Origin::default())
-        .await
-        .expect("accepted");
+    let id = accept(&world, profile("42"), None).await;
     let pages = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let subjects = std::sync::Arc::new(FailingLaterPages { inner: world.app.subjects.clone(), pages: pages.clone() });
     let broken = datarequest::App { subjects, ..world.app.clone() };
