@@ -33,7 +33,7 @@ struct Shared {
 /// One function binary under the emulated Runtime API.
 pub struct Function {
     sender: mpsc::Sender<Invocation>,
-    child: Child,
+    child: std::sync::Mutex<Child>,
     server: tokio::task::JoinHandle<()>,
     next_id: std::sync::atomic::AtomicU64,
     spawned: Instant,
@@ -123,13 +123,29 @@ impl Function {
             .stderr(Stdio::inherit());
         let spawned = Instant::now();
         let child = command.spawn().expect("starts the function");
-        Self { sender, child, server, next_id: std::sync::atomic::AtomicU64::new(1), spawned, first_poll }
+        Self {
+            sender,
+            child: std::sync::Mutex::new(child),
+            server,
+            next_id: std::sync::atomic::AtomicU64::new(1),
+            spawned,
+            first_poll,
+        }
     }
 
     /// How long the function took from spawn to its first request for work (its init), once
     /// it has asked.
     pub fn init_time(&self) -> Option<Duration> {
         self.first_poll.get().map(|at| at.duration_since(self.spawned))
+    }
+
+    /// Kills the function's process without warning (SIGKILL), as a timeout or a crash ends a
+    /// Lambda invocation; an invocation in flight never answers.
+    pub fn kill(&self) {
+        if let Ok(mut child) = self.child.lock() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Invokes the function with an event: `Ok` with its response, `Err` with its error.
@@ -146,8 +162,7 @@ impl Function {
 
 impl Drop for Function {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         self.server.abort();
     }
 }

@@ -234,7 +234,7 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Answers with `statuses` in turn, then 200 (a 302 carries a Location).
+    /// Answers with `statuses` in turn, then 200 (a 302 carries a Location; a 0 never answers).
     pub async fn start(statuses: &[u16]) -> Self {
         use axum::routing::post;
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -247,6 +247,9 @@ impl Receiver {
                 async move {
                     log.lock().expect("lock").push(Received { headers, body: body.to_vec() });
                     let status = answers.lock().expect("lock").pop().unwrap_or(200);
+                    if status == 0 {
+                        std::future::pending::<()>().await;
+                    }
                     let status = axum::http::StatusCode::from_u16(status).expect("status");
                     (status, [("location", "http://127.0.0.1:1/elsewhere")], "")
                 }

@@ -90,6 +90,24 @@ async fn status(function: &Function, account: &Account, id: u64) -> Value {
 
 /// Takes every waiting message off the build queue as SQS event records.
 async fn queued_records(env: &Env, expected: usize) -> Vec<Value> {
+    let mut records = Vec::new();
+    for _ in 0..10 {
+        records.extend(receive_records(env, 1).await);
+        if records.len() >= expected {
+            break;
+        }
+    }
+    assert_eq!(records.len(), expected, "messages in the build queue");
+    records
+}
+
+/// The build queue messages that arrive within 20 seconds, as SQS event records.
+async fn queued_records_now(env: &Env) -> Vec<Value> {
+    receive_records(env, 20).await
+}
+
+/// One receive from the build queue (waiting up to `wait` seconds), as SQS event records.
+async fn receive_records(env: &Env, wait: i32) -> Vec<Value> {
     let clients = env.clients().await;
     let url = env.get("DATAREQUEST_BUILD_QUEUE_URL");
     let arn = clients
@@ -103,24 +121,25 @@ async fn queued_records(env: &Env, expected: usize) -> Vec<Value> {
         .attributes
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
         .expect("queue ARN");
-    let mut records = Vec::new();
-    for _ in 0..10 {
-        let received = clients
-            .sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("receive");
-        for message in received.messages() {
+    let received = clients
+        .sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .wait_time_seconds(wait)
+        .send()
+        .await
+        .expect("receive");
+    received
+        .messages()
+        .iter()
+        .map(|message| {
             let attributes: serde_json::Map<String, Value> = message
                 .attributes()
                 .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), json!(v))).collect())
                 .unwrap_or_default();
-            records.push(json!({
+            json!({
                 "messageId": message.message_id(),
                 "receiptHandle": message.receipt_handle(),
                 "body": message.body(),
@@ -130,14 +149,9 @@ async fn queued_records(env: &Env, expected: usize) -> Vec<Value> {
                 "eventSource": "aws:sqs",
                 "eventSourceARN": arn,
                 "awsRegion": "us-east-1",
-            }));
-        }
-        if records.len() >= expected {
-            break;
-        }
-    }
-    assert_eq!(records.len(), expected, "messages in the build queue");
-    records
+            })
+        })
+        .collect()
 }
 
 fn export_bytes_of(raw: &str) -> Vec<u8> {
@@ -360,4 +374,59 @@ async fn the_sweeper_queues_stuck_requests_once_and_deletes_expired_exports() {
     assert!(gone.is_err(), "the expired export is deleted");
     // The next run finds nothing new: the requeued request is marked for another 15 minutes.
     assert_eq!(sweeper.invoke(scheduled).await.expect("sweeper answers"), json!({"requeued": 0, "expired": 0}));
+}
+
+/// A builder invocation killed mid-delivery (SIGKILL of the function's process, as a timeout
+/// or a crash ends it) while the web address holds its POST: the message's next receive finds
+/// the delivery claimed, comes back once the claim runs out instead of being dropped, and the
+/// export is delivered, with the same `webhook-id`, and the request ends `delivered`.
+#[tokio::test]
+async fn a_builder_killed_mid_delivery_is_taken_over_once_its_claim_runs_out() {
+    let env = Env::provision();
+    let account = seed(&env);
+    let receiver = Receiver::start(&[0]).await;
+    // A 5 s delivery timeout: the claim lasts it plus a minute.
+    let builder_env = [("DATAREQUEST_WEBHOOK_ALLOW_PRIVATE", "true"), ("DATAREQUEST_WEBHOOK_TIMEOUT_SECS", "5")];
+    let intake = start("intake", &env, &builder_env, &[]).await;
+    let id = submit(&intake, &account, "subprofile/4201", Some(&receiver.url)).await;
+    let event = json!({"Records": queued_records(&env, 1).await});
+
+    let doomed = start("builder", &env, &builder_env, &[]).await;
+    let run = doomed.invoke(event.clone());
+    let held = async {
+        while receiver.received().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        answer = run => panic!("the builder answered while the web address held its POST: {answer:?}"),
+        () = held => doomed.kill(),
+    }
+    let status_fn = start("status", &env, &[], &[]).await;
+    assert_eq!(status(&status_fn, &account, id).await["delivery"]["status"], "sending");
+
+    // The same message again (the queue hands it out after the dead invocation): left to the
+    // claim, and queued again for when it runs out.
+    let builder = start("builder", &env, &builder_env, &[]).await;
+    assert_eq!(builder.invoke(event).await.expect("builder answers"), json!({"batchItemFailures": []}));
+    assert_eq!(receiver.received().len(), 1, "no second POST while the claim holds");
+    let started = std::time::Instant::now();
+    let mut later = Vec::new();
+    while later.is_empty() && started.elapsed() < std::time::Duration::from_secs(120) {
+        later = queued_records_now(&env).await;
+    }
+    assert_eq!(later.len(), 1, "the message came back");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(50), "not before the claim ran out");
+    assert_eq!(
+        builder.invoke(json!({"Records": later})).await.expect("builder answers"),
+        json!({"batchItemFailures": []})
+    );
+
+    let report = status(&status_fn, &account, id).await;
+    assert_eq!(report["state"], "delivered", "{report}");
+    let posts = receiver.received();
+    assert_eq!(posts.len(), 2);
+    for post in &posts {
+        assert_eq!(post.headers["webhook-id"].to_str().ok(), Some(id.to_string().as_str()), "the same webhook-id");
+    }
 }
