@@ -3,5 +3,6 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 pub mod events;
+pub mod faults;
 pub mod receiver;
 pub mod runtime;

@@ -17,6 +17,7 @@
 //!   against `COPY` of the same queries, and Fides' shape from POST to `available` (see
 //!   [`postgres`]).
 
+mod faults;
 mod ingest;
 mod postgres;
 mod webhook;
@@ -84,10 +85,17 @@ fn main() -> anyhow::Result<()> {
             };
             runtime.block_on(webhook::child(url, Path::new(path)))
         }
+        // `bench faults [REQUESTS]`: only the fault-injection run (default 1,000 requests).
+        Some("faults") => {
+            let Ok(requests) = args.get(1).map_or(Ok(faults::REQUESTS), |n| n.parse::<usize>()) else {
+                anyhow::bail!("usage: bench faults [REQUESTS]");
+            };
+            runtime.block_on(faults_only(requests))
+        }
         Some("all") | None => runtime.block_on(all()),
         Some(other) => {
             anyhow::bail!(
-                "unknown command {other}: use `bench`, `bench all`, `bench load`, `bench ingest`, `bench webhook`, `bench postgres` or `bench prepare`"
+                "unknown command {other}: use `bench`, `bench all`, `bench load`, `bench ingest`, `bench webhook`, `bench postgres`, `bench faults` or `bench prepare`"
             )
         }
     }
@@ -337,6 +345,15 @@ async fn webhook_only(bytes: u64) -> anyhow::Result<()> {
     let (_, work) = release_and_work()?;
     println!("{HEADER}");
     let result = webhook::run(&work, &mut Report { rows: Vec::new() }, bytes).await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+async fn faults_only(requests: usize) -> anyhow::Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (release, work) = release_and_work()?;
+    println!("{HEADER}");
+    let result = faults::run(&root, &release, &work, &mut Report { rows: Vec::new() }, requests).await;
     let _ = std::fs::remove_dir_all(&work);
     result
 }

@@ -1,13 +1,14 @@
 //! `TestApp`: the real `datarequest` binary on a fresh temp data dir and a free port, driven
 //! over HTTP and through its command line.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use datarequest_tests::faults::Server;
 
 pub const SAMPLE: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../functions/core/tests/fixtures/subjects-sample.ndjson");
@@ -33,7 +34,7 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub url: String,
     env: Vec<(String, String)>,
-    child: Option<Child>,
+    server: Option<Server>,
     pub client: reqwest::Client,
 }
 
@@ -64,7 +65,7 @@ impl TestApp {
         }
         env.push(("DATAREQUEST_DELIVERY_BACKOFF_SECS".into(), "0.1".into()));
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        let app = Self { dir, url: String::new(), env, child: None, client };
+        let app = Self { dir, url: String::new(), env, server: None, client };
         let account = app.create_account();
         assert_eq!(account.id, 1, "the sample data belongs to account 1");
         let output = app.cli(&["import", SAMPLE]);
@@ -83,7 +84,8 @@ impl TestApp {
         self.dir.path()
     }
 
-    fn command(&self) -> Command {
+    /// The `datarequest` command with this app's environment.
+    pub fn command(&self) -> Command {
         let mut command = Command::new(binary("datarequest"));
         command.env_clear().env("RUST_LOG", "info");
         for (k, v) in &self.env {
@@ -112,37 +114,15 @@ impl TestApp {
 
     /// Starts the server on a free port and waits until it listens.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data_dir().join("server.log"))
-            .expect("log");
-        let mut child = self
-            .command()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(self.data_dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("starts datarequest serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("Datarequest listening on ") {
-                    let _ = sender.send(url.to_owned());
-                }
-            }
-        });
-        self.url = receiver.recv_timeout(Duration::from_secs(30)).expect("the server announces its address");
-        self.child = Some(child);
+        let server = Server::spawn(self.command(), self.data_dir());
+        self.url.clone_from(&server.url);
+        self.server = Some(server);
     }
 
     /// Kills the server without warning (SIGKILL).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut server) = self.server.take() {
+            server.kill();
         }
     }
 

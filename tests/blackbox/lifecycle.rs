@@ -1,34 +1,13 @@
 //! The life of a request around the process: a restart in the middle of a build, expiry, the
 //! import command and the demo.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::helpers::{TestApp, binary, section};
+use datarequest_tests::faults::write_big_subject;
 
-/// A subject with a long history: `messages` mails of about 48 KB and `events` events.
-pub fn write_big_subject(path: &std::path::Path, messages: usize, events: usize) {
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
-    let profile = serde_json::json!({"kind":"profile","account":1,"id":77,"database":7,"email":"big@example.com",
-        "fields":{"firstname":"Big"},"interests":[],"created":"2020-01-01 00:00:00","modified":"2020-01-01 00:00:00"});
-    writeln!(file, "{profile}").expect("write");
-    let body = "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n".repeat(820);
-    for n in 0..messages {
-        let mime = format!("From: Shop <news@shop.example>\r\nTo: big@example.com\r\nSubject: Mail {n}\r\n\r\n{body}");
-        let line = serde_json::json!({"kind":"message","account":1,"id":format!("m-{n:05}"),"profile":77,"subprofile":null,
-            "email":"big@example.com","mailing":"1","subject":format!("Mail {n}"),
-            "sent":format!("2024-01-01 00:{:02}:{:02}", (n / 60) % 60, n % 60),"mime":mime});
-        writeln!(file, "{line}").expect("write");
-    }
-    for n in 0..events {
-        let line = serde_json::json!({"kind":"event","account":1,"type":"impression","message":format!("m-{:05}", n % messages),
-            "profile":77,"subprofile":null,"email":"big@example.com","time":format!("2024-02-01 00:00:{:02}", n % 60),
-            "data":{"n":n}});
-        writeln!(file, "{line}").expect("write");
-    }
-    file.flush().expect("flush");
-}
+use crate::helpers::{TestApp, binary, section};
 
 #[tokio::test]
 async fn a_request_interrupted_by_a_crash_is_built_after_the_restart() {
