@@ -296,6 +296,8 @@ async fn a_body_over_8_mib_sent_without_a_length_gets_413_and_stores_nothing() {
 
     let response = post_streamed(&app, &key, &profile_of_size(507, LIMIT + 1)).await;
     error_message(&response, 413);
+    // The body was not read to its end: the connection is not used again.
+    assert_eq!(response.header("connection"), Some("close"));
     assert_unknown(&app, &account, "profile/507").await;
 
     let response = post_streamed(&app, &key, &profile_of_size(508, LIMIT)).await;

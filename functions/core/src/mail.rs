@@ -73,9 +73,13 @@ pub fn compose(
     content: Content,
 ) -> anyhow::Result<Vec<u8>> {
     let recipient = Mailbox::new(None, to.as_str().parse().context("recipient address")?);
+    // The same for every attempt of a request, so a mail sent twice (a worker that died between
+    // the send and recording it) shows as the same message.
+    let message_id = format!("<datarequest-{}@{}>", request.id, settings.sender.email.domain());
     let builder = Message::builder()
         .from(settings.sender.clone())
         .to(recipient)
+        .message_id(Some(message_id))
         .subject(format!("Your data request {}", request.id));
     let about = describe(&request.subject);
     let message = match content {

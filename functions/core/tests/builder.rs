@@ -221,6 +221,9 @@ async fn the_export_is_attached_up_to_the_limit_and_linked_above_it() {
         assert_eq!(sent[0].to.as_str(), "dpo@customer.example");
         let message = mail_parser::MessageParser::default().parse(&sent[0].raw).expect("MIME");
         assert_eq!(message.subject(), Some(format!("Your data request {id}").as_str()));
+        // Named by the request, so a mail sent again after a crash is the same message.
+        let domain = world.app.settings.sender.email.domain();
+        assert_eq!(message.message_id(), Some(format!("datarequest-{id}@{domain}").as_str()));
         if attached {
             let attachment = message.attachment(0).expect("an attachment");
             assert_eq!(attachment.attachment_name(), Some(format!("datarequest-{id}.json").as_str()));

@@ -144,7 +144,14 @@ impl IntoResponse for ApiError {
                 response.extensions_mut().insert(AuthFailed);
                 response
             }
-            Self::TooLarge(message) => error_response(StatusCode::PAYLOAD_TOO_LARGE, &message),
+            Self::TooLarge(message) => {
+                // The rest of the body is not read: the connection cannot carry another request,
+                // and a client must not send one on it.
+                let mut response = error_response(StatusCode::PAYLOAD_TOO_LARGE, &message);
+                let close = axum::http::HeaderValue::from_static("close");
+                response.headers_mut().insert(axum::http::header::CONNECTION, close);
+                response
+            }
             Self::UnsupportedType(message) => error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, &message),
             Self::Unavailable(error) => {
                 tracing::error!(error = format!("{error:#}"), "storage failed");
