@@ -5,6 +5,7 @@
 mod adapters;
 mod functions;
 mod ingest;
+mod mime;
 mod sources;
 mod subjects_property;
 
