@@ -5,6 +5,7 @@
 //! - builder throughput on a generated ~1 GB subject, against serde_json serialising the same
 //!   records into a sink;
 //! - builder peak memory for 100 MB and 1 GB subjects (each build in a child process);
+//! - builder peak memory for a subject of 200 mails of 5 MB each (see [`big_mail`]);
 //! - a 200 MB export through the S3 multipart path against the emulator, with its peak memory;
 //! - Lambda start: spawn to first request for work (median of 20) and first invocation;
 //! - the local server under `wrk`, against an axum hello-world on the same machine;
@@ -72,6 +73,15 @@ fn main() -> anyhow::Result<()> {
             };
             runtime.block_on(postgres::only(mb * 1_000_000))
         }
+        // `bench mail [COUNT [MB]]`: only the builder memory of COUNT mails of MB each (default
+        // 200 of 5), beside that of an ordinary 100 MB subject.
+        Some("mail") => {
+            let number = |i: usize, default: u64| args.get(i).map_or(Ok(default), |n| n.parse::<u64>());
+            let (Ok(count), Ok(mb)) = (number(1, BIG_MAILS), number(2, BIG_MAIL_MB)) else {
+                anyhow::bail!("usage: bench mail [COUNT [MB]]");
+            };
+            runtime.block_on(mail_only(count, mb * 1_000_000))
+        }
         // `bench webhook [MB]`: only the web delivery figure (an export of MB, default 200).
         Some("webhook") => {
             let Ok(mb) = args.get(1).map_or(Ok(webhook::BYTES / 1_000_000), |mb| mb.parse::<u64>()) else {
@@ -95,7 +105,7 @@ fn main() -> anyhow::Result<()> {
         Some("all") | None => runtime.block_on(all()),
         Some(other) => {
             anyhow::bail!(
-                "unknown command {other}: use `bench`, `bench all`, `bench load`, `bench ingest`, `bench webhook`, `bench postgres`, `bench faults` or `bench prepare`"
+                "unknown command {other}: use `bench`, `bench all`, `bench load`, `bench ingest`, `bench mail`, `bench webhook`, `bench postgres`, `bench faults` or `bench prepare`"
             )
         }
     }
@@ -207,6 +217,95 @@ async fn prepare(dir: &Path, bytes: u64) -> anyhow::Result<()> {
         }
     }
     local.app.subjects.load(&batch).await?;
+    Ok(())
+}
+
+/// Mails in the large-mail subject, and the size of each.
+const BIG_MAILS: u64 = 200;
+const BIG_MAIL_MB: u64 = 5;
+
+/// One mail of about `bytes`: a short text part and an attachment of random bytes in base64
+/// (as large mails are: a PDF, a photo), which compresses poorly and fills the body.
+fn big_mail(account: AccountId, n: u64, bytes: u64) -> Record {
+    let mut rng = Lcg(n);
+    let id = format!("big-{n:04}");
+    let mut mime = format!(
+        "From: Shop <news@shop.example>\r\nTo: big@example.com\r\nSubject: Your invoice {n}\r\n\
+         Message-ID: <{id}@shop.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDear customer, your invoice is attached.\r\n{LINE}\r\n\
+         --b\r\nContent-Type: application/pdf; name=\"invoice-{n}.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment; filename=\"invoice-{n}.pdf\"\r\n\r\n"
+    );
+    const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let size = usize::try_from(bytes).unwrap_or(usize::MAX);
+    while mime.len() < size {
+        let line: String = (0..76).map(|_| char::from(BASE64[usize::try_from(rng.next() % 64).unwrap_or(0)])).collect();
+        mime.push_str(&line);
+        mime.push_str("\r\n");
+    }
+    mime.push_str("--b--\r\n");
+    let time = Timestamp::from_unix(1_700_000_000 + i64::try_from(n).unwrap_or(0) * 3_600);
+    Record::Message(Message {
+        account,
+        id,
+        profile: Some(ProfileId::parse("1").unwrap_or_else(|_| unreachable!())),
+        subprofile: None,
+        email: "big@example.com".into(),
+        mailing: "9".into(),
+        subject: format!("Your invoice {n}"),
+        sent: time,
+        mime,
+    })
+}
+
+/// A local data dir holding account 1 with profile 1 and `count` mails of about `bytes` each.
+async fn prepare_big_mail(dir: &Path, count: u64, bytes: u64) -> anyhow::Result<()> {
+    let local = Local::open(dir, &|_| None, Some("http://127.0.0.1:1".into()))?;
+    let account = local.app.create_account().await?.account;
+    let profile = subject(account, 0).next().context("the profile")?;
+    local.app.subjects.load(&[profile]).await?;
+    for n in 1..=count {
+        local.app.subjects.load(&[big_mail(account, n, bytes)]).await?;
+    }
+    Ok(())
+}
+
+/// Builder peak memory for `count` mails of about `bytes` each (goal: at most 128 MB), and, when
+/// asked, for an ordinary subject of `ordinary` bytes in the same run (goal: flat, at most 64 MB).
+async fn mail(work: &Path, report: &mut Report, count: u64, bytes: u64, ordinary: Option<u64>) -> anyhow::Result<()> {
+    let dir = work.join("subject-big-mail");
+    let start = Instant::now();
+    prepare_big_mail(&dir, count, bytes).await?;
+    eprintln!("generated {count} mails of {:.0} MB in {:.1} s", bytes as f64 / MB, start.elapsed().as_secs_f64());
+    let built = run_child(&dir, None)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let rss = built["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0;
+    report.row(
+        &format!("builder peak RSS, {count} mails of {:.0} MB", bytes as f64 / MB),
+        format!(
+            "{rss:.1} MB (export {:.0} MB in {:.1} s)",
+            built["bytes"].as_f64().unwrap_or(0.0) / MB,
+            built["seconds"].as_f64().unwrap_or(0.0)
+        ),
+        "128 MB".into(),
+        rss / 128.0,
+        "<= 128 MB",
+        rss <= 128.0,
+    );
+    let Some(ordinary) = ordinary else { return Ok(()) };
+    let dir = work.join("subject-ordinary");
+    prepare(&dir, ordinary).await?;
+    let built = run_child(&dir, None)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let rss = built["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0;
+    report.row(
+        &format!("builder peak RSS, ordinary {:.0} MB subject (same run)", ordinary as f64 / MB),
+        format!("{rss:.1} MB (export {:.0} MB)", built["bytes"].as_f64().unwrap_or(0.0) / MB),
+        "64 MB".into(),
+        rss / 64.0,
+        "flat, <= 64 MB",
+        rss <= 64.0,
+    );
     Ok(())
 }
 
@@ -341,6 +440,14 @@ async fn ingest_only(lines: usize, lambda_lines: usize) -> anyhow::Result<()> {
     result
 }
 
+async fn mail_only(count: u64, bytes: u64) -> anyhow::Result<()> {
+    let (_, work) = release_and_work()?;
+    println!("{HEADER}");
+    let result = mail(&work, &mut Report { rows: Vec::new() }, count, bytes, Some(100_000_000)).await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
 async fn webhook_only(bytes: u64) -> anyhow::Result<()> {
     let (_, work) = release_and_work()?;
     println!("{HEADER}");
@@ -424,6 +531,7 @@ async fn all() -> anyhow::Result<()> {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+    mail(&work, &mut report, BIG_MAILS, scaled(BIG_MAIL_MB as f64 * 1e6), None).await?;
     if let [small, large] = memory[..] {
         report.row(
             "builder RSS growth, 100 MB -> 1 GB",

@@ -1,8 +1,9 @@
 //! Random sequences of subject-data writes (loads and erasures over a handful of subjects, in
 //! any order: records before their subprofile, subprofiles moving between profiles, events
-//! with and without ids, addresses in other cases) and the exports of every subject, for the
-//! property that the same writes give byte-identical exports on every store, and that writing
-//! each line twice changes nothing.
+//! with and without ids, addresses in other cases, MIME bodies small and large enough to be
+//! streamed from the store) and the exports of every subject, for the property that the same
+//! writes give byte-identical exports on every store, and that writing each line twice changes
+//! nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,26 @@ const PROFILES: [u64; 3] = [1, 2, 3];
 const SUBPROFILES: [u64; 3] = [10, 11, 12];
 const EMAILS: [&str; 3] = ["ann@example.com", "bob@example.com", "cy@example.com"];
 const KINDS: [&str; 3] = ["impression", "click", "survey"];
+
+/// The size of a large body in the generated writes: above the 128 KiB a store reads with its
+/// page, and compressing to more than the 32 KiB a page reads from the bucket.
+const LARGE_MIME: usize = 140 * 1024;
+
+/// About `bytes` of text that compresses poorly (so that it stays large in the bucket), in
+/// CRLF lines, with characters of every UTF-8 width and what JSON escapes.
+pub fn varied_text(seed: u64, bytes: usize) -> String {
+    const ALPHABET: [&str; 12] = ["a", "Q", "7", " ", "é", "€", "𝄞", "\"", "\\", "\t", "ß", "z"];
+    let mut state = seed;
+    let mut text = String::with_capacity(bytes + 8);
+    while text.len() < bytes {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        text.push_str(ALPHABET[(state >> 33) as usize % ALPHABET.len()]);
+        if (state >> 20).is_multiple_of(70) {
+            text.push_str("\r\n");
+        }
+    }
+    text
+}
 
 /// One write, as a line of the ingestion format without its account.
 #[derive(Debug, Clone)]
@@ -43,10 +64,12 @@ fn op() -> impl Strategy<Value = Op> {
             "email":e.map(|(n, u)| email(n, u)),"created":"2024-01-01 00:00:00","modified":"2024-01-01 00:00:00"})
     });
     let owner = (proptest::option::of(0..3usize), proptest::option::of(0..3usize), 0..3usize, any::<bool>());
-    let message = (0..4u8, owner.clone(), 0..6u8, 0..2u8).prop_map(|(id, (p, s, e, u), t, body)| {
+    let message = (0..4u8, owner.clone(), 0..6u8, 0..3u8).prop_map(|(id, (p, s, e, u), t, body)| {
+        // Body 2 is large: above what every store reads with its page.
+        let text = if body == 2 { varied_text(u64::from(id), LARGE_MIME) } else { format!("body {body}") };
         json!({"kind":"message","id":format!("m{id}"),"profile":p.map(|p| PROFILES[p]),
             "subprofile":s.map(|s| SUBPROFILES[s]),"email":email(e, u),"mailing":"1","subject":format!("s{body}"),
-            "sent":time(t),"mime":format!("Subject: s{body}\r\n\r\nbody {body} of m{id}")})
+            "sent":time(t),"mime":format!("Subject: s{body}\r\n\r\n{text} of m{id}")})
     });
     let event = (0..3usize, proptest::option::of(0..2u8), proptest::option::of(0..4u8), owner, 0..6u8, 0..3u8)
         .prop_map(|(k, id, m, (p, s, e, u), t, d)| {

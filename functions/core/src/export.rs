@@ -3,20 +3,28 @@
 //! however large the subject's history is. The output is deterministic for the same data. The
 //! builder writes the HTML report ([`html`]) in the same pass, from the same records. Each
 //! section holds the subject store's records first, then the rows of the sources (the
-//! platform's own databases) in the mapping's order, written as they come.
+//! platform's own databases) in the mapping's order, written as they come. A large MIME body
+//! is never held whole: the store streams it when the writer reaches its message, and it goes
+//! into the JSON chunk by chunk ([`json_string`]), and into the report up to
+//! [`html::SHOWN_MIME`].
 
 pub mod html;
+mod json_string;
+
+use anyhow::Context;
+use futures_util::TryStreamExt;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::domain::{
-    DataRequest, Event, EventKind, Message, Profile, RequestId, Subject, Subprofile, Timestamp, Transition,
+    DataRequest, Event, EventKind, Message, Mime, Profile, RequestId, Subject, Subprofile, Timestamp, Transition,
 };
 use crate::ports::{
     Clock, ExportWriter, NoSources, Page, RequestStore, SourceReader, SourceRow, SubjectData, SubjectSources,
 };
 use html::{Expiry, HtmlReport};
+use json_string::JsonString;
 
 /// Bytes buffered before a part is handed to the store.
 const FLUSH_AT: usize = 256 * 1024;
@@ -50,8 +58,10 @@ struct SubprofileOut<'a> {
     modified: Timestamp,
 }
 
+/// A destination without its body, which follows as the last member, `mime`, written as it
+/// streams in.
 #[derive(Serialize)]
-struct DestinationOut<'a> {
+struct DestinationHead<'a> {
     #[serde(rename = "ID")]
     id: &'a str,
     mailing: &'a str,
@@ -60,7 +70,6 @@ struct DestinationOut<'a> {
     profile: Option<String>,
     subprofile: Option<String>,
     email: &'a str,
-    mime: &'a str,
 }
 
 #[derive(Serialize)]
@@ -97,8 +106,8 @@ fn subprofile_out(s: &Subprofile) -> SubprofileOut<'_> {
     }
 }
 
-fn destination_out(m: &Message) -> DestinationOut<'_> {
-    DestinationOut {
+fn destination_head<M>(m: &Message<M>) -> DestinationHead<'_> {
+    DestinationHead {
         id: &m.id,
         mailing: &m.mailing,
         subject: &m.subject,
@@ -106,7 +115,6 @@ fn destination_out(m: &Message) -> DestinationOut<'_> {
         profile: m.profile.map(|p| p.to_string()),
         subprofile: m.subprofile.map(|s| s.to_string()),
         email: &m.email,
-        mime: &m.mime,
     }
 }
 
@@ -135,12 +143,6 @@ impl Render for Profile {
 impl Render for Subprofile {
     fn render(&self, report: &mut HtmlReport) {
         report.subprofile(self);
-    }
-}
-
-impl Render for Message {
-    fn render(&self, report: &mut HtmlReport) {
-        report.message(self);
     }
 }
 
@@ -176,6 +178,8 @@ impl HtmlSink<'_> {
 
 /// The buffered output of one export, reporting progress as it goes.
 struct Sink<'a> {
+    /// Where the bodies of messages are read from.
+    subjects: &'a dyn SubjectData,
     writer: Box<dyn ExportWriter>,
     buffer: Vec<u8>,
     written: u64,
@@ -249,6 +253,48 @@ impl Sink<'_> {
         self.record(record).await
     }
 
+    /// Writes a message to the JSON, its body streamed from the store when it was left there,
+    /// and to the HTML report with the first [`html::SHOWN_MIME`] bytes of its body. The JSON
+    /// is byte for byte what serde_json writes for the whole record.
+    async fn message(&mut self, m: &Message<Mime>) -> anyhow::Result<()> {
+        self.buffer.push(b',');
+        serde_json::to_writer(&mut self.buffer, &destination_head(m))?;
+        // The head is an object: its closing brace makes way for the last member.
+        self.buffer.pop();
+        self.buffer.extend_from_slice(b",\"mime\":\"");
+        let mut string = JsonString::default();
+        match &m.mime {
+            Mime::Text(text) => {
+                string.push_str(&mut self.buffer, text);
+                if let Some(html) = &mut self.html {
+                    let shown = &text.as_bytes()[..text.len().min(html::SHOWN_MIME)];
+                    html.report.message(m, shown, shown.len() < text.len());
+                }
+            }
+            Mime::Stored(body) => {
+                let showing = self.html.is_some();
+                let (mut shown, mut cut) = (Vec::new(), false);
+                let mut chunks = self.subjects.mime(body).await.context("opening a MIME body")?;
+                while let Some(chunk) = chunks.try_next().await.context("reading a MIME body")? {
+                    if showing {
+                        let take = html::SHOWN_MIME.saturating_sub(shown.len()).min(chunk.len());
+                        shown.extend_from_slice(&chunk[..take]);
+                        cut |= take < chunk.len();
+                    }
+                    string.push(&mut self.buffer, &chunk)?;
+                    self.flush_if_full().await?;
+                }
+                string.finish()?;
+                if let Some(html) = &mut self.html {
+                    html.report.message(m, &shown, cut);
+                }
+            }
+        }
+        self.buffer.extend_from_slice(b"\"}");
+        self.records_in_section += 1;
+        self.flush_if_full().await
+    }
+
     fn close_section(&mut self) {
         if let Some(html) = &mut self.html {
             html.report.close_section();
@@ -274,13 +320,12 @@ async fn from_sources(sink: &mut Sink<'_>, read: &mut dyn SourceReader, section:
 /// side; at most this many pages wait, one more is being read and one written.
 const READ_AHEAD: usize = 2;
 
-/// Pages through a list, writing each record, until the last page. A reader fetches pages
-/// into a short queue while the writer drains it, so neither waits for the other's every page.
+/// Pages through a list, writing each record kept by `keep` as `convert` makes it (or with
+/// `write`, an async call on the sink and the record), until the last page. A reader fetches
+/// pages into a short queue while the writer drains it, so neither waits for the other's every
+/// page.
 macro_rules! write_pages {
-    ($sink:expr, $fetch:expr, $convert:expr) => {
-        write_pages!($sink, $fetch, |_| true, $convert)
-    };
-    ($sink:expr, $fetch:expr, $keep:expr, $convert:expr) => {{
+    ($sink:expr, $fetch:expr, $keep:expr, |$s:ident, $item:ident| $write:expr) => {{
         let (pages, mut queue) = tokio::sync::mpsc::channel(READ_AHEAD);
         let read = async move {
             let mut cursor: Option<String> = None;
@@ -296,8 +341,9 @@ macro_rules! write_pages {
         let sink = &mut $sink;
         let write = async move {
             while let Some(items) = queue.recv().await {
-                for item in items.iter().filter(|item| $keep(*item)) {
-                    sink.item(item, &$convert(item)).await?;
+                for $item in items.iter().filter(|item| $keep(*item)) {
+                    let $s = &mut *sink;
+                    $write.await?;
                 }
             }
             anyhow::Ok(())
@@ -306,6 +352,9 @@ macro_rules! write_pages {
         written?;
         read?;
     }};
+    ($sink:expr, $fetch:expr, $keep:expr, $convert:expr) => {
+        write_pages!($sink, $fetch, $keep, |sink, item| sink.item(item, &$convert(item)))
+    };
 }
 
 /// What an export holds: its size, and the records of each section, in order.
@@ -386,6 +435,7 @@ async fn write(
 ) -> anyhow::Result<(Written, Option<HtmlWritten>)> {
     let kept = |time: Timestamp| not_before.is_none_or(|limit| time >= limit);
     let mut sink = Sink {
+        subjects,
         writer,
         buffer: Vec::with_capacity(FLUSH_AT + 64 * 1024),
         written: 0,
@@ -421,7 +471,7 @@ async fn write(
             from_sources(&mut sink, &mut *read, "profile").await?;
             sink.close_section();
             sink.open_section("subprofiles");
-            write_pages!(sink, |c| subjects.subprofiles(account, *id, c), subprofile_out);
+            write_pages!(sink, |c| subjects.subprofiles(account, *id, c), |_| true, subprofile_out);
             from_sources(&mut sink, &mut *read, "subprofiles").await?;
             sink.close_section();
         }
@@ -437,7 +487,7 @@ async fn write(
     }
 
     sink.open_section("destinations");
-    write_pages!(sink, |c| subjects.messages(account, subject, c), |m: &Message| kept(m.sent), destination_out);
+    write_pages!(sink, |c| subjects.messages(account, subject, c), |m: &Message<_>| kept(m.sent), |s, m| s.message(m));
     from_sources(&mut sink, &mut *read, "destinations").await?;
     sink.close_section();
 
@@ -465,4 +515,128 @@ async fn write(
     let size = sink.writer.finish().await?;
     debug_assert_eq!(size, sink.written);
     Ok((Written { bytes: size, sections: sink.counts }, report))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+    use super::*;
+    use crate::adapters::memory::{FakeClock, MemoryExports, MemoryRequests, MemorySubjects};
+    use crate::domain::{AccountId, EmailAddress, Record};
+    use crate::ports::{ExportFormat, ExportStore};
+
+    /// A destination as the writer wrote it before bodies were streamed: the whole record
+    /// through serde_json. Exports must stay byte for byte the same.
+    #[derive(Serialize)]
+    struct WholeDestination<'a> {
+        #[serde(rename = "ID")]
+        id: &'a str,
+        mailing: &'a str,
+        subject: &'a str,
+        timestampsent: Timestamp,
+        profile: Option<String>,
+        subprofile: Option<String>,
+        email: &'a str,
+        mime: &'a str,
+    }
+
+    fn message(n: usize, mime: String) -> Message {
+        Message {
+            account: AccountId::try_from(1).unwrap(),
+            id: format!("m-{n}"),
+            profile: None,
+            subprofile: None,
+            email: "Jane@Example.com".into(),
+            mailing: "7".into(),
+            subject: format!("Mail \"{n}\""),
+            sent: Timestamp::from_unix(1_700_000_000 + i64::try_from(n).unwrap()),
+            mime,
+        }
+    }
+
+    /// Bodies of every size around the stores' limits, rich in what JSON escapes.
+    fn bodies() -> Vec<String> {
+        let line = "Grüße \"quoted\" back\\slash\ttab € 𝄞 \u{1}\r\n";
+        [0, 1, 5, 200, 5_000, 140_000, (1 << 20) + 3_000]
+            .into_iter()
+            .map(|bytes| format!("Subject: x\r\n\r\n{}", line.repeat(bytes / line.len() + 1)))
+            .collect()
+    }
+
+    async fn exported(messages: &[Message]) -> (Vec<u8>, String) {
+        let store = MemorySubjects::default();
+        store.load(&messages.iter().cloned().map(Record::Message).collect::<Vec<_>>()).await.unwrap();
+        let subject = Subject::Email(EmailAddress::parse("jane@example.com").unwrap());
+        let request = DataRequest::accepted(
+            RequestId::random(),
+            AccountId::try_from(1).unwrap(),
+            subject,
+            None,
+            Timestamp::now(),
+        );
+        let (requests, files) = (MemoryRequests::default(), MemoryExports::default());
+        let clock = FakeClock::at(Timestamp::from_unix(1_750_000_000));
+        let html = HtmlOutput {
+            writer: files.create(request.id, ExportFormat::Html).await.unwrap(),
+            clock: &clock,
+            ttl: std::time::Duration::from_secs(86_400),
+        };
+        let writer = files.create(request.id, ExportFormat::Json).await.unwrap();
+        write_export_and_report(&store, &NoSources, &requests, &request, writer, html, None).await.unwrap();
+        let report = String::from_utf8(files.bytes_of(request.id, ExportFormat::Html).unwrap()).unwrap();
+        (files.bytes(request.id).unwrap(), report)
+    }
+
+    #[tokio::test]
+    async fn streamed_bodies_export_byte_for_byte_as_serde_json_writes_whole_records() {
+        let messages: Vec<Message> = bodies().into_iter().enumerate().map(|(n, mime)| message(n, mime)).collect();
+        let (json, _) = exported(&messages).await;
+
+        let mut expected = br#"{"info":{"id":"jane@example.com","type":"email"},"data":[["destinations""#.to_vec();
+        for m in &messages {
+            expected.push(b',');
+            let whole = WholeDestination {
+                id: &m.id,
+                mailing: &m.mailing,
+                subject: &m.subject,
+                timestampsent: m.sent,
+                profile: None,
+                subprofile: None,
+                email: &m.email,
+                mime: &m.mime,
+            };
+            serde_json::to_writer(&mut expected, &whole).unwrap();
+        }
+        expected.push(b']');
+        for kind in EventKind::ALL {
+            expected.extend_from_slice(format!(",[\"{}\"]", kind.section()).as_bytes());
+        }
+        expected.extend_from_slice(b"]}");
+        let differs = json.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(json.len().min(expected.len()));
+        assert!(
+            json == expected,
+            "the export differs from serde_json's at byte {differs}: {:?} instead of {:?}",
+            String::from_utf8_lossy(&json[differs.saturating_sub(40)..(differs + 40).min(json.len())]),
+            String::from_utf8_lossy(&expected[differs.saturating_sub(40)..(differs + 40).min(expected.len())]),
+        );
+    }
+
+    #[tokio::test]
+    async fn the_report_shows_a_large_message_from_its_first_mib_and_says_so() {
+        let text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n";
+        let large = format!(
+            "Subject: Large\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nFIRST LINE\r\n{}LAST LINE\r\n",
+            text.repeat((3 << 20) / text.len())
+        );
+        let small = "Subject: Small\r\nContent-Type: text/plain\r\n\r\nSMALL BODY\r\n".to_owned();
+        let (json, report) = exported(&[message(1, large.clone()), message(2, small)]).await;
+
+        let parsed: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(parsed["data"][0][1]["mime"].as_str(), Some(large.as_str()), "the JSON holds it whole");
+        assert!(report.contains("FIRST LINE") && !report.contains("LAST LINE"), "the page shows the first MiB");
+        assert_eq!(report.matches("This message is larger than shown").count(), 1, "only the large one is cut");
+        assert!(report.contains("SMALL BODY"));
+        assert!(report.len() < 2 << 20, "the page stays small: {} bytes", report.len());
+    }
 }

@@ -465,7 +465,10 @@ impl datarequest::ports::SubjectData for FailingSubjects {
         _: datarequest::domain::AccountId,
         _: &Subject,
         _: Option<&str>,
-    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Message>> {
+    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Message<datarequest::domain::Mime>>> {
+        anyhow::bail!("the subject store is down")
+    }
+    async fn mime(&self, _: &datarequest::domain::MimeRef) -> anyhow::Result<datarequest::ports::MimeChunks> {
         anyhow::bail!("the subject store is down")
     }
     async fn events(
@@ -552,10 +555,13 @@ impl datarequest::ports::SubjectData for FailingLaterPages {
         account: datarequest::domain::AccountId,
         subject: &Subject,
         cursor: Option<&str>,
-    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Message>> {
+    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Message<datarequest::domain::Mime>>> {
         anyhow::ensure!(cursor.is_none(), "the subject store went down");
         self.pages.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.messages(account, subject, cursor).await
+    }
+    async fn mime(&self, body: &datarequest::domain::MimeRef) -> anyhow::Result<datarequest::ports::MimeChunks> {
+        self.inner.mime(body).await
     }
     async fn events(
         &self,

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use datarequest::domain::{AccountId, Erasure, Event, EventKind, Message, Profile, ProfileId, Record, Subject};
+use datarequest::domain::{
+    AccountId, Erasure, Event, EventKind, Message, Mime, MimeRef, Profile, ProfileId, Record, Subject,
+};
 use datarequest::domain::{Subprofile, SubprofileId};
 use datarequest::http::{Part, router};
-use datarequest::ports::{Page, SubjectData};
+use datarequest::ports::{MimeChunks, Page, SubjectData};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -30,8 +32,11 @@ impl SubjectData for NoErasures {
     async fn subprofiles(&self, a: AccountId, p: ProfileId, c: Option<&str>) -> anyhow::Result<Page<Subprofile>> {
         self.0.subprofiles(a, p, c).await
     }
-    async fn messages(&self, a: AccountId, s: &Subject, c: Option<&str>) -> anyhow::Result<Page<Message>> {
+    async fn messages(&self, a: AccountId, s: &Subject, c: Option<&str>) -> anyhow::Result<Page<Message<Mime>>> {
         self.0.messages(a, s, c).await
+    }
+    async fn mime(&self, body: &MimeRef) -> anyhow::Result<MimeChunks> {
+        self.0.mime(body).await
     }
     async fn events(&self, a: AccountId, s: &Subject, k: EventKind, c: Option<&str>) -> anyhow::Result<Page<Event>> {
         self.0.events(a, s, k, c).await

@@ -5,6 +5,7 @@
 mod adapters;
 mod functions;
 mod ingest;
+mod mime;
 mod sources;
 mod subjects_property;
 
@@ -12,6 +13,23 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use datarequest::adapters::aws::{Clients, Resources};
+use datarequest::domain::Mime;
+use datarequest::ports::SubjectData;
+
+/// A message's body read whole, from the page or streamed from the store.
+pub async fn mime_text(store: &dyn SubjectData, mime: &Mime) -> String {
+    match mime {
+        Mime::Text(text) => text.clone(),
+        Mime::Stored(body) => {
+            let mut chunks = store.mime(body).await.expect("the body opens");
+            let mut bytes = Vec::new();
+            while let Some(chunk) = futures_util::TryStreamExt::try_next(&mut chunks).await.expect("the body reads") {
+                bytes.extend_from_slice(&chunk);
+            }
+            String::from_utf8(bytes).expect("UTF-8")
+        }
+    }
+}
 
 /// The environment of one set of emulator resources, as `infra/emulator.sh provision` prints it.
 #[derive(Debug, Clone)]

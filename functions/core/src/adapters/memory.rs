@@ -12,13 +12,14 @@ use tokio::io::AsyncReadExt;
 use crate::app::App;
 use crate::config::Settings;
 use crate::domain::{
-    AccountId, AuditEntry, DataRequest, Erasure, Event, EventKind, Message, Owner, Profile, ProfileId, Record,
-    RequestId, State, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, Transition, WebAddress, WebhookSecret,
+    AccountId, AuditEntry, DataRequest, Erasure, Event, EventKind, Message, Mime, MimeRef, Owner, Profile, ProfileId,
+    Record, RequestId, State, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, Transition, WebAddress,
+    WebhookSecret,
 };
 use crate::ports::{
     Accounts, AuditLog, BuildQueue, Clock, ExportFile, ExportFormat, ExportStore, ExportWriter, KeyClaim, Mailer,
-    OutgoingMail, Page, RequestStore, Served, SourceError, SourceReader, SourceRow, SubjectData, SubjectSources,
-    WebDelivery, WebhookHeaders,
+    MimeChunks, OutgoingMail, Page, RequestStore, Served, SourceError, SourceReader, SourceRow, SubjectData,
+    SubjectSources, WebDelivery, WebhookHeaders,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -198,6 +199,13 @@ impl ExportStore for MemoryExports {
     }
 }
 
+/// MIME bodies up to this many bytes come with their page; larger ones are left in the store
+/// and streamed, as the real stores do, so tests on this fake take both paths.
+const MEMORY_INLINE_MIME: usize = 256;
+/// The chunks a stored body is streamed in: small, and of an odd size, so that they cut
+/// characters of every width.
+const MEMORY_MIME_CHUNK: usize = 101;
+
 /// Subject data in maps, filtered and sorted on every read; pages of `page_size`. The
 /// reference the other stores are compared with: it holds the ownership rule of
 /// [`SubjectData`] in the plainest form.
@@ -308,7 +316,7 @@ impl SubjectData for MemorySubjects {
         account: AccountId,
         subject: &Subject,
         cursor: Option<&str>,
-    ) -> anyhow::Result<Page<Message>> {
+    ) -> anyhow::Result<Page<Message<Mime>>> {
         let data = lock(&self.data);
         let mut items: Vec<Message> = data
             .messages
@@ -325,7 +333,33 @@ impl SubjectData for MemorySubjects {
             .collect();
         drop(data);
         items.sort_by(|a, b| (a.sent, &a.id).cmp(&(b.sent, &b.id)));
+        let items = items
+            .into_iter()
+            .map(|m| {
+                let mime = if m.mime.len() <= MEMORY_INLINE_MIME {
+                    Mime::Text(m.mime.clone())
+                } else {
+                    Mime::Stored(MimeRef::new(format!("{}:{}", m.account, m.id)))
+                };
+                m.with_mime(mime)
+            })
+            .collect();
         paginate(items, cursor, self.page_size)
+    }
+
+    async fn mime(&self, body: &MimeRef) -> anyhow::Result<MimeChunks> {
+        let (account, id) = body.key().split_once(':').ok_or_else(|| anyhow::anyhow!("not a body of this store"))?;
+        let account = AccountId::parse(account)?;
+        let text = lock(&self.data)
+            .messages
+            .get(&(account, id.to_owned()))
+            .map(|m| bytes::Bytes::from(m.mime.clone()))
+            .ok_or_else(|| anyhow::anyhow!("the message is no longer stored"))?;
+        let chunks: Vec<anyhow::Result<bytes::Bytes>> = (0..text.len())
+            .step_by(MEMORY_MIME_CHUNK)
+            .map(|at| Ok(text.slice(at..(at + MEMORY_MIME_CHUNK).min(text.len()))))
+            .collect();
+        Ok(Box::pin(futures_util::stream::iter(chunks)))
     }
 
     async fn events(

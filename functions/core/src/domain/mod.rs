@@ -21,7 +21,7 @@ pub use ids::{AccountId, ProfileId, RequestId, SubprofileId};
 pub use lifecycle::{RetryPolicy, Transition};
 pub use report::Report;
 pub use request::{DataRequest, Delivery, DeliveryStatus, State, Subject, SubjectKind};
-pub use subject::{Erasure, Event, EventKind, Line, Message, Owner, Profile, Record, Subprofile};
+pub use subject::{Erasure, Event, EventKind, Line, Message, Mime, MimeRef, Owner, Profile, Record, Subprofile};
 pub use time::Timestamp;
 pub use token::{AccessToken, DownloadToken, LinkSecret, TokenHash, WebhookSecret};
 pub use web_address::{WebAddress, WebPolicy, is_public_ip};

@@ -56,10 +56,13 @@ pub struct Subprofile {
     pub modified: Timestamp,
 }
 
-/// A sent e-mail (a Copernica "destination"), with its complete MIME text.
+/// A sent e-mail (a Copernica "destination"), with its complete MIME text. As a line of the
+/// import format its body is the text itself (`Message`, that is `Message<String>`); as a store
+/// reads it back for an export the body is a [`Mime`], which a large body leaves where it is
+/// stored until the export streams it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Message {
+pub struct Message<M = String> {
     /// Owner.
     pub account: AccountId,
     /// Id, unique within the account.
@@ -79,7 +82,63 @@ pub struct Message {
     /// When it was sent.
     pub sent: Timestamp,
     /// The complete RFC 5322 message.
-    pub mime: String,
+    pub mime: M,
+}
+
+impl<M> Message<M> {
+    /// The same message with another form of its body.
+    #[must_use]
+    pub fn with_mime<N>(self, mime: N) -> Message<N> {
+        Message {
+            account: self.account,
+            id: self.id,
+            profile: self.profile,
+            subprofile: self.subprofile,
+            email: self.email,
+            mailing: self.mailing,
+            subject: self.subject,
+            sent: self.sent,
+            mime,
+        }
+    }
+}
+
+/// The MIME body of a message as a store hands it to an export: the text itself when it is
+/// small enough to travel with its page, otherwise where the store keeps it, for the export to
+/// read as a stream ([`crate::ports::SubjectData::mime`]) when it reaches the message. A page
+/// of messages thus costs memory by its count, never by the size of its mails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mime {
+    /// The complete text.
+    Text(String),
+    /// A body left in the store.
+    Stored(MimeRef),
+}
+
+/// Where a store keeps a MIME body: opaque to all but the store that read the page (as a
+/// page's cursor is). Its text is a key, never any part of the body.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MimeRef(String);
+
+impl MimeRef {
+    /// A store's reference.
+    #[must_use]
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    /// The key, for the store that made it.
+    #[must_use]
+    pub fn key(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for MimeRef {
+    // A key may hold a message id; logs get neither.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MimeRef(..)")
+    }
 }
 
 /// The kinds of event, each with its export section.

@@ -27,6 +27,11 @@ const META_POLICY: &str =
 /// Nested messages shown inside a message before the rest is only named.
 const NESTING: usize = 3;
 
+/// The bytes of a message's MIME source the page decodes and shows. A larger message is shown
+/// from its first MiB, with a note that the complete message is in the JSON file: the page must
+/// stay readable, and the builder's memory bounded, whatever size of mail was sent.
+pub const SHOWN_MIME: usize = 1024 * 1024;
+
 const STYLE: &str = "\
 :root{color-scheme:light;font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;line-height:1.45;color:#1d2430;background:#f5f6f8}\
 body{margin:0}\
@@ -319,8 +324,9 @@ impl HtmlReport {
         self.raw("</td></tr>\n");
     }
 
-    /// A sent message, with its MIME shown as text.
-    pub fn message(&mut self, m: &Message) {
+    /// A sent message, with its MIME shown as text from `source`: the whole message, or (when
+    /// `cut`) its first bytes.
+    pub fn message<M>(&mut self, m: &Message<M>, source: &[u8], cut: bool) {
         self.count();
         self.seen(m.sent);
         self.raw("<article><h3>");
@@ -337,15 +343,26 @@ impl HtmlReport {
         self.row("Profile", m.profile.map(|p| p.to_string()).as_deref());
         self.row("Subprofile", m.subprofile.map(|s| s.to_string()).as_deref());
         self.raw("</tbody></table>\n");
-        match MessageParser::default().parse(m.mime.as_bytes()) {
+        self.source(source, cut);
+        self.raw("</article>\n");
+    }
+
+    /// A message's MIME source, decoded; `cut` when it is only the start of the message.
+    fn source(&mut self, source: &[u8], cut: bool) {
+        if cut {
+            self.raw("<p class=\"note\">This message is larger than shown: only its first ");
+            self.raw(&format!("{} MiB", SHOWN_MIME / (1024 * 1024)));
+            self.raw(" is shown here, and a part it cuts short is shown in part. The complete message is in the ");
+            self.raw("JSON file of this data request.</p>\n");
+        }
+        match MessageParser::default().parse(source) {
             Some(parsed) => self.mime(&parsed, 0),
             None => {
                 self.raw("<h4>Message source</h4><pre>");
-                self.text(&m.mime);
+                self.text(&String::from_utf8_lossy(whole_characters(source)));
                 self.raw("</pre>\n");
             }
         }
-        self.raw("</article>\n");
     }
 
     fn mime(&mut self, message: &mail_parser::Message<'_>, depth: usize) {
@@ -448,14 +465,8 @@ impl HtmlReport {
         }
         self.raw("</tbody></table>\n");
         if let Some(text) = mime {
-            match MessageParser::default().parse(text.as_bytes()) {
-                Some(parsed) => self.mime(&parsed, 0),
-                None => {
-                    self.raw("<h4>Message source</h4><pre>");
-                    self.text(text);
-                    self.raw("</pre>\n");
-                }
-            }
+            let shown = &text.as_bytes()[..text.len().min(SHOWN_MIME)];
+            self.source(shown, shown.len() < text.len());
         }
         self.raw("</article>\n");
     }
@@ -506,6 +517,14 @@ impl HtmlReport {
     #[must_use]
     pub fn counts(&self) -> &[(&'static str, u64)] {
         &self.sections
+    }
+}
+
+/// `bytes` without a character a cut left incomplete at the end.
+fn whole_characters(bytes: &[u8]) -> &[u8] {
+    match std::str::from_utf8(bytes) {
+        Err(error) if error.error_len().is_none() => &bytes[..error.valid_up_to()],
+        _ => bytes,
     }
 }
 
@@ -634,6 +653,11 @@ mod tests {
         }
     }
 
+    /// A whole message in the report.
+    fn show(report: &mut HtmlReport, m: &Message) {
+        report.message(m, m.mime.as_bytes(), false);
+    }
+
     fn render(subject: &Subject, fill: impl FnOnce(&mut HtmlReport)) -> String {
         let mut report = HtmlReport::start(request(), subject);
         fill(&mut report);
@@ -657,7 +681,7 @@ mod tests {
             for name in sections_of(&subject) {
                 r.open_section(name);
                 match name {
-                    "destinations" => r.message(&hostile_message()),
+                    "destinations" => show(r, &hostile_message()),
                     "clicks" => {
                         r.event(&hostile_event(EventKind::Click, "2024-01-02 03:04:05"));
                         r.event(&hostile_event(EventKind::Click, "2025-06-07 08:09:10"));
@@ -711,7 +735,7 @@ mod tests {
         let subject = Subject::Subprofile(SubprofileId::parse("4201").expect("id"));
         let page = render(&subject, |r| {
             r.open_section("destinations");
-            r.message(&hostile_message());
+            show(r, &hostile_message());
             r.close_section();
             r.open_section("impressions");
             r.event(&hostile_event(EventKind::Impression, "2025-03-01 10:05:00"));
@@ -752,7 +776,7 @@ mod tests {
         let subject = Subject::Profile(ProfileId::parse("42").expect("id"));
         let page = render(&subject, |r| {
             r.open_section("destinations");
-            r.message(&message);
+            show(r, &message);
             r.close_section();
         });
         assert!(page.contains("Jörg Müller &lt;j@example.com&gt;"), "an encoded word in an address");

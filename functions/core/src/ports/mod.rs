@@ -14,8 +14,9 @@ use tokio::io::AsyncRead;
 pub use sources::{NoRows, NoSources, SourceError, SourceReader, SourceRow, SubjectSources};
 
 use crate::domain::{
-    AccountId, AuditEntry, DataRequest, EmailAddress, Erasure, Event, EventKind, Message, Profile, ProfileId, Record,
-    RequestId, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, Transition, WebAddress, WebhookSecret,
+    AccountId, AuditEntry, DataRequest, EmailAddress, Erasure, Event, EventKind, Message, Mime, MimeRef, Profile,
+    ProfileId, Record, RequestId, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, Transition, WebAddress,
+    WebhookSecret,
 };
 
 /// What an idempotency key names: a request, what was asked for it, and until when.
@@ -197,6 +198,10 @@ pub trait ExportStore: Send + Sync {
     async fn delete(&self, id: RequestId) -> anyhow::Result<()>;
 }
 
+/// The bytes of a stored MIME body, in order, in chunks of a store's choosing (a chunk may end
+/// inside a UTF-8 character). The stream ends after the last byte, or with an error.
+pub type MimeChunks = futures_util::stream::BoxStream<'static, anyhow::Result<bytes::Bytes>>;
+
 /// A page of records and the cursor of the next one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -240,7 +245,9 @@ pub trait SubjectData: Send + Sync {
         cursor: Option<&str>,
     ) -> anyhow::Result<Page<Subprofile>>;
 
-    /// A page of the messages of a subject, by send time then id.
+    /// A page of the messages of a subject, by send time then id. Small bodies come with the
+    /// page; a large one stays in the store ([`Mime::Stored`]) until [`SubjectData::mime`]
+    /// streams it, so a page holds little more than its messages' metadata.
     ///
     /// # Errors
     /// When the store cannot be reached or the cursor is not one of its own.
@@ -249,7 +256,16 @@ pub trait SubjectData: Send + Sync {
         account: AccountId,
         subject: &Subject,
         cursor: Option<&str>,
-    ) -> anyhow::Result<Page<Message>>;
+    ) -> anyhow::Result<Page<Message<Mime>>>;
+
+    /// Opens a body a page of this store left in it, as a stream: the message as stored when
+    /// the stream opens (one consistent version of it, never a mix of two).
+    ///
+    /// # Errors
+    /// When the store cannot be reached, the reference is not one of its own, or the message
+    /// is no longer there (erased since its page was read); also, from the stream, when
+    /// reading fails part way.
+    async fn mime(&self, body: &MimeRef) -> anyhow::Result<MimeChunks>;
 
     /// A page of one kind of event of a subject, by time then key.
     ///

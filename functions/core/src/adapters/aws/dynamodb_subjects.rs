@@ -21,6 +21,11 @@
 //! the bucket under `subjects/`, where a DynamoDB write of every kilobyte would cost far more
 //! (see the README's cost table). With a retention, items carry a `ttl` of their own send or
 //! event time plus the retention.
+//!
+//! A page of messages reads the first [`PREFETCH`] bytes of each body in the bucket, a few at a
+//! time: a body that fits, and that inflates to at most [`INLINE_TEXT`], comes with the page. A
+//! larger one stays in the bucket until the export streams it ([`SubjectData::mime`]) through a
+//! streaming gunzip, so no body is ever held whole.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -36,9 +41,10 @@ use sha2::{Digest, Sha256};
 
 use super::attributes::{Item, cursor_of, get_s, n, opt_s, s, start_key};
 use crate::domain::{
-    AccountId, Erasure, Event, EventKind, Message, Profile, ProfileId, Record, Subject, Subprofile, SubprofileId,
+    AccountId, Erasure, Event, EventKind, Message, Mime, MimeRef, Profile, ProfileId, Record, Subject, Subprofile,
+    SubprofileId,
 };
-use crate::ports::{Page, SubjectData};
+use crate::ports::{MimeChunks, Page, SubjectData};
 
 /// Compressed MIME bodies up to this size stay in the item; larger ones go to the bucket.
 const INLINE_MIME: usize = 1024;
@@ -46,6 +52,13 @@ const MESSAGE_PAGE: i32 = 32;
 const RECORD_PAGE: i32 = 500;
 /// MIME bodies read from the bucket at once while a page of messages is read.
 const MIME_READS: usize = 8;
+/// The compressed bytes of a body read with its page: the whole of a common mail.
+const PREFETCH: u64 = 32 * 1024;
+/// The most text a body read with its page may inflate to; a larger one is streamed.
+const INLINE_TEXT: usize = 128 * 1024;
+/// Compressed bytes fed to the decoder at a time while streaming, so that even a chunk that
+/// inflates a thousandfold comes out in pieces of the decoder's buffer (32 KiB).
+const GUNZIP_STEP: usize = 8 * 1024;
 /// Added to a Unix time so that every time from year 0 on sorts as 12 digits.
 const TIME_OFFSET: i64 = 100_000_000_000;
 
@@ -102,10 +115,64 @@ fn gzip(text: &str) -> anyhow::Result<Vec<u8>> {
     Ok(encoder.finish()?)
 }
 
-fn gunzip(bytes: &[u8]) -> anyhow::Result<String> {
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(bytes).read_to_string(&mut text).context("a stored MIME body")?;
-    Ok(text)
+/// The text of a gzip body when it inflates to at most `limit` bytes.
+fn gunzip_at_most(bytes: &[u8], limit: usize) -> anyhow::Result<Option<String>> {
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut text)
+        .context("a stored MIME body")?;
+    if text.len() > limit {
+        return Ok(None);
+    }
+    Ok(Some(String::from_utf8(text).context("a stored MIME body is not UTF-8 text")?))
+}
+
+/// Inflates a gzip stream as it comes, in pieces of at most the decoder's buffer; checks the
+/// stream's end (length and CRC) after the last piece.
+fn gunzip_stream(
+    input: impl futures_util::Stream<Item = anyhow::Result<bytes::Bytes>> + Send + Unpin + 'static,
+) -> MimeChunks {
+    struct Inflating<S> {
+        input: S,
+        pending: bytes::Bytes,
+        decoder: Option<flate2::write::GzDecoder<Vec<u8>>>,
+    }
+    let start =
+        Inflating { input, pending: bytes::Bytes::new(), decoder: Some(flate2::write::GzDecoder::new(Vec::new())) };
+    Box::pin(futures_util::stream::try_unfold(start, |mut state| async move {
+        loop {
+            let Some(decoder) = state.decoder.as_mut() else { return Ok(None) };
+            if !decoder.get_ref().is_empty() {
+                let piece = std::mem::take(decoder.get_mut());
+                return Ok(Some((bytes::Bytes::from(piece), state)));
+            }
+            if state.pending.is_empty() {
+                match state.input.try_next().await? {
+                    Some(bytes) => state.pending = bytes,
+                    None => {
+                        decoder.try_finish().context("a stored MIME body ends early or is damaged")?;
+                        let last = std::mem::take(decoder.get_mut());
+                        state.decoder = None;
+                        return Ok((!last.is_empty()).then(|| (bytes::Bytes::from(last), state)));
+                    }
+                }
+                continue;
+            }
+            let step = state.pending.len().min(GUNZIP_STEP);
+            let taken = decoder.write(&state.pending[..step]).context("a stored MIME body is damaged")?;
+            anyhow::ensure!(taken > 0, "a stored MIME body has bytes after its end");
+            bytes::Buf::advance(&mut state.pending, taken);
+        }
+    }))
+}
+
+/// The size of a whole object from a ranged GET's `Content-Range` (`bytes 0-32767/123456`).
+fn object_size(content_range: Option<&str>, content_length: Option<i64>) -> Option<u64> {
+    match content_range {
+        Some(range) => range.rsplit_once('/').and_then(|(_, total)| total.parse().ok()),
+        None => content_length.and_then(|n| u64::try_from(n).ok()),
+    }
 }
 
 /// Where a query reads: the table by `PK`, or an index by its keys.
@@ -266,17 +333,48 @@ impl DynamoDbSubjects {
         Ok(output.item)
     }
 
-    async fn message_from_item(&self, item: Item) -> anyhow::Result<Message> {
-        let mut message: Message = body(&item)?;
-        if let Some(key) = opt_s(&item, "mime_ref") {
-            let object =
-                self.s3.get_object().bucket(&self.bucket).key(key).send().await.context("reading a MIME body")?;
-            let bytes = object.body.collect().await.context("reading a MIME body")?.into_bytes();
-            message.mime = gunzip(&bytes)?;
+    /// A message of a page: its body read along when small, else left where it is.
+    async fn message_from_item(&self, item: Item) -> anyhow::Result<Message<Mime>> {
+        let message: Message = body(&item)?;
+        let mime = if let Some(key) = opt_s(&item, "mime_ref") {
+            let object = self
+                .s3
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .range(format!("bytes=0-{}", PREFETCH - 1))
+                .send()
+                .await
+                .context("reading a MIME body")?;
+            let stored = || Mime::Stored(MimeRef::new(format!("s3:{key}")));
+            // A server that ignored the range sends the whole object: left unread if large.
+            match object_size(object.content_range(), object.content_length()) {
+                Some(size) if size <= PREFETCH => {
+                    let bytes = object.body.collect().await.context("reading a MIME body")?.into_bytes();
+                    gunzip_at_most(&bytes, INLINE_TEXT)?.map_or_else(stored, Mime::Text)
+                }
+                _ => stored(),
+            }
         } else if let Some(AttributeValue::B(blob)) = item.get("mime_gz") {
-            message.mime = gunzip(blob.as_ref())?;
-        }
-        Ok(message)
+            // A tiny compressed body may still inflate to a large one (a mail of one repeated
+            // line): then it is streamed from its item like a body in the bucket.
+            match gunzip_at_most(blob.as_ref(), INLINE_TEXT)? {
+                Some(text) => Mime::Text(text),
+                None => Mime::Stored(MimeRef::new(format!("item:{}\n{}", get_s(&item, "PK")?, get_s(&item, "SK")?))),
+            }
+        } else {
+            Mime::Text(String::new())
+        };
+        Ok(message.with_mime(mime))
+    }
+
+    /// Streams a body from the bucket.
+    async fn object_stream(&self, key: &str) -> anyhow::Result<MimeChunks> {
+        let object = self.s3.get_object().bucket(&self.bucket).key(key).send().await.context("reading a MIME body")?;
+        let chunks = futures_util::stream::try_unfold(object.body, |mut body| async move {
+            Ok(body.try_next().await.context("reading a MIME body")?.map(|chunk| (chunk, body)))
+        });
+        Ok(gunzip_stream(Box::pin(chunks)))
     }
 
     async fn put(&self, item: Item) -> anyhow::Result<()> {
@@ -464,7 +562,7 @@ impl SubjectData for DynamoDbSubjects {
         account: AccountId,
         subject: &Subject,
         cursor: Option<&str>,
-    ) -> anyhow::Result<Page<Message>> {
+    ) -> anyhow::Result<Page<Message<Mime>>> {
         let partitions = self.partitions(account, subject).await?;
         let (items, next) = self.merged(&partitions, "M#", MESSAGE_PAGE, cursor).await?;
         let items = futures_util::stream::iter(items.into_iter().map(|item| self.message_from_item(item)))
@@ -472,6 +570,28 @@ impl SubjectData for DynamoDbSubjects {
             .try_collect()
             .await?;
         Ok(Page { items, next })
+    }
+
+    async fn mime(&self, body: &MimeRef) -> anyhow::Result<MimeChunks> {
+        if let Some(key) = body.key().strip_prefix("s3:") {
+            return self.object_stream(key).await;
+        }
+        let (pk, sk) = body
+            .key()
+            .strip_prefix("item:")
+            .and_then(|key| key.split_once('\n'))
+            .context("not a MIME body of this store")?;
+        // The item as it is now: its body may have moved to the bucket since the page.
+        let item =
+            self.get(pk.to_owned(), sk).await?.context("the message is no longer stored (erased during the build)")?;
+        match (opt_s(&item, "mime_ref"), item.get("mime_gz")) {
+            (Some(key), _) => self.object_stream(key).await,
+            (None, Some(AttributeValue::B(blob))) => {
+                let compressed = bytes::Bytes::copy_from_slice(blob.as_ref());
+                Ok(gunzip_stream(futures_util::stream::iter([Ok(compressed)])))
+            }
+            _ => Ok(Box::pin(futures_util::stream::empty())),
+        }
     }
 
     async fn events(
@@ -592,6 +712,39 @@ mod tests {
     #[test]
     fn mime_bodies_survive_compression() {
         let text = "From: a@example.com\r\n\r\nHéllo\r\n".repeat(100);
-        assert_eq!(gunzip(&gzip(&text).unwrap_or_default()).ok(), Some(text));
+        let compressed = gzip(&text).unwrap_or_default();
+        assert_eq!(gunzip_at_most(&compressed, text.len()).ok(), Some(Some(text.clone())));
+        assert_eq!(gunzip_at_most(&compressed, text.len() - 1).ok(), Some(None), "over the limit: left for a stream");
+    }
+
+    /// The pieces of a body streamed from `compressed` arriving in chunks of `chunk` bytes.
+    async fn inflate(compressed: &[u8], chunk: usize) -> anyhow::Result<Vec<bytes::Bytes>> {
+        let chunks: Vec<anyhow::Result<bytes::Bytes>> =
+            compressed.chunks(chunk).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+        gunzip_stream(futures_util::stream::iter(chunks)).try_collect().await
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_inflates_whole_however_it_arrives_and_in_small_pieces() {
+        // A mail of one repeated line: a few kilobytes that inflate a thousandfold.
+        let text = format!("Subject: x\r\n\r\n{}", "the same line, é € 𝄞\r\n".repeat(200_000));
+        let compressed = gzip(&text).unwrap_or_default();
+        assert!(compressed.len() * 200 < text.len(), "{} bytes compressed", compressed.len());
+        for chunk in [1, 7, 4096, compressed.len()] {
+            let pieces = inflate(&compressed, chunk).await.unwrap_or_else(|e| panic!("{e:#}"));
+            assert!(pieces.iter().all(|p| p.len() <= 64 * 1024), "chunks of {chunk}: pieces stay small");
+            assert!(pieces.concat() == text.as_bytes(), "chunks of {chunk}: the whole text");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_cut_short_or_damaged_fails_instead_of_ending_quietly() {
+        let compressed = gzip(&"Hello, world.\r\n".repeat(1000)).unwrap_or_default();
+        let cut = inflate(&compressed[..compressed.len() - 4], 100).await;
+        assert!(cut.is_err(), "a body without its end");
+        let mut damaged = compressed.clone();
+        let last = damaged.len() - 5;
+        damaged[last] ^= 0xFF;
+        assert!(inflate(&damaged, 100).await.is_err(), "a body whose length or CRC is wrong");
     }
 }

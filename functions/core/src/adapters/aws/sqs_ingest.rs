@@ -92,9 +92,10 @@ mod tests {
     use crate::adapters::memory;
     use crate::config::Settings;
     use crate::domain::{
-        AccountId, Erasure, Event, EventKind, Message, Profile, ProfileId, Record, Subject, Subprofile, SubprofileId,
+        AccountId, Erasure, Event, EventKind, Message, Mime, MimeRef, Profile, ProfileId, Record, Subject, Subprofile,
+        SubprofileId,
     };
-    use crate::ports::{Page, SubjectData};
+    use crate::ports::{MimeChunks, Page, SubjectData};
 
     const EVENT: &str = include_str!("../../../tests/fixtures/ses/sqs-ingest-event.json");
     const UNREADABLE: &str = "9e1c7a52-0000-4000-8000-0000000000ff";
@@ -195,7 +196,10 @@ mod tests {
         async fn subprofiles(&self, _: AccountId, _: ProfileId, _: Option<&str>) -> anyhow::Result<Page<Subprofile>> {
             anyhow::bail!("down")
         }
-        async fn messages(&self, _: AccountId, _: &Subject, _: Option<&str>) -> anyhow::Result<Page<Message>> {
+        async fn messages(&self, _: AccountId, _: &Subject, _: Option<&str>) -> anyhow::Result<Page<Message<Mime>>> {
+            anyhow::bail!("down")
+        }
+        async fn mime(&self, _: &MimeRef) -> anyhow::Result<MimeChunks> {
             anyhow::bail!("down")
         }
         async fn events(

@@ -26,11 +26,14 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// The local database: one connection, owned by one thread that runs the store's work in
 /// turn. One thread rather than a pool: every row is allocated by the same thread (and its
-/// allocator arena), which keeps the memory of a large build flat.
+/// allocator arena), which keeps the memory of a large build flat. Large MIME bodies are the
+/// exception: each is streamed on a read-only connection of its own (see `subjects`), so that
+/// a slow export never holds up the database thread.
 #[derive(Clone)]
 pub struct SqliteStore {
     jobs: std::sync::mpsc::Sender<Job>,
     queued: Arc<Notify>,
+    path: Arc<Path>,
 }
 
 fn now_millis() -> i64 {
@@ -62,7 +65,7 @@ impl SqliteStore {
                 job(&mut connection);
             }
         })?;
-        Ok(Self { jobs, queued: Arc::new(Notify::new()) })
+        Ok(Self { jobs, queued: Arc::new(Notify::new()), path: path.into() })
     }
 
     async fn run<T, F>(&self, work: F) -> anyhow::Result<T>

@@ -1,19 +1,33 @@
 //! Subject data: profiles, subprofiles, messages and events, each in its table, with indexes
-//! that serve every export as a few ordered range scans.
+//! that serve every export as a few ordered range scans. A page of messages brings the bodies
+//! of up to [`INLINE_MIME`] bytes; a larger body is streamed in chunks by [`SqliteStore::mime`]
+//! from a read-only connection of its own, through SQLite's incremental blob I/O, inside one
+//! read transaction: one version of the message, never held whole.
+
+use std::io::Read;
+use std::path::Path;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::blob::Blob;
+use rusqlite::{Connection, MAIN_DB, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{SqliteStore, to_i64, to_u64};
 use crate::domain::{
-    AccountId, Erasure, Event, EventKind, Message, Profile, ProfileId, Record, Subject, Subprofile, SubprofileId,
-    Timestamp,
+    AccountId, Erasure, Event, EventKind, Message, Mime, MimeRef, Profile, ProfileId, Record, Subject, Subprofile,
+    SubprofileId, Timestamp,
 };
-use crate::ports::{Page, SubjectData};
+use crate::ports::{MimeChunks, Page, SubjectData};
 
-/// Messages per page: MIME bodies are large.
+/// Messages per page.
 const MESSAGE_PAGE: i64 = 32;
+/// MIME bodies up to this many bytes come with their page: the common mail, read at the speed
+/// of one query. A page thus holds at most 32 × 128 KiB of bodies, whatever the mails' size.
+const INLINE_MIME: i64 = 128 * 1024;
+/// The chunks a larger body is streamed in.
+const MIME_CHUNK: usize = 64 * 1024;
+/// Chunks read ahead of the export.
+const MIME_READ_AHEAD: usize = 2;
 /// Events and subprofiles per page.
 const RECORD_PAGE: i64 = 500;
 
@@ -70,9 +84,10 @@ struct PageQuery {
     limit: &'static str,
 }
 
+// `octet_length` reads a body's size from its record header, so a large body is not read.
 const MESSAGE_PAGE_QUERY: PageQuery = PageQuery {
     table: "messages",
-    columns: "id, profile, subprofile, email, mailing, subject, sent, mime",
+    columns: "id, profile, subprofile, email, mailing, subject, sent, CASE WHEN octet_length(mime) <= ?6 THEN mime END",
     filter: "",
     key: "rowid",
     order: "sent, id",
@@ -101,18 +116,104 @@ fn split_cursor(cursor: Option<&str>) -> anyhow::Result<(i64, String)> {
     }
 }
 
-fn message_from_row(row: &Row<'_>, account: AccountId) -> anyhow::Result<Message> {
+fn message_from_row(row: &Row<'_>, account: AccountId) -> anyhow::Result<Message<Mime>> {
+    let id: String = row.get(0)?;
+    let mime = match row.get::<_, Option<String>>(7)? {
+        Some(text) => Mime::Text(text),
+        None => Mime::Stored(MimeRef::new(format!("{account}:{id}"))),
+    };
     Ok(Message {
         account,
-        id: row.get(0)?,
+        id,
         profile: row.get::<_, Option<i64>>(1)?.map(|p| ProfileId::try_from(to_u64(p))).transpose()?,
         subprofile: row.get::<_, Option<i64>>(2)?.map(|s| SubprofileId::try_from(to_u64(s))).transpose()?,
         email: row.get(3)?,
         mailing: row.get(4)?,
         subject: row.get(5)?,
         sent: Timestamp::from_unix(row.get(6)?),
-        mime: row.get(7)?,
+        mime,
     })
+}
+
+/// On a thread of its own: opens a read-only connection, and in one read transaction finds the
+/// message and streams its body in chunks into `chunks`, until the body ends or the export
+/// stops reading. `opened` says whether the message was found; later errors go into the stream.
+fn stream_mime(
+    path: &Path,
+    account: AccountId,
+    id: &str,
+    opened: tokio::sync::oneshot::Sender<anyhow::Result<()>>,
+    chunks: &tokio::sync::mpsc::Sender<anyhow::Result<bytes::Bytes>>,
+) {
+    let mut connection = match reader(path) {
+        Ok(connection) => connection,
+        Err(error) => {
+            let _ = opened.send(Err(error));
+            return;
+        }
+    };
+    // Finding the row and reading it in one transaction sees one version of the message.
+    let tx = match connection.transaction() {
+        Ok(tx) => tx,
+        Err(error) => {
+            let _ = opened.send(Err(error.into()));
+            return;
+        }
+    };
+    let blob = match body(&tx, account, id) {
+        Ok(blob) => blob,
+        Err(error) => {
+            let _ = opened.send(Err(error));
+            return;
+        }
+    };
+    let _ = opened.send(Ok(()));
+    if let Err(error) = send_chunks(blob, chunks) {
+        let _ = chunks.blocking_send(Err(error));
+    }
+}
+
+/// A read-only connection for one body.
+fn reader(path: &Path) -> anyhow::Result<Connection> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .context("opening the database to read a MIME body")?;
+    connection.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Each page of a body is read once: a small cache is enough.
+    connection.execute_batch("PRAGMA cache_size = -1024")?;
+    Ok(connection)
+}
+
+/// The body of a message, as a blob handle (which reads its overflow pages in order).
+fn body<'c>(tx: &'c rusqlite::Transaction<'_>, account: AccountId, id: &str) -> anyhow::Result<Blob<'c>> {
+    let rowid: Option<i64> = tx
+        .query_row(
+            "SELECT rowid FROM messages WHERE account = ?1 AND id = ?2",
+            params![to_i64(account.get()), id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let rowid = rowid.context("the message is no longer stored (erased during the build)")?;
+    Ok(tx.blob_open(MAIN_DB, c"messages", c"mime", rowid, true)?)
+}
+
+/// Sends a body in chunks until its end, or until the receiver is gone (the export failed).
+fn send_chunks(
+    mut blob: Blob<'_>,
+    chunks: &tokio::sync::mpsc::Sender<anyhow::Result<bytes::Bytes>>,
+) -> anyhow::Result<()> {
+    let mut left = blob.len();
+    while left > 0 {
+        let mut chunk = vec![0; left.min(MIME_CHUNK)];
+        blob.read_exact(&mut chunk).context("reading a MIME body")?;
+        left -= chunk.len();
+        if chunks.blocking_send(Ok(chunk.into())).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -172,22 +273,39 @@ impl SubjectData for SqliteStore {
         account: AccountId,
         subject: &Subject,
         cursor: Option<&str>,
-    ) -> anyhow::Result<Page<Message>> {
+    ) -> anyhow::Result<Page<Message<Mime>>> {
         let (after_time, after_id) = split_cursor(cursor)?;
         let (conditions, value) = scope(subject);
         self.run(move |c| {
             let mut statement = c.prepare_cached(&page_query(&MESSAGE_PAGE_QUERY, conditions))?;
-            let mut rows =
-                statement.query(params![to_i64(account.get()), value, after_time, after_id, MESSAGE_PAGE])?;
+            let mut rows = statement.query(params![
+                to_i64(account.get()),
+                value,
+                after_time,
+                after_id,
+                MESSAGE_PAGE,
+                INLINE_MIME
+            ])?;
             let mut items = Vec::new();
             while let Some(row) = rows.next()? {
                 items.push(message_from_row(row, account)?);
             }
             let full = items.len() == usize::try_from(MESSAGE_PAGE).unwrap_or(usize::MAX);
-            let next = items.last().filter(|_| full).map(|m: &Message| format!("{}:{}", m.sent.unix(), m.id));
+            let next = items.last().filter(|_| full).map(|m: &Message<Mime>| format!("{}:{}", m.sent.unix(), m.id));
             Ok(Page { items, next })
         })
         .await
+    }
+
+    async fn mime(&self, body: &MimeRef) -> anyhow::Result<MimeChunks> {
+        let (account, id) = body.key().split_once(':').context("not a MIME body of this store")?;
+        let (account, id) = (AccountId::parse(account)?, id.to_owned());
+        let path = self.path.clone();
+        let (opened, found) = tokio::sync::oneshot::channel();
+        let (chunks, mut received) = tokio::sync::mpsc::channel(MIME_READ_AHEAD);
+        tokio::task::spawn_blocking(move || stream_mime(&path, account, &id, opened, &chunks));
+        found.await.context("the MIME reader stopped")??;
+        Ok(Box::pin(futures_util::stream::poll_fn(move |cx| received.poll_recv(cx))))
     }
 
     async fn events(
@@ -442,6 +560,89 @@ mod tests {
                 None => return (ids, pages),
             }
         }
+    }
+
+    fn message_line(id: &str, mime: &str) -> Record {
+        record(&serde_json::json!({"kind":"message","account":1,"id":id,"profile":7,"email":"seven@example.com",
+            "mailing":"1","subject":"s","sent":"2025-01-01 00:00:00","mime":mime}))
+    }
+
+    async fn read_all(store: &SqliteStore, body: &MimeRef) -> anyhow::Result<Vec<u8>> {
+        use futures_util::TryStreamExt;
+        let mut chunks = store.mime(body).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = chunks.try_next().await? {
+            assert!(chunk.len() <= MIME_CHUNK);
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+
+    async fn only_message(store: &SqliteStore) -> Message<Mime> {
+        let account = AccountId::try_from(1).unwrap_or_else(|_| unreachable!());
+        let subject = Subject::Profile(ProfileId::parse("7").unwrap_or_else(|_| unreachable!()));
+        let mut page = store.messages(account, &subject, None).await.unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(page.items.len(), 1);
+        page.items.remove(0)
+    }
+
+    #[tokio::test]
+    async fn a_large_body_is_left_out_of_its_page_and_streams_back_whole() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap_or_else(|e| panic!("{e:#}"));
+        let limit = usize::try_from(INLINE_MIME).unwrap_or(usize::MAX);
+        for (size, streamed) in [(limit, false), (limit + 1, true), (3 * MIME_CHUNK + 5, true)] {
+            // ASCII up to the size, so that the limit is met exactly, after a line of wide characters.
+            let mut mime = "Grüße € 𝄞\r\n".to_owned();
+            mime.push_str(&"x".repeat(size - mime.len()));
+            store.load(&[message_line("m", &mime)]).await.unwrap_or_else(|e| panic!("{e:#}"));
+            match only_message(&store).await.mime {
+                Mime::Text(text) => {
+                    assert!(!streamed, "{size} bytes came with the page");
+                    assert_eq!(text, mime);
+                }
+                Mime::Stored(body) => {
+                    assert!(streamed, "{size} bytes were left out");
+                    let bytes = read_all(&store, &body).await.unwrap_or_else(|e| panic!("{e:#}"));
+                    assert!(bytes == mime.as_bytes(), "{size} bytes streamed back");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_streams_as_it_was_when_opened_though_it_is_replaced_meanwhile() {
+        use futures_util::TryStreamExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap_or_else(|e| panic!("{e:#}"));
+        let old = "a".repeat(40 * MIME_CHUNK);
+        store.load(&[message_line("m", &old)]).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let Mime::Stored(body) = only_message(&store).await.mime else { panic!("a large body is streamed") };
+        let mut chunks = store.mime(&body).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let mut bytes =
+            chunks.try_next().await.unwrap_or_else(|e| panic!("{e:#}")).map(|c| c.to_vec()).unwrap_or_default();
+
+        // Replaced (a new row) while the stream is open: the stream keeps its version.
+        store.load(&[message_line("m", &"b".repeat(40 * MIME_CHUNK))]).await.unwrap_or_else(|e| panic!("{e:#}"));
+        while let Some(chunk) = chunks.try_next().await.unwrap_or_else(|e| panic!("{e:#}")) {
+            bytes.extend_from_slice(&chunk);
+        }
+        assert!(bytes == old.as_bytes(), "one version, whole");
+        let fresh = read_all(&store, &body).await.unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(fresh.iter().all(|b| *b == b'b') && fresh.len() == old.len(), "opened again: the new version");
+    }
+
+    #[tokio::test]
+    async fn a_body_erased_after_its_page_was_read_cannot_be_opened() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap_or_else(|e| panic!("{e:#}"));
+        store.load(&[message_line("m", &"x".repeat(200_000))]).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let Mime::Stored(body) = only_message(&store).await.mime else { panic!("a large body is streamed") };
+        let account = AccountId::try_from(1).unwrap_or_else(|_| unreachable!());
+        let profile = ProfileId::parse("7").unwrap_or_else(|_| unreachable!());
+        store.erase(&Erasure::Profile(account, profile)).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let error = read_all(&store, &body).await.err().map(|e| format!("{e:#}"));
+        assert!(error.as_deref().is_some_and(|e| e.contains("no longer stored")), "{error:?}");
     }
 
     #[tokio::test]
