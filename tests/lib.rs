@@ -6,3 +6,4 @@ pub mod events;
 pub mod faults;
 pub mod receiver;
 pub mod runtime;
+pub mod throttle;

@@ -430,3 +430,37 @@ async fn a_builder_killed_mid_delivery_is_taken_over_once_its_claim_runs_out() {
         assert_eq!(post.headers["webhook-id"].to_str().ok(), Some(id.to_string().as_str()), "the same webhook-id");
     }
 }
+
+/// The functions behind a proxy that answers every fifth call to DynamoDB, SQS, S3 and SES with
+/// a throttling error: the SDK clients retry, and the request is still accepted, built,
+/// mailed once and reported, with the same export as without throttling.
+#[tokio::test]
+async fn throttled_aws_calls_are_retried_and_the_request_still_flows_end_to_end() {
+    use datarequest_tests::throttle::ThrottlingProxy;
+
+    let env = Env::provision();
+    let account = seed(&env);
+    let proxy = ThrottlingProxy::start(env.get("AWS_ENDPOINT_URL"), 5).await;
+    let endpoint: &'static str = Box::leak(proxy.url.clone().into_boxed_str());
+    let throttled = [("AWS_ENDPOINT_URL", endpoint)];
+    let intake = start("intake", &env, &throttled, &["AWS_ENDPOINT_URL"]).await;
+    let builder = start("builder", &env, &throttled, &["AWS_ENDPOINT_URL"]).await;
+    let status_fn = start("status", &env, &throttled, &["AWS_ENDPOINT_URL"]).await;
+
+    let id = submit(&intake, &account, "profile/42", Some("dpo@customer.example")).await;
+    let records = queued_records(&env, 1).await;
+    assert_eq!(builder.invoke(json!({"Records": records})).await.expect("builder"), json!({"batchItemFailures": []}));
+    let report = status(&status_fn, &account, id).await;
+    assert_eq!(report["state"], "delivered", "{report}");
+    assert!(proxy.refused() >= 3, "the proxy throttled {} calls", proxy.refused());
+    eprintln!("{} AWS calls throttled", proxy.refused());
+
+    let export = s3_export(&env, id).await;
+    let subject = format!("Your data request {id}");
+    let sent: Vec<String> =
+        env.sent_mail().await.into_iter().filter(|(_, _, raw)| raw.contains(&subject)).map(|(_, _, raw)| raw).collect();
+    assert_eq!(sent.len(), 1, "mailed once");
+    assert_eq!(export_bytes_of(&sent[0]), export);
+    let parsed: Value = serde_json::from_slice(&export).expect("JSON export");
+    assert_eq!(parsed["info"], json!({"type": "profile", "id": 42}));
+}
