@@ -14,7 +14,7 @@ use utoipa::openapi::schema::{
     AdditionalProperties, ArrayBuilder, Object, ObjectBuilder, OneOfBuilder, Ref, Schema, Type,
 };
 use utoipa::openapi::{RefOr, Required};
-use utoipa::{IntoParams, PartialSchema, ToResponse, ToSchema};
+use utoipa::{IntoParams, IntoResponses, PartialSchema, ToResponse, ToSchema};
 
 use super::error::{ApiError, ErrorBody, Refusal};
 use super::openapi::reference;
@@ -61,6 +61,19 @@ const TOO_MANY: &str = "Too many data requests from this account this minute";
 // would be, and the body is not marked required as a plain type's would be.
 const REPORT_BODY: &str = "The report, as JSON or a form; the empty array [] (Copernica's own client) means no data";
 
+/// The answers of the POST calls that create a data request (described, never built: the
+/// handlers answer through [`accept`]).
+#[derive(IntoResponses)]
+#[expect(dead_code, reason = "it only describes the answers")]
+enum Submitted<'a> {
+    #[response(status = 201)]
+    Created(#[to_response] Created),
+    #[response(status = 400, description = REFUSED)]
+    Refused(ErrorBody<'a>),
+    #[response(status = 429, description = TOO_MANY)]
+    TooMany(ErrorBody<'a>),
+}
+
 /// Request all data about a profile
 #[utoipa::path(
     post,
@@ -72,11 +85,7 @@ const REPORT_BODY: &str = "The report, as JSON or a form; the empty array [] (Co
         (ref(reference::<JsonReport>()) = "application/json"),
         (ref(reference::<FormReport>()) = "application/x-www-form-urlencoded"),
     )),
-    responses(
-        (status = 201, response = inline(Created)),
-        (status = 400, description = REFUSED, body = ErrorBody),
-        (status = 429, description = TOO_MANY, body = ErrorBody),
-    ),
+    responses(Submitted),
 )]
 pub async fn profile(
     State(app): State<App>,
@@ -103,11 +112,7 @@ pub async fn profile(
         (ref(reference::<JsonReport>()) = "application/json"),
         (ref(reference::<FormReport>()) = "application/x-www-form-urlencoded"),
     )),
-    responses(
-        (status = 201, response = inline(Created)),
-        (status = 400, description = REFUSED, body = ErrorBody),
-        (status = 429, description = TOO_MANY, body = ErrorBody),
-    ),
+    responses(Submitted),
 )]
 pub async fn subprofile(
     State(app): State<App>,
@@ -134,11 +139,7 @@ pub async fn subprofile(
         (ref(reference::<JsonReport>()) = "application/json"),
         (ref(reference::<FormReport>()) = "application/x-www-form-urlencoded"),
     )),
-    responses(
-        (status = 201, response = inline(Created)),
-        (status = 400, description = REFUSED, body = ErrorBody),
-        (status = 429, description = TOO_MANY, body = ErrorBody),
-    ),
+    responses(Submitted),
 )]
 pub async fn email(
     State(app): State<App>,
