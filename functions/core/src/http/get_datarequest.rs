@@ -19,7 +19,9 @@ use super::openapi::one_of;
 use super::params::FormatQuery;
 use super::{params, serve_export};
 use crate::app::App;
-use crate::domain::{AuditEntry, AuditEvent, DataRequest, DeliveryStatus, RequestId, State as Lifecycle, Timestamp};
+use crate::domain::{
+    AccountId, AuditEntry, AuditEvent, DataRequest, DeliveryStatus, RequestId, State as Lifecycle, Timestamp,
+};
 use crate::domain::{SubjectKind, audit};
 use crate::ports::ExportFormat;
 
@@ -43,13 +45,25 @@ async fn lookup(
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Option<DataRequest>, ApiError> {
+    let (account, id) = authorize(app, path, query, headers).await?;
+    let id = RequestId::parse(&id)?;
+    Ok(app.find(account, id).await?)
+}
+
+/// Checks the version, the query and the token of a call about a request: the account that
+/// asks, and the id as the path gave it.
+async fn authorize(
+    app: &App,
+    path: RequestPathResult,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(AccountId, String), ApiError> {
     let Path(RequestPath { version, id }) =
         path.map_err(|_| ApiError::bad("The path is not valid UTF-8 after percent-decoding"))?;
     params::version(&version)?;
     let query = params::query(query, &["access_token"])?;
     let account = params::authenticate(app, &query, headers).await?;
-    let id = RequestId::parse(&id)?;
-    Ok(app.find(account, id).await?)
+    Ok((account, id))
 }
 
 /// What a request is about, as `info` of an export and of the answers about it.
@@ -390,11 +404,7 @@ pub async fn log(
 ) -> Response {
     respond(
         async {
-            let Path(RequestPath { version, id }) =
-                path.map_err(|_| ApiError::bad("The path is not valid UTF-8 after percent-decoding"))?;
-            params::version(&version)?;
-            let query = params::query(query.as_deref(), &["access_token"])?;
-            let account = params::authenticate(&app, &query, &headers).await?;
+            let (account, id) = authorize(&app, path, query.as_deref(), &headers).await?;
             let id = RequestId::parse(&id).map_err(|_| ApiError::bad(NO_ENTITY))?;
             let entries = app.log(account, id).await?.ok_or_else(|| ApiError::bad(NO_ENTITY))?;
             Ok(Json(AuditLog { id: id.get(), log: entries }).into_response())
