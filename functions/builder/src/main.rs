@@ -1,5 +1,6 @@
 //! Lambda function `builder`: SQS batch of data requests → build each export → deliver it,
-//! reporting failed messages only. Also subscribed to the dead-letter queue, whose messages
+//! reporting failed messages only. A build that cannot finish before the invocation's deadline
+//! stops at a checkpoint and queues its own continuation. Also subscribed to the dead-letter queue, whose messages
 //! mark their requests failed.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -14,7 +15,8 @@ async fn main() -> Result<(), Error> {
     let dead_letters = std::env::var(DEAD_LETTER_QUEUE_ARN).ok().filter(|arn| !arn.is_empty());
     let (app, queue, dead_letters) = (&app, &queue, dead_letters.as_deref());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(aws::handle_batch(app, queue, event.payload, dead_letters).await)
+        let deadline = std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.context.deadline);
+        Ok::<SqsBatchResponse, Error>(aws::handle_batch(app, queue, event.payload, dead_letters, Some(deadline)).await)
     }))
     .await
 }

@@ -28,6 +28,9 @@ pub const DELIVERY_BACKOFF_SECS: &str = "DATAREQUEST_DELIVERY_BACKOFF_SECS";
 pub const WEBHOOK_TIMEOUT_SECS: &str = "DATAREQUEST_WEBHOOK_TIMEOUT_SECS";
 /// Receives of a build message before the request is marked failed.
 pub const BUILD_ATTEMPTS: &str = "DATAREQUEST_BUILD_ATTEMPTS";
+/// Megabytes (MiB) a build writes between two checkpoints, at most (default 64): a build that
+/// stops or crashes goes on from its last checkpoint.
+pub const CHECKPOINT_MB: &str = "DATAREQUEST_CHECKPOINT_MB";
 
 /// Data requests an account may POST per minute (to one process); 0 turns the limit off.
 pub const RATE_LIMIT_PER_MINUTE: &str = "DATAREQUEST_RATE_LIMIT_PER_MINUTE";
@@ -125,6 +128,8 @@ pub struct Settings {
     pub webhook_timeout: Duration,
     /// Receives of a build message before the request fails.
     pub build_attempts: u32,
+    /// Bytes a build writes between two checkpoints, at most.
+    pub checkpoint_every: u64,
     /// Data requests per account per minute; 0 is unlimited.
     pub rate_limit_per_minute: u32,
     /// Lifetime of a signed URL handed out by `/data` and `/download`.
@@ -213,6 +218,10 @@ impl Settings {
         if build_attempts == 0 {
             return Err(ConfigError::new(BUILD_ATTEMPTS, "must be at least 1"));
         }
+        let checkpoint_mb: u64 = parsed(lookup, CHECKPOINT_MB, 64, "a number of megabytes")?;
+        if !(1..=1024).contains(&checkpoint_mb) {
+            return Err(ConfigError::new(CHECKPOINT_MB, "must be between 1 and 1024 megabytes"));
+        }
         Ok(Self {
             public_url,
             sender,
@@ -224,6 +233,7 @@ impl Settings {
             delivery_backoff: Duration::from_secs_f64(backoff),
             webhook_timeout: Duration::from_secs(timeout.max(1)),
             build_attempts,
+            checkpoint_every: checkpoint_mb * 1024 * 1024,
             rate_limit_per_minute: parsed(lookup, RATE_LIMIT_PER_MINUTE, 120, "a number of requests")?,
             signed_url_ttl: Duration::from_secs(300),
             subject_retention: subject_retention(lookup)?,

@@ -14,14 +14,18 @@ mod json_string;
 use anyhow::Context;
 use futures_util::TryStreamExt;
 
-use serde::Serialize;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::domain::{
     DataRequest, Event, EventKind, Message, Mime, Profile, RequestId, Subject, Subprofile, Timestamp, Transition,
 };
 use crate::ports::{
-    Clock, ExportWriter, NoSources, Page, RequestStore, SourceReader, SourceRow, SubjectData, SubjectSources,
+    Clock, ExportFormat, ExportStore, ExportWriter, NoSources, Page, RequestStore, SourceReader, SourceRow,
+    SubjectData, SubjectSources,
 };
 use html::{Expiry, HtmlReport};
 use json_string::JsonString;
@@ -176,7 +180,68 @@ impl HtmlSink<'_> {
     }
 }
 
-/// The buffered output of one export, reporting progress as it goes.
+/// The most bytes a build writes between two checkpoints.
+pub const CHECKPOINT_EVERY: u64 = 64 * 1024 * 1024;
+
+/// Whether a run that must stop at `stop_at` has reached it.
+#[must_use]
+pub fn time_is_up(stop_at: Option<std::time::Instant>) -> bool {
+    stop_at.is_some_and(|at| at.elapsed() > Duration::ZERO)
+}
+
+/// How a build keeps checkpoints in its request record, and when it must stop.
+pub struct Checkpoints<'a> {
+    /// Bytes between two checkpoints, at most (plus one record).
+    pub every: u64,
+    /// When to stop at the next record: a checkpoint is taken, and the build ends
+    /// [`Outcome::Suspended`] for a continuation to go on from it.
+    pub stop_at: Option<std::time::Instant>,
+    /// The end of the build lease this builder holds (unix seconds; its renewals update it):
+    /// a checkpoint is recorded only while the lease is still this builder's.
+    pub lease: &'a AtomicI64,
+}
+
+/// Where the writing of an export stands: the section, and within it the store's page and
+/// record, or the sources' row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Position {
+    /// The section, by its place in the export.
+    section: usize,
+    /// Whether the store's records of the section are all written (the sources' come next).
+    store_done: bool,
+    /// The cursor of the store's page being written (`None`: the first).
+    page: Option<String>,
+    /// The page's records written or left out.
+    skip: usize,
+    /// The sources' rows of the section written.
+    rows: u64,
+}
+
+/// A build's checkpoint, as the request record keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct State {
+    /// The JSON writer's checkpoint.
+    json: String,
+    /// The report writer's checkpoint and where the report stands.
+    html: Option<(String, html::ReportState)>,
+    /// Bytes of the JSON written.
+    written: u64,
+    /// Where the build goes on.
+    at: Position,
+    /// Records in each section opened so far.
+    counts: Vec<u64>,
+    /// Runs of the build before this one.
+    runs: u32,
+}
+
+/// The error that ends a build at a checkpoint before its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the build stopped at a checkpoint before its deadline")]
+struct Suspended;
+
+/// The buffered output of one export, reporting progress and keeping checkpoints as it goes.
 struct Sink<'a> {
     /// Where the bodies of messages are read from.
     subjects: &'a dyn SubjectData,
@@ -187,10 +252,20 @@ struct Sink<'a> {
     reported_at: Option<std::time::Instant>,
     requests: &'a dyn RequestStore,
     id: RequestId,
-    records_in_section: usize,
-    sections: usize,
+    /// The export's sections, in order.
+    names: Vec<&'static str>,
     counts: Vec<(&'static str, u64)>,
     html: Option<HtmlSink<'a>>,
+    /// Where the writing stands, for a checkpoint.
+    at: Position,
+    checkpoints: Option<Checkpoints<'a>>,
+    /// Where the next checkpoint is due.
+    next_checkpoint: u64,
+    /// Whether a checkpoint is due at the next record's end.
+    due: bool,
+    /// Records since the clock was last read.
+    since_clock: u32,
+    runs: u32,
 }
 
 impl Sink<'_> {
@@ -213,6 +288,9 @@ impl Sink<'_> {
         self.writer.write(&self.buffer).await?;
         self.written += self.buffer.len() as u64;
         self.buffer.clear();
+        if let Some(plan) = &self.checkpoints {
+            self.due |= time_is_up(plan.stop_at);
+        }
         if self.written - self.reported >= PROGRESS_EVERY
             && self.reported_at.is_none_or(|at| at.elapsed() >= PROGRESS_INTERVAL)
         {
@@ -223,25 +301,80 @@ impl Sink<'_> {
         Ok(())
     }
 
-    fn open_section(&mut self, name: &'static str) {
+    /// At the end of a record: takes a checkpoint when one is due, and stops the build there
+    /// when its time is up.
+    async fn after_record(&mut self) -> anyhow::Result<()> {
+        self.due |= self.written + self.buffer.len() as u64 >= self.next_checkpoint;
+        if !self.due {
+            // Records that come slowly (a source's rows) fill no buffer: look at the clock too.
+            self.since_clock += 1;
+            if self.since_clock < 64 {
+                return Ok(());
+            }
+            self.since_clock = 0;
+            if !time_is_up(self.checkpoints.as_ref().and_then(|plan| plan.stop_at)) {
+                return Ok(());
+            }
+        }
+        let Some(plan) = &self.checkpoints else { return Ok(()) };
+        let stop = time_is_up(plan.stop_at);
+        let held = Timestamp::from_unix(plan.lease.load(Ordering::Relaxed));
+        let every = plan.every;
+        self.flush().await?;
+        let json = self.writer.checkpoint().await?;
+        let html = match &mut self.html {
+            Some(html) => {
+                html.flush().await?;
+                Some((html.writer.checkpoint().await?, html.report.state()))
+            }
+            None => None,
+        };
+        let state = State {
+            json,
+            html,
+            written: self.written,
+            at: self.at.clone(),
+            counts: self.counts.iter().map(|(_, count)| *count).collect(),
+            runs: self.runs,
+        };
+        let checkpoint =
+            Transition::Checkpoint { held, written: self.written, checkpoint: serde_json::to_string(&state)? };
+        anyhow::ensure!(self.requests.update(self.id, &checkpoint).await?, "another builder took the build over");
+        self.reported = self.written;
+        self.next_checkpoint = self.written.saturating_add(every);
+        self.due = false;
+        if stop {
+            return Err(Suspended.into());
+        }
+        Ok(())
+    }
+
+    /// Opens the section at `index`, whose position starts at its beginning.
+    fn open_section(&mut self, index: usize) {
+        let name = self.names[index];
         if let Some(html) = &mut self.html {
             html.report.open_section(name);
         }
         self.counts.push((name, 0));
-        if self.sections > 0 {
+        if index > 0 {
             self.buffer.push(b',');
         }
-        self.sections += 1;
-        self.records_in_section = 0;
+        self.at = Position { section: index, ..Position::default() };
         self.buffer.extend_from_slice(b"[\"");
         self.buffer.extend_from_slice(name.as_bytes());
         self.buffer.push(b'"');
     }
 
+    fn counted(&mut self) {
+        if let Some((_, count)) = self.counts.last_mut() {
+            *count += 1;
+        }
+    }
+
     async fn record<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
         self.buffer.push(b',');
         serde_json::to_writer(&mut self.buffer, record)?;
-        self.records_in_section += 1;
+        self.counted();
         self.flush_if_full().await
     }
 
@@ -291,7 +424,7 @@ impl Sink<'_> {
             }
         }
         self.buffer.extend_from_slice(b"\"}");
-        self.records_in_section += 1;
+        self.counted();
         self.flush_if_full().await
     }
 
@@ -300,17 +433,29 @@ impl Sink<'_> {
             html.report.close_section();
         }
         self.buffer.push(b']');
-        if let Some((_, count)) = self.counts.last_mut() {
-            *count = self.records_in_section as u64;
-        }
+    }
+
+    /// Marks the store's only record of a section (a profile, a subprofile) written.
+    async fn single_written(&mut self) -> anyhow::Result<()> {
+        self.at.store_done = true;
+        self.after_record().await
     }
 }
 
-/// Appends the sources' rows of a section, as they come.
+/// Appends the sources' rows of a section, as they come, after the first `skip` (written
+/// before a checkpoint).
 async fn from_sources(sink: &mut Sink<'_>, read: &mut dyn SourceReader, section: &'static str) -> anyhow::Result<()> {
+    sink.at.store_done = true;
+    let mut skip = sink.at.rows;
     while let Some(rows) = read.next(section).await? {
         for row in &rows {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
             sink.item(row, row).await?;
+            sink.at.rows += 1;
+            sink.after_record().await?;
         }
     }
     Ok(())
@@ -320,30 +465,43 @@ async fn from_sources(sink: &mut Sink<'_>, read: &mut dyn SourceReader, section:
 /// side; at most this many pages wait, one more is being read and one written.
 const READ_AHEAD: usize = 2;
 
-/// Pages through a list, writing each record kept by `keep` as `convert` makes it (or with
-/// `write`, an async call on the sink and the record), until the last page. A reader fetches
-/// pages into a short queue while the writer drains it, so neither waits for the other's every
-/// page.
+/// Pages through a list from where the sink's position stands, writing each record kept by
+/// `keep` as `convert` makes it (or with `write`, an async call on the sink and the record),
+/// until the last page. A reader fetches pages into a short queue while the writer drains it,
+/// so neither waits for the other's every page. The position moves with each record, so a
+/// checkpoint can be taken after any.
 macro_rules! write_pages {
     ($sink:expr, $fetch:expr, $keep:expr, |$s:ident, $item:ident| $write:expr) => {{
         let (pages, mut queue) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let (first, mut skip) =
+            if $sink.at.store_done { (None, usize::MAX) } else { ($sink.at.page.clone(), $sink.at.skip) };
+        let done = $sink.at.store_done;
         let read = async move {
-            let mut cursor: Option<String> = None;
+            if done {
+                return anyhow::Ok(());
+            }
+            let mut cursor: Option<String> = first;
             loop {
                 let page: Page<_> = $fetch(cursor.as_deref()).await?;
-                cursor = page.next;
+                let this = std::mem::replace(&mut cursor, page.next);
                 // A closed queue means the writer failed; its error is the one to report.
-                if pages.send(page.items).await.is_err() || cursor.is_none() {
+                if pages.send((this, page.items)).await.is_err() || cursor.is_none() {
                     return anyhow::Ok(());
                 }
             }
         };
         let sink = &mut $sink;
         let write = async move {
-            while let Some(items) = queue.recv().await {
-                for $item in items.iter().filter(|item| $keep(*item)) {
-                    let $s = &mut *sink;
-                    $write.await?;
+            while let Some((page, items)) = queue.recv().await {
+                sink.at.page = page;
+                sink.at.skip = std::mem::take(&mut skip);
+                for (index, $item) in items.iter().enumerate().skip(sink.at.skip) {
+                    if $keep($item) {
+                        let $s = &mut *sink;
+                        $write.await?;
+                    }
+                    sink.at.skip = index + 1;
+                    sink.after_record().await?;
                 }
             }
             anyhow::Ok(())
@@ -364,6 +522,9 @@ pub struct Written {
     pub bytes: u64,
     /// Each section's name and record count.
     pub sections: Vec<(&'static str, u64)>,
+    /// How many runs the build took (1 when it was never stopped or taken over at a
+    /// checkpoint).
+    pub runs: u32,
 }
 
 /// Where the HTML report goes, and what dates it.
@@ -400,7 +561,11 @@ pub async fn write_export(
     writer: Box<dyn ExportWriter>,
     not_before: Option<Timestamp>,
 ) -> anyhow::Result<Written> {
-    Ok(write(subjects, &NoSources, requests, request, writer, None, not_before).await?.0)
+    let parts = Parts { subjects, sources: &NoSources, requests, request, not_before };
+    match write(parts, Start::Fresh(writer, None), None).await? {
+        Outcome::Complete(written, _) => Ok(written),
+        Outcome::Suspended => anyhow::bail!("a build without a deadline stopped"),
+    }
 }
 
 /// Writes the export of a request from the subject store and the sources to `writer` and, in
@@ -420,82 +585,223 @@ pub async fn write_export_and_report(
     html: HtmlOutput<'_>,
     not_before: Option<Timestamp>,
 ) -> anyhow::Result<(Written, HtmlWritten)> {
-    let (written, report) = write(subjects, sources, requests, request, writer, Some(html), not_before).await?;
-    Ok((written, report.ok_or_else(|| anyhow::anyhow!("the HTML report was not written"))?))
+    let parts = Parts { subjects, sources, requests, request, not_before };
+    match write(parts, Start::Fresh(writer, Some(html)), None).await? {
+        Outcome::Complete(written, Some(report)) => Ok((written, report)),
+        Outcome::Complete(_, None) => anyhow::bail!("the HTML report was not written"),
+        Outcome::Suspended => anyhow::bail!("a build without a deadline stopped"),
+    }
 }
 
-async fn write(
-    subjects: &dyn SubjectData,
-    sources: &dyn SubjectSources,
-    requests: &dyn RequestStore,
-    request: &DataRequest,
-    writer: Box<dyn ExportWriter>,
-    html: Option<HtmlOutput<'_>>,
+/// How a build run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Both files are complete.
+    Complete(Written, Option<HtmlWritten>),
+    /// The run stopped at a checkpoint before its deadline; a continuation goes on from it.
+    Suspended,
+}
+
+/// What one build reads and where it keeps its files and its record.
+pub struct Build<'a> {
+    /// The subject store.
+    pub subjects: &'a dyn SubjectData,
+    /// The platform's own databases.
+    pub sources: &'a dyn SubjectSources,
+    /// The request records (progress and checkpoints).
+    pub requests: &'a dyn RequestStore,
+    /// Where the files go.
+    pub exports: &'a dyn ExportStore,
+    /// The clock that dates the report.
+    pub clock: &'a dyn Clock,
+    /// How long the files are kept after the build.
+    pub ttl: std::time::Duration,
+    /// The subject-data retention: older messages and events are left out.
+    pub not_before: Option<Timestamp>,
+}
+
+/// Builds the export of a request and its HTML report, going on from the request's checkpoint
+/// when it has one, and keeping checkpoints as [`Checkpoints`] says: the files are byte for
+/// byte those an uninterrupted build writes from the same data. A checkpoint whose files are
+/// gone (kept a day at most) is given up: the build starts again from its first byte.
+///
+/// # Errors
+/// As [`write_export_and_report`], and when another builder took the build over.
+pub async fn build(build: &Build<'_>, request: &DataRequest, checkpoints: Checkpoints<'_>) -> anyhow::Result<Outcome> {
+    let parts = Parts {
+        subjects: build.subjects,
+        sources: build.sources,
+        requests: build.requests,
+        request,
+        not_before: build.not_before,
+    };
+    let html_output = |writer| HtmlOutput { writer, clock: build.clock, ttl: build.ttl };
+    if let Some(text) = &request.checkpoint {
+        match resume(build.exports, request, text).await {
+            Ok((state, json, html)) => {
+                let html = html.map(|(writer, report)| (html_output(writer), report));
+                return write(parts, Start::Resumed(state, json, html), Some(checkpoints)).await;
+            }
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "the checkpoint could not be resumed; building again")
+            }
+        }
+    }
+    let json = build.exports.create(request.id, ExportFormat::Json).await.context("starting the export")?;
+    let html = build.exports.create(request.id, ExportFormat::Html).await.context("starting the HTML report")?;
+    write(parts, Start::Fresh(json, Some(html_output(html))), Some(checkpoints)).await
+}
+
+type Resumed = (Box<State>, Box<dyn ExportWriter>, Option<(Box<dyn ExportWriter>, Box<HtmlReport>)>);
+
+async fn resume(exports: &dyn ExportStore, request: &DataRequest, text: &str) -> anyhow::Result<Resumed> {
+    let state: Box<State> = serde_json::from_str(text).context("reading the checkpoint")?;
+    let json = exports.resume(request.id, ExportFormat::Json, &state.json).await?;
+    let html = match &state.html {
+        Some((writer, report)) => {
+            let writer = exports.resume(request.id, ExportFormat::Html, writer).await?;
+            Some((writer, Box::new(HtmlReport::resume(request.id, &request.subject, report.clone())?)))
+        }
+        None => None,
+    };
+    Ok((state, json, html))
+}
+
+/// What a build reads.
+struct Parts<'a> {
+    subjects: &'a dyn SubjectData,
+    sources: &'a dyn SubjectSources,
+    requests: &'a dyn RequestStore,
+    request: &'a DataRequest,
     not_before: Option<Timestamp>,
-) -> anyhow::Result<(Written, Option<HtmlWritten>)> {
+}
+
+/// How a build run starts: with new files, or from a checkpoint.
+enum Start<'a> {
+    Fresh(Box<dyn ExportWriter>, Option<HtmlOutput<'a>>),
+    Resumed(Box<State>, Box<dyn ExportWriter>, Option<(HtmlOutput<'a>, Box<HtmlReport>)>),
+}
+
+async fn write(parts: Parts<'_>, start: Start<'_>, checkpoints: Option<Checkpoints<'_>>) -> anyhow::Result<Outcome> {
+    let Parts { subjects, sources, requests, request, not_before } = parts;
     let kept = |time: Timestamp| not_before.is_none_or(|limit| time >= limit);
+    let names = html::sections_of(&request.subject);
+    let every = checkpoints.as_ref().map_or(u64::MAX, |plan| plan.every);
     let mut sink = Sink {
         subjects,
-        writer,
+        writer: Box::new(NoWriter),
         buffer: Vec::with_capacity(FLUSH_AT + 64 * 1024),
         written: 0,
         reported: 0,
         reported_at: None,
         requests,
         id: request.id,
-        records_in_section: 0,
-        sections: 0,
-        counts: Vec::with_capacity(10),
-        html: html.map(|out| HtmlSink {
-            writer: out.writer,
-            report: HtmlReport::start(request.id, &request.subject),
-            clock: out.clock,
-            ttl: out.ttl,
-        }),
+        names: names.clone(),
+        counts: Vec::with_capacity(names.len()),
+        html: None,
+        at: Position::default(),
+        checkpoints,
+        next_checkpoint: every,
+        due: false,
+        since_clock: 0,
+        runs: 1,
     };
     let account = request.account;
     let subject = &request.subject;
     // Every source's snapshot starts now, before the first record is written.
     let mut read = sources.read(account, subject).await?;
-    sink.buffer.extend_from_slice(b"{\"info\":");
-    let info = serde_json::json!({"type": subject.kind().as_str(), "id": subject.info_id()});
-    serde_json::to_writer(&mut sink.buffer, &info)?;
-    sink.buffer.extend_from_slice(b",\"data\":[");
-
-    match subject {
-        Subject::Profile(id) => {
-            sink.open_section("profile");
-            if let Some(profile) = subjects.profile(account, *id).await? {
-                sink.item(&profile, &profile_out(&profile)).await?;
+    let resumed = match start {
+        Start::Fresh(writer, html) => {
+            sink.writer = writer;
+            sink.html = html.map(|out| HtmlSink {
+                writer: out.writer,
+                report: HtmlReport::start(request.id, subject),
+                clock: out.clock,
+                ttl: out.ttl,
+            });
+            sink.buffer.extend_from_slice(b"{\"info\":");
+            let info = serde_json::json!({"type": subject.kind().as_str(), "id": subject.info_id()});
+            serde_json::to_writer(&mut sink.buffer, &info)?;
+            sink.buffer.extend_from_slice(b",\"data\":[");
+            false
+        }
+        Start::Resumed(state, writer, html) => {
+            anyhow::ensure!(
+                state.at.section < names.len() && state.counts.len() == state.at.section + 1,
+                "the checkpoint does not fit this export"
+            );
+            sink.writer = writer;
+            sink.html = html.map(|(out, report)| HtmlSink {
+                writer: out.writer,
+                report: *report,
+                clock: out.clock,
+                ttl: out.ttl,
+            });
+            (sink.written, sink.reported) = (state.written, state.written);
+            sink.next_checkpoint = state.written.saturating_add(every);
+            sink.counts = names.iter().copied().zip(state.counts).collect();
+            sink.runs = state.runs + 1;
+            // The sources are read again from a new snapshot: their rows of the sections
+            // already written are passed over.
+            for name in &names[..state.at.section] {
+                while read.next(name).await?.is_some() {}
             }
-            from_sources(&mut sink, &mut *read, "profile").await?;
-            sink.close_section();
-            sink.open_section("subprofiles");
-            write_pages!(sink, |c| subjects.subprofiles(account, *id, c), |_| true, subprofile_out);
-            from_sources(&mut sink, &mut *read, "subprofiles").await?;
+            sink.at = state.at;
+            true
+        }
+    };
+    let first = sink.at.section;
+    let result = async {
+        for (index, &name) in names.iter().enumerate().skip(first) {
+            if !(resumed && index == first) {
+                sink.open_section(index);
+            }
+            match (name, subject) {
+                ("profile", Subject::Profile(id)) if !sink.at.store_done => {
+                    if let Some(profile) = subjects.profile(account, *id).await? {
+                        sink.item(&profile, &profile_out(&profile)).await?;
+                    }
+                    sink.single_written().await?;
+                }
+                ("subprofiles", Subject::Profile(id)) => {
+                    write_pages!(sink, |c| subjects.subprofiles(account, *id, c), |_| true, subprofile_out);
+                }
+                ("subprofiles", Subject::Subprofile(id)) if !sink.at.store_done => {
+                    if let Some(subprofile) = subjects.subprofile(account, *id).await? {
+                        sink.item(&subprofile, &subprofile_out(&subprofile)).await?;
+                    }
+                    sink.single_written().await?;
+                }
+                ("destinations", _) => {
+                    write_pages!(
+                        sink,
+                        |c| subjects.messages(account, subject, c),
+                        |m: &Message<_>| kept(m.sent),
+                        |s, m| s.message(m)
+                    );
+                }
+                _ => {
+                    if let Some(kind) = EventKind::ALL.into_iter().find(|kind| kind.section() == name) {
+                        write_pages!(
+                            sink,
+                            |c| subjects.events(account, subject, kind, c),
+                            |e: &Event| kept(e.time),
+                            event_out
+                        );
+                    }
+                }
+            }
+            from_sources(&mut sink, &mut *read, name).await?;
             sink.close_section();
         }
-        Subject::Subprofile(id) => {
-            sink.open_section("subprofiles");
-            if let Some(subprofile) = subjects.subprofile(account, *id).await? {
-                sink.item(&subprofile, &subprofile_out(&subprofile)).await?;
-            }
-            from_sources(&mut sink, &mut *read, "subprofiles").await?;
-            sink.close_section();
-        }
-        Subject::Email(_) => {}
+        anyhow::Ok(())
     }
-
-    sink.open_section("destinations");
-    write_pages!(sink, |c| subjects.messages(account, subject, c), |m: &Message<_>| kept(m.sent), |s, m| s.message(m));
-    from_sources(&mut sink, &mut *read, "destinations").await?;
-    sink.close_section();
-
-    for kind in EventKind::ALL {
-        sink.open_section(kind.section());
-        write_pages!(sink, |c| subjects.events(account, subject, kind, c), |e: &Event| kept(e.time), event_out);
-        from_sources(&mut sink, &mut *read, kind.section()).await?;
-        sink.close_section();
+    .await;
+    if let Err(error) = result {
+        return match error.downcast::<Suspended>() {
+            Ok(Suspended) => Ok(Outcome::Suspended),
+            Err(error) => Err(error),
+        };
     }
     // Every source must have ended its read cleanly before the export may complete.
     read.finish().await?;
@@ -514,7 +820,25 @@ async fn write(
     };
     let size = sink.writer.finish().await?;
     debug_assert_eq!(size, sink.written);
-    Ok((Written { bytes: size, sections: sink.counts }, report))
+    Ok(Outcome::Complete(Written { bytes: size, sections: sink.counts, runs: sink.runs }, report))
+}
+
+/// The writer a sink holds until its own is in place.
+struct NoWriter;
+
+#[async_trait::async_trait]
+impl ExportWriter for NoWriter {
+    async fn write(&mut self, _: &[u8]) -> anyhow::Result<()> {
+        anyhow::bail!("no export writer")
+    }
+
+    async fn checkpoint(&mut self) -> anyhow::Result<String> {
+        anyhow::bail!("no export writer")
+    }
+
+    async fn finish(self: Box<Self>) -> anyhow::Result<u64> {
+        anyhow::bail!("no export writer")
+    }
 }
 
 #[cfg(test)]

@@ -167,6 +167,7 @@ async fn run_worker(local: Local, mut stopped: watch::Receiver<bool>) {
                 let settled = match result {
                     Ok(Outcome::Done) => local.store.acknowledge(message.id).await,
                     Ok(Outcome::RetryAfter(delay)) => local.store.retry_after(message.id, delay).await,
+                    Ok(Outcome::Continue) => local.store.retry_after(message.id, Duration::ZERO).await,
                     Err(error) => {
                         tracing::error!(request_id = %message.id, receives = message.receives, error = format!("{error:#}"), "build failed; will retry");
                         let delay = RetryPolicy::after_error(message.receives);

@@ -16,7 +16,7 @@ use crate::domain::{
     AuditEvent, DataRequest, DeliveryStatus, DownloadToken, Report, RequestId, RetryPolicy, State, Timestamp,
     Transition, WebhookSecret,
 };
-use crate::export::{HtmlOutput, write_export_and_report};
+use crate::export::{self, Checkpoints};
 use crate::mail::{Content, Html, compose};
 use crate::metrics::BuildFigures;
 use crate::ports::{ExportFormat, OutgoingMail, SourceError, WebhookHeaders};
@@ -29,6 +29,9 @@ pub enum Outcome {
     /// Deliver the message again after this long: a delivery to retry, or a build or delivery
     /// another worker holds.
     RetryAfter(Duration),
+    /// The run stopped before its deadline, the build at a checkpoint: queue the message again
+    /// at once (a continuation), as a new message that has not failed.
+    Continue,
 }
 
 /// The slowest average rate a delivery may take its export at: with the delivery timeout, it
@@ -42,16 +45,32 @@ const SLOWEST_RATE: u64 = 1024 * 1024;
 /// When a step failed in a way worth retrying; the queue delivers the message again after
 /// [`RetryPolicy::after_error`]. On the last allowed receive a failed build marks the request
 /// failed instead.
-#[instrument(skip_all, fields(request_id = %id, receives))]
 pub async fn handle(app: &App, id: RequestId, receives: u32) -> anyhow::Result<Outcome> {
+    handle_until(app, id, receives, None).await
+}
+
+/// Same as [`handle`] for a run that must end by `stop_at` (a Lambda invocation's deadline
+/// less a margin): a build still running then stops at a checkpoint, and a delivery does not
+/// start after it; both answer [`Outcome::Continue`].
+///
+/// # Errors
+/// As [`handle`].
+#[instrument(skip_all, fields(request_id = %id, receives))]
+pub async fn handle_until(
+    app: &App,
+    id: RequestId,
+    receives: u32,
+    stop_at: Option<std::time::Instant>,
+) -> anyhow::Result<Outcome> {
     let Some(request) = app.requests.get(id).await? else {
         tracing::warn!("queued request does not exist");
         return Ok(Outcome::Done);
     };
     let request = match request.state {
-        State::Accepted | State::Building => match build(app, &request).await {
+        State::Accepted | State::Building => match build(app, &request, stop_at).await {
             Ok(Build::Held(until)) => return Ok(Outcome::RetryAfter(RetryPolicy::while_held(app.now(), until))),
             Ok(Build::Lost) => return Ok(Outcome::Done),
+            Ok(Build::Suspended) => return Ok(Outcome::Continue),
             Ok(Build::Done) => match app.requests.get(id).await? {
                 Some(request) => request,
                 None => return Ok(Outcome::Done),
@@ -73,6 +92,11 @@ pub async fn handle(app: &App, id: RequestId, receives: u32) -> anyhow::Result<O
     };
     if request.effective_state(app.now()) != State::Built {
         return Ok(Outcome::Done);
+    }
+    // A delivery started this late could be cut off by the end of the run; the next run has
+    // the time it needs.
+    if export::time_is_up(stop_at) {
+        return Ok(Outcome::Continue);
     }
     deliver(app, &request).await
 }
@@ -108,13 +132,15 @@ enum Build {
     Held(Timestamp),
     /// Another builder took the build over while this one ran (its lease ran out).
     Lost,
+    /// The run's time was up: the build stopped at a checkpoint, for a continuation.
+    Suspended,
 }
 
 fn lease_from(now: Timestamp) -> Timestamp {
     now.plus_seconds(i64::try_from(BUILD_LEASE.as_secs()).unwrap_or(i64::MAX))
 }
 
-async fn build(app: &App, request: &DataRequest) -> anyhow::Result<Build> {
+async fn build(app: &App, request: &DataRequest, stop_at: Option<std::time::Instant>) -> anyhow::Result<Build> {
     let now = app.now();
     let lease = lease_from(now);
     if !app.requests.update(request.id, &Transition::StartBuild { now, lease_until: lease }).await? {
@@ -123,23 +149,28 @@ async fn build(app: &App, request: &DataRequest) -> anyhow::Result<Build> {
             _ => Build::Done,
         });
     }
-    app.record(request.account, request.id, AuditEvent::BuildStarted).await;
+    // Read again: the checkpoint to go on from is the one the last holder left.
+    let Some(request) = app.requests.get(request.id).await? else { return Ok(Build::Done) };
+    if request.checkpoint.is_none() {
+        app.record(request.account, request.id, AuditEvent::BuildStarted).await;
+    }
     let held = AtomicI64::new(lease.unix());
     let result = tokio::select! {
-        built = write(app, request) => built,
+        built = write(app, &request, &held, stop_at) => built,
         () = renew(app, request.id, &held) => {
             tracing::warn!("the build was taken over by another builder; this one stops");
             return Ok(Build::Lost);
         }
     };
-    if result.is_err() {
-        // The next receive may start again at once rather than wait for the lease to run out.
+    if !matches!(result, Ok(Build::Done)) {
+        // The next receive (or the continuation) may start at once rather than wait for the
+        // lease to run out.
         let held = Timestamp::from_unix(held.load(Ordering::Relaxed));
         if let Err(error) = app.requests.update(request.id, &Transition::Release { held }).await {
             tracing::warn!(error = format!("{error:#}"), "releasing the build lease failed");
         }
     }
-    result.map(|()| Build::Done)
+    result
 }
 
 /// Renews the build's lease (whose end `held` holds) while it runs; resolves when another
@@ -157,35 +188,47 @@ async fn renew(app: &App, id: RequestId, held: &AtomicI64) {
     }
 }
 
-async fn write(app: &App, request: &DataRequest) -> anyhow::Result<()> {
+async fn write(
+    app: &App,
+    request: &DataRequest,
+    lease: &AtomicI64,
+    stop_at: Option<std::time::Instant>,
+) -> anyhow::Result<Build> {
     let started = std::time::Instant::now();
-    let writer = app.exports.create(request.id, ExportFormat::Json).await.context("starting the export")?;
-    let html = HtmlOutput {
-        writer: app.exports.create(request.id, ExportFormat::Html).await.context("starting the HTML report")?,
+    let build = export::Build {
+        subjects: &*app.subjects,
+        sources: &*app.sources,
+        requests: &*app.requests,
+        exports: &*app.exports,
         clock: &*app.clock,
         ttl: app.settings.export_ttl,
+        not_before: app.settings.retained_since(app.now()),
     };
-    let not_before = app.settings.retained_since(app.now());
-    let (written, report) =
-        write_export_and_report(&*app.subjects, &*app.sources, &*app.requests, request, writer, html, not_before)
-            .await
-            .context("writing the export")?;
+    let checkpoints = Checkpoints { every: app.settings.checkpoint_every, stop_at, lease };
+    let (written, report) = match export::build(&build, request, checkpoints).await.context("writing the export")? {
+        export::Outcome::Complete(written, Some(report)) => (written, report),
+        export::Outcome::Complete(_, None) => anyhow::bail!("the HTML report was not written"),
+        export::Outcome::Suspended => {
+            tracing::info!("the build stopped at a checkpoint; a continuation goes on");
+            return Ok(Build::Suspended);
+        }
+    };
     let size = written.bytes;
     // The expiry the report states, so the page and the status agree.
     let built = Transition::Built { bytes: size, completed: app.now(), expires: report.expires };
     if app.requests.update(request.id, &built).await? {
-        tracing::info!(bytes = size, "export built");
+        tracing::info!(bytes = size, runs = written.runs, "export built");
         crate::metrics::emit(&BuildFigures {
             outcome: "built",
             bytes: size,
             records: written.sections.iter().map(|(_, count)| count).sum(),
             duration: started.elapsed(),
-            invocations: 1,
+            invocations: written.runs,
         });
         let records = written.sections.into_iter().map(|(name, count)| (name.to_owned(), count)).collect();
         app.record(request.account, request.id, AuditEvent::Built { bytes: size, records }).await;
     }
-    Ok(())
+    Ok(Build::Done)
 }
 
 /// How long one delivery attempt of `bytes` may run: the delivery timeout, plus the time the

@@ -1,5 +1,7 @@
 //! Export files in a folder of the local data dir. A file is written under a temporary name
-//! and renamed when finished, so a reader never sees a partial export.
+//! and renamed when finished, so a reader never sees a partial export. A checkpoint syncs the
+//! temporary file and keeps it for a resume; temporary files untouched for a day are removed
+//! when the folder is opened.
 
 use std::io::ErrorKind;
 use std::path::PathBuf;
@@ -9,10 +11,10 @@ use anyhow::Context;
 use async_trait::async_trait;
 use rand::Rng;
 use tokio::fs::{self, File};
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 
 use crate::domain::RequestId;
-use crate::ports::{ExportFile, ExportFormat, ExportStore, ExportWriter, Served};
+use crate::ports::{ExportFile, ExportFormat, ExportStore, ExportWriter, Served, UnfinishedFile};
 
 /// A folder of `<request id>.json` files and their `<request id>.html` reports.
 pub struct FolderExports {
@@ -26,10 +28,15 @@ impl FolderExports {
     /// When the folder cannot be created.
     pub fn new(dir: PathBuf) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        // Parts left by a process that died while writing will never be finished.
+        // Parts left by a process that died while writing, and not resumed for a day (a build
+        // goes on from its checkpoint within minutes), will never be finished.
         for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
             let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.') && name.to_string_lossy().ends_with(".part") {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().is_ok_and(|age| age >= ABANDONED_AFTER));
+            if stale && name.to_string_lossy().starts_with('.') && name.to_string_lossy().ends_with(".part") {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -43,11 +50,21 @@ impl FolderExports {
     }
 }
 
+/// How long an unfinished export file is kept for a resume.
+const ABANDONED_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 struct FolderWriter {
     file: BufWriter<File>,
     temporary: PathBuf,
     target: PathBuf,
     written: u64,
+    /// Whether a checkpoint keeps the temporary file for a resume.
+    kept: bool,
+}
+
+/// The name every temporary file of an export starts with.
+fn temporary_prefix(id: RequestId, format: ExportFormat) -> String {
+    format!(".{id}.{}.", format.as_str())
 }
 
 #[async_trait]
@@ -56,6 +73,14 @@ impl ExportWriter for FolderWriter {
         self.file.write_all(bytes).await.context("writing an export")?;
         self.written += bytes.len() as u64;
         Ok(())
+    }
+
+    async fn checkpoint(&mut self) -> anyhow::Result<String> {
+        self.file.flush().await.context("flushing an export")?;
+        self.file.get_ref().sync_data().await.context("syncing an export")?;
+        self.kept = true;
+        let file = self.temporary.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        UnfinishedFile { file, written: self.written }.to_text()
     }
 
     async fn finish(mut self: Box<Self>) -> anyhow::Result<u64> {
@@ -68,8 +93,11 @@ impl ExportWriter for FolderWriter {
 
 impl Drop for FolderWriter {
     fn drop(&mut self) {
-        // Unfinished: the temporary file goes. Finished: it was renamed and this is a no-op.
-        let _ = std::fs::remove_file(&self.temporary);
+        // Unfinished: the temporary file goes, unless a checkpoint keeps it for a resume.
+        // Finished: it was renamed and this is a no-op.
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
     }
 }
 
@@ -88,13 +116,37 @@ async fn open_file(path: PathBuf) -> anyhow::Result<Option<ExportFile>> {
 impl ExportStore for FolderExports {
     async fn create(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Box<dyn ExportWriter>> {
         let suffix: u64 = rand::rng().random();
-        let temporary = self.dir.join(format!(".{id}.{}.{suffix:016x}.part", format.as_str()));
+        let temporary = self.dir.join(format!("{}{suffix:016x}.part", temporary_prefix(id, format)));
         let file = File::create(&temporary).await.context("creating an export")?;
         Ok(Box::new(FolderWriter {
             file: BufWriter::with_capacity(256 * 1024, file),
             temporary,
             target: self.path(id, format),
             written: 0,
+            kept: false,
+        }))
+    }
+
+    async fn resume(
+        &self,
+        id: RequestId,
+        format: ExportFormat,
+        checkpoint: &str,
+    ) -> anyhow::Result<Box<dyn ExportWriter>> {
+        let at = UnfinishedFile::parse(checkpoint, &temporary_prefix(id, format))?;
+        let temporary = self.dir.join(&at.file);
+        let mut file = fs::OpenOptions::new().write(true).open(&temporary).await.context("reopening an export")?;
+        let len = file.metadata().await.context("reading an export's size")?.len();
+        anyhow::ensure!(len >= at.written, "the export file is shorter than its checkpoint");
+        // Bytes written after the checkpoint are written again.
+        file.set_len(at.written).await.context("cutting an export back to its checkpoint")?;
+        file.seek(std::io::SeekFrom::End(0)).await.context("reopening an export")?;
+        Ok(Box::new(FolderWriter {
+            file: BufWriter::with_capacity(256 * 1024, file),
+            temporary,
+            target: self.path(id, format),
+            written: at.written,
+            kept: true,
         }))
     }
 

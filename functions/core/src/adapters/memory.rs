@@ -19,7 +19,7 @@ use crate::domain::{
 use crate::ports::{
     Accounts, AuditLog, BuildQueue, Clock, ExportFile, ExportFormat, ExportStore, ExportWriter, KeyClaim, Mailer,
     MimeChunks, OutgoingMail, Page, RequestStore, Served, SourceError, SourceReader, SourceRow, SubjectData,
-    SubjectSources, WebDelivery, WebhookHeaders,
+    SubjectSources, UnfinishedFile, WebDelivery, WebhookHeaders,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,7 +138,7 @@ type ExportFiles = Arc<Mutex<HashMap<(RequestId, ExportFormat), Vec<u8>>>>;
 
 /// Export files as byte vectors, by request and format.
 #[derive(Default)]
-pub struct MemoryExports(ExportFiles);
+pub struct MemoryExports(ExportFiles, Arc<Mutex<HashMap<String, Vec<u8>>>>);
 
 impl MemoryExports {
     /// The bytes of a JSON export.
@@ -156,6 +156,13 @@ struct MemoryWriter {
     key: (RequestId, ExportFormat),
     buffer: Vec<u8>,
     files: ExportFiles,
+    /// The name of its unfinished file among the checkpointed ones.
+    name: String,
+    unfinished: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+}
+
+fn unfinished_prefix(id: RequestId, format: ExportFormat) -> String {
+    format!("{id}.{}.", format.as_str())
 }
 
 #[async_trait]
@@ -165,8 +172,14 @@ impl ExportWriter for MemoryWriter {
         Ok(())
     }
 
+    async fn checkpoint(&mut self) -> anyhow::Result<String> {
+        lock(&self.unfinished).insert(self.name.clone(), self.buffer.clone());
+        UnfinishedFile { file: self.name.clone(), written: self.buffer.len() as u64 }.to_text()
+    }
+
     async fn finish(self: Box<Self>) -> anyhow::Result<u64> {
         let len = self.buffer.len() as u64;
+        lock(&self.unfinished).remove(&self.name);
         lock(&self.files).insert(self.key, self.buffer);
         Ok(len)
     }
@@ -179,7 +192,23 @@ fn memory_file(bytes: Vec<u8>) -> ExportFile {
 #[async_trait]
 impl ExportStore for MemoryExports {
     async fn create(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Box<dyn ExportWriter>> {
-        Ok(Box::new(MemoryWriter { key: (id, format), buffer: Vec::new(), files: Arc::clone(&self.0) }))
+        let name = format!("{}{:016x}", unfinished_prefix(id, format), rand::random::<u64>());
+        let (files, unfinished) = (Arc::clone(&self.0), Arc::clone(&self.1));
+        Ok(Box::new(MemoryWriter { key: (id, format), buffer: Vec::new(), files, name, unfinished }))
+    }
+
+    async fn resume(
+        &self,
+        id: RequestId,
+        format: ExportFormat,
+        checkpoint: &str,
+    ) -> anyhow::Result<Box<dyn ExportWriter>> {
+        let at = UnfinishedFile::parse(checkpoint, &unfinished_prefix(id, format))?;
+        let mut buffer = lock(&self.1).get(&at.file).cloned().ok_or_else(|| anyhow::anyhow!("the file is gone"))?;
+        anyhow::ensure!(buffer.len() as u64 >= at.written, "the file is shorter than its checkpoint");
+        buffer.truncate(usize::try_from(at.written)?);
+        let (files, unfinished) = (Arc::clone(&self.0), Arc::clone(&self.1));
+        Ok(Box::new(MemoryWriter { key: (id, format), buffer, files, name: at.file, unfinished }))
     }
 
     async fn open(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Option<ExportFile>> {

@@ -11,6 +11,10 @@
 //!           ▼                                ▼                        ▼
 //!         failed                          expired ◀───────expire──────┘
 //! ```
+//!
+//! A running build also checkpoints (fenced by its lease like a renewal): a builder that takes
+//! the build over, or the continuation of one that stopped before its deadline, goes on from the
+//! checkpoint, and `built` or `fail` clears it.
 
 use std::time::Duration;
 
@@ -45,6 +49,16 @@ pub enum Transition {
     Progress {
         /// Bytes of the export written.
         written: u64,
+    },
+    /// The running build made everything up to `written` bytes durable, and `checkpoint` says
+    /// how to go on from there. Refused when another builder took the build over.
+    Checkpoint {
+        /// The end of the lease this builder holds.
+        held: Timestamp,
+        /// Bytes of the export written and kept.
+        written: u64,
+        /// How to continue the build (the export writer's record of it).
+        checkpoint: String,
     },
     /// The running build is alive: the builder that holds the lease until `held` holds it
     /// until `lease_until`. Refused when another builder took the build over.
@@ -163,6 +177,8 @@ pub struct Change {
     pub lease_until: Option<Option<Timestamp>>,
     /// Delivery bookkeeping, replaced whole.
     pub delivery: Option<Delivery>,
+    /// The build's checkpoint: `Some(None)` clears it.
+    pub checkpoint: Option<Option<String>>,
 }
 
 impl Change {
@@ -189,6 +205,9 @@ impl Change {
         if let Some(delivery) = &self.delivery {
             request.delivery = delivery.clone();
         }
+        if let Some(checkpoint) = &self.checkpoint {
+            request.checkpoint.clone_from(checkpoint);
+        }
     }
 }
 
@@ -209,7 +228,7 @@ impl Transition {
             Self::StartBuild { now, .. } | Self::Requeue { now } => {
                 Guard { lease_free_at: Some(*now), ..Guard::in_states(&[Accepted, Building]) }
             }
-            Self::Renew { held, .. } | Self::Release { held } => {
+            Self::Renew { held, .. } | Self::Release { held } | Self::Checkpoint { held, .. } => {
                 Guard { lease_is: Some(*held), ..Guard::in_states(&[Building]) }
             }
             Self::Progress { .. } | Self::Built { .. } => Guard::in_states(&[Building]),
@@ -227,13 +246,17 @@ impl Transition {
     #[must_use]
     pub fn change(&self, stored: &DataRequest) -> Change {
         match self {
+            // A build taken over continues from its checkpoint, whose bytes stay available.
             Self::StartBuild { lease_until, .. } => Change {
                 state: Some(State::Building),
-                available: Some(0),
+                available: if stored.checkpoint.is_some() { None } else { Some(0) },
                 lease_until: Some(Some(*lease_until)),
                 ..Change::default()
             },
             Self::Progress { written } => Change { available: Some(*written), ..Change::default() },
+            Self::Checkpoint { written, checkpoint, .. } => {
+                Change { available: Some(*written), checkpoint: Some(Some(checkpoint.clone())), ..Change::default() }
+            }
             Self::Renew { lease_until, .. } => Change { lease_until: Some(Some(*lease_until)), ..Change::default() },
             Self::Release { .. } => Change { lease_until: Some(None), ..Change::default() },
             // A lease that ends now holds nothing, and dates the request's last sign of life.
@@ -244,12 +267,14 @@ impl Transition {
                 completed: Some(*completed),
                 expires: Some(*expires),
                 lease_until: Some(None),
+                checkpoint: Some(None),
                 ..Change::default()
             },
             Self::Fail { reason } => Change {
                 state: Some(State::Failed),
                 reason: Some(reason.clone()),
                 lease_until: Some(None),
+                checkpoint: Some(None),
                 ..Change::default()
             },
             Self::ClaimDelivery { until, .. } => Change {
@@ -387,6 +412,22 @@ mod tests {
         assert!(!Transition::ClaimDelivery { now: at(500), until: at(600) }.apply(&mut r), "sent once");
     }
 
+    #[test]
+    fn a_build_taken_over_keeps_its_checkpoint_and_the_bytes_it_made_durable() {
+        let mut r = request(State::Accepted);
+        assert!(Transition::StartBuild { now: at(10), lease_until: at(70) }.apply(&mut r));
+        let checkpoint = Transition::Checkpoint { held: at(70), written: 64, checkpoint: "c".into() };
+        let stranger = Transition::Checkpoint { held: at(71), written: 64, checkpoint: "c".into() };
+        assert!(!stranger.apply(&mut r), "not the holder");
+        assert!(checkpoint.apply(&mut r));
+        assert_eq!((r.available, r.checkpoint.as_deref()), (64, Some("c")));
+        assert!(Transition::StartBuild { now: at(70), lease_until: at(130) }.apply(&mut r));
+        assert_eq!((r.available, r.checkpoint.as_deref()), (64, Some("c")), "the next builder goes on from it");
+        assert!(!checkpoint.apply(&mut r), "the old holder is fenced off");
+        assert!(Transition::Built { bytes: 100, completed: at(80), expires: at(180) }.apply(&mut r));
+        assert_eq!((r.available, r.checkpoint), (100, None));
+    }
+
     fn transition() -> impl Strategy<Value = Transition> {
         let t = || (0i64..400).prop_map(at);
         prop_oneof![
@@ -395,6 +436,11 @@ mod tests {
             (0u64..1_000).prop_map(|written| Transition::Progress { written }),
             (t(), t()).prop_map(|(held, lease_until)| Transition::Renew { held, lease_until }),
             t().prop_map(|held| Transition::Release { held }),
+            (t(), 0u64..1_000).prop_map(|(held, written)| Transition::Checkpoint {
+                held,
+                written,
+                checkpoint: format!("at {written}")
+            }),
             (0u64..1_000, t()).prop_map(|(bytes, completed)| Transition::Built {
                 bytes,
                 completed,
@@ -445,7 +491,7 @@ mod tests {
                 if replay {
                     let once = r.clone();
                     let again = step.apply(&mut r);
-                    if matches!(step, Transition::Progress { .. } | Transition::Renew { .. } | Transition::DeliveryFailed { .. } | Transition::Requeue { .. }) {
+                    if matches!(step, Transition::Progress { .. } | Transition::Checkpoint { .. } | Transition::Renew { .. } | Transition::DeliveryFailed { .. } | Transition::Requeue { .. }) {
                         prop_assert_eq!(&r, &once, "replaying {:?} changed the request", step);
                     } else {
                         prop_assert!(!again, "{:?} applied twice", step);

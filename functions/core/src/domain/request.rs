@@ -235,6 +235,9 @@ pub struct DataRequest {
     pub expires: Option<Timestamp>,
     /// Until when the builder that started or last renewed the build holds it.
     pub lease_until: Option<Timestamp>,
+    /// Where an unfinished build stands, as the export writer recorded it (opaque here): a
+    /// builder that takes the build over continues from it instead of from the first byte.
+    pub checkpoint: Option<String>,
     /// Delivery bookkeeping.
     pub delivery: Delivery,
 }
@@ -265,6 +268,7 @@ impl DataRequest {
             completed: None,
             expires: None,
             lease_until: None,
+            checkpoint: None,
             delivery,
         }
     }

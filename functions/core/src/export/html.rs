@@ -133,7 +133,57 @@ pub struct HtmlReport {
     subject: (&'static str, String),
 }
 
+/// Where a report stands between two runs of a build that goes on from a checkpoint (its
+/// pending bytes were handed on before).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportState {
+    sections: Vec<(String, u64)>,
+    open: bool,
+    table: bool,
+    earliest: Option<i64>,
+    latest: Option<i64>,
+}
+
 impl HtmlReport {
+    /// Where the report stands, to continue it with [`HtmlReport::resume`].
+    #[must_use]
+    pub fn state(&self) -> ReportState {
+        ReportState {
+            sections: self.sections.iter().map(|(name, count)| ((*name).to_owned(), *count)).collect(),
+            open: self.open,
+            table: self.table,
+            earliest: self.earliest.map(Timestamp::unix),
+            latest: self.latest.map(Timestamp::unix),
+        }
+    }
+
+    /// Continues the page of a request's export where `state` left it.
+    ///
+    /// # Errors
+    /// When the state names a section the export of this subject does not have.
+    pub fn resume(request: RequestId, subject: &Subject, state: ReportState) -> anyhow::Result<Self> {
+        let known = sections_of(subject);
+        let sections = state
+            .sections
+            .into_iter()
+            .map(|(name, count)| {
+                let name = known.iter().find(|known| **known == name).copied();
+                Ok((name.ok_or_else(|| anyhow::anyhow!("the report's checkpoint names an unknown section"))?, count))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            buffer: Vec::with_capacity(64 * 1024),
+            sections,
+            open: state.open,
+            table: state.table,
+            earliest: state.earliest.map(Timestamp::from_unix),
+            latest: state.latest.map(Timestamp::from_unix),
+            request,
+            subject: describe_subject(subject),
+        })
+    }
+
     /// Starts the page of a request's export.
     #[must_use]
     pub fn start(request: RequestId, subject: &Subject) -> Self {

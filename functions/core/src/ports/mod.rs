@@ -123,11 +123,52 @@ pub trait ExportWriter: Send {
     /// When the store refuses the bytes.
     async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()>;
 
+    /// Makes every byte written so far durable and describes the unfinished file (opaque text,
+    /// for [`ExportStore::resume`]). The file stays unfinished and unpublished; it is kept for a
+    /// resume even when this writer is dropped without finishing.
+    ///
+    /// # Errors
+    /// When the store cannot keep the bytes.
+    async fn checkpoint(&mut self) -> anyhow::Result<String>;
+
     /// Completes the file, which only now becomes visible. Returns its size.
     ///
     /// # Errors
     /// When the store cannot complete it.
     async fn finish(self: Box<Self>) -> anyhow::Result<u64>;
+}
+
+/// The checkpoint of an export written to a named file that is kept unfinished until it is
+/// complete: the stores that write such files (a folder, memory) describe it so.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnfinishedFile {
+    /// The unfinished file's name in its store.
+    pub file: String,
+    /// The bytes that are part of the export; anything after them was written past the
+    /// checkpoint and is cut off on resume.
+    pub written: u64,
+}
+
+impl UnfinishedFile {
+    /// The checkpoint as its writer hands it out.
+    ///
+    /// # Errors
+    /// Never in practice (the struct always serialises).
+    pub fn to_text(&self) -> anyhow::Result<String> {
+        Ok(serde_json::to_string(self)?)
+    }
+
+    /// Reads a checkpoint, which must name a file whose name starts with `prefix`.
+    ///
+    /// # Errors
+    /// When the text is not such a checkpoint.
+    pub fn parse(text: &str, prefix: &str) -> anyhow::Result<Self> {
+        let parsed: Self = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("not an export checkpoint: {e}"))?;
+        let plain = !parsed.file.contains(['/', '\\']) && parsed.file.starts_with(prefix);
+        anyhow::ensure!(plain, "the checkpoint names another export's file");
+        Ok(parsed)
+    }
 }
 
 /// The renderings of an export: Copernica's JSON file, and an HTML page a person can read.
@@ -177,6 +218,19 @@ pub trait ExportStore: Send + Sync {
     /// # Errors
     /// When the store cannot be reached.
     async fn create(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Box<dyn ExportWriter>>;
+
+    /// Goes on writing an unfinished file from a checkpoint of its writer: the file holds
+    /// exactly the bytes written up to that checkpoint, whatever was written after it.
+    ///
+    /// # Errors
+    /// When the store cannot be reached, or the checkpoint is not one of this store's or its
+    /// file is gone.
+    async fn resume(
+        &self,
+        id: RequestId,
+        format: ExportFormat,
+        checkpoint: &str,
+    ) -> anyhow::Result<Box<dyn ExportWriter>>;
 
     /// Opens a finished export for reading, if it exists.
     ///

@@ -114,6 +114,7 @@ fn to_item(r: &DataRequest, version: u64) -> Item {
     put_opt_s(&mut item, "delivery_error", r.delivery.error.as_deref());
     put_opt_n(&mut item, "delivery_claimed_until", r.delivery.claimed_until.map(Timestamp::unix));
     put_opt_n(&mut item, "build_lease_until", r.lease_until.map(Timestamp::unix));
+    put_opt_s(&mut item, "build_checkpoint", r.checkpoint.as_deref());
     item.insert("version".into(), n(version));
     item.insert("ttl".into(), n(r.expires.unwrap_or(r.created).unix().saturating_add(KEEP_RECORD)));
     item
@@ -140,6 +141,7 @@ fn from_item(item: &Item) -> anyhow::Result<DataRequest> {
             claimed_until: opt_n(item, "delivery_claimed_until")?.map(Timestamp::from_unix),
         },
         lease_until: opt_n(item, "build_lease_until")?.map(Timestamp::from_unix),
+        checkpoint: opt_s(item, "build_checkpoint").map(str::to_owned),
     })
 }
 

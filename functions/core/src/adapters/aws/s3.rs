@@ -3,6 +3,12 @@
 //! are answered in the response body; larger ones by a `303` to a presigned GET minted per
 //! call (a Lambda response is capped at 6 MB), which always downloads as an attachment: S3
 //! cannot send the report's Content-Security-Policy, so it is never rendered on S3's origin.
+//!
+//! A checkpoint keeps the upload open: the bytes not yet in a part go up as a part when they
+//! are enough for one (5 MiB), and otherwise into a small object of their own (the tail, named
+//! by the offset where it ends, so an older checkpoint's tail is never overwritten). A resume lists the parts
+//! from the checkpoint, reads the tail back and goes on; the tails go when the file completes,
+//! and the bucket's lifecycle rules catch what a build that never completes leaves.
 
 use std::time::Duration;
 
@@ -17,6 +23,9 @@ use crate::ports::{ExportFile, ExportFormat, ExportStore, ExportWriter, Served};
 
 /// Bytes per uploaded part (S3's minimum is 5 MiB for all parts but the last).
 const PART: usize = 8 * 1024 * 1024;
+
+/// S3's smallest part but the last.
+const MIN_PART: usize = 5 * 1024 * 1024;
 
 /// The exports bucket.
 pub struct S3Exports {
@@ -36,6 +45,26 @@ fn key(id: RequestId, format: ExportFormat) -> String {
     format!("exports/{id}.{}", format.as_str())
 }
 
+/// An unfinished upload, as a checkpoint records it.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Unfinished {
+    /// The multipart upload, once one was started.
+    upload: Option<String>,
+    /// The entity tags of its parts, numbered from 1.
+    parts: Vec<String>,
+    /// Bytes of the file so far (the parts and the tail).
+    written: u64,
+    /// Where the tails stored so far end.
+    tails: Vec<u64>,
+    /// The bytes after the parts, kept in the tail that ends at `written`.
+    tail: u64,
+}
+
+fn tail_key(key: &str, end: u64) -> String {
+    format!("{key}.tail-{end}")
+}
+
 struct MultipartWriter {
     client: Client,
     bucket: String,
@@ -45,6 +74,10 @@ struct MultipartWriter {
     upload: Option<String>,
     parts: Vec<CompletedPart>,
     written: u64,
+    /// Where the tails stored by checkpoints end; they are removed once the file is complete.
+    tails: Vec<u64>,
+    /// Whether a checkpoint keeps the upload for a resume.
+    kept: bool,
 }
 
 impl MultipartWriter {
@@ -95,7 +128,47 @@ impl ExportWriter for MultipartWriter {
         Ok(())
     }
 
+    async fn checkpoint(&mut self) -> anyhow::Result<String> {
+        if self.buffer.len() >= MIN_PART {
+            self.upload_part().await?;
+        }
+        let tail = self.buffer.len() as u64;
+        if tail > 0 {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(tail_key(&self.key, self.written))
+                .body(ByteStream::from(self.buffer.clone()))
+                .send()
+                .await
+                .context("storing the tail of an unfinished export")?;
+            if self.tails.last() != Some(&self.written) {
+                self.tails.push(self.written);
+            }
+        }
+        self.kept = true;
+        let parts = self.parts.iter().map(|p| p.e_tag.clone().unwrap_or_default()).collect();
+        let state =
+            Unfinished { upload: self.upload.clone(), parts, written: self.written, tails: self.tails.clone(), tail };
+        Ok(serde_json::to_string(&state)?)
+    }
+
     async fn finish(mut self: Box<Self>) -> anyhow::Result<u64> {
+        let tails = std::mem::take(&mut self.tails);
+        let written = self.complete().await?;
+        for end in tails {
+            // Best effort: the lifecycle rule removes what is left.
+            let key = tail_key(&self.key, end);
+            if let Err(error) = self.client.delete_object().bucket(&self.bucket).key(key).send().await {
+                tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&error), "removing a checkpoint's tail failed");
+            }
+        }
+        Ok(written)
+    }
+}
+
+impl MultipartWriter {
+    async fn complete(&mut self) -> anyhow::Result<u64> {
         if self.upload.is_none() {
             let body = std::mem::take(&mut self.buffer);
             self.client
@@ -128,8 +201,9 @@ impl ExportWriter for MultipartWriter {
 
 impl Drop for MultipartWriter {
     fn drop(&mut self) {
-        // An unfinished upload is aborted by the bucket's lifecycle rule; try now as well.
-        if let Some(upload) = self.upload.take() {
+        // An unfinished upload is aborted by the bucket's lifecycle rule; try now as well,
+        // unless a checkpoint keeps it for a resume.
+        if let Some(upload) = self.upload.take().filter(|_| !self.kept) {
             let request = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(upload);
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move {
@@ -161,6 +235,48 @@ impl ExportStore for S3Exports {
             upload: None,
             parts: Vec::new(),
             written: 0,
+            tails: Vec::new(),
+            kept: false,
+        }))
+    }
+
+    async fn resume(
+        &self,
+        id: RequestId,
+        format: ExportFormat,
+        checkpoint: &str,
+    ) -> anyhow::Result<Box<dyn ExportWriter>> {
+        let at: Unfinished = serde_json::from_str(checkpoint).context("not an export checkpoint")?;
+        let key = key(id, format);
+        let mut buffer = Vec::with_capacity(PART);
+        if at.tail > 0 {
+            let object = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(tail_key(&key, at.written))
+                .send()
+                .await
+                .context("reading the tail of an unfinished export")?;
+            let bytes = object.body.collect().await.context("reading the tail of an unfinished export")?;
+            buffer.extend_from_slice(&bytes.into_bytes());
+            anyhow::ensure!(buffer.len() as u64 == at.tail, "the tail is not the checkpoint's");
+        }
+        let parts = (1..)
+            .zip(at.parts)
+            .map(|(number, e_tag)| CompletedPart::builder().part_number(number).e_tag(e_tag).build())
+            .collect();
+        Ok(Box::new(MultipartWriter {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key,
+            content_type: format.content_type(),
+            buffer,
+            upload: at.upload,
+            parts,
+            written: at.written,
+            tails: at.tails,
+            kept: true,
         }))
     }
 

@@ -1,6 +1,6 @@
 //! The database schema, and the step that brings a database of an earlier version up to date.
 //!
-//! Version 5 (this one) adds the build lease of a request; version 4 the audit log; version 3 the idempotency keys of POSTs. Version 2 keeps events by their key (so a replayed event is stored once), serves
+//! Version 6 (this one) adds the checkpoint of a build; version 5 the build lease of a request; version 4 the audit log; version 3 the idempotency keys of POSTs. Version 2 keeps events by their key (so a replayed event is stored once), serves
 //! a profile's own records through indexes of the records without a subprofile (a subprofile's
 //! records reach a profile only through the subprofile), and keeps the lower-cased address of
 //! profiles and subprofiles for erasure by address. `PRAGMA user_version` holds the version.
@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::to_i64;
 use crate::domain::Event;
 
-const VERSION: i64 = 5;
+const VERSION: i64 = 6;
 
 const SCHEMA: &str = r"
 CREATE TABLE IF NOT EXISTS accounts (
@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS requests (
     delivery_method TEXT,
     delivery_error TEXT,
     delivery_claimed_until INTEGER,
-    build_lease_until INTEGER
+    build_lease_until INTEGER,
+    build_checkpoint TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_expires ON requests(expires) WHERE state IN ('built', 'delivered');
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -118,6 +119,13 @@ CREATE INDEX IF NOT EXISTS events_by_subprofile ON events(account, subprofile, k
 CREATE INDEX IF NOT EXISTS events_by_email ON events(account, email_lc, kind, time, key);
 ";
 
+/// Whether `table` has a column `name` (false when the table does not exist).
+fn has_column(c: &Connection, table: &str, name: &str) -> rusqlite::Result<bool> {
+    c.query_row("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", params![table, name], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+}
+
 /// Creates the schema, or brings a database of version 1 up to date, in one transaction.
 pub fn create(connection: &mut Connection) -> anyhow::Result<()> {
     // Only a new database takes these; WAL stays on once set.
@@ -128,10 +136,7 @@ pub fn create(connection: &mut Connection) -> anyhow::Result<()> {
     }
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Version 1 kept events by arrival (`seq`); later versions only add tables.
-    let old = tx
-        .query_row("SELECT 1 FROM pragma_table_info('events') WHERE name = 'seq'", [], |_| Ok(()))
-        .optional()?
-        .is_some();
+    let old = has_column(&tx, "events", "seq")?;
     if old {
         // Version 1: events appended by arrival (`seq`), owned by the profile the line named.
         tx.execute_batch(
@@ -147,16 +152,13 @@ pub fn create(connection: &mut Connection) -> anyhow::Result<()> {
         )?;
     }
     // Version 4 and before: requests without a build lease.
-    let leaseless = tx
-        .query_row("SELECT 1 FROM pragma_table_info('requests') WHERE name = 'id'", [], |_| Ok(()))
-        .optional()?
-        .is_some()
-        && tx
-            .query_row("SELECT 1 FROM pragma_table_info('requests') WHERE name = 'build_lease_until'", [], |_| Ok(()))
-            .optional()?
-            .is_none();
+    let leaseless = has_column(&tx, "requests", "id")? && !has_column(&tx, "requests", "build_lease_until")?;
     if leaseless {
         tx.execute_batch("ALTER TABLE requests ADD COLUMN build_lease_until INTEGER;")?;
+    }
+    // Version 5 and before: requests without a build checkpoint.
+    if has_column(&tx, "requests", "id")? && !has_column(&tx, "requests", "build_checkpoint")? {
+        tx.execute_batch("ALTER TABLE requests ADD COLUMN build_checkpoint TEXT;")?;
     }
     tx.execute_batch(SCHEMA)?;
     if old {
