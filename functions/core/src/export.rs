@@ -25,7 +25,7 @@ use crate::domain::{
 };
 use crate::ports::{
     Clock, ExportFormat, ExportStore, ExportWriter, NoSources, Page, RequestStore, SourceReader, SourceRow,
-    SubjectData, SubjectSources,
+    SubjectData, SubjectSources, UnfinishedGone,
 };
 use html::{Expiry, HtmlReport};
 use json_string::JsonString;
@@ -190,6 +190,7 @@ pub fn time_is_up(stop_at: Option<std::time::Instant>) -> bool {
 }
 
 /// How a build keeps checkpoints in its request record, and when it must stop.
+#[derive(Clone, Copy)]
 pub struct Checkpoints<'a> {
     /// Bytes between two checkpoints, at most (plus one record).
     pub every: u64,
@@ -640,12 +641,19 @@ pub async fn build(build: &Build<'_>, request: &DataRequest, checkpoints: Checkp
         match resume(build.exports, request, text).await {
             Ok((state, json, html)) => {
                 let html = html.map(|(writer, report)| (html_output(writer), report));
-                return write(parts, Start::Resumed(state, json, html), Some(checkpoints)).await;
+                match write(parts, Start::Resumed(state, json, html), Some(checkpoints)).await {
+                    Err(error) if error.downcast_ref::<UnfinishedGone>().is_some() => {
+                        tracing::warn!("the checkpoint's files are gone; building again");
+                    }
+                    done => return done,
+                }
             }
             Err(error) => {
-                tracing::warn!(error = format!("{error:#}"), "the checkpoint could not be resumed; building again")
+                tracing::warn!(error = format!("{error:#}"), "the checkpoint could not be resumed; building again");
             }
         }
+        // A file a killed run completed (without recording so) goes: it is written again.
+        build.exports.delete(request.id).await.context("removing the files of a build given up")?;
     }
     let json = build.exports.create(request.id, ExportFormat::Json).await.context("starting the export")?;
     let html = build.exports.create(request.id, ExportFormat::Html).await.context("starting the HTML report")?;
@@ -668,6 +676,7 @@ async fn resume(exports: &dyn ExportStore, request: &DataRequest, text: &str) ->
 }
 
 /// What a build reads.
+#[derive(Clone, Copy)]
 struct Parts<'a> {
     subjects: &'a dyn SubjectData,
     sources: &'a dyn SubjectSources,

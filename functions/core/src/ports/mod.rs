@@ -138,6 +138,12 @@ pub trait ExportWriter: Send {
     async fn finish(self: Box<Self>) -> anyhow::Result<u64>;
 }
 
+/// A resumed writer found its unfinished file gone (completed by a run that died before it
+/// could record so, or removed): the build cannot go on from the checkpoint and starts again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the unfinished export is gone")]
+pub struct UnfinishedGone;
+
 /// The checkpoint of an export written to a named file that is kept unfinished until it is
 /// complete: the stores that write such files (a folder, memory) describe it so.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -19,7 +19,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use crate::domain::RequestId;
-use crate::ports::{ExportFile, ExportFormat, ExportStore, ExportWriter, Served};
+use crate::ports::{ExportFile, ExportFormat, ExportStore, ExportWriter, Served, UnfinishedGone};
 
 /// Bytes per uploaded part (S3's minimum is 5 MiB for all parts but the last).
 const PART: usize = 8 * 1024 * 1024;
@@ -111,7 +111,7 @@ impl MultipartWriter {
             .body(ByteStream::from(body))
             .send()
             .await
-            .context("uploading an export part")?;
+            .map_err(|e| gone_or(e, "uploading an export part"))?;
         self.parts.push(CompletedPart::builder().part_number(number).set_e_tag(part.e_tag).build());
         Ok(())
     }
@@ -194,7 +194,7 @@ impl MultipartWriter {
             .multipart_upload(parts)
             .send()
             .await
-            .context("completing an export upload")?;
+            .map_err(|e| gone_or(e, "completing an export upload"))?;
         Ok(self.written)
     }
 }
@@ -212,6 +212,18 @@ impl Drop for MultipartWriter {
             }
         }
     }
+}
+
+/// An upload's error: [`UnfinishedGone`] when S3 no longer knows the upload (a checkpoint's
+/// upload that was completed by a run killed before it could record so, or aborted).
+fn gone_or<E>(error: aws_sdk_s3::error::SdkError<E>, doing: &'static str) -> anyhow::Error
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    let gone = error.code() == Some("NoSuchUpload") || error.raw_response().is_some_and(|r| r.status().as_u16() == 404);
+    let error = anyhow::Error::new(error).context(doing);
+    if gone { error.context(UnfinishedGone) } else { error }
 }
 
 fn is_missing<E: aws_sdk_s3::error::ProvideErrorMetadata>(error: &aws_sdk_s3::error::SdkError<E>) -> bool {
@@ -248,6 +260,13 @@ impl ExportStore for S3Exports {
     ) -> anyhow::Result<Box<dyn ExportWriter>> {
         let at: Unfinished = serde_json::from_str(checkpoint).context("not an export checkpoint")?;
         let key = key(id, format);
+        // A run killed between completing the file and recording so leaves the upload closed:
+        // then the build starts again (and writes the same file).
+        match self.client.head_object().bucket(&self.bucket).key(&key).send().await {
+            Ok(_) => anyhow::bail!(UnfinishedGone),
+            Err(e) if is_missing(&e) => {}
+            Err(e) => return Err(anyhow::Error::new(e).context("looking for an unfinished export")),
+        }
         let mut buffer = Vec::with_capacity(PART);
         if at.tail > 0 {
             let object = self
