@@ -25,6 +25,8 @@ struct Invocation {
 }
 
 struct Shared {
+    /// Each invocation's time, in milliseconds (the deadline the function is told).
+    timeout_ms: Arc<std::sync::atomic::AtomicU64>,
     queue: Mutex<mpsc::Receiver<Invocation>>,
     pending: Mutex<HashMap<String, Reply>>,
     first_poll: Arc<std::sync::OnceLock<Instant>>,
@@ -38,6 +40,7 @@ pub struct Function {
     next_id: std::sync::atomic::AtomicU64,
     spawned: Instant,
     first_poll: Arc<std::sync::OnceLock<Instant>>,
+    timeout_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
@@ -48,7 +51,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     shared.pending.lock().await.insert(invocation.id.clone(), invocation.reply);
     let mut headers = HeaderMap::new();
     let deadline = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
-        + Duration::from_secs(300);
+        + Duration::from_millis(shared.timeout_ms.load(std::sync::atomic::Ordering::SeqCst));
     let put = |headers: &mut HeaderMap, name: &'static str, value: String| {
         headers.insert(name, HeaderValue::from_str(&value).expect("header"));
     };
@@ -79,7 +82,9 @@ impl Function {
     pub async fn start<'a>(path: &std::path::Path, env: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let (sender, receiver) = mpsc::channel(16);
         let first_poll = Arc::new(std::sync::OnceLock::new());
+        let timeout_ms = Arc::new(std::sync::atomic::AtomicU64::new(300_000));
         let shared = Arc::new(Shared {
+            timeout_ms: Arc::clone(&timeout_ms),
             queue: Mutex::new(receiver),
             pending: Mutex::new(HashMap::new()),
             first_poll: Arc::clone(&first_poll),
@@ -130,7 +135,27 @@ impl Function {
             next_id: std::sync::atomic::AtomicU64::new(1),
             spawned,
             first_poll,
+            timeout_ms,
         }
+    }
+
+    /// Sets the time each later invocation has (the function's configured timeout; 300 s
+    /// unless set): the deadline the function is told.
+    pub fn set_timeout(&self, timeout: Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.timeout_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Invokes the function as [`Function::invoke`] does, and tells how long it took to
+    /// answer. Panics when the answer comes after the invocation's deadline: Lambda would
+    /// have ended the invocation.
+    pub async fn invoke_in_time(&self, event: Value) -> (Result<Value, Value>, Duration) {
+        let timeout = Duration::from_millis(self.timeout_ms.load(std::sync::atomic::Ordering::SeqCst));
+        let started = Instant::now();
+        let answer = self.invoke(event).await;
+        let took = started.elapsed();
+        assert!(took < timeout, "the invocation ran {took:?}, past its {timeout:?} deadline");
+        (answer, took)
     }
 
     /// How long the function took from spawn to its first request for work (its init), once
@@ -153,7 +178,8 @@ impl Function {
         let id = format!("invocation-{}", self.next_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
         let (reply, answer) = oneshot::channel();
         self.sender.send(Invocation { id, event, reply }).await.expect("the emulator runs");
-        tokio::time::timeout(Duration::from_secs(120), answer)
+        let timeout = Duration::from_millis(self.timeout_ms.load(std::sync::atomic::Ordering::SeqCst));
+        tokio::time::timeout(timeout.max(Duration::from_secs(110)) + Duration::from_secs(10), answer)
             .await
             .expect("the function answers in time")
             .expect("answer")

@@ -464,3 +464,66 @@ async fn throttled_aws_calls_are_retried_and_the_request_still_flows_end_to_end(
     let parsed: Value = serde_json::from_slice(&export).expect("JSON export");
     assert_eq!(parsed["info"], json!({"type": "profile", "id": 42}));
 }
+
+/// A build longer than an invocation: the `builder` binary, given 3 seconds per invocation
+/// (one of them to build, the rest kept back), stops at a checkpoint before its deadline and
+/// queues a continuation; each later invocation goes on from the last checkpoint. No
+/// invocation runs past its deadline, no message fails, and the export in the bucket is byte
+/// for byte the one an uninterrupted build writes from the same data.
+#[tokio::test]
+async fn a_build_longer_than_an_invocation_goes_on_in_continuations() {
+    use datarequest::adapters::memory::{MemoryExports, MemoryRequests};
+    use datarequest::domain::{AccountId, DataRequest, RequestId, Subject, Timestamp};
+    use datarequest::ports::{ExportFormat, ExportStore, SubjectData};
+
+    let env = Env::provision();
+    let account = seed(&env);
+    let subjects = env.subjects().await;
+    let mut lines = vec![json!({"kind":"profile","account":1,"id":4400,"database":1,
+        "created":"2025-01-01 00:00:00","modified":"2025-01-01 00:00:00"})];
+    for n in 0..12 {
+        let mime = format!("Subject: part {n}\r\n\r\n{}", super::noise(2_500_000, 100 + n));
+        lines.push(json!({"kind":"message","account":1,"id":format!("long-{n:02}"),"profile":4400,
+            "email":"long@example.com","mailing":"1","subject":"long","sent":format!("2025-01-{:02} 00:00:00", n + 1),
+            "mime":mime}));
+    }
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    subjects.load(&datarequest::ingest::parse_records(&text).expect("valid")).await.expect("load");
+
+    let settings = [("DATAREQUEST_CHECKPOINT_MB", "1")];
+    let intake = start("intake", &env, &settings, &[]).await;
+    let id = submit(&intake, &account, "profile/4400", None).await;
+    let builder = start("builder", &env, &settings, &[]).await;
+    builder.set_timeout(std::time::Duration::from_secs(3));
+    let mut records = queued_records(&env, 1).await;
+    let mut invocations = 0;
+    while !records.is_empty() {
+        invocations += 1;
+        assert!(invocations <= 60, "the build makes progress");
+        let (answer, _) = builder.invoke_in_time(json!({"Records": records})).await;
+        assert_eq!(answer.expect("builder answers"), json!({"batchItemFailures": []}));
+        records = receive_records(&env, 1).await;
+    }
+    assert!(invocations >= 3, "the build took {invocations} invocations");
+
+    let status_fn = start("status", &env, &[], &[]).await;
+    let report = status(&status_fn, &account, id).await;
+    assert_eq!(report["state"], "built", "{report}");
+    let exported = s3_export(&env, id).await;
+    assert_eq!(report["available"].as_u64(), Some(exported.len() as u64));
+
+    let request = DataRequest::accepted(
+        RequestId::random(),
+        AccountId::try_from(1).expect("account"),
+        Subject::from_parts("profile", "4400").expect("subject"),
+        None,
+        Timestamp::now(),
+    );
+    let files = MemoryExports::default();
+    let writer = files.create(request.id, ExportFormat::Json).await.expect("writer");
+    datarequest::export::write_export(&subjects, &MemoryRequests::default(), &request, writer, None)
+        .await
+        .expect("the uninterrupted build");
+    let expected = files.bytes(request.id).expect("the reference");
+    assert!(exported == expected, "the export differs ({} against {} bytes)", exported.len(), expected.len());
+}
