@@ -164,6 +164,16 @@ impl Function {
         self.first_poll.get().map(|at| at.duration_since(self.spawned))
     }
 
+    /// The function process's peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kb(&self) -> u64 {
+        let Some(pid) = self.child.lock().ok().map(|child| child.id()) else { return 0 };
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+            .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+            .unwrap_or(0)
+    }
+
     /// Kills the function's process without warning (SIGKILL), as a timeout or a crash ends a
     /// Lambda invocation; an invocation in flight never answers.
     pub fn kill(&self) {

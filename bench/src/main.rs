@@ -18,6 +18,7 @@
 //!   against `COPY` of the same queries, and Fides' shape from POST to `available` (see
 //!   [`postgres`]).
 
+mod continuations;
 mod faults;
 mod ingest;
 mod postgres;
@@ -102,10 +103,22 @@ fn main() -> anyhow::Result<()> {
             };
             runtime.block_on(faults_only(requests))
         }
+        Some("continuations") => {
+            let Ok(mb) = args.get(1).map_or(Ok(2_000), |n| n.parse::<u64>()) else {
+                anyhow::bail!("usage: bench continuations [MB]");
+            };
+            runtime.block_on(continuations_only(mb))
+        }
+        Some("continuations-child") => {
+            let (Some(mb), Some(work)) = (args.get(1).and_then(|n| n.parse::<u64>().ok()), args.get(2)) else {
+                anyhow::bail!("usage: bench continuations-child MB WORK");
+            };
+            runtime.block_on(continuations::child(mb, Path::new(work)))
+        }
         Some("all") | None => runtime.block_on(all()),
         Some(other) => {
             anyhow::bail!(
-                "unknown command {other}: use `bench`, `bench all`, `bench load`, `bench ingest`, `bench mail`, `bench webhook`, `bench postgres`, `bench faults` or `bench prepare`"
+                "unknown command {other}: use `bench`, `bench all`, `bench load`, `bench ingest`, `bench mail`, `bench webhook`, `bench postgres`, `bench faults`, `bench continuations` or `bench prepare`"
             )
         }
     }
@@ -461,6 +474,15 @@ async fn faults_only(requests: usize) -> anyhow::Result<()> {
     let (release, work) = release_and_work()?;
     println!("{HEADER}");
     let result = faults::run(&root, &release, &work, &mut Report { rows: Vec::new() }, requests).await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+async fn continuations_only(megabytes: u64) -> anyhow::Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (release, work) = release_and_work()?;
+    println!("{HEADER}");
+    let result = continuations::run(&root, &release, &work, &mut Report { rows: Vec::new() }, megabytes).await;
     let _ = std::fs::remove_dir_all(&work);
     result
 }

@@ -164,7 +164,7 @@ impl TestApp {
     }
 
     /// Polls the status until `done` holds (at most 60 s).
-    pub async fn wait_for(&self, id: u64, account: &Account, done: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_for(&self, id: u64, account: &Account, mut done: impl FnMut(&Value) -> bool) -> Value {
         let start = Instant::now();
         loop {
             let status = self.status(id, account).await;

@@ -95,7 +95,9 @@ pub async fn handle_until(
     }
     // A delivery started this late could be cut off by the end of the run; the next run has
     // the time it needs.
-    if export::time_is_up(stop_at) {
+    if matches!(request.delivery.status, DeliveryStatus::Pending | DeliveryStatus::Sending)
+        && export::time_is_up(stop_at)
+    {
         return Ok(Outcome::Continue);
     }
     deliver(app, &request).await

@@ -184,6 +184,16 @@ fn sqlite() -> Stores {
     }
 }
 
+fn build_of<'a>(
+    stores: &'a Stores,
+    sources: &'a MemorySources,
+    requests: &'a dyn RequestStore,
+    clock: &'a FakeClock,
+    ttl: Duration,
+) -> Build<'a> {
+    Build { subjects: &*stores.subjects, sources, requests, exports: &*stores.exports, clock, ttl, not_before: None }
+}
+
 async fn read(store: &dyn ExportStore, id: RequestId, format: ExportFormat) -> Vec<u8> {
     use tokio::io::AsyncReadExt;
     let mut file = store.open(id, format).await.unwrap().expect("the file is complete");
@@ -215,15 +225,7 @@ async fn build_both(stores: &Stores, data: &Data, plan: &[Run]) -> ([Vec<u8>; 2]
         .await
         .unwrap();
 
-    let build = Build {
-        subjects: &*stores.subjects,
-        sources: &sources,
-        requests: &requests,
-        exports: &*stores.exports,
-        clock: &clock,
-        ttl,
-        not_before: None,
-    };
+    let build = build_of(stores, &sources, &requests, &clock, ttl);
     let mut runs = 0u32;
     loop {
         let now = created.plus_seconds(100 * i64::from(runs));
@@ -304,15 +306,7 @@ fn a_subprofile_build_resumes_after_every_record() {
         requests.insert(&request).await.unwrap();
         let clock = FakeClock::at(Timestamp::from_unix(1_750_000_000));
         let sources = MemorySources::default();
-        let build = Build {
-            subjects: &*stores.subjects,
-            sources: &sources,
-            requests: &requests,
-            exports: &*stores.exports,
-            clock: &clock,
-            ttl: Duration::from_secs(60),
-            not_before: None,
-        };
+        let build = build_of(&stores, &sources, &requests, &clock, Duration::from_secs(60));
         let mut runs = 0;
         loop {
             runs += 1;

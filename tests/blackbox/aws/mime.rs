@@ -154,9 +154,12 @@ async fn a_build_into_the_bucket_resumes_from_its_checkpoints_byte_for_byte() {
         // Every 3 MiB: most checkpoints leave a tail under S3's 5 MiB part minimum.
         let checkpoints = Checkpoints { every: 3 << 20, stop_at: Some(Instant::now()), lease: &held };
         let run = datarequest::export::build(&build, &stored, checkpoints);
-        // Every other run among the first 30 is killed: a kill in the last stretch can land
-        // between the two files' completions, which starts the build again.
-        if runs % 2 == 0 && runs <= 30 {
+        // Every other run in the first half of the build is killed. (A kill in the last stretch
+        // can land while the emulator completes an upload the run sent: S3 then answers the
+        // next run's part with NoSuchUpload, which starts the build again, but the emulator
+        // answers 500, which a build cannot tell from any other failure.)
+        let half = reference.bytes(request.id).map_or(0, |b| b.len() as u64) / 2;
+        if runs % 2 == 0 && stored.available < half {
             // Killed: the run is dropped wherever it is, its writers unfinished.
             let Ok(outcome) = tokio::time::timeout(Duration::from_millis(150), run).await else {
                 killed += 1;
