@@ -54,6 +54,12 @@ async fn a_local_build_killed_mid_way_goes_on_from_its_checkpoint() {
     // status shows late, never early.
     assert!(lowest + (2 << 20) >= before, "the build went back to {lowest} bytes after the kill at {before}");
     let resumed = app.data(id, &account).await;
+    let parts = std::fs::read_dir(app.data_dir().join("exports"))
+        .expect("exports")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .count();
+    assert_eq!(parts, 0, "the checkpointed files became the export");
 
     let again = app.submit("profile/77", &account, None).await;
     app.wait_for(again, &account, |s| s["status"] != "pending").await;

@@ -660,6 +660,16 @@ pub async fn build(build: &Build<'_>, request: &DataRequest, checkpoints: Checkp
     write(parts, Start::Fresh(json, Some(html_output(html))), Some(checkpoints)).await
 }
 
+/// The writers' checkpoints (store-specific text) in a build's checkpoint: the unfinished
+/// files it still needs. Empty when the text is not a build checkpoint.
+#[must_use]
+pub fn writer_checkpoints(checkpoint: &str) -> Vec<String> {
+    match serde_json::from_str::<State>(checkpoint) {
+        Ok(state) => std::iter::once(state.json).chain(state.html.map(|(writer, _)| writer)).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 type Resumed = (Box<State>, Box<dyn ExportWriter>, Option<(Box<dyn ExportWriter>, Box<HtmlReport>)>);
 
 async fn resume(exports: &dyn ExportStore, request: &DataRequest, text: &str) -> anyhow::Result<Resumed> {

@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::config::{self, ConfigError, Fallbacks, Settings};
 use crate::domain::{LinkSecret, RetryPolicy};
 use crate::http::{Part, router};
-use crate::ports::{Mailer, SystemClock};
+use crate::ports::{Mailer, RequestStore, SystemClock};
 use crate::sources::Sources;
 use crate::worker::{self, Outcome};
 
@@ -128,6 +128,17 @@ impl Local {
         let requeued = self.store.recover().await?;
         if requeued > 0 {
             tracing::info!(requeued, "requeued unfinished requests");
+        }
+        // Export files of builds that died before a checkpoint will never be finished.
+        let mut kept = Vec::new();
+        for id in self.store.unfinished().await? {
+            if let Some(checkpoint) = self.store.get(id).await?.and_then(|request| request.checkpoint) {
+                kept.extend(crate::export::writer_checkpoints(&checkpoint));
+            }
+        }
+        let removed = FolderExports::new(self.data_dir.join("exports"))?.remove_abandoned(&kept)?;
+        if removed > 0 {
+            tracing::info!(removed, "removed the files of builds that died before a checkpoint");
         }
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();

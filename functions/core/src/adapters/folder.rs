@@ -1,7 +1,7 @@
 //! Export files in a folder of the local data dir. A file is written under a temporary name
 //! and renamed when finished, so a reader never sees a partial export. A checkpoint syncs the
-//! temporary file and keeps it for a resume; temporary files untouched for a day are removed
-//! when the folder is opened.
+//! temporary file and keeps it for a resume; the server removes, when it starts, every
+//! temporary file no checkpoint of an unfinished build names.
 
 use std::io::ErrorKind;
 use std::path::PathBuf;
@@ -28,19 +28,30 @@ impl FolderExports {
     /// When the folder cannot be created.
     pub fn new(dir: PathBuf) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        // Parts left by a process that died while writing, and not resumed for a day (a build
-        // goes on from its checkpoint within minutes), will never be finished.
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
-            let name = entry.file_name();
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|at| at.elapsed().is_ok_and(|age| age >= ABANDONED_AFTER));
-            if stale && name.to_string_lossy().starts_with('.') && name.to_string_lossy().ends_with(".part") {
-                let _ = std::fs::remove_file(entry.path());
+        Ok(Self { dir })
+    }
+
+    /// Removes the temporary files of builds that will never finish: every one that none of
+    /// `kept` (the writer checkpoints of the builds still to finish) names. Returns how many.
+    ///
+    /// # Errors
+    /// When the folder cannot be read.
+    pub fn remove_abandoned(&self, kept: &[String]) -> anyhow::Result<usize> {
+        let names: Vec<String> = kept
+            .iter()
+            .filter_map(|checkpoint| serde_json::from_str::<UnfinishedFile>(checkpoint).ok())
+            .map(|file| file.file)
+            .collect();
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir).with_context(|| format!("reading {}", self.dir.display()))?.flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".part") && !names.contains(&name) {
+                std::fs::remove_file(entry.path()).with_context(|| format!("removing {name}"))?;
+                removed += 1;
             }
         }
-        Ok(Self { dir })
+        Ok(removed)
     }
 
     /// Where the export of a request in a format lives.
@@ -49,9 +60,6 @@ impl FolderExports {
         self.dir.join(format!("{id}.{}", format.as_str()))
     }
 }
-
-/// How long an unfinished export file is kept for a resume.
-const ABANDONED_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 struct FolderWriter {
     file: BufWriter<File>,
