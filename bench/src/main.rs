@@ -444,47 +444,35 @@ async fn load_only() -> anyhow::Result<()> {
     result
 }
 
-async fn ingest_only(lines: usize, lambda_lines: usize) -> anyhow::Result<()> {
+/// Runs one benchmark alone: prints the table's header, hands it the repository's root, the
+/// release folder, a fresh work folder and a report, and removes the work folder after.
+async fn alone(figure: impl AsyncFnOnce(&Path, &Path, &Path, &mut Report) -> anyhow::Result<()>) -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let (release, work) = release_and_work()?;
     println!("{HEADER}");
-    let result = ingest::run(&root, &release, &work, &mut Report { rows: Vec::new() }, lines, lambda_lines).await;
+    let result = figure(&root, &release, &work, &mut Report { rows: Vec::new() }).await;
     let _ = std::fs::remove_dir_all(&work);
     result
+}
+
+async fn ingest_only(lines: usize, lambda_lines: usize) -> anyhow::Result<()> {
+    alone(async |root, release, work, report| ingest::run(root, release, work, report, lines, lambda_lines).await).await
 }
 
 async fn mail_only(count: u64, bytes: u64) -> anyhow::Result<()> {
-    let (_, work) = release_and_work()?;
-    println!("{HEADER}");
-    let result = mail(&work, &mut Report { rows: Vec::new() }, count, bytes, Some(100_000_000)).await;
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    alone(async |_, _, work, report| mail(work, report, count, bytes, Some(100_000_000)).await).await
 }
 
 async fn webhook_only(bytes: u64) -> anyhow::Result<()> {
-    let (_, work) = release_and_work()?;
-    println!("{HEADER}");
-    let result = webhook::run(&work, &mut Report { rows: Vec::new() }, bytes).await;
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    alone(async |_, _, work, report| webhook::run(work, report, bytes).await).await
 }
 
 async fn faults_only(requests: usize) -> anyhow::Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let (release, work) = release_and_work()?;
-    println!("{HEADER}");
-    let result = faults::run(&root, &release, &work, &mut Report { rows: Vec::new() }, requests).await;
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    alone(async |root, release, work, report| faults::run(root, release, work, report, requests).await).await
 }
 
 async fn continuations_only(megabytes: u64) -> anyhow::Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let (release, work) = release_and_work()?;
-    println!("{HEADER}");
-    let result = continuations::run(&root, &release, &work, &mut Report { rows: Vec::new() }, megabytes).await;
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    alone(async |root, release, work, report| continuations::run(root, release, work, report, megabytes).await).await
 }
 
 async fn all() -> anyhow::Result<()> {
