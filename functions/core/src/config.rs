@@ -165,6 +165,8 @@ pub struct Fallbacks {
 pub const DEFAULT_SENDER: &str = "Datarequest <datarequest@example.com>";
 /// Default attachment limit: 7 MiB, so the base64 message stays under 10 MB.
 pub const DEFAULT_ATTACHMENT_LIMIT: u64 = 7 * 1024 * 1024;
+/// Default MiB a build writes between two checkpoints, at most.
+pub const DEFAULT_CHECKPOINT_MB: u64 = 64;
 /// Default idle timeout of a web delivery, in seconds.
 pub const DEFAULT_WEBHOOK_TIMEOUT_SECS: u64 = 30;
 /// How long a process trusts a token it has looked up (see [`crate::adapters::token_cache`]).
@@ -218,7 +220,7 @@ impl Settings {
         if build_attempts == 0 {
             return Err(ConfigError::new(BUILD_ATTEMPTS, "must be at least 1"));
         }
-        let checkpoint_mb: u64 = parsed(lookup, CHECKPOINT_MB, 64, "a number of megabytes")?;
+        let checkpoint_mb: u64 = parsed(lookup, CHECKPOINT_MB, DEFAULT_CHECKPOINT_MB, "a number of megabytes")?;
         if !(1..=1024).contains(&checkpoint_mb) {
             return Err(ConfigError::new(CHECKPOINT_MB, "must be between 1 and 1024 megabytes"));
         }
@@ -297,6 +299,7 @@ mod tests {
         assert_eq!(s.export_ttl, Duration::from_secs(7 * 86_400));
         assert_eq!(s.web_policy, WebPolicy::PublicOnly);
         assert_eq!(s.subject_retention, None, "subject data is kept unless a retention is set");
+        assert_eq!(s.checkpoint_every, 64 * 1024 * 1024);
     }
 
     #[test]
@@ -313,7 +316,7 @@ mod tests {
 
     #[test]
     fn a_bad_or_missing_value_names_its_variable() {
-        let cases: [(&[(&str, &str)], &str); 8] = [
+        let cases: [(&[(&str, &str)], &str); 10] = [
             (&[(LINK_SECRET, SECRET), (PUBLIC_URL, "ftp://a.example")], PUBLIC_URL),
             (&[(PUBLIC_URL, "https://a.example")], LINK_SECRET),
             (&[(PUBLIC_URL, "https://a.example"), (LINK_SECRET, "short")], LINK_SECRET),
@@ -322,6 +325,8 @@ mod tests {
             (&[(PUBLIC_URL, "https://a.example"), (LINK_SECRET, SECRET), (SENDER, "not an address")], SENDER),
             (&[(LINK_SECRET, SECRET), (SUBJECT_RETENTION_DAYS, "-1")], SUBJECT_RETENTION_DAYS),
             (&[(LINK_SECRET, SECRET), (SUBJECT_RETENTION_DAYS, "a year")], SUBJECT_RETENTION_DAYS),
+            (&[(LINK_SECRET, SECRET), (CHECKPOINT_MB, "0")], CHECKPOINT_MB),
+            (&[(LINK_SECRET, SECRET), (CHECKPOINT_MB, "2048")], CHECKPOINT_MB),
         ];
         for (vars, variable) in cases {
             let error = settings(vars).err().map(|e| e.variable);

@@ -6,7 +6,10 @@
 //! platform's own databases) in the mapping's order, written as they come. A large MIME body
 //! is never held whole: the store streams it when the writer reaches its message, and it goes
 //! into the JSON chunk by chunk ([`json_string`]), and into the report up to
-//! [`html::SHOWN_MIME`].
+//! [`html::SHOWN_MIME`]. With [`build`] the writer keeps checkpoints in the request record (where
+//! each section stands, the report's state, both files' writer checkpoints) and goes on from
+//! the last one, so a build stopped at its deadline or killed continues instead of starting
+//! again, and writes the same bytes.
 
 pub mod html;
 mod json_string;
@@ -179,9 +182,6 @@ impl HtmlSink<'_> {
         Ok(())
     }
 }
-
-/// The most bytes a build writes between two checkpoints.
-pub const CHECKPOINT_EVERY: u64 = 64 * 1024 * 1024;
 
 /// Whether a run that must stop at `stop_at` has reached it.
 #[must_use]
