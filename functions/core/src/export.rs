@@ -11,6 +11,7 @@
 //! the last one, so a build stopped at its deadline or killed continues instead of starting
 //! again, and writes the same bytes.
 
+mod escape;
 pub mod html;
 mod json_string;
 

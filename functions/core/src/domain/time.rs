@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::Invalid;
@@ -52,10 +52,31 @@ impl Timestamp {
     }
 }
 
+/// `YYYY-MM-DD hh:mm:ss` of a time in the years 0 to 9999, written without a format string: an
+/// export writes two timestamps for each of its events, and `strftime` was a measurable part of
+/// a build. Other years (and times chrono cannot hold) go through chrono's formatting.
+fn plain(t: &DateTime<Utc>) -> Option<[u8; 19]> {
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    let mut text = *b"0000-00-00 00:00:00";
+    for (at, width, value) in
+        [(0, 4, year), (5, 2, t.month()), (8, 2, t.day()), (11, 2, t.hour()), (14, 2, t.minute()), (17, 2, t.second())]
+    {
+        let mut value = value;
+        for place in text[at..at + width].iter_mut().rev() {
+            *place = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    }
+    Some(text)
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match DateTime::from_timestamp(self.0, 0) {
-            Some(t) => write!(f, "{}", t.format(FORMAT)),
+            Some(t) => match plain(&t) {
+                Some(text) => f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?),
+                None => write!(f, "{}", t.format(FORMAT)),
+            },
             None => f.write_str("0000-00-00 00:00:00"),
         }
     }
@@ -63,7 +84,10 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        match DateTime::from_timestamp(self.0, 0).as_ref().and_then(plain) {
+            Some(text) => serializer.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?),
+            None => serializer.collect_str(self),
+        }
     }
 }
 
@@ -76,7 +100,28 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn timestamps_are_written_as_chronos_format_writes_them(seconds in prop_oneof![
+            -100_000_000_000i64..400_000_000_000,
+            any::<i64>(),
+            Just(253_402_300_799i64),
+            Just(253_402_300_800i64),
+            Just(-62_167_219_200i64),
+            Just(-62_167_219_201i64),
+        ]) {
+            let time = Timestamp::from_unix(seconds);
+            let chrono = DateTime::from_timestamp(seconds, 0)
+                .map_or_else(|| "0000-00-00 00:00:00".to_owned(), |t| t.format(FORMAT).to_string());
+            prop_assert_eq!(time.to_string(), chrono.clone());
+            prop_assert_eq!(serde_json::to_string(&time).unwrap(), serde_json::to_string(&chrono).unwrap());
+        }
+    }
 
     #[test]
     fn both_accepted_forms_normalize_to_utc_seconds() {

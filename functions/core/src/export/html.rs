@@ -51,27 +51,6 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f7f8fa;border:1px so
 .summary h3{margin-top:1rem}small{color:#6b7280;font-weight:normal}details>summary{cursor:pointer;color:#2c5aa0}\
 ";
 
-/// Writes `text` into `out` with the five HTML specials replaced, safe in text and in quoted
-/// attributes alike.
-pub fn escape_into(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
-    let mut start = 0;
-    for (i, byte) in bytes.iter().enumerate() {
-        let entity: &[u8] = match byte {
-            b'&' => b"&amp;",
-            b'<' => b"&lt;",
-            b'>' => b"&gt;",
-            b'"' => b"&quot;",
-            b'\'' => b"&#39;",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(entity);
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-}
-
 /// When the file expires, as the page states it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expiry {
@@ -228,7 +207,7 @@ impl HtmlReport {
     }
 
     fn text(&mut self, text: &str) {
-        escape_into(&mut self.buffer, text);
+        super::escape::html_into(&mut self.buffer, text);
     }
 
     fn seen(&mut self, time: Timestamp) {

@@ -1,28 +1,12 @@
 //! A JSON string written piece by piece, for MIME bodies that are streamed into an export rather
-//! than held whole. The escaping is serde_json's own (its serialiser, run with a formatter that
-//! leaves out the quotes), and escaping is the same character by character wherever the string
-//! is cut, so the pieces together are byte for byte what `serde_json` writes for the whole
-//! string: exports stay identical however a store chunks a body. Chunks may end inside a UTF-8
-//! character; the few bytes of such a character wait for the next chunk.
+//! than held whole. The escaping is serde_json's (written a word at a time by
+//! [`super::escape`], which the tests hold to serde_json's output), and escaping is the same
+//! character by character wherever the string is cut, so the pieces together are byte for byte
+//! what `serde_json` writes for the whole string: exports stay identical however a store chunks
+//! a body. Chunks may end inside a UTF-8 character; the few bytes of such a character wait for
+//! the next chunk.
 
-use std::io;
-
-use serde::Serialize;
-use serde_json::ser::{Formatter, Serializer};
-
-/// serde_json's compact formatting without the quotes around a string: serialising a `str`
-/// through it writes exactly what serde_json writes between the quotes.
-struct Contents;
-
-impl Formatter for Contents {
-    fn begin_string<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn end_string<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
-        Ok(())
-    }
-}
+use super::escape::json_into;
 
 /// The body was not UTF-8 text (stores keep MIME as text, so this is a damaged store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -42,7 +26,7 @@ impl JsonString {
     /// Appends the escaped text of a whole `str` (no character is pending before it).
     pub fn push_str(&mut self, out: &mut Vec<u8>, text: &str) {
         debug_assert_eq!(self.held, 0, "a str after a cut character");
-        escape_into(out, text);
+        json_into(out, text);
     }
 
     /// Appends the escaped text of the next chunk of bytes.
@@ -60,7 +44,7 @@ impl JsonString {
                 return Ok(());
             }
             self.held = 0;
-            escape_into(out, std::str::from_utf8(&self.partial[..width]).map_err(|_| NotUtf8)?);
+            json_into(out, std::str::from_utf8(&self.partial[..width]).map_err(|_| NotUtf8)?);
         }
         match std::str::from_utf8(chunk) {
             Ok(text) => self.push_str(out, text),
@@ -86,12 +70,6 @@ impl JsonString {
     pub fn finish(self) -> Result<(), NotUtf8> {
         if self.held == 0 { Ok(()) } else { Err(NotUtf8) }
     }
-}
-
-/// Appends what serde_json writes between the quotes of `text`.
-fn escape_into(out: &mut Vec<u8>, text: &str) {
-    // Writing to a Vec cannot fail, and a str serialises without error.
-    let _ = text.serialize(&mut Serializer::with_formatter(out, Contents));
 }
 
 /// The length of the UTF-8 sequence a lead byte starts (a byte `from_utf8` left pending).
