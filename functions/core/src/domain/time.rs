@@ -43,6 +43,9 @@ impl Timestamp {
     /// # Errors
     /// When the text is neither.
     pub fn parse(text: &str) -> Result<Self, Invalid> {
+        if let Some(time) = Self::parse_plain(text) {
+            return Ok(time);
+        }
         if let Ok(naive) = NaiveDateTime::parse_from_str(text, FORMAT) {
             return Ok(Self(Utc.from_utc_datetime(&naive).timestamp()));
         }
@@ -70,6 +73,24 @@ fn plain(t: &DateTime<Utc>) -> Option<[u8; 19]> {
     Some(text)
 }
 
+impl Timestamp {
+    /// `YYYY-MM-DD hh:mm:ss` with every digit in place and a valid date and time, read without
+    /// a format string (stores read two for each event); `None` for anything else, which
+    /// [`Timestamp::parse`] then leaves to chrono.
+    fn parse_plain(text: &str) -> Option<Self> {
+        let bytes: &[u8; 19] = text.as_bytes().try_into().ok()?;
+        let number = |from: usize, to: usize| {
+            bytes[from..to].iter().try_fold(0u32, |n, b| b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0')))
+        };
+        if bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b' ' || bytes[13] != b':' || bytes[16] != b':' {
+            return None;
+        }
+        let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(number(0, 4)?).ok()?, number(5, 7)?, number(8, 10)?)?;
+        let time = date.and_hms_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?)?;
+        Some(Self(time.and_utc().timestamp()))
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match DateTime::from_timestamp(self.0, 0) {
@@ -93,8 +114,18 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
+        /// Reads the text where it lies when the format allows (no copy of it for each event).
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a timestamp")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Timestamp, E> {
+                Timestamp::parse(text).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Text)
     }
 }
 
@@ -120,6 +151,23 @@ mod tests {
                 .map_or_else(|| "0000-00-00 00:00:00".to_owned(), |t| t.format(FORMAT).to_string());
             prop_assert_eq!(time.to_string(), chrono.clone());
             prop_assert_eq!(serde_json::to_string(&time).unwrap(), serde_json::to_string(&chrono).unwrap());
+        }
+
+        #[test]
+        fn plain_timestamps_are_read_as_chrono_reads_them(
+            text in prop_oneof![
+                "[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}",
+                "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]) ([01][0-9]|2[0-4]):[0-6][0-9]:[0-6][0-9]",
+                "[0-9 +-]{4}-[0-9 ]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}",
+            ],
+        ) {
+            let chrono = NaiveDateTime::parse_from_str(&text, FORMAT)
+                .map(|naive| Utc.from_utc_datetime(&naive).timestamp())
+                .ok()
+                .or_else(|| DateTime::parse_from_rfc3339(&text).map(|t| t.timestamp()).ok());
+            prop_assert_eq!(Timestamp::parse(&text).ok().map(Timestamp::unix), chrono);
+            let json = serde_json::to_string(&text).unwrap();
+            prop_assert_eq!(serde_json::from_str::<Timestamp>(&json).ok().map(Timestamp::unix), chrono);
         }
     }
 

@@ -317,27 +317,32 @@ impl SubjectData for SqliteStore {
     ) -> anyhow::Result<Page<Event>> {
         let (after_time, after_key) = split_cursor(cursor)?;
         let (conditions, value) = scope(subject);
-        self.run(move |c| {
-            let mut statement = c.prepare_cached(&page_query(&EVENT_PAGE_QUERY, conditions))?;
-            let mut rows = statement.query(params![
-                to_i64(account.get()),
-                value,
-                kind.as_str(),
-                after_time,
-                after_key,
-                RECORD_PAGE
-            ])?;
-            let mut items = Vec::new();
-            let mut last = None;
-            while let Some(row) = rows.next()? {
-                let body: String = row.get(2)?;
-                items.push(serde_json::from_str::<Event>(&body)?);
-                last = Some((row.get::<_, i64>(1)?, row.get::<_, String>(0)?));
-            }
-            let full = items.len() == usize::try_from(RECORD_PAGE).unwrap_or(usize::MAX);
-            Ok(Page { items, next: last.filter(|_| full).map(|(time, key)| format!("{time}:{key}")) })
-        })
-        .await
+        // The database thread only reads the rows; their bodies are parsed here, on the
+        // caller's thread, which in a build has time to spare while the database thread reads
+        // the next page (and the allocations of a page are made and freed on one thread).
+        let (bodies, last) = self
+            .run(move |c| {
+                let mut statement = c.prepare_cached(&page_query(&EVENT_PAGE_QUERY, conditions))?;
+                let mut rows = statement.query(params![
+                    to_i64(account.get()),
+                    value,
+                    kind.as_str(),
+                    after_time,
+                    after_key,
+                    RECORD_PAGE
+                ])?;
+                let mut bodies = Vec::new();
+                let mut last = None;
+                while let Some(row) = rows.next()? {
+                    bodies.push(row.get::<_, String>(2)?);
+                    last = Some((row.get::<_, i64>(1)?, row.get::<_, String>(0)?));
+                }
+                Ok((bodies, last))
+            })
+            .await?;
+        let full = bodies.len() == usize::try_from(RECORD_PAGE).unwrap_or(usize::MAX);
+        let items = bodies.iter().map(|body| serde_json::from_str::<Event>(body)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, next: last.filter(|_| full).map(|(time, key)| format!("{time}:{key}")) })
     }
 
     async fn load(&self, records: &[Record]) -> anyhow::Result<()> {
