@@ -32,8 +32,9 @@ const MIME_READ_AHEAD: usize = 2;
 const RECORD_PAGE: i64 = 500;
 
 /// The conditions that pick a subject's rows, each served in order by one index, and the
-/// subject's key (`?2`); a row is the subject's when it meets any of them. A profile owns its
-/// records without a subprofile, and the records of its subprofiles as they are now.
+/// subject's key (`?2`); a row is the subject's when it meets any of them, and no row meets two.
+/// A profile owns its records without a subprofile, and the records of its subprofiles as they
+/// are now.
 fn scope(subject: &Subject) -> (&'static [&'static str], rusqlite::types::Value) {
     use rusqlite::types::Value;
     match subject {
@@ -66,7 +67,9 @@ fn page_query(page: &PageQuery, conditions: &[&str]) -> String {
             )
         })
         .collect::<Vec<_>>()
-        .join(" UNION ");
+        // The conditions never meet the same row (it has a subprofile or it has none), so the
+        // scans are joined without the temporary B-tree that would drop duplicates.
+        .join(" UNION ALL ");
     format!(
         "SELECT {columns} FROM {table} WHERE {key} IN (SELECT k FROM ({keys}) ORDER BY {order} LIMIT {limit}) \
          ORDER BY {order}"
