@@ -3,7 +3,7 @@
 //! temporary file and keeps it for a resume; the server removes, when it starts, every
 //! temporary file no checkpoint of an unfinished build names.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use rand::Rng;
 use tokio::fs::{self, File};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio::io::AsyncSeekExt;
 
 use crate::domain::RequestId;
 use crate::ports::{ExportFile, ExportFormat, ExportStore, ExportWriter, Served, UnfinishedFile};
@@ -61,13 +61,79 @@ impl FolderExports {
     }
 }
 
+/// Bytes handed to the writing thread at a time.
+const CHUNK: usize = 512 * 1024;
+/// Chunks that may wait for the writing thread.
+const QUEUED: usize = 4;
+
+/// What the writing thread is asked to do.
+enum Order {
+    Write(Vec<u8>),
+    /// Sync the file (its metadata too when `all`), and answer with the first error since the
+    /// last sync, if any.
+    Sync {
+        all: bool,
+        done: tokio::sync::oneshot::Sender<std::io::Result<()>>,
+    },
+}
+
+/// An export file written by a thread of its own: the build hands it chunks through a short
+/// queue and goes on, so the kernel's copying of the bytes into the file runs beside the
+/// build instead of between its records. A write that fails is reported by the next sync (a
+/// checkpoint or the end), and the writes after it are not made.
 struct FolderWriter {
-    file: BufWriter<File>,
+    orders: tokio::sync::mpsc::Sender<Order>,
+    chunk: Vec<u8>,
     temporary: PathBuf,
     target: PathBuf,
     written: u64,
     /// Whether a checkpoint keeps the temporary file for a resume.
     kept: bool,
+}
+
+impl FolderWriter {
+    fn new(file: std::fs::File, temporary: PathBuf, target: PathBuf, written: u64, kept: bool) -> Self {
+        let (orders, mut queue) = tokio::sync::mpsc::channel(QUEUED);
+        tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            let mut failed: Option<std::io::Error> = None;
+            while let Some(order) = queue.blocking_recv() {
+                match order {
+                    Order::Write(bytes) => {
+                        if failed.is_none() {
+                            failed = file.write_all(&bytes).err();
+                        }
+                    }
+                    Order::Sync { all, done } => {
+                        let synced = match failed.take() {
+                            Some(error) => Err(error),
+                            None if all => file.sync_all(),
+                            None => file.sync_data(),
+                        };
+                        let _ = done.send(synced);
+                    }
+                }
+            }
+        });
+        Self { orders, chunk: Vec::with_capacity(CHUNK), temporary, target, written, kept }
+    }
+
+    async fn hand_on(&mut self) -> anyhow::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        self.orders.send(Order::Write(chunk)).await.map_err(|_| anyhow::anyhow!("the export's writer stopped"))
+    }
+
+    /// Hands on what is buffered and syncs the file once the thread has written it all.
+    async fn sync(&mut self, all: bool) -> anyhow::Result<()> {
+        self.hand_on().await?;
+        let (done, synced) = tokio::sync::oneshot::channel();
+        let stopped = || anyhow::anyhow!("the export's writer stopped");
+        self.orders.send(Order::Sync { all, done }).await.map_err(|_| stopped())?;
+        synced.await.map_err(|_| stopped())?.context("writing an export")
+    }
 }
 
 /// The name every temporary file of an export starts with.
@@ -77,23 +143,28 @@ fn temporary_prefix(id: RequestId, format: ExportFormat) -> String {
 
 #[async_trait]
 impl ExportWriter for FolderWriter {
-    async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        self.file.write_all(bytes).await.context("writing an export")?;
+    async fn write(&mut self, mut bytes: &[u8]) -> anyhow::Result<()> {
         self.written += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let take = (CHUNK - self.chunk.len()).min(bytes.len());
+            self.chunk.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.chunk.len() == CHUNK {
+                self.hand_on().await?;
+            }
+        }
         Ok(())
     }
 
     async fn checkpoint(&mut self) -> anyhow::Result<String> {
-        self.file.flush().await.context("flushing an export")?;
-        self.file.get_ref().sync_data().await.context("syncing an export")?;
+        self.sync(false).await?;
         self.kept = true;
         let file = self.temporary.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
         UnfinishedFile { file, written: self.written }.to_text()
     }
 
     async fn finish(mut self: Box<Self>) -> anyhow::Result<u64> {
-        self.file.flush().await.context("flushing an export")?;
-        self.file.get_ref().sync_all().await.context("syncing an export")?;
+        self.sync(true).await?;
         fs::rename(&self.temporary, &self.target).await.context("publishing an export")?;
         Ok(self.written)
     }
@@ -125,14 +196,8 @@ impl ExportStore for FolderExports {
     async fn create(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Box<dyn ExportWriter>> {
         let suffix: u64 = rand::rng().random();
         let temporary = self.dir.join(format!("{}{suffix:016x}.part", temporary_prefix(id, format)));
-        let file = File::create(&temporary).await.context("creating an export")?;
-        Ok(Box::new(FolderWriter {
-            file: BufWriter::with_capacity(256 * 1024, file),
-            temporary,
-            target: self.path(id, format),
-            written: 0,
-            kept: false,
-        }))
+        let file = File::create(&temporary).await.context("creating an export")?.into_std().await;
+        Ok(Box::new(FolderWriter::new(file, temporary, self.path(id, format), 0, false)))
     }
 
     async fn resume(
@@ -149,13 +214,7 @@ impl ExportStore for FolderExports {
         // Bytes written after the checkpoint are written again.
         file.set_len(at.written).await.context("cutting an export back to its checkpoint")?;
         file.seek(std::io::SeekFrom::End(0)).await.context("reopening an export")?;
-        Ok(Box::new(FolderWriter {
-            file: BufWriter::with_capacity(256 * 1024, file),
-            temporary,
-            target: self.path(id, format),
-            written: at.written,
-            kept: true,
-        }))
+        Ok(Box::new(FolderWriter::new(file.into_std().await, temporary, self.path(id, format), at.written, true)))
     }
 
     async fn open(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Option<ExportFile>> {
@@ -175,5 +234,55 @@ impl ExportStore for FolderExports {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn id() -> RequestId {
+        RequestId::parse("4242").unwrap()
+    }
+
+    #[tokio::test]
+    async fn pieces_of_any_size_reach_the_file_in_order_across_a_checkpoint_and_a_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let exports = FolderExports::new(dir.path().to_path_buf()).unwrap();
+        let pieces: Vec<Vec<u8>> =
+            (0..40u8).map(|n| vec![b'a' + n % 26; 1 + usize::from(n) * 37_813 % (3 * CHUNK)]).collect();
+        let mut writer = exports.create(id(), ExportFormat::Json).await.unwrap();
+        for piece in &pieces[..20] {
+            writer.write(piece).await.unwrap();
+        }
+        let checkpoint = writer.checkpoint().await.unwrap();
+        // Bytes after the checkpoint are lost with the run, and written again by the next.
+        writer.write(b"lost").await.unwrap();
+        drop(writer);
+        let mut writer = exports.resume(id(), ExportFormat::Json, &checkpoint).await.unwrap();
+        for piece in &pieces[20..] {
+            writer.write(piece).await.unwrap();
+        }
+        let written = writer.finish().await.unwrap();
+        let file = std::fs::read(exports.path(id(), ExportFormat::Json)).unwrap();
+        assert_eq!(file, pieces.concat());
+        assert_eq!(written, file.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn a_write_the_disk_refuses_fails_the_file_and_publishes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("export.json");
+        let temporary = dir.path().join(".export.part");
+        std::fs::write(&temporary, b"").unwrap();
+        // Every write to this device fails as a full disk does.
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let mut writer = Box::new(FolderWriter::new(full, temporary, target.clone(), 0, false));
+        writer.write(&vec![b'x'; 3 * CHUNK]).await.unwrap();
+        let error = writer.finish().await.unwrap_err();
+        assert!(format!("{error:#}").contains("writing an export"), "{error:#}");
+        assert!(!target.exists());
     }
 }
