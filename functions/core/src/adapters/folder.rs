@@ -5,6 +5,7 @@
 
 use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -65,6 +66,8 @@ impl FolderExports {
 const CHUNK: usize = 512 * 1024;
 /// Chunks that may wait for the writing thread.
 const QUEUED: usize = 4;
+/// Bytes written between two syncs started on the syncing thread.
+const WRITE_BACK: usize = 32 * 1024 * 1024;
 
 /// What the writing thread is asked to do.
 enum Order {
@@ -81,6 +84,12 @@ enum Order {
 /// queue and goes on, so the kernel's copying of the bytes into the file runs beside the
 /// build instead of between its records. A write that fails is reported by the next sync (a
 /// checkpoint or the end), and the writes after it are not made.
+///
+/// A second thread syncs the file after every [`WRITE_BACK`] bytes, so that the disk writes
+/// while the build goes on: left to the kernel, a build's gigabytes would reach the disk only
+/// at a checkpoint or at the end, and the build would wait for all of them there. A failure of
+/// such a sync is kept and reported by the next sync the build asks for (the kernel reports a
+/// write-back error only once).
 struct FolderWriter {
     orders: tokio::sync::mpsc::Sender<Order>,
     chunk: Vec<u8>,
@@ -94,18 +103,46 @@ struct FolderWriter {
 impl FolderWriter {
     fn new(file: std::fs::File, temporary: PathBuf, target: PathBuf, written: u64, kept: bool) -> Self {
         let (orders, mut queue) = tokio::sync::mpsc::channel(QUEUED);
+        let early = Arc::new(std::sync::Mutex::new(None));
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        match file.try_clone() {
+            Ok(handle) => {
+                let early = Arc::clone(&early);
+                // Ends when the writing thread does (its end drops `wake`).
+                tokio::task::spawn_blocking(move || {
+                    while woken.recv().is_ok() {
+                        // The slot stays locked during the sync: a sync the build asks for
+                        // waits for this one, and sees its failure.
+                        let Ok(mut slot) = early.lock() else { return };
+                        if let Err(error) = handle.sync_data() {
+                            slot.get_or_insert(error);
+                        }
+                    }
+                });
+            }
+            // Without a second handle the file is synced at checkpoints and at the end only.
+            Err(_) => drop(woken),
+        }
         tokio::task::spawn_blocking(move || {
             let mut file = file;
             let mut failed: Option<std::io::Error> = None;
+            let mut unsynced = 0;
             while let Some(order) = queue.blocking_recv() {
                 match order {
                     Order::Write(bytes) => {
                         if failed.is_none() {
                             failed = file.write_all(&bytes).err();
                         }
+                        unsynced += bytes.len();
+                        if unsynced >= WRITE_BACK {
+                            unsynced = 0;
+                            // Full: a sync is already waiting to start, which covers these bytes.
+                            let _ = wake.try_send(());
+                        }
                     }
                     Order::Sync { all, done } => {
-                        let synced = match failed.take() {
+                        let early = early.lock().ok().and_then(|mut slot| slot.take());
+                        let synced = match failed.take().or(early) {
                             Some(error) => Err(error),
                             None if all => file.sync_all(),
                             None => file.sync_data(),
@@ -251,8 +288,10 @@ mod tests {
     async fn pieces_of_any_size_reach_the_file_in_order_across_a_checkpoint_and_a_resume() {
         let dir = tempfile::tempdir().unwrap();
         let exports = FolderExports::new(dir.path().to_path_buf()).unwrap();
+        // More than two write-backs' worth, so the syncing thread runs beside the writing.
         let pieces: Vec<Vec<u8>> =
-            (0..40u8).map(|n| vec![b'a' + n % 26; 1 + usize::from(n) * 37_813 % (3 * CHUNK)]).collect();
+            (0..100u8).map(|n| vec![b'a' + n % 26; 1 + usize::from(n) * 37_813 % (3 * CHUNK)]).collect();
+        assert!(pieces.iter().map(Vec::len).sum::<usize>() > 2 * WRITE_BACK);
         let mut writer = exports.create(id(), ExportFormat::Json).await.unwrap();
         for piece in &pieces[..20] {
             writer.write(piece).await.unwrap();
