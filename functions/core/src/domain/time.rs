@@ -53,6 +53,27 @@ impl Timestamp {
             .map(|t| Self(t.timestamp()))
             .map_err(|_| Invalid::new("a timestamp must be YYYY-MM-DD hh:mm:ss (UTC) or RFC 3339"))
     }
+
+    /// `YYYY-MM-DD hh:mm:ss` with every digit in place and a valid date and time, read without
+    /// a format string (stores read two for each event); `None` for anything else, which
+    /// [`Timestamp::parse`] then leaves to chrono.
+    fn parse_plain(text: &str) -> Option<Self> {
+        let bytes: &[u8; 19] = text.as_bytes().try_into().ok()?;
+        let number = |from: usize, to: usize| {
+            bytes[from..to].iter().try_fold(0u32, |n, b| b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0')))
+        };
+        if bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b' ' || bytes[13] != b':' || bytes[16] != b':' {
+            return None;
+        }
+        let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(number(0, 4)?).ok()?, number(5, 7)?, number(8, 10)?)?;
+        let time = date.and_hms_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?)?;
+        Some(Self(time.and_utc().timestamp()))
+    }
+
+    /// The text of this time in the years 0 to 9999, written by [`plain`]; `None` otherwise.
+    fn plain_text(self) -> Option<[u8; 19]> {
+        DateTime::from_timestamp(self.0, 0).as_ref().and_then(plain)
+    }
 }
 
 /// `YYYY-MM-DD hh:mm:ss` of a time in the years 0 to 9999, written without a format string: an
@@ -73,31 +94,13 @@ fn plain(t: &DateTime<Utc>) -> Option<[u8; 19]> {
     Some(text)
 }
 
-impl Timestamp {
-    /// `YYYY-MM-DD hh:mm:ss` with every digit in place and a valid date and time, read without
-    /// a format string (stores read two for each event); `None` for anything else, which
-    /// [`Timestamp::parse`] then leaves to chrono.
-    fn parse_plain(text: &str) -> Option<Self> {
-        let bytes: &[u8; 19] = text.as_bytes().try_into().ok()?;
-        let number = |from: usize, to: usize| {
-            bytes[from..to].iter().try_fold(0u32, |n, b| b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0')))
-        };
-        if bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b' ' || bytes[13] != b':' || bytes[16] != b':' {
-            return None;
-        }
-        let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(number(0, 4)?).ok()?, number(5, 7)?, number(8, 10)?)?;
-        let time = date.and_hms_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?)?;
-        Some(Self(time.and_utc().timestamp()))
-    }
-}
-
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(text) = self.plain_text() {
+            return f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?);
+        }
         match DateTime::from_timestamp(self.0, 0) {
-            Some(t) => match plain(&t) {
-                Some(text) => f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?),
-                None => write!(f, "{}", t.format(FORMAT)),
-            },
+            Some(t) => write!(f, "{}", t.format(FORMAT)),
             None => f.write_str("0000-00-00 00:00:00"),
         }
     }
@@ -105,7 +108,7 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match DateTime::from_timestamp(self.0, 0).as_ref().and_then(plain) {
+        match self.plain_text() {
             Some(text) => serializer.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?),
             None => serializer.collect_str(self),
         }
