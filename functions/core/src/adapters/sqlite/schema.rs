@@ -1,6 +1,9 @@
 //! The database schema, and the step that brings a database of an earlier version up to date.
 //!
-//! Version 6 (this one) adds the checkpoint of a build; version 5 the build lease of a request; version 4 the audit log; version 3 the idempotency keys of POSTs. Version 2 keeps events by their key (so a replayed event is stored once), serves
+//! Version 7 (this one) keeps on each message and event its owner, the profile whose export
+//! holds it (the profile it names when it has no subprofile, else its subprofile's profile as
+//! it is now), so that a profile's records are one ordered range of one index; version 6 adds
+//! the checkpoint of a build; version 5 the build lease of a request; version 4 the audit log; version 3 the idempotency keys of POSTs. Version 2 keeps events by their key (so a replayed event is stored once), serves
 //! a profile's own records through indexes of the records without a subprofile (a subprofile's
 //! records reach a profile only through the subprofile), and keeps the lower-cased address of
 //! profiles and subprofiles for erasure by address. `PRAGMA user_version` holds the version.
@@ -10,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::to_i64;
 use crate::domain::Event;
 
-const VERSION: i64 = 6;
+const VERSION: i64 = 7;
 
 const SCHEMA: &str = r"
 CREATE TABLE IF NOT EXISTS accounts (
@@ -98,9 +101,10 @@ CREATE TABLE IF NOT EXISTS messages (
     subject TEXT NOT NULL,
     sent INTEGER NOT NULL,
     mime TEXT NOT NULL,
+    owner INTEGER,
     PRIMARY KEY (account, id)
 );
-CREATE INDEX IF NOT EXISTS messages_of_profile ON messages(account, profile, sent, id) WHERE subprofile IS NULL;
+CREATE INDEX IF NOT EXISTS messages_of_owner ON messages(account, owner, sent, id);
 CREATE INDEX IF NOT EXISTS messages_by_subprofile ON messages(account, subprofile, sent, id);
 CREATE INDEX IF NOT EXISTS messages_by_email ON messages(account, email_lc, sent, id);
 CREATE TABLE IF NOT EXISTS events (
@@ -112,12 +116,23 @@ CREATE TABLE IF NOT EXISTS events (
     email_lc TEXT,
     time INTEGER NOT NULL,
     body TEXT NOT NULL,
+    owner INTEGER,
     PRIMARY KEY (account, key)
 );
-CREATE INDEX IF NOT EXISTS events_of_profile ON events(account, profile, kind, time, key) WHERE subprofile IS NULL;
+CREATE INDEX IF NOT EXISTS events_of_owner ON events(account, owner, kind, time, key);
 CREATE INDEX IF NOT EXISTS events_by_subprofile ON events(account, subprofile, kind, time, key);
 CREATE INDEX IF NOT EXISTS events_by_email ON events(account, email_lc, kind, time, key);
 ";
+
+/// The owner of a row of `table` (the profile whose export holds the record): the profile it
+/// names when it has no subprofile, else its subprofile's profile (none while the subprofile is
+/// not stored).
+fn owner(table: &str) -> String {
+    format!(
+        "CASE WHEN {table}.subprofile IS NULL THEN {table}.profile ELSE (SELECT s.profile FROM subprofiles s \
+         WHERE s.account = {table}.account AND s.id = {table}.subprofile) END"
+    )
+}
 
 /// Whether `table` has a column `name` (false when the table does not exist).
 fn has_column(c: &Connection, table: &str, name: &str) -> rusqlite::Result<bool> {
@@ -160,6 +175,15 @@ pub fn create(connection: &mut Connection) -> anyhow::Result<()> {
     if has_column(&tx, "requests", "id")? && !has_column(&tx, "requests", "build_checkpoint")? {
         tx.execute_batch("ALTER TABLE requests ADD COLUMN build_checkpoint TEXT;")?;
     }
+    // Version 6 and before: records without their owner, and a profile's own records in an
+    // index of their own.
+    for table in ["messages", "events"] {
+        if has_column(&tx, table, "account")? && !has_column(&tx, table, "owner")? {
+            tx.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN owner INTEGER; DROP INDEX IF EXISTS {table}_of_profile;"
+            ))?;
+        }
+    }
     tx.execute_batch(SCHEMA)?;
     if old {
         let mut insert = tx.prepare(
@@ -184,6 +208,11 @@ pub fn create(connection: &mut Connection) -> anyhow::Result<()> {
         drop(rows);
         drop(insert);
         tx.execute_batch("DROP TABLE events_v1;")?;
+    }
+    if version < 7 {
+        for table in ["messages", "events"] {
+            tx.execute(&format!("UPDATE {table} SET owner = {}", owner(table)), [])?;
+        }
     }
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()?;
@@ -228,6 +257,13 @@ CREATE INDEX events_by_email ON events(account, email_lc, kind, time, seq);
                 )
                 .unwrap_or_else(|e| panic!("{e}"));
             }
+            // A message of a subprofile of profile 7, which names no profile itself.
+            c.execute_batch(
+                r#"INSERT INTO subprofiles (account, id, profile, body) VALUES (1, 70, 7, '{}');
+                INSERT INTO messages (account, id, profile, subprofile, email, email_lc, mailing, subject, sent, mime)
+                    VALUES (1, 'm1', NULL, 70, 'a@example.com', 'a@example.com', '1', 's', 1735689600, 'x');"#,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
             c.execute(
                 "INSERT INTO profiles (account, id, body) VALUES (1, 7, ?1)",
                 [r#"{"account":1,"id":7,"database":1,"email":"A@Example.com","created":"2025-01-01 00:00:00","modified":"2025-01-01 00:00:00"}"#],
@@ -246,6 +282,12 @@ CREATE INDEX events_by_email ON events(account, email_lc, kind, time, seq);
         let email: Option<String> =
             c.query_row("SELECT email_lc FROM profiles", [], |row| row.get(0)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(email.as_deref(), Some("a@example.com"));
+        let owners: (i64, i64) = c
+            .query_row("SELECT (SELECT owner FROM events), (SELECT owner FROM messages)", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(owners, (7, 7), "the event names profile 7; the message's subprofile is profile 7's");
         create(&mut c).unwrap_or_else(|e| panic!("opening again changes nothing: {e:#}"));
     }
 }

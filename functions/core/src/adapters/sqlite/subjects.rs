@@ -31,48 +31,28 @@ const MIME_READ_AHEAD: usize = 2;
 /// Events and subprofiles per page.
 const RECORD_PAGE: i64 = 500;
 
-/// The conditions that pick a subject's rows, each served in order by one index, and the
-/// subject's key (`?2`); a row is the subject's when it meets any of them, and no row meets two.
-/// A profile owns its records without a subprofile, and the records of its subprofiles as they
-/// are now.
-fn scope(subject: &Subject) -> (&'static [&'static str], rusqlite::types::Value) {
+/// The condition that picks a subject's rows, served in order by one index, and the subject's
+/// key (`?2`). A profile owns its records without a subprofile, and the records of its
+/// subprofiles as they are now: each row keeps its owner (see the schema), so a profile's
+/// records are one range of one index too, however many subprofiles it has.
+fn scope(subject: &Subject) -> (&'static str, rusqlite::types::Value) {
     use rusqlite::types::Value;
     match subject {
-        Subject::Profile(id) => (
-            &[
-                "subprofile IS NULL AND profile = ?2",
-                "subprofile IN (SELECT id FROM subprofiles WHERE account = ?1 AND profile = ?2)",
-            ],
-            Value::Integer(to_i64(id.get())),
-        ),
-        Subject::Subprofile(id) => (&["subprofile = ?2"], Value::Integer(to_i64(id.get()))),
-        Subject::Email(address) => (&["email_lc = ?2"], Value::Text(address.normalized())),
+        Subject::Profile(id) => ("owner = ?2", Value::Integer(to_i64(id.get()))),
+        Subject::Subprofile(id) => ("subprofile = ?2", Value::Integer(to_i64(id.get()))),
+        Subject::Email(address) => ("email_lc = ?2", Value::Text(address.normalized())),
     }
 }
 
-/// A page query over `table` for a subject: the keys of the next page come from the covering
-/// indexes alone (one ordered range scan per condition of [`scope`], merged), and only the
-/// rows of that page are read whole. Reading a page thus costs the page, not the subject:
-/// a single `OR` over the table sorted every remaining row, bodies included, for each page.
-/// `page.filter` narrows further, `page.key` names the row key, `page.order` the page order,
-/// `page.after` the cursor row value and `page.limit` the page size (as SQL parameters).
-fn page_query(page: &PageQuery, conditions: &[&str]) -> String {
-    let PageQuery { table, columns, filter, key, order, after, limit } = page;
-    let keys = conditions
-        .iter()
-        .map(|condition| {
-            format!(
-                "SELECT * FROM (SELECT {key} AS k, {order} FROM {table} WHERE account = ?1 AND {filter}{condition} \
-                 AND ({order}) > ({after}) ORDER BY {order} LIMIT {limit})"
-            )
-        })
-        .collect::<Vec<_>>()
-        // The conditions never meet the same row (it has a subprofile or it has none), so the
-        // scans are joined without the temporary B-tree that would drop duplicates.
-        .join(" UNION ALL ");
+/// A page query over `table` for a subject (`condition`, from [`scope`]): one ordered range
+/// scan of an index, which stops after the page. `page.filter` narrows further, `page.order`
+/// is the page order, `page.after` the cursor row value and `page.limit` the page size (as SQL
+/// parameters).
+fn page_query(page: &PageQuery, condition: &str) -> String {
+    let PageQuery { table, columns, filter, order, after, limit } = page;
     format!(
-        "SELECT {columns} FROM {table} WHERE {key} IN (SELECT k FROM ({keys}) ORDER BY {order} LIMIT {limit}) \
-         ORDER BY {order}"
+        "SELECT {columns} FROM {table} WHERE account = ?1 AND {filter}{condition} AND ({order}) > ({after}) \
+         ORDER BY {order} LIMIT {limit}"
     )
 }
 
@@ -81,7 +61,6 @@ struct PageQuery {
     table: &'static str,
     columns: &'static str,
     filter: &'static str,
-    key: &'static str,
     order: &'static str,
     after: &'static str,
     limit: &'static str,
@@ -92,7 +71,6 @@ const MESSAGE_PAGE_QUERY: PageQuery = PageQuery {
     table: "messages",
     columns: "id, profile, subprofile, email, mailing, subject, sent, CASE WHEN octet_length(mime) <= ?6 THEN mime END",
     filter: "",
-    key: "rowid",
     order: "sent, id",
     after: "?3, ?4",
     limit: "?5",
@@ -102,7 +80,6 @@ const EVENT_PAGE_QUERY: PageQuery = PageQuery {
     table: "events",
     columns: "key, time, body",
     filter: "kind = ?3 AND ",
-    key: "rowid",
     order: "time, key",
     after: "?4, ?5",
     limit: "?6",
@@ -278,9 +255,9 @@ impl SubjectData for SqliteStore {
         cursor: Option<&str>,
     ) -> anyhow::Result<Page<Message<Mime>>> {
         let (after_time, after_id) = split_cursor(cursor)?;
-        let (conditions, value) = scope(subject);
+        let (condition, value) = scope(subject);
         self.run(move |c| {
-            let mut statement = c.prepare_cached(&page_query(&MESSAGE_PAGE_QUERY, conditions))?;
+            let mut statement = c.prepare_cached(&page_query(&MESSAGE_PAGE_QUERY, condition))?;
             let mut rows = statement.query(params![
                 to_i64(account.get()),
                 value,
@@ -319,13 +296,13 @@ impl SubjectData for SqliteStore {
         cursor: Option<&str>,
     ) -> anyhow::Result<Page<Event>> {
         let (after_time, after_key) = split_cursor(cursor)?;
-        let (conditions, value) = scope(subject);
+        let (condition, value) = scope(subject);
         // The database thread only reads the rows; their bodies are parsed here, on the
         // caller's thread, which in a build has time to spare while the database thread reads
         // the next page (and the allocations of a page are made and freed on one thread).
         let (bodies, last) = self
             .run(move |c| {
-                let mut statement = c.prepare_cached(&page_query(&EVENT_PAGE_QUERY, conditions))?;
+                let mut statement = c.prepare_cached(&page_query(&EVENT_PAGE_QUERY, condition))?;
                 let mut rows = statement.query(params![
                     to_i64(account.get()),
                     value,
@@ -370,11 +347,19 @@ impl SubjectData for SqliteStore {
                             lower(s.email.as_deref()),
                             serde_json::to_string(s)?
                         ])?;
+                        // The subprofile's records go with it, to the profile it names now.
+                        for table in ["messages", "events"] {
+                            tx.prepare_cached(&format!(
+                                "UPDATE {table} SET owner = ?3 WHERE account = ?1 AND subprofile = ?2 AND owner IS NOT ?3"
+                            ))?
+                            .execute(params![account, to_i64(s.id.get()), to_i64(s.profile.get())])?;
+                        }
                     }
                     Record::Message(m) => {
                         tx.prepare_cached(
-                            "REPLACE INTO messages (account, id, profile, subprofile, email, email_lc, mailing, subject, sent, mime)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                            "REPLACE INTO messages (account, id, profile, subprofile, email, email_lc, mailing, subject, sent, mime, owner)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, CASE WHEN ?4 IS NULL THEN ?3
+                                 ELSE (SELECT profile FROM subprofiles WHERE account = ?1 AND id = ?4) END)",
                         )?
                         .execute(params![
                             account,
@@ -391,8 +376,9 @@ impl SubjectData for SqliteStore {
                     }
                     Record::Event(e) => {
                         tx.prepare_cached(
-                            "REPLACE INTO events (account, key, kind, profile, subprofile, email_lc, time, body)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                            "REPLACE INTO events (account, key, kind, profile, subprofile, email_lc, time, body, owner)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?5 IS NULL THEN ?4
+                                 ELSE (SELECT profile FROM subprofiles WHERE account = ?1 AND id = ?5) END)",
                         )?
                         .execute(params![
                             account,
@@ -499,13 +485,7 @@ fn column(c: &rusqlite::Connection, sql: &str, account: i64, value: &str) -> rus
 /// Deletes a profile, its subprofiles and every record that belongs to them now.
 fn erase_profile(c: &rusqlite::Connection, account: i64, id: i64) -> rusqlite::Result<()> {
     for table in ["messages", "events"] {
-        c.execute(
-            &format!(
-                "DELETE FROM {table} WHERE account = ?1 AND ((subprofile IS NULL AND profile = ?2)
-                 OR subprofile IN (SELECT id FROM subprofiles WHERE account = ?1 AND profile = ?2))"
-            ),
-            params![account, id],
-        )?;
+        c.execute(&format!("DELETE FROM {table} WHERE account = ?1 AND owner = ?2"), params![account, id])?;
     }
     c.execute("DELETE FROM subprofiles WHERE account = ?1 AND profile = ?2", params![account, id])?;
     c.execute("DELETE FROM profiles WHERE account = ?1 AND id = ?2", params![account, id])?;
