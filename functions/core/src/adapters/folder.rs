@@ -247,6 +247,9 @@ impl Output {
 struct FolderWriter {
     orders: tokio::sync::mpsc::Sender<Order>,
     chunk: Chunk,
+    /// Chunks the writing thread has written, for the build to fill again: a new one would
+    /// cost the kernel's zeroing of its pages each time.
+    spare: Arc<std::sync::Mutex<Vec<Chunk>>>,
     /// Where the chunk's first byte goes in the file.
     at: u64,
     temporary: PathBuf,
@@ -264,6 +267,8 @@ impl FolderWriter {
     fn new(output: Output, chunk: Chunk, temporary: PathBuf, target: PathBuf, written: u64, kept: bool) -> Self {
         let (orders, mut queue) = tokio::sync::mpsc::channel(QUEUED);
         let direct = output.direct;
+        let spare = Arc::new(std::sync::Mutex::new(Vec::with_capacity(QUEUED + 1)));
+        let returned = Arc::clone(&spare);
         let early = Arc::new(std::sync::Mutex::new(None));
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
         match output.file.try_clone() {
@@ -300,6 +305,12 @@ impl FolderWriter {
                             // Full: a sync is already waiting to start, which covers these bytes.
                             let _ = wake.try_send(());
                         }
+                        if let Ok(mut spare) = returned.lock()
+                            && spare.len() <= QUEUED
+                        {
+                            chunk.len = 0;
+                            spare.push(chunk);
+                        }
                     }
                     Order::Sync { all, done } => {
                         let early = early.lock().ok().and_then(|mut slot| slot.take());
@@ -315,7 +326,7 @@ impl FolderWriter {
             }
         });
         let at = written - chunk.len as u64;
-        Self { orders, chunk, at, temporary, target, written, kept, direct }
+        Self { orders, chunk, spare, at, temporary, target, written, kept, direct }
     }
 
     async fn order(&self, order: Order) -> anyhow::Result<()> {
@@ -324,7 +335,8 @@ impl FolderWriter {
 
     /// Hands on the full chunk.
     async fn hand_on(&mut self) -> anyhow::Result<()> {
-        let chunk = std::mem::replace(&mut self.chunk, Chunk::new());
+        let spare = self.spare.lock().ok().and_then(|mut spare| spare.pop());
+        let chunk = std::mem::replace(&mut self.chunk, spare.unwrap_or_else(Chunk::new));
         let at = self.at;
         self.at += CHUNK as u64;
         self.order(Order::Write(chunk, at)).await
