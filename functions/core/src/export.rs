@@ -31,7 +31,7 @@ use crate::ports::{
     Clock, ExportFormat, ExportStore, ExportWriter, NoSources, Page, RequestStore, SourceReader, SourceRow,
     SubjectData, SubjectSources, UnfinishedGone,
 };
-use html::{Expiry, HtmlReport};
+use html::{Expiry, HtmlReport, RenderedMessages};
 use json_string::JsonString;
 
 /// Bytes buffered before a part is handed to the store.
@@ -166,15 +166,104 @@ impl Render for SourceRow {
     }
 }
 
+/// Batches of messages' articles that may be rendering at once.
+const RENDERING: usize = 2;
+/// Bytes of message sources a batch gathers before it is rendered.
+const BATCH: usize = 256 * 1024;
+
 /// The HTML report being written beside the JSON.
 struct HtmlSink<'a> {
     writer: Box<dyn ExportWriter>,
     report: HtmlReport,
     clock: &'a dyn Clock,
     ttl: std::time::Duration,
+    /// Messages gathered for the next batch, with the bytes of their sources.
+    batch: Vec<(Message<()>, Vec<u8>, bool)>,
+    batch_bytes: usize,
+    /// Batches of articles rendering on blocking threads, oldest first, with their messages'
+    /// send times. Parsing and escaping a message for the report costs about as much as all
+    /// the rest of its build, so it runs beside the JSON instead of after it; in batches, so
+    /// that handing work over costs little.
+    rendering: std::collections::VecDeque<(Vec<Timestamp>, tokio::task::JoinHandle<RenderedMessages>)>,
 }
 
 impl HtmlSink<'_> {
+    fn new<'a>(out: HtmlOutput<'a>, report: HtmlReport) -> HtmlSink<'a> {
+        HtmlSink {
+            writer: out.writer,
+            report,
+            clock: out.clock,
+            ttl: out.ttl,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            rendering: std::collections::VecDeque::with_capacity(RENDERING),
+        }
+    }
+
+    /// Adds a message with the `source` its article shows. Its article is rendered in a batch
+    /// on a blocking thread while the build goes on, and reaches the page in order, before
+    /// anything added after it.
+    async fn message<M>(&mut self, m: &Message<M>, source: Vec<u8>, cut: bool) -> anyhow::Result<()> {
+        let head = Message {
+            account: m.account,
+            id: m.id.clone(),
+            profile: m.profile,
+            subprofile: m.subprofile,
+            email: m.email.clone(),
+            mailing: m.mailing.clone(),
+            subject: m.subject.clone(),
+            sent: m.sent,
+            mime: (),
+        };
+        self.batch_bytes += source.len();
+        self.batch.push((head, source, cut));
+        if self.batch_bytes >= BATCH {
+            self.render_batch().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands the gathered messages to a blocking thread, once fewer than [`RENDERING`]
+    /// batches are rendering.
+    async fn render_batch(&mut self) -> anyhow::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        if self.rendering.len() >= RENDERING {
+            self.settle_one().await?;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let sent = batch.iter().map(|(m, _, _)| m.sent).collect();
+        let job = tokio::task::spawn_blocking(move || {
+            let mut articles = RenderedMessages::default();
+            for (m, source, cut) in &batch {
+                articles.render(m, source, *cut);
+            }
+            articles
+        });
+        self.rendering.push_back((sent, job));
+        Ok(())
+    }
+
+    async fn settle_one(&mut self) -> anyhow::Result<()> {
+        if let Some((sent, job)) = self.rendering.pop_front() {
+            let articles = job.await.context("rendering messages for the report")?;
+            self.report.rendered_messages(&sent, &articles);
+        }
+        Ok(())
+    }
+
+    /// Adds every article gathered or rendering to the page: before anything else is added
+    /// to it, and before the page's state is taken.
+    async fn settle(&mut self) -> anyhow::Result<()> {
+        self.render_batch().await?;
+        while !self.rendering.is_empty() {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+
     async fn flush(&mut self) -> anyhow::Result<()> {
         if !self.report.pending().is_empty() {
             self.writer.write(self.report.pending()).await?;
@@ -326,6 +415,7 @@ impl Sink<'_> {
         let json = self.writer.checkpoint().await?;
         let html = match &mut self.html {
             Some(html) => {
+                html.settle().await?;
                 html.flush().await?;
                 Some((html.writer.checkpoint().await?, html.report.state()))
             }
@@ -383,6 +473,7 @@ impl Sink<'_> {
     /// Writes a record to the JSON as `record` and to the HTML report from its `source`.
     async fn item<R: Render, T: Serialize>(&mut self, source: &R, record: &T) -> anyhow::Result<()> {
         if let Some(html) = &mut self.html {
+            html.settle().await?;
             source.render(&mut html.report);
         }
         self.record(record).await
@@ -403,7 +494,7 @@ impl Sink<'_> {
                 string.push_str(&mut self.buffer, text);
                 if let Some(html) = &mut self.html {
                     let shown = &text.as_bytes()[..text.len().min(html::SHOWN_MIME)];
-                    html.report.message(m, shown, shown.len() < text.len());
+                    html.message(m, shown.to_vec(), shown.len() < text.len()).await?;
                 }
             }
             Mime::Stored(body) => {
@@ -421,7 +512,7 @@ impl Sink<'_> {
                 }
                 string.finish()?;
                 if let Some(html) = &mut self.html {
-                    html.report.message(m, &shown, cut);
+                    html.message(m, shown, cut).await?;
                 }
             }
         }
@@ -430,11 +521,13 @@ impl Sink<'_> {
         self.flush_if_full().await
     }
 
-    fn close_section(&mut self) {
+    async fn close_section(&mut self) -> anyhow::Result<()> {
         if let Some(html) = &mut self.html {
+            html.settle().await?;
             html.report.close_section();
         }
         self.buffer.push(b']');
+        Ok(())
     }
 
     /// Marks the store's only record of a section (a profile, a subprofile) written.
@@ -733,12 +826,7 @@ async fn write(parts: Parts<'_>, start: Start<'_>, checkpoints: Option<Checkpoin
     let resumed = match start {
         Start::Fresh(writer, html) => {
             sink.writer = writer;
-            sink.html = html.map(|out| HtmlSink {
-                writer: out.writer,
-                report: HtmlReport::start(request.id, subject),
-                clock: out.clock,
-                ttl: out.ttl,
-            });
+            sink.html = html.map(|out| HtmlSink::new(out, HtmlReport::start(request.id, subject)));
             sink.buffer.extend_from_slice(b"{\"info\":");
             let info = serde_json::json!({"type": subject.kind().as_str(), "id": subject.info_id()});
             serde_json::to_writer(&mut sink.buffer, &info)?;
@@ -751,12 +839,7 @@ async fn write(parts: Parts<'_>, start: Start<'_>, checkpoints: Option<Checkpoin
                 "the checkpoint does not fit this export"
             );
             sink.writer = writer;
-            sink.html = html.map(|(out, report)| HtmlSink {
-                writer: out.writer,
-                report: *report,
-                clock: out.clock,
-                ttl: out.ttl,
-            });
+            sink.html = html.map(|(out, report)| HtmlSink::new(out, *report));
             (sink.written, sink.reported) = (state.written, state.written);
             sink.next_checkpoint = state.written.saturating_add(every);
             sink.counts = names.iter().copied().zip(state.counts).collect();
@@ -812,7 +895,7 @@ async fn write(parts: Parts<'_>, start: Start<'_>, checkpoints: Option<Checkpoin
                 }
             }
             from_sources(&mut sink, &mut *read, name).await?;
-            sink.close_section();
+            sink.close_section().await?;
         }
         anyhow::Ok(())
     }
@@ -832,6 +915,7 @@ async fn write(parts: Parts<'_>, start: Start<'_>, checkpoints: Option<Checkpoin
             // The summary is written last, when the counts are known; the page shows it first.
             let built = html.clock.now();
             let expires = built.plus_seconds(i64::try_from(html.ttl.as_secs()).unwrap_or(i64::MAX));
+            html.settle().await?;
             html.report.finish(built, Some(Expiry { at: expires, after: html.ttl }));
             html.flush().await?;
             Some(HtmlWritten { bytes: html.writer.finish().await?, expires })

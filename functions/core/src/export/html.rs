@@ -101,7 +101,7 @@ fn in_words(span: Duration) -> String {
 /// The page being written. Feed it sections and records in export order, drain
 /// [`HtmlReport::pending`] now and then, and [`HtmlReport::finish`] it.
 pub struct HtmlReport {
-    buffer: Vec<u8>,
+    out: Out,
     sections: Vec<(&'static str, u64)>,
     open: bool,
     /// Whether a table of the store's records is open in the current section.
@@ -152,7 +152,7 @@ impl HtmlReport {
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
-            buffer: Vec::with_capacity(64 * 1024),
+            out: Out(Vec::with_capacity(64 * 1024)),
             sections,
             open: state.open,
             table: state.table,
@@ -167,7 +167,7 @@ impl HtmlReport {
     #[must_use]
     pub fn start(request: RequestId, subject: &Subject) -> Self {
         let mut report = Self {
-            buffer: Vec::with_capacity(64 * 1024),
+            out: Out(Vec::with_capacity(64 * 1024)),
             sections: Vec::with_capacity(10),
             open: false,
             table: false,
@@ -177,37 +177,29 @@ impl HtmlReport {
             subject: describe_subject(subject),
         };
         let (kind, id) = report.subject.clone();
-        report.raw("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
-        report.raw("<meta http-equiv=\"Content-Security-Policy\" content=\"");
-        report.raw(META_POLICY);
-        report.raw("\">\n<meta name=\"referrer\" content=\"no-referrer\">\n");
-        report.raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>");
-        report.text(&format!("Your data: {} {id} (data request {request})", kind.to_lowercase()));
-        report.raw("</title>\n<style>");
-        report.raw(STYLE);
-        report.raw("</style></head>\n<body><div class=\"page\">\n<header><h1>Your data</h1><p>");
-        report.text(&format!("Everything held about {} {id}, data request {request}.", kind.to_lowercase()));
-        report.raw("</p></header>\n<main class=\"sections\">\n");
+        report.out.raw("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
+        report.out.raw("<meta http-equiv=\"Content-Security-Policy\" content=\"");
+        report.out.raw(META_POLICY);
+        report.out.raw("\">\n<meta name=\"referrer\" content=\"no-referrer\">\n");
+        report.out.raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>");
+        report.out.text(&format!("Your data: {} {id} (data request {request})", kind.to_lowercase()));
+        report.out.raw("</title>\n<style>");
+        report.out.raw(STYLE);
+        report.out.raw("</style></head>\n<body><div class=\"page\">\n<header><h1>Your data</h1><p>");
+        report.out.text(&format!("Everything held about {} {id}, data request {request}.", kind.to_lowercase()));
+        report.out.raw("</p></header>\n<main class=\"sections\">\n");
         report
     }
 
     /// Bytes written since the last [`HtmlReport::clear`].
     #[must_use]
     pub fn pending(&self) -> &[u8] {
-        &self.buffer
+        &self.out.0
     }
 
     /// Forgets the pending bytes (they were handed on).
     pub fn clear(&mut self) {
-        self.buffer.clear();
-    }
-
-    fn raw(&mut self, html: &str) {
-        self.buffer.extend_from_slice(html.as_bytes());
-    }
-
-    fn text(&mut self, text: &str) {
-        super::escape::html_into(&mut self.buffer, text);
+        self.out.0.clear();
     }
 
     fn seen(&mut self, time: Timestamp) {
@@ -221,15 +213,15 @@ impl HtmlReport {
         self.open = false;
         self.table = false;
         let (heading, about) = title(name);
-        self.raw("<section id=\"");
-        self.raw(name);
-        self.raw("\"><h2>");
-        self.raw(heading);
-        self.raw(" <small>(");
-        self.raw(name);
-        self.raw(")</small></h2><p class=\"note\">");
-        self.raw(about);
-        self.raw("</p>\n");
+        self.out.raw("<section id=\"");
+        self.out.raw(name);
+        self.out.raw("\"><h2>");
+        self.out.raw(heading);
+        self.out.raw(" <small>(");
+        self.out.raw(name);
+        self.out.raw(")</small></h2><p class=\"note\">");
+        self.out.raw(about);
+        self.out.raw("</p>\n");
     }
 
     /// Counts a record of the open section; true for its first.
@@ -248,12 +240,211 @@ impl HtmlReport {
         let name = self.sections.last().map_or("", |(name, _)| *name);
         let empty = self.sections.last().is_none_or(|(_, count)| *count == 0);
         if empty {
-            self.raw("<p class=\"empty\">No records.</p>\n");
+            self.out.raw("<p class=\"empty\">No records.</p>\n");
         } else if self.table && name != "destinations" && name != "profile" {
-            self.raw("</tbody></table>\n");
+            self.out.raw("</tbody></table>\n");
         }
         self.table = false;
-        self.raw("</section>\n");
+        self.out.raw("</section>\n");
+    }
+
+    /// The profile.
+    pub fn profile(&mut self, p: &Profile) {
+        self.count();
+        self.seen(p.created);
+        self.seen(p.modified);
+        self.out.raw("<table class=\"kv\"><tbody>");
+        self.out.row("ID", Some(&p.id.to_string()));
+        self.out.row("Database", Some(&p.database.to_string()));
+        self.out.row("E-mail address", p.email.as_deref());
+        self.out.row("Created", Some(&p.created.to_string()));
+        self.out.row("Modified", Some(&p.modified.to_string()));
+        self.out.raw("<tr><th>Interests</th><td>");
+        if p.interests.is_empty() {
+            self.out.raw("<span class=\"none\">(none)</span>");
+        } else {
+            self.out.text(&p.interests.join(", "));
+        }
+        self.out.raw("</td></tr><tr><th>Fields</th><td>");
+        self.out.members(&p.fields);
+        self.out.raw("</td></tr></tbody></table>\n");
+    }
+
+    /// A subprofile.
+    pub fn subprofile(&mut self, s: &Subprofile) {
+        self.count();
+        if !self.table {
+            self.table = true;
+            self.out.raw("<table><thead><tr><th>ID</th><th>Profile</th><th>Collection</th><th>E-mail address</th>");
+            self.out.raw("<th>Created</th><th>Modified</th><th>Fields</th></tr></thead><tbody>\n");
+        }
+        self.seen(s.created);
+        self.seen(s.modified);
+        self.out.raw("<tr>");
+        self.out.cell(Some(&s.id.to_string()));
+        self.out.cell(Some(&s.profile.to_string()));
+        self.out.cell(Some(&s.collection.to_string()));
+        self.out.cell(s.email.as_deref());
+        self.out.cell(Some(&s.created.to_string()));
+        self.out.cell(Some(&s.modified.to_string()));
+        self.out.raw("<td>");
+        self.out.members(&s.fields);
+        self.out.raw("</td></tr>\n");
+    }
+
+    /// A sent message, with its MIME shown as text from `source`: the whole message, or (when
+    /// `cut`) its first bytes.
+    pub fn message<M>(&mut self, m: &Message<M>, source: &[u8], cut: bool) {
+        self.count();
+        self.seen(m.sent);
+        self.out.article(m, source, cut);
+    }
+
+    /// Sent messages (sent at `sent`, in order) whose articles were rendered apart, by
+    /// [`RenderedMessages::render`], perhaps on another thread: the same page as
+    /// [`HtmlReport::message`] would write for each.
+    pub fn rendered_messages(&mut self, sent: &[Timestamp], articles: &RenderedMessages) {
+        for &time in sent {
+            self.count();
+            self.seen(time);
+        }
+        self.out.0.extend_from_slice(&articles.0);
+    }
+
+    /// An event of the open section.
+    pub fn event(&mut self, e: &Event) {
+        self.count();
+        if !self.table {
+            self.table = true;
+            self.out.raw("<table><thead><tr><th>Time</th><th>Message</th><th>Profile</th><th>Subprofile</th>");
+            self.out.raw("<th>E-mail address</th><th>Details</th></tr></thead><tbody>\n");
+        }
+        self.seen(e.time);
+        self.out.raw("<tr>");
+        self.out.cell(Some(&e.time.to_string()));
+        self.out.cell(e.message.as_deref());
+        self.out.cell(e.profile.map(|p| p.to_string()).as_deref());
+        self.out.cell(e.subprofile.map(|s| s.to_string()).as_deref());
+        self.out.cell(e.email.as_deref());
+        self.out.raw("<td>");
+        self.out.members(&e.data);
+        self.out.raw("</td></tr>\n");
+    }
+
+    /// A row from one of the platform's own databases: its columns as a table of their own,
+    /// after the store's records of the section; a `mime` column is shown as a message.
+    pub fn source_row(&mut self, row: &SourceRow) {
+        self.count();
+        if self.table {
+            self.out.raw("</tbody></table>\n");
+            self.table = false;
+        }
+        for (name, value) in row.members() {
+            if matches!(name, "created" | "modified" | "timestamp" | "timestampsent")
+                && let Some(time) = value.as_str().and_then(|text| Timestamp::parse(text).ok())
+            {
+                self.seen(time);
+            }
+        }
+        self.out.raw("<article><p class=\"note\">From ");
+        self.out.text(&row.source);
+        self.out.raw("</p><table class=\"kv\"><tbody>");
+        let mut mime = None;
+        for (name, value) in row.members() {
+            match value {
+                Value::String(text) if name == "mime" => mime = Some(text),
+                _ => {
+                    self.out.raw("<tr><th>");
+                    self.out.text(name);
+                    self.out.raw("</th><td>");
+                    self.out.value(value);
+                    self.out.raw("</td></tr>");
+                }
+            }
+        }
+        self.out.raw("</tbody></table>\n");
+        if let Some(text) = mime {
+            let shown = &text.as_bytes()[..text.len().min(SHOWN_MIME)];
+            self.out.source(shown, shown.len() < text.len());
+        }
+        self.out.raw("</article>\n");
+    }
+
+    /// Writes the summary (shown first by the layout) and ends the page.
+    pub fn finish(&mut self, built: Timestamp, expiry: Option<Expiry>) {
+        self.out.raw("</main>\n<section class=\"summary\" id=\"summary\"><h2>Summary</h2><table class=\"kv\"><tbody>");
+        let (kind, id) = self.subject.clone();
+        self.out.row("Subject", Some(&format!("{kind} {id}")));
+        self.out.row("Data request", Some(&self.request.to_string()));
+        self.out.row("Built", Some(&format!("{built} UTC")));
+        let range = match (self.earliest, self.latest) {
+            (Some(first), Some(last)) => Some(format!("{first} UTC to {last} UTC")),
+            _ => None,
+        };
+        self.out.raw("<tr><th>Records dated</th><td>");
+        match range {
+            Some(range) => self.out.text(&range),
+            None => self.out.raw("<span class=\"none\">no dated records</span>"),
+        }
+        self.out.raw("</td></tr>");
+        let expires = expiry.map(|e| format!("{} UTC, {} after it was built", e.at, in_words(e.after)));
+        self.out.raw("<tr><th>This file expires</th><td>");
+        match expires {
+            Some(expires) => self.out.text(&expires),
+            None => self.out.raw("<span class=\"none\">when the service's retention ends</span>"),
+        }
+        self.out.raw("</td></tr></tbody></table>\n<h3>What was searched</h3><table><thead><tr><th>Category</th>");
+        self.out.raw("<th>Section</th><th>Records</th></tr></thead><tbody>");
+        for (name, count) in self.sections.clone() {
+            self.out.raw("<tr><td><a href=\"#");
+            self.out.raw(name);
+            self.out.raw("\">");
+            self.out.raw(title(name).0);
+            self.out.raw("</a></td><td>");
+            self.out.raw(name);
+            self.out.raw("</td><td class=\"count\">");
+            self.out.raw(&count.to_string());
+            self.out.raw("</td></tr>");
+        }
+        self.out.raw(
+            "</tbody></table>\n<p class=\"note\">Times are UTC. The same data, in Copernica's JSON format, is in ",
+        );
+        self.out.raw("the JSON file of this data request.</p></section>\n</div></body></html>\n");
+    }
+
+    /// The number of records written to each section so far, in order.
+    #[must_use]
+    pub fn counts(&self) -> &[(&'static str, u64)] {
+        &self.sections
+    }
+}
+
+/// HTML being written: the page's pending bytes, or a message's article rendered apart.
+#[derive(Default)]
+struct Out(Vec<u8>);
+
+/// Messages' articles in the report, rendered apart from the page: the costly part of a
+/// report (parsing each MIME source and escaping it), which can thus run beside the build.
+#[derive(Default)]
+pub struct RenderedMessages(Vec<u8>);
+
+impl RenderedMessages {
+    /// Renders a message's article after those rendered before, as [`HtmlReport::message`]
+    /// writes it; [`HtmlReport::rendered_messages`] adds them to the page.
+    pub fn render<M>(&mut self, m: &Message<M>, source: &[u8], cut: bool) {
+        let mut out = Out(std::mem::take(&mut self.0));
+        out.article(m, source, cut);
+        self.0 = out.0;
+    }
+}
+
+impl Out {
+    fn raw(&mut self, html: &str) {
+        self.0.extend_from_slice(html.as_bytes());
+    }
+
+    fn text(&mut self, text: &str) {
+        super::escape::html_into(&mut self.0, text);
     }
 
     fn cell(&mut self, text: Option<&str>) {
@@ -307,73 +498,6 @@ impl HtmlReport {
             self.raw("</td></tr>");
         }
         self.raw("</tbody></table>");
-    }
-
-    /// The profile.
-    pub fn profile(&mut self, p: &Profile) {
-        self.count();
-        self.seen(p.created);
-        self.seen(p.modified);
-        self.raw("<table class=\"kv\"><tbody>");
-        self.row("ID", Some(&p.id.to_string()));
-        self.row("Database", Some(&p.database.to_string()));
-        self.row("E-mail address", p.email.as_deref());
-        self.row("Created", Some(&p.created.to_string()));
-        self.row("Modified", Some(&p.modified.to_string()));
-        self.raw("<tr><th>Interests</th><td>");
-        if p.interests.is_empty() {
-            self.raw("<span class=\"none\">(none)</span>");
-        } else {
-            self.text(&p.interests.join(", "));
-        }
-        self.raw("</td></tr><tr><th>Fields</th><td>");
-        self.members(&p.fields);
-        self.raw("</td></tr></tbody></table>\n");
-    }
-
-    /// A subprofile.
-    pub fn subprofile(&mut self, s: &Subprofile) {
-        self.count();
-        if !self.table {
-            self.table = true;
-            self.raw("<table><thead><tr><th>ID</th><th>Profile</th><th>Collection</th><th>E-mail address</th>");
-            self.raw("<th>Created</th><th>Modified</th><th>Fields</th></tr></thead><tbody>\n");
-        }
-        self.seen(s.created);
-        self.seen(s.modified);
-        self.raw("<tr>");
-        self.cell(Some(&s.id.to_string()));
-        self.cell(Some(&s.profile.to_string()));
-        self.cell(Some(&s.collection.to_string()));
-        self.cell(s.email.as_deref());
-        self.cell(Some(&s.created.to_string()));
-        self.cell(Some(&s.modified.to_string()));
-        self.raw("<td>");
-        self.members(&s.fields);
-        self.raw("</td></tr>\n");
-    }
-
-    /// A sent message, with its MIME shown as text from `source`: the whole message, or (when
-    /// `cut`) its first bytes.
-    pub fn message<M>(&mut self, m: &Message<M>, source: &[u8], cut: bool) {
-        self.count();
-        self.seen(m.sent);
-        self.raw("<article><h3>");
-        if m.subject.is_empty() {
-            self.raw("<span class=\"none\">(no subject)</span>");
-        } else {
-            self.text(&m.subject);
-        }
-        self.raw("</h3><table class=\"kv\"><tbody>");
-        self.row("ID", Some(&m.id));
-        self.row("Mailing", Some(&m.mailing));
-        self.row("Sent", Some(&m.sent.to_string()));
-        self.row("To", Some(&m.email));
-        self.row("Profile", m.profile.map(|p| p.to_string()).as_deref());
-        self.row("Subprofile", m.subprofile.map(|s| s.to_string()).as_deref());
-        self.raw("</tbody></table>\n");
-        self.source(source, cut);
-        self.raw("</article>\n");
     }
 
     /// A message's MIME source, decoded; `cut` when it is only the start of the message.
@@ -440,112 +564,25 @@ impl HtmlReport {
             self.raw("<p class=\"note\">HTML parts are shown as their source text and never rendered.</p>\n");
         }
     }
-
-    /// An event of the open section.
-    pub fn event(&mut self, e: &Event) {
-        self.count();
-        if !self.table {
-            self.table = true;
-            self.raw("<table><thead><tr><th>Time</th><th>Message</th><th>Profile</th><th>Subprofile</th>");
-            self.raw("<th>E-mail address</th><th>Details</th></tr></thead><tbody>\n");
+    /// A sent message's article, with its MIME shown as text from `source`: the whole message,
+    /// or (when `cut`) its first bytes.
+    fn article<M>(&mut self, m: &Message<M>, source: &[u8], cut: bool) {
+        self.raw("<article><h3>");
+        if m.subject.is_empty() {
+            self.raw("<span class=\"none\">(no subject)</span>");
+        } else {
+            self.text(&m.subject);
         }
-        self.seen(e.time);
-        self.raw("<tr>");
-        self.cell(Some(&e.time.to_string()));
-        self.cell(e.message.as_deref());
-        self.cell(e.profile.map(|p| p.to_string()).as_deref());
-        self.cell(e.subprofile.map(|s| s.to_string()).as_deref());
-        self.cell(e.email.as_deref());
-        self.raw("<td>");
-        self.members(&e.data);
-        self.raw("</td></tr>\n");
-    }
-
-    /// A row from one of the platform's own databases: its columns as a table of their own,
-    /// after the store's records of the section; a `mime` column is shown as a message.
-    pub fn source_row(&mut self, row: &SourceRow) {
-        self.count();
-        if self.table {
-            self.raw("</tbody></table>\n");
-            self.table = false;
-        }
-        for (name, value) in row.members() {
-            if matches!(name, "created" | "modified" | "timestamp" | "timestampsent")
-                && let Some(time) = value.as_str().and_then(|text| Timestamp::parse(text).ok())
-            {
-                self.seen(time);
-            }
-        }
-        self.raw("<article><p class=\"note\">From ");
-        self.text(&row.source);
-        self.raw("</p><table class=\"kv\"><tbody>");
-        let mut mime = None;
-        for (name, value) in row.members() {
-            match value {
-                Value::String(text) if name == "mime" => mime = Some(text),
-                _ => {
-                    self.raw("<tr><th>");
-                    self.text(name);
-                    self.raw("</th><td>");
-                    self.value(value);
-                    self.raw("</td></tr>");
-                }
-            }
-        }
+        self.raw("</h3><table class=\"kv\"><tbody>");
+        self.row("ID", Some(&m.id));
+        self.row("Mailing", Some(&m.mailing));
+        self.row("Sent", Some(&m.sent.to_string()));
+        self.row("To", Some(&m.email));
+        self.row("Profile", m.profile.map(|p| p.to_string()).as_deref());
+        self.row("Subprofile", m.subprofile.map(|s| s.to_string()).as_deref());
         self.raw("</tbody></table>\n");
-        if let Some(text) = mime {
-            let shown = &text.as_bytes()[..text.len().min(SHOWN_MIME)];
-            self.source(shown, shown.len() < text.len());
-        }
+        self.source(source, cut);
         self.raw("</article>\n");
-    }
-
-    /// Writes the summary (shown first by the layout) and ends the page.
-    pub fn finish(&mut self, built: Timestamp, expiry: Option<Expiry>) {
-        self.raw("</main>\n<section class=\"summary\" id=\"summary\"><h2>Summary</h2><table class=\"kv\"><tbody>");
-        let (kind, id) = self.subject.clone();
-        self.row("Subject", Some(&format!("{kind} {id}")));
-        self.row("Data request", Some(&self.request.to_string()));
-        self.row("Built", Some(&format!("{built} UTC")));
-        let range = match (self.earliest, self.latest) {
-            (Some(first), Some(last)) => Some(format!("{first} UTC to {last} UTC")),
-            _ => None,
-        };
-        self.raw("<tr><th>Records dated</th><td>");
-        match range {
-            Some(range) => self.text(&range),
-            None => self.raw("<span class=\"none\">no dated records</span>"),
-        }
-        self.raw("</td></tr>");
-        let expires = expiry.map(|e| format!("{} UTC, {} after it was built", e.at, in_words(e.after)));
-        self.raw("<tr><th>This file expires</th><td>");
-        match expires {
-            Some(expires) => self.text(&expires),
-            None => self.raw("<span class=\"none\">when the service's retention ends</span>"),
-        }
-        self.raw("</td></tr></tbody></table>\n<h3>What was searched</h3><table><thead><tr><th>Category</th>");
-        self.raw("<th>Section</th><th>Records</th></tr></thead><tbody>");
-        for (name, count) in self.sections.clone() {
-            self.raw("<tr><td><a href=\"#");
-            self.raw(name);
-            self.raw("\">");
-            self.raw(title(name).0);
-            self.raw("</a></td><td>");
-            self.raw(name);
-            self.raw("</td><td class=\"count\">");
-            self.raw(&count.to_string());
-            self.raw("</td></tr>");
-        }
-        self.raw(
-            "</tbody></table>\n<p class=\"note\">Times are UTC. The same data, in Copernica's JSON format, is in ",
-        );
-        self.raw("the JSON file of this data request.</p></section>\n</div></body></html>\n");
-    }
-
-    /// The number of records written to each section so far, in order.
-    #[must_use]
-    pub fn counts(&self) -> &[(&'static str, u64)] {
-        &self.sections
     }
 }
 
