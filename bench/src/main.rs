@@ -3,7 +3,7 @@
 //! timed test: it prints what it measured and says which goals are met.
 //!
 //! - builder throughput on a generated ~1 GB subject, against serde_json serialising the same
-//!   records into a sink;
+//!   records into a sink; and, as a figure, the JSON alone of the same build (no report);
 //! - builder peak memory for 100 MB and 1 GB subjects (each build in a child process);
 //! - builder peak memory for a subject of 200 mails of 5 MB each (see [`big_mail`]);
 //! - a 200 MB export through the S3 multipart path against the emulator, with its peak memory;
@@ -45,8 +45,11 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match args.first().map(String::as_str) {
         Some("build-child") => {
-            let dir = args.get(1).context("usage: bench build-child DIR [s3]")?;
-            runtime.block_on(build_child(Path::new(dir), args.get(2).map(String::as_str)))
+            let dir = args.get(1).context("usage: bench build-child DIR [s3 | json]")?;
+            match args.get(2).map(String::as_str) {
+                Some("json") => runtime.block_on(build_json_child(Path::new(dir))),
+                other => runtime.block_on(build_child(Path::new(dir), other)),
+            }
         }
         Some("hello") => runtime.block_on(hello()),
         // `bench prepare DIR MB` then `bench build-child DIR`: one build to profile on its own.
@@ -350,6 +353,28 @@ fn throughput(dir: &Path, report: &mut Report, built: &Value, bytes: u64) -> any
         ">= 0.5 of the limit",
         ours / limit >= 0.5,
     );
+    // The JSON alone, from the same store into the same folder.
+    settle()?;
+    let output = Command::new(std::env::current_exe()?)
+        .arg("build-child")
+        .arg(dir)
+        .arg("json")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(output.status.success(), "the JSON build child failed");
+    let alone: Value = serde_json::from_slice(&output.stdout)?;
+    let json_rate = alone["bytes"].as_f64().unwrap_or(0.0) / MB / alone["seconds"].as_f64().unwrap_or(1.0);
+    report.figure(
+        "builder, the JSON alone (the same build without its report)",
+        format!(
+            "{json_rate:.0} MB/s ({:.0} MB in {:.1} s)",
+            alone["bytes"].as_f64().unwrap_or(0.0) / MB,
+            alone["seconds"].as_f64().unwrap_or(0.0)
+        ),
+        format!("serde_json into a sink: {limit:.0} MB/s"),
+        json_rate / limit,
+    );
     let both = size + built["report_bytes"].as_f64().unwrap_or(0.0);
     let disk = disk_seconds(dir, both as u64)?;
     report.figure(
@@ -474,6 +499,26 @@ async fn build_child(dir: &Path, s3: Option<&str>) -> anyhow::Result<()> {
         "{}",
         json!({"bytes": request.available, "report_bytes": report, "seconds": seconds, "peak_rss_kb": peak_rss_kb(), "rss_before_kb": baseline})
     );
+    Ok(())
+}
+
+/// The JSON alone of the same build (no HTML report), written into the same folder from the
+/// same store: what the serde_json limit compares with like for like.
+async fn build_json_child(dir: &Path) -> anyhow::Result<()> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let local = Local::open(dir, &lookup, Some("http://127.0.0.1:1".into()))?;
+    let app: &App = &local.app;
+    let account = AccountId::try_from(1)?;
+    let id = app
+        .submit(account, Subject::Profile(ProfileId::parse("1")?), None, &datarequest::app::Origin::default())
+        .await?;
+    let request = app.requests.get(id).await?.context("request")?;
+    let start = Instant::now();
+    let writer = app.exports.create(id, datarequest::ports::ExportFormat::Json).await?;
+    let written = datarequest::export::write_export(&*app.subjects, &*app.requests, &request, writer, None).await?;
+    let seconds = start.elapsed().as_secs_f64();
+    app.exports.delete(id).await?;
+    println!("{}", json!({"bytes": written.bytes, "seconds": seconds, "peak_rss_kb": peak_rss_kb()}));
     Ok(())
 }
 
