@@ -506,10 +506,12 @@ fn schema_limit(dir: &Path, records: &[Record]) -> anyhow::Result<Duration> {
         [
             "INSERT OR REPLACE INTO profiles (account, id, email_lc, body) VALUES (?1, ?2, ?3, ?4)",
             "INSERT OR REPLACE INTO subprofiles (account, id, profile, email_lc, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-            "INSERT OR REPLACE INTO messages (account, id, profile, subprofile, email, email_lc, mailing, subject, sent, mime)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            "INSERT OR REPLACE INTO events (account, key, kind, profile, subprofile, email_lc, time, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            // Each record with its owner, which the generated lines name as their profile
+            // (a subprofile's records name the subprofile's profile).
+            "INSERT OR REPLACE INTO messages (account, id, profile, subprofile, email, email_lc, mailing, subject, sent, mime, owner)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?3)",
+            "INSERT OR REPLACE INTO events (account, key, kind, profile, subprofile, email_lc, time, body, owner)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?4)",
         ],
         &rows,
     )?;

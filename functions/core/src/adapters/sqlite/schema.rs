@@ -2,7 +2,8 @@
 //!
 //! Version 7 (this one) keeps on each message and event its owner, the profile whose export
 //! holds it (the profile it names when it has no subprofile, else its subprofile's profile as
-//! it is now), so that a profile's records are one ordered range of one index; version 6 adds
+//! it is now), so that a profile's records are one ordered range of one index, and indexes by
+//! owner and by subprofile only the records that have one; version 6 adds
 //! the checkpoint of a build; version 5 the build lease of a request; version 4 the audit log; version 3 the idempotency keys of POSTs. Version 2 keeps events by their key (so a replayed event is stored once), serves
 //! a profile's own records through indexes of the records without a subprofile (a subprofile's
 //! records reach a profile only through the subprofile), and keeps the lower-cased address of
@@ -104,8 +105,8 @@ CREATE TABLE IF NOT EXISTS messages (
     owner INTEGER,
     PRIMARY KEY (account, id)
 );
-CREATE INDEX IF NOT EXISTS messages_of_owner ON messages(account, owner, sent, id);
-CREATE INDEX IF NOT EXISTS messages_by_subprofile ON messages(account, subprofile, sent, id);
+CREATE INDEX IF NOT EXISTS messages_of_owner ON messages(account, owner, sent, id) WHERE owner IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_by_subprofile ON messages(account, subprofile, sent, id) WHERE subprofile IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_by_email ON messages(account, email_lc, sent, id);
 CREATE TABLE IF NOT EXISTS events (
     account INTEGER NOT NULL,
@@ -119,8 +120,8 @@ CREATE TABLE IF NOT EXISTS events (
     owner INTEGER,
     PRIMARY KEY (account, key)
 );
-CREATE INDEX IF NOT EXISTS events_of_owner ON events(account, owner, kind, time, key);
-CREATE INDEX IF NOT EXISTS events_by_subprofile ON events(account, subprofile, kind, time, key);
+CREATE INDEX IF NOT EXISTS events_of_owner ON events(account, owner, kind, time, key) WHERE owner IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_by_subprofile ON events(account, subprofile, kind, time, key) WHERE subprofile IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_by_email ON events(account, email_lc, kind, time, key);
 ";
 
@@ -175,12 +176,13 @@ pub fn create(connection: &mut Connection) -> anyhow::Result<()> {
     if has_column(&tx, "requests", "id")? && !has_column(&tx, "requests", "build_checkpoint")? {
         tx.execute_batch("ALTER TABLE requests ADD COLUMN build_checkpoint TEXT;")?;
     }
-    // Version 6 and before: records without their owner, and a profile's own records in an
-    // index of their own.
+    // Version 6 and before: records without their owner, a profile's own records in an index
+    // of their own, and the records without a subprofile in the index by subprofile too.
     for table in ["messages", "events"] {
         if has_column(&tx, table, "account")? && !has_column(&tx, table, "owner")? {
             tx.execute_batch(&format!(
-                "ALTER TABLE {table} ADD COLUMN owner INTEGER; DROP INDEX IF EXISTS {table}_of_profile;"
+                "ALTER TABLE {table} ADD COLUMN owner INTEGER; DROP INDEX IF EXISTS {table}_of_profile;
+                 DROP INDEX IF EXISTS {table}_by_subprofile;"
             ))?;
         }
     }
