@@ -354,16 +354,7 @@ fn throughput(dir: &Path, report: &mut Report, built: &Value, bytes: u64) -> any
         ours / limit >= 0.5,
     );
     // The JSON alone, from the same store into the same folder.
-    settle()?;
-    let output = Command::new(std::env::current_exe()?)
-        .arg("build-child")
-        .arg(dir)
-        .arg("json")
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit())
-        .output()?;
-    anyhow::ensure!(output.status.success(), "the JSON build child failed");
-    let alone: Value = serde_json::from_slice(&output.stdout)?;
+    let alone = spawn_child(dir, Some("json"), &[])?;
     let json_rate = alone["bytes"].as_f64().unwrap_or(0.0) / MB / alone["seconds"].as_f64().unwrap_or(1.0);
     report.figure(
         "builder, the JSON alone (the same build without its report)",
@@ -523,13 +514,20 @@ async fn build_json_child(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn run_child(dir: &Path, s3_env: Option<&[(String, String)]>) -> anyhow::Result<Value> {
+    match s3_env {
+        Some(env) => spawn_child(dir, Some("s3"), env),
+        None => spawn_child(dir, None, &[]),
+    }
+}
+
+/// Runs `bench build-child DIR [MODE]` with `env`, once the disk has settled, and returns
+/// the figures it prints.
+fn spawn_child(dir: &Path, mode: Option<&str>, env: &[(String, String)]) -> anyhow::Result<Value> {
     // The subject was just written: its bytes reach the disk first, not during the build.
     settle()?;
     let mut command = Command::new(std::env::current_exe()?);
-    command.arg("build-child").arg(dir).env("RUST_LOG", "warn");
-    if let Some(env) = s3_env {
-        command.arg("s3").envs(env.iter().map(|(k, v)| (k, v)));
-    }
+    command.arg("build-child").arg(dir).args(mode).env("RUST_LOG", "warn");
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     let output = command.stderr(Stdio::inherit()).output()?;
     anyhow::ensure!(output.status.success(), "the build child failed");
     Ok(serde_json::from_slice(&output.stdout)?)
