@@ -292,23 +292,14 @@ impl HtmlReport {
         self.out.raw("</td></tr>\n");
     }
 
-    /// A sent message, with its MIME shown as text from `source`: the whole message, or (when
-    /// `cut`) its first bytes.
-    pub fn message<M>(&mut self, m: &Message<M>, source: &[u8], cut: bool) {
-        self.count();
-        self.seen(m.sent);
-        self.out.article(m, source, cut);
-    }
-
     /// Sent messages (sent at `sent`, in order) whose articles were rendered apart, by
-    /// [`RenderedMessages::render`], perhaps on another thread: the same page as
-    /// [`HtmlReport::message`] would write for each.
+    /// [`RenderedMessages::render`], perhaps on another thread.
     pub fn rendered_messages(&mut self, sent: &[Timestamp], articles: &RenderedMessages) {
         for &time in sent {
             self.count();
             self.seen(time);
         }
-        self.out.0.extend_from_slice(&articles.0);
+        self.out.0.extend_from_slice(&articles.0.0);
     }
 
     /// An event of the open section.
@@ -426,15 +417,14 @@ struct Out(Vec<u8>);
 /// Messages' articles in the report, rendered apart from the page: the costly part of a
 /// report (parsing each MIME source and escaping it), which can thus run beside the build.
 #[derive(Default)]
-pub struct RenderedMessages(Vec<u8>);
+pub struct RenderedMessages(Out);
 
 impl RenderedMessages {
-    /// Renders a message's article after those rendered before, as [`HtmlReport::message`]
-    /// writes it; [`HtmlReport::rendered_messages`] adds them to the page.
+    /// Renders a message's article, with its MIME shown as text from `source` (the whole
+    /// message, or when `cut` its first bytes), after those rendered before;
+    /// [`HtmlReport::rendered_messages`] adds them to the page.
     pub fn render<M>(&mut self, m: &Message<M>, source: &[u8], cut: bool) {
-        let mut out = Out(std::mem::take(&mut self.0));
-        out.article(m, source, cut);
-        self.0 = out.0;
+        self.0.article(m, source, cut);
     }
 }
 
@@ -719,9 +709,11 @@ mod tests {
         }
     }
 
-    /// A whole message in the report.
+    /// A whole message in the report, rendered apart as a build renders it.
     fn show(report: &mut HtmlReport, m: &Message) {
-        report.message(m, m.mime.as_bytes(), false);
+        let mut articles = RenderedMessages::default();
+        articles.render(m, m.mime.as_bytes(), false);
+        report.rendered_messages(&[m.sent], &articles);
     }
 
     fn render(subject: &Subject, fill: impl FnOnce(&mut HtmlReport)) -> String {
