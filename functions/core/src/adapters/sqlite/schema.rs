@@ -125,13 +125,13 @@ CREATE INDEX IF NOT EXISTS events_by_subprofile ON events(account, subprofile, k
 CREATE INDEX IF NOT EXISTS events_by_email ON events(account, email_lc, kind, time, key);
 ";
 
-/// The owner of a row of `table` (the profile whose export holds the record): the profile it
-/// names when it has no subprofile, else its subprofile's profile (none while the subprofile is
-/// not stored).
-fn owner(table: &str) -> String {
+/// The owner of a message or event (the profile whose export holds it), as SQL over the
+/// expressions of its account, profile and subprofile: the profile it names when it has no
+/// subprofile, else its subprofile's profile (none while the subprofile is not stored).
+pub(super) fn owner(account: &str, profile: &str, subprofile: &str) -> String {
     format!(
-        "CASE WHEN {table}.subprofile IS NULL THEN {table}.profile ELSE (SELECT s.profile FROM subprofiles s \
-         WHERE s.account = {table}.account AND s.id = {table}.subprofile) END"
+        "CASE WHEN {subprofile} IS NULL THEN {profile} ELSE (SELECT s.profile FROM subprofiles s \
+         WHERE s.account = {account} AND s.id = {subprofile}) END"
     )
 }
 
@@ -213,7 +213,8 @@ pub fn create(connection: &mut Connection) -> anyhow::Result<()> {
     }
     if version < 7 {
         for table in ["messages", "events"] {
-            tx.execute(&format!("UPDATE {table} SET owner = {}", owner(table)), [])?;
+            let owner = owner(&format!("{table}.account"), &format!("{table}.profile"), &format!("{table}.subprofile"));
+            tx.execute(&format!("UPDATE {table} SET owner = {owner}"), [])?;
         }
     }
     tx.pragma_update(None, "user_version", VERSION)?;

@@ -85,6 +85,24 @@ const EVENT_PAGE_QUERY: PageQuery = PageQuery {
     limit: "?6",
 };
 
+/// Stores a message with its owner.
+static MESSAGE_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "REPLACE INTO messages (account, id, profile, subprofile, email, email_lc, mailing, subject, sent, mime, owner) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, {})",
+        super::schema::owner("?1", "?3", "?4")
+    )
+});
+
+/// Stores an event with its owner.
+static EVENT_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "REPLACE INTO events (account, key, kind, profile, subprofile, email_lc, time, body, owner) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {})",
+        super::schema::owner("?1", "?4", "?5")
+    )
+});
+
 /// Cursors are `<time>:<tie-breaker>` of the last row of the previous page.
 fn split_cursor(cursor: Option<&str>) -> anyhow::Result<(i64, String)> {
     match cursor {
@@ -356,11 +374,7 @@ impl SubjectData for SqliteStore {
                         }
                     }
                     Record::Message(m) => {
-                        tx.prepare_cached(
-                            "REPLACE INTO messages (account, id, profile, subprofile, email, email_lc, mailing, subject, sent, mime, owner)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, CASE WHEN ?4 IS NULL THEN ?3
-                                 ELSE (SELECT profile FROM subprofiles WHERE account = ?1 AND id = ?4) END)",
-                        )?
+                        tx.prepare_cached(&MESSAGE_INSERT)?
                         .execute(params![
                             account,
                             m.id,
@@ -375,11 +389,7 @@ impl SubjectData for SqliteStore {
                         ])?;
                     }
                     Record::Event(e) => {
-                        tx.prepare_cached(
-                            "REPLACE INTO events (account, key, kind, profile, subprofile, email_lc, time, body, owner)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?5 IS NULL THEN ?4
-                                 ELSE (SELECT profile FROM subprofiles WHERE account = ?1 AND id = ?5) END)",
-                        )?
+                        tx.prepare_cached(&EVENT_INSERT)?
                         .execute(params![
                             account,
                             e.key(),
