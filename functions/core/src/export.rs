@@ -14,6 +14,7 @@
 mod escape;
 pub mod html;
 mod json_string;
+mod mime;
 
 use anyhow::Context;
 use futures_util::TryStreamExt;

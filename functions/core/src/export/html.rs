@@ -9,7 +9,9 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Address, Header, HeaderValue, MessageParser, MimeHeaders, PartType};
+
+use super::mime::Part;
 use serde_json::{Map, Value};
 
 use crate::domain::{Event, EventKind, Message, Profile, RequestId, Subject, Subprofile, Timestamp};
@@ -498,7 +500,23 @@ impl Out {
             self.raw(" is shown here, and a part it cuts short is shown in part. The complete message is in the ");
             self.raw("JSON file of this data request.</p>\n");
         }
-        match MessageParser::default().parse(source) {
+        let parser = MessageParser::default();
+        if let Some(read) = super::mime::read(&parser, source) {
+            self.headers(&read.headers, source);
+            let mut html_parts = 0;
+            for part in &read.parts {
+                match part {
+                    Part::Text(text) => self.text_part(text.as_ref()),
+                    Part::Html(html) => {
+                        html_parts += 1;
+                        self.html_part(html.as_ref());
+                    }
+                }
+            }
+            self.html_note(html_parts);
+            return;
+        }
+        match parser.parse(source) {
             Some(parsed) => self.mime(&parsed, 0),
             None => {
                 self.raw("<h4>Message source</h4><pre>");
@@ -508,29 +526,18 @@ impl Out {
         }
     }
 
+    /// A message read by mail_parser's full parse.
     fn mime(&mut self, message: &mail_parser::Message<'_>, depth: usize) {
-        let raw = message.raw_message.as_ref();
         if let Some(root) = message.parts.first() {
-            self.raw("<h4>Headers</h4><table class=\"kv\"><tbody>");
-            for header in &root.headers {
-                let value = header_text(&header.value, raw, header.offset_start, header.offset_end);
-                self.row(header.name.as_str(), Some(&value));
-            }
-            self.raw("</tbody></table>\n");
+            self.headers(&root.headers, message.raw_message.as_ref());
         }
         let mut html_parts = 0;
         for part in &message.parts {
             match &part.body {
-                PartType::Text(text) => {
-                    self.raw("<h4>Text</h4><pre>");
-                    self.text(text);
-                    self.raw("</pre>\n");
-                }
+                PartType::Text(text) => self.text_part(text),
                 PartType::Html(html) => {
                     html_parts += 1;
-                    self.raw("<details><summary>HTML version, shown as source text (not rendered)</summary><pre>");
-                    self.text(html);
-                    self.raw("</pre></details>\n");
+                    self.html_part(html);
                 }
                 PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
                     let name = part.attachment_name().unwrap_or("unnamed");
@@ -550,10 +557,38 @@ impl Out {
                 PartType::Multipart(_) => {}
             }
         }
+        self.html_note(html_parts);
+    }
+
+    /// A message's (or an attached message's) own headers, decoded; `raw` is the message
+    /// their offsets point into.
+    fn headers(&mut self, headers: &[Header<'_>], raw: &[u8]) {
+        self.raw("<h4>Headers</h4><table class=\"kv\"><tbody>");
+        for header in headers {
+            let value = header_text(&header.value, raw, header.offset_start, header.offset_end);
+            self.row(header.name.as_str(), Some(&value));
+        }
+        self.raw("</tbody></table>\n");
+    }
+
+    fn text_part(&mut self, text: &str) {
+        self.raw("<h4>Text</h4><pre>");
+        self.text(text);
+        self.raw("</pre>\n");
+    }
+
+    fn html_part(&mut self, html: &str) {
+        self.raw("<details><summary>HTML version, shown as source text (not rendered)</summary><pre>");
+        self.text(html);
+        self.raw("</pre></details>\n");
+    }
+
+    fn html_note(&mut self, html_parts: usize) {
         if html_parts > 0 {
             self.raw("<p class=\"note\">HTML parts are shown as their source text and never rendered.</p>\n");
         }
     }
+
     /// A sent message's article, with its MIME shown as text from `source`: the whole message,
     /// or (when `cut`) its first bytes.
     fn article<M>(&mut self, m: &Message<M>, source: &[u8], cut: bool) {
