@@ -204,18 +204,7 @@ impl HtmlSink<'_> {
     /// Adds a message with the `source` its article shows. Its article is rendered in a batch
     /// on a blocking thread while the build goes on, and reaches the page in order, before
     /// anything added after it.
-    async fn message<M>(&mut self, m: &Message<M>, source: Vec<u8>, cut: bool) -> anyhow::Result<()> {
-        let head = Message {
-            account: m.account,
-            id: m.id.clone(),
-            profile: m.profile,
-            subprofile: m.subprofile,
-            email: m.email.clone(),
-            mailing: m.mailing.clone(),
-            subject: m.subject.clone(),
-            sent: m.sent,
-            mime: (),
-        };
+    async fn message(&mut self, head: Message<()>, source: Vec<u8>, cut: bool) -> anyhow::Result<()> {
         self.batch_bytes += source.len();
         self.batch.push((head, source, cut));
         if self.batch_bytes >= BATCH {
@@ -250,7 +239,9 @@ impl HtmlSink<'_> {
     async fn settle_one(&mut self) -> anyhow::Result<()> {
         if let Some((sent, job)) = self.rendering.pop_front() {
             let articles = job.await.context("rendering messages for the report")?;
-            self.report.rendered_messages(&sent, &articles);
+            self.report.rendered_messages(&sent);
+            self.flush().await?;
+            self.writer.write(articles.html()).await?;
         }
         Ok(())
     }
@@ -483,25 +474,29 @@ impl Sink<'_> {
     /// Writes a message to the JSON, its body streamed from the store when it was left there,
     /// and to the HTML report with the first [`html::SHOWN_MIME`] bytes of its body. The JSON
     /// is byte for byte what serde_json writes for the whole record.
-    async fn message(&mut self, m: &Message<Mime>) -> anyhow::Result<()> {
+    async fn message(&mut self, m: Message<Mime>) -> anyhow::Result<()> {
         self.buffer.push(b',');
-        serde_json::to_writer(&mut self.buffer, &destination_head(m))?;
+        serde_json::to_writer(&mut self.buffer, &destination_head(&m))?;
         // The head is an object: its closing brace makes way for the last member.
         self.buffer.pop();
         self.buffer.extend_from_slice(b",\"mime\":\"");
         let mut string = JsonString::default();
-        match &m.mime {
+        let Message { account, id, profile, subprofile, email, mailing, subject, sent, mime } = m;
+        let head = Message { account, id, profile, subprofile, email, mailing, subject, sent, mime: () };
+        match mime {
             Mime::Text(text) => {
-                string.push_str(&mut self.buffer, text);
+                string.push_str(&mut self.buffer, &text);
                 if let Some(html) = &mut self.html {
-                    let shown = &text.as_bytes()[..text.len().min(html::SHOWN_MIME)];
-                    html.message(m, shown.to_vec(), shown.len() < text.len()).await?;
+                    // The report takes the body itself, unless it shows only the start of it.
+                    let cut = text.len() > html::SHOWN_MIME;
+                    let shown = if cut { text.as_bytes()[..html::SHOWN_MIME].to_vec() } else { text.into_bytes() };
+                    html.message(head, shown, cut).await?;
                 }
             }
             Mime::Stored(body) => {
                 let showing = self.html.is_some();
                 let (mut shown, mut cut) = (Vec::new(), false);
-                let mut chunks = self.subjects.mime(body).await.context("opening a MIME body")?;
+                let mut chunks = self.subjects.mime(&body).await.context("opening a MIME body")?;
                 while let Some(chunk) = chunks.try_next().await.context("reading a MIME body")? {
                     if showing {
                         let take = html::SHOWN_MIME.saturating_sub(shown.len()).min(chunk.len());
@@ -513,7 +508,7 @@ impl Sink<'_> {
                 }
                 string.finish()?;
                 if let Some(html) = &mut self.html {
-                    html.message(m, shown, cut).await?;
+                    html.message(head, shown, cut).await?;
                 }
             }
         }
@@ -591,8 +586,8 @@ macro_rules! write_pages {
             while let Some((page, items)) = queue.recv().await {
                 sink.at.page = page;
                 sink.at.skip = std::mem::take(&mut skip);
-                for (index, $item) in items.iter().enumerate().skip(sink.at.skip) {
-                    if $keep($item) {
+                for (index, $item) in items.into_iter().enumerate().skip(sink.at.skip) {
+                    if $keep(&$item) {
                         let $s = &mut *sink;
                         $write.await?;
                     }
@@ -607,7 +602,7 @@ macro_rules! write_pages {
         read?;
     }};
     ($sink:expr, $fetch:expr, $keep:expr, $convert:expr) => {
-        write_pages!($sink, $fetch, $keep, |sink, item| sink.item(item, &$convert(item)))
+        write_pages!($sink, $fetch, $keep, |sink, item| sink.item(&item, &$convert(&item)))
     };
 }
 

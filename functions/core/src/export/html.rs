@@ -294,14 +294,15 @@ impl HtmlReport {
         self.out.raw("</td></tr>\n");
     }
 
-    /// Sent messages (sent at `sent`, in order) whose articles were rendered apart, by
-    /// [`RenderedMessages::render`], perhaps on another thread.
-    pub fn rendered_messages(&mut self, sent: &[Timestamp], articles: &RenderedMessages) {
+    /// Counts sent messages (sent at `sent`, in order) whose articles were rendered apart by
+    /// [`RenderedMessages::render`], perhaps on another thread. Their articles'
+    /// [`RenderedMessages::html`] follows the page's pending bytes, before anything else is
+    /// added to the page (a build writes it straight to the file, saving a copy of it).
+    pub fn rendered_messages(&mut self, sent: &[Timestamp]) {
         for &time in sent {
             self.count();
             self.seen(time);
         }
-        self.out.0.extend_from_slice(&articles.0.0);
     }
 
     /// An event of the open section.
@@ -424,9 +425,15 @@ pub struct RenderedMessages(Out);
 impl RenderedMessages {
     /// Renders a message's article, with its MIME shown as text from `source` (the whole
     /// message, or when `cut` its first bytes), after those rendered before;
-    /// [`HtmlReport::rendered_messages`] adds them to the page.
+    /// [`HtmlReport::rendered_messages`] counts them in the page.
     pub fn render<M>(&mut self, m: &Message<M>, source: &[u8], cut: bool) {
         self.0.article(m, source, cut);
+    }
+
+    /// The articles rendered, in order.
+    #[must_use]
+    pub fn html(&self) -> &[u8] {
+        &self.0.0
     }
 }
 
@@ -748,7 +755,8 @@ mod tests {
     fn show(report: &mut HtmlReport, m: &Message) {
         let mut articles = RenderedMessages::default();
         articles.render(m, m.mime.as_bytes(), false);
-        report.rendered_messages(&[m.sent], &articles);
+        report.rendered_messages(&[m.sent]);
+        report.out.0.extend_from_slice(articles.html());
     }
 
     fn render(subject: &Subject, fill: impl FnOnce(&mut HtmlReport)) -> String {
