@@ -10,14 +10,15 @@
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// The high bit of each byte of `word` below `n` (at most 0x80), set. Exact for the lowest such
-/// byte; a higher byte may be marked falsely, which only the lowest mark makes harmless.
+/// The high bit of each byte of `word` below `n` (at most 0x7f), set. Every such byte is
+/// marked; a byte above one may be marked falsely (a borrow), so a mark is checked against its
+/// byte.
 #[inline]
 const fn below(word: u64, n: u8) -> u64 {
     word.wrapping_sub(ONES * n as u64) & !word & HIGHS
 }
 
-/// The high bit of each byte of `word` equal to `byte`, set (exact for the lowest one).
+/// The high bit of each byte of `word` equal to `byte`, set (and perhaps of a byte above one).
 #[inline]
 const fn equal(word: u64, byte: u8) -> u64 {
     below(word ^ (ONES * byte as u64), 1)
@@ -25,8 +26,8 @@ const fn equal(word: u64, byte: u8) -> u64 {
 
 /// One way of escaping text.
 trait Escaping {
-    /// A mask whose lowest set bit is the high bit of the first byte of `word` (in memory
-    /// order) that needs escaping; zero when none does.
+    /// A mask with the high bit set of every byte of `word` that needs escaping, and perhaps
+    /// of others; zero when none does.
     fn marks(word: u64) -> u64;
     /// Whether one byte needs escaping.
     fn needs(byte: u8) -> bool;
@@ -35,30 +36,39 @@ trait Escaping {
 }
 
 /// Appends `bytes` to `out`, escaped the way `E` escapes.
+///
+/// Sixteen bytes (two words) are looked at together, so that a run of plain text costs one test
+/// per sixteen bytes; in a block with marks, each mark is checked against its byte (a false one
+/// is passed over), so a block dense in specials is read once, not once per special.
 #[inline]
 fn escape<E: Escaping>(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.reserve(bytes.len());
+    // Room for the text and a few entities: most texts need no more.
+    out.reserve(bytes.len() + bytes.len() / 8);
     let mut run = 0;
     let mut at = 0;
-    while let Some(word) = bytes.get(at..at + 8) {
-        let word = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
-        let marks = E::marks(word);
-        if marks == 0 {
-            at += 8;
-            continue;
+    let mut special = |out: &mut Vec<u8>, place: usize| {
+        let byte = bytes[place];
+        if E::needs(byte) {
+            out.extend_from_slice(&bytes[run..place]);
+            E::write(out, byte);
+            run = place + 1;
         }
-        let first = at + (marks.trailing_zeros() / 8) as usize;
-        out.extend_from_slice(&bytes[run..first]);
-        E::write(out, bytes[first]);
-        run = first + 1;
-        at = first + 1;
+    };
+    while let Some(block) = bytes.get(at..at + 16) {
+        let word = |i: usize| u64::from_le_bytes(<[u8; 8]>::try_from(&block[i..i + 8]).unwrap_or_default());
+        let (low, high) = (E::marks(word(0)), E::marks(word(8)));
+        if low | high != 0 {
+            for (base, mut marks) in [(at, low), (at + 8, high)] {
+                while marks != 0 {
+                    special(out, base + (marks.trailing_zeros() / 8) as usize);
+                    marks &= marks - 1;
+                }
+            }
+        }
+        at += 16;
     }
-    for (offset, byte) in bytes[at..].iter().enumerate() {
-        if E::needs(*byte) {
-            out.extend_from_slice(&bytes[run..at + offset]);
-            E::write(out, *byte);
-            run = at + offset + 1;
-        }
+    for place in at..bytes.len() {
+        special(out, place);
     }
     out.extend_from_slice(&bytes[run..]);
 }
