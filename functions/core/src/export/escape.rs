@@ -1,10 +1,10 @@
-//! Escaping text for the export's two files, eight bytes at a time.
+//! Escaping text for the export's two files, sixteen bytes at a time.
 //!
 //! A build escapes every byte of every message twice: once as a JSON string, once as HTML text.
 //! A loop that looks at each byte on its own was among the largest costs of a build, so these
-//! look at a whole machine word at once (the "SWAR" bit tricks: a byte that needs escaping sets
-//! the high bit of its place in a mask), copy the run of plain bytes before the first one they
-//! find, and escape that byte. The output is byte for byte what the byte-at-a-time loops wrote:
+//! look at two machine words at once (the "SWAR" bit tricks: a byte that needs escaping sets
+//! the high bit of its place in a mask), copy each run of plain bytes, and escape each marked
+//! byte. The output is byte for byte what the byte-at-a-time loops wrote:
 //! for JSON, what serde_json writes between a string's quotes (the tests compare the two).
 
 const ONES: u64 = 0x0101_0101_0101_0101;
