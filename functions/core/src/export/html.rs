@@ -10,10 +10,9 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use mail_parser::{Address, Header, HeaderValue, MessageParser, MimeHeaders, PartType};
-
-use super::mime::Part;
 use serde_json::{Map, Value};
 
+use super::mime::Part;
 use crate::domain::{Event, EventKind, Message, Profile, RequestId, Subject, Subprofile, Timestamp};
 use crate::ports::SourceRow;
 
