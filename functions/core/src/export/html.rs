@@ -225,6 +225,16 @@ impl HtmlReport {
         self.out.raw("</p>\n");
     }
 
+    /// Counts a record of the open section shown as a row of a table: the first opens the table
+    /// with `head`.
+    fn table_row(&mut self, head: &str) {
+        self.count();
+        if !self.table {
+            self.table = true;
+            self.out.raw(head);
+        }
+    }
+
     /// Counts a record of the open section; true for its first.
     fn count(&mut self) -> bool {
         match self.sections.last_mut() {
@@ -273,12 +283,10 @@ impl HtmlReport {
 
     /// A subprofile.
     pub fn subprofile(&mut self, s: &Subprofile) {
-        self.count();
-        if !self.table {
-            self.table = true;
-            self.out.raw("<table><thead><tr><th>ID</th><th>Profile</th><th>Collection</th><th>E-mail address</th>");
-            self.out.raw("<th>Created</th><th>Modified</th><th>Fields</th></tr></thead><tbody>\n");
-        }
+        self.table_row(
+            "<table><thead><tr><th>ID</th><th>Profile</th><th>Collection</th><th>E-mail address</th>\
+             <th>Created</th><th>Modified</th><th>Fields</th></tr></thead><tbody>\n",
+        );
         self.seen(s.created);
         self.seen(s.modified);
         self.out.raw("<tr>");
@@ -306,12 +314,10 @@ impl HtmlReport {
 
     /// An event of the open section.
     pub fn event(&mut self, e: &Event) {
-        self.count();
-        if !self.table {
-            self.table = true;
-            self.out.raw("<table><thead><tr><th>Time</th><th>Message</th><th>Profile</th><th>Subprofile</th>");
-            self.out.raw("<th>E-mail address</th><th>Details</th></tr></thead><tbody>\n");
-        }
+        self.table_row(
+            "<table><thead><tr><th>Time</th><th>Message</th><th>Profile</th><th>Subprofile</th>\
+             <th>E-mail address</th><th>Details</th></tr></thead><tbody>\n",
+        );
         self.seen(e.time);
         self.out.raw("<tr>");
         self.out.cell(Some(&e.time.to_string()));
