@@ -305,11 +305,7 @@ async fn mail(work: &Path, report: &mut Report, count: u64, bytes: u64, ordinary
     let rss = built["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0;
     report.row(
         &format!("builder peak RSS, {count} mails of {:.0} MB", bytes as f64 / MB),
-        format!(
-            "{rss:.1} MB (export {:.0} MB in {:.1} s)",
-            built["bytes"].as_f64().unwrap_or(0.0) / MB,
-            built["seconds"].as_f64().unwrap_or(0.0)
-        ),
+        format!("{rss:.1} MB (export {})", made(&built)),
         "128 MB".into(),
         rss / 128.0,
         "<= 128 MB",
@@ -359,11 +355,7 @@ fn throughput(dir: &Path, report: &mut Report, built: &Value, bytes: u64) -> any
     let json_rate = alone["bytes"].as_f64().unwrap_or(0.0) / MB / alone["seconds"].as_f64().unwrap_or(1.0);
     report.figure(
         "builder, the JSON alone (the same build without its report)",
-        format!(
-            "{json_rate:.0} MB/s ({:.0} MB in {:.1} s)",
-            alone["bytes"].as_f64().unwrap_or(0.0) / MB,
-            alone["seconds"].as_f64().unwrap_or(0.0)
-        ),
+        format!("{json_rate:.0} MB/s ({})", made(&alone)),
         format!("serde_json into a sink: {limit:.0} MB/s"),
         json_rate / limit,
     );
@@ -376,6 +368,15 @@ fn throughput(dir: &Path, report: &mut Report, built: &Value, bytes: u64) -> any
         disk / seconds,
     );
     Ok(())
+}
+
+/// What a build child made, as a figure: "1093 MB in 1.8 s".
+fn made(built: &Value) -> String {
+    format!(
+        "{:.0} MB in {:.1} s",
+        built["bytes"].as_f64().unwrap_or(0.0) / MB,
+        built["seconds"].as_f64().unwrap_or(0.0)
+    )
 }
 
 /// Writes back every file's pending bytes, so that one step's writes do not slow the next.
@@ -651,11 +652,7 @@ async fn all() -> anyhow::Result<()> {
                 let rss = built["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0;
                 report.row(
                     "S3 multipart export, 200 MB, peak RSS",
-                    format!(
-                        "{rss:.1} MB ({:.0} MB in {:.1} s)",
-                        built["bytes"].as_f64().unwrap_or(0.0) / MB,
-                        built["seconds"].as_f64().unwrap_or(0.0)
-                    ),
+                    format!("{rss:.1} MB ({})", made(&built)),
                     "64 MB".into(),
                     rss / 64.0,
                     "flat, <= 64 MB",

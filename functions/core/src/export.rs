@@ -1062,5 +1062,10 @@ mod tests {
         assert_eq!(report.matches("This message is larger than shown").count(), 1, "only the large one is cut");
         assert!(report.contains("SMALL BODY"));
         assert!(report.len() < 2 << 20, "the page stays small: {} bytes", report.len());
+        // Articles are written straight to the file, after what the page had pending: they
+        // come under their section's heading, in order, and before the next section.
+        let at = |text: &str| report.find(text).unwrap_or_else(|| panic!("{text} is in the page"));
+        assert!(at("Messages sent") < at("FIRST LINE") && at("FIRST LINE") < at("SMALL BODY"));
+        assert!(at("SMALL BODY") < at("<section id=\"impressions\""), "the next section follows the articles");
     }
 }
