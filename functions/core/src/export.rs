@@ -30,7 +30,7 @@ use crate::domain::{
 };
 use crate::ports::{
     Clock, ExportFormat, ExportStore, ExportWriter, NoSources, Page, RequestStore, SourceReader, SourceRow,
-    SubjectData, SubjectSources, UnfinishedGone,
+    SubjectData, SubjectSources, UnfinishedGone, paged,
 };
 use html::{Expiry, HtmlReport, RenderedMessages};
 use json_string::JsonString;
@@ -558,11 +558,12 @@ const READ_AHEAD: usize = 2;
 
 /// Pages through a list from where the sink's position stands, writing each record kept by
 /// `keep` as `convert` makes it (or with `write`, an async call on the sink and the record),
-/// until the last page. A reader fetches pages into a short queue while the writer drains it,
-/// so neither waits for the other's every page. The position moves with each record, so a
-/// checkpoint can be taken after any.
+/// until the last page. The pages come from `fetch`, a call for the page at a cursor, or from
+/// `stream(pages)`, a call for the pages from a cursor on ([`crate::ports::Pages`]). A reader
+/// takes pages into a short queue while the writer drains it, so neither waits for the other's
+/// every page. The position moves with each record, so a checkpoint can be taken after any.
 macro_rules! write_pages {
-    ($sink:expr, $fetch:expr, $keep:expr, |$s:ident, $item:ident| $write:expr) => {{
+    ($sink:expr, stream($pages:expr), $keep:expr, |$s:ident, $item:ident| $write:expr) => {{
         let (pages, mut queue) = tokio::sync::mpsc::channel(READ_AHEAD);
         let (first, mut skip) =
             if $sink.at.store_done { (None, usize::MAX) } else { ($sink.at.page.clone(), $sink.at.skip) };
@@ -571,15 +572,17 @@ macro_rules! write_pages {
             if done {
                 return anyhow::Ok(());
             }
-            let mut cursor: Option<String> = first;
-            loop {
-                let page: Page<_> = $fetch(cursor.as_deref()).await?;
+            let mut cursor: Option<String> = first.clone();
+            let mut stream = $pages(first);
+            while let Some(page) = stream.try_next().await? {
+                let page: Page<_> = page;
                 let this = std::mem::replace(&mut cursor, page.next);
                 // A closed queue means the writer failed; its error is the one to report.
                 if pages.send((this, page.items)).await.is_err() || cursor.is_none() {
-                    return anyhow::Ok(());
+                    break;
                 }
             }
+            anyhow::Ok(())
         };
         let sink = &mut $sink;
         let write = async move {
@@ -601,8 +604,16 @@ macro_rules! write_pages {
         written?;
         read?;
     }};
-    ($sink:expr, $fetch:expr, $keep:expr, $convert:expr) => {
-        write_pages!($sink, $fetch, $keep, |sink, item| sink.item(&item, &$convert(&item)))
+    ($sink:expr, stream($pages:expr), $keep:expr, $convert:expr) => {
+        write_pages!($sink, stream($pages), $keep, |sink, item| sink.item(&item, &$convert(&item)))
+    };
+    ($sink:expr, $fetch:expr, $keep:expr, $($write:tt)*) => {
+        write_pages!(
+            $sink,
+            stream(|first| paged(first, move |cursor: Option<String>| async move { $fetch(cursor.as_deref()).await })),
+            $keep,
+            $($write)*
+        )
     };
 }
 
@@ -883,7 +894,7 @@ async fn write(parts: Parts<'_>, start: Start<'_>, checkpoints: Option<Checkpoin
                     if let Some(kind) = EventKind::ALL.into_iter().find(|kind| kind.section() == name) {
                         write_pages!(
                             sink,
-                            |c| subjects.events(account, subject, kind, c),
+                            stream(|first| subjects.event_pages(account, subject, kind, first)),
                             |e: &Event| kept(e.time),
                             event_out
                         );

@@ -271,6 +271,31 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// Pages of records, one after another to the last, each with the cursor of the one after it.
+pub type Pages<'a, T> = futures_util::stream::BoxStream<'a, anyhow::Result<Page<T>>>;
+
+/// The pages `fetch` reads, one after another, from the page at `cursor` (the first when
+/// `None`) to the last. A failed read ends the pages with its error.
+pub fn paged<'a, T, F, R>(cursor: Option<String>, fetch: F) -> Pages<'a, T>
+where
+    T: Send + 'a,
+    F: FnMut(Option<String>) -> R + Send + 'a,
+    R: std::future::Future<Output = anyhow::Result<Page<T>>> + Send + 'a,
+{
+    use futures_util::StreamExt;
+    futures_util::stream::unfold(Some((cursor, fetch)), |state| async move {
+        let (cursor, mut fetch) = state?;
+        match fetch(cursor).await {
+            Ok(page) => {
+                let next = page.next.clone().map(|next| (Some(next), fetch));
+                Some((Ok(page), next))
+            }
+            Err(error) => Some((Err(error), None)),
+        }
+    })
+    .boxed()
+}
+
 /// Reads, loads and erases the platform's data about subjects. Lists come in pages so that
 /// memory stays flat however large a subject's history is.
 ///
@@ -338,6 +363,20 @@ pub trait SubjectData: Send + Sync {
         kind: EventKind,
         cursor: Option<&str>,
     ) -> anyhow::Result<Page<Event>>;
+
+    /// The pages of one kind of event of a subject from the page at `cursor` on, as
+    /// [`SubjectData::events`] reads them one after another. A store may read a page while the
+    /// one before it is still being made ready, so that paging through a subject's events
+    /// keeps both busy.
+    fn event_pages<'a>(
+        &'a self,
+        account: AccountId,
+        subject: &'a Subject,
+        kind: EventKind,
+        cursor: Option<String>,
+    ) -> Pages<'a, Event> {
+        paged(cursor, move |cursor| async move { self.events(account, subject, kind, cursor.as_deref()).await })
+    }
 
     /// Loads records (already validated), idempotently: profiles, subprofiles and messages
     /// replace the stored one with their id, events the stored one with their
@@ -490,5 +529,36 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         Timestamp::now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    /// Pages of the numbers below `count`, three to a page; the cursor is the next number. A
+    /// cursor of 99 fails.
+    async fn numbers(count: u32, cursor: Option<String>) -> anyhow::Result<Page<u32>> {
+        let from: u32 = cursor.as_deref().map_or(Ok(0), str::parse)?;
+        anyhow::ensure!(from != 99, "no such page");
+        let to = (from + 3).min(count);
+        Ok(Page { items: (from..to).collect(), next: (to < count).then(|| to.to_string()) })
+    }
+
+    async fn read(pages: Pages<'_, u32>) -> Vec<Result<Vec<u32>, String>> {
+        pages.map(|page| page.map(|page| page.items).map_err(|e| e.to_string())).collect().await
+    }
+
+    #[tokio::test]
+    async fn paged_reads_from_the_cursor_to_the_last_page_and_ends_at_an_error() {
+        let all = read(paged(None, |cursor| numbers(7, cursor))).await;
+        assert_eq!(all, [Ok(vec![0, 1, 2]), Ok(vec![3, 4, 5]), Ok(vec![6])]);
+        let rest = read(paged(Some("3".into()), |cursor| numbers(7, cursor))).await;
+        assert_eq!(rest, [Ok(vec![3, 4, 5]), Ok(vec![6])]);
+        assert_eq!(read(paged(None, |cursor| numbers(0, cursor))).await, [Ok(vec![])]);
+        let failed = read(paged(Some("99".into()), |cursor| numbers(200, cursor))).await;
+        assert_eq!(failed, [Err("no such page".to_owned())], "nothing after the error");
     }
 }

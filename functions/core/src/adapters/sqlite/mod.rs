@@ -73,6 +73,16 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
     {
+        self.start(work)?.await.context("the database thread has stopped")?
+    }
+
+    /// Queues `work` for the database thread now, and returns where its outcome will come:
+    /// the caller can go on with other work meanwhile ([`SqliteStore::run`] awaits at once).
+    fn start<T, F>(&self, work: F) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
+    {
         let (reply, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |connection| {
             // A panic fails this call only, as a panic in a blocking task would; the thread
@@ -83,7 +93,7 @@ impl SqliteStore {
             let _ = reply.send(outcome);
         });
         self.jobs.send(job).map_err(|_| anyhow::anyhow!("the database thread has stopped"))?;
-        result.await.context("the database thread has stopped")?
+        Ok(result)
     }
 
     /// Whether the database holds no account yet.

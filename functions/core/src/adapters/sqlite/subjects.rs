@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use rusqlite::blob::Blob;
 use rusqlite::{Connection, MAIN_DB, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -17,7 +18,7 @@ use crate::domain::{
     AccountId, Erasure, Event, EventKind, Message, Mime, MimeRef, Profile, ProfileId, Record, Subject, Subprofile,
     SubprofileId, Timestamp,
 };
-use crate::ports::{MimeChunks, Page, SubjectData};
+use crate::ports::{MimeChunks, Page, Pages, SubjectData};
 
 /// Messages per page.
 const MESSAGE_PAGE: i64 = 32;
@@ -28,6 +29,8 @@ const INLINE_MIME: i64 = 128 * 1024;
 const MIME_CHUNK: usize = 64 * 1024;
 /// Chunks read ahead of the export.
 const MIME_READ_AHEAD: usize = 2;
+/// Pages of events read ahead of their parsing.
+const EVENT_READ_AHEAD: usize = 2;
 /// Events and subprofiles per page.
 const RECORD_PAGE: i64 = 500;
 
@@ -112,6 +115,47 @@ fn split_cursor(cursor: Option<&str>) -> anyhow::Result<(i64, String)> {
             Ok((time.parse().context("not a cursor of this store")?, rest.to_owned()))
         }
     }
+}
+
+/// One page of a subject's events as the database holds them: the bodies, not yet parsed,
+/// and where the next page starts.
+struct EventRows {
+    bodies: Vec<String>,
+    /// The time and key of the page's last row, when the page is full (so another may follow).
+    after: Option<(i64, String)>,
+}
+
+impl EventRows {
+    /// The page, its bodies parsed (on the caller's thread, which in a build has time to spare
+    /// while the database thread reads the next page).
+    fn parse(self) -> anyhow::Result<Page<Event>> {
+        let items =
+            self.bodies.iter().map(|body| serde_json::from_str::<Event>(body)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, next: self.after.map(|(time, key)| format!("{time}:{key}")) })
+    }
+}
+
+/// Reads the rows of the page of `kind` events after `after` for the subject that `condition`
+/// and `value` pick (see [`scope`]).
+fn event_rows(
+    c: &mut Connection,
+    account: AccountId,
+    condition: &str,
+    value: &rusqlite::types::Value,
+    kind: EventKind,
+    (after_time, after_key): (i64, String),
+) -> anyhow::Result<EventRows> {
+    let mut statement = c.prepare_cached(&page_query(&EVENT_PAGE_QUERY, condition))?;
+    let mut rows =
+        statement.query(params![to_i64(account.get()), value, kind.as_str(), after_time, after_key, RECORD_PAGE])?;
+    let mut bodies = Vec::new();
+    let mut last = None;
+    while let Some(row) = rows.next()? {
+        bodies.push(row.get::<_, String>(2)?);
+        last = Some((row.get::<_, i64>(1)?, row.get::<_, String>(0)?));
+    }
+    let full = bodies.len() == usize::try_from(RECORD_PAGE).unwrap_or(usize::MAX);
+    Ok(EventRows { bodies, after: last.filter(|_| full) })
 }
 
 fn message_from_row(row: &Row<'_>, account: AccountId) -> anyhow::Result<Message<Mime>> {
@@ -313,34 +357,53 @@ impl SubjectData for SqliteStore {
         kind: EventKind,
         cursor: Option<&str>,
     ) -> anyhow::Result<Page<Event>> {
-        let (after_time, after_key) = split_cursor(cursor)?;
+        let after = split_cursor(cursor)?;
         let (condition, value) = scope(subject);
-        // The database thread only reads the rows; their bodies are parsed here, on the
-        // caller's thread, which in a build has time to spare while the database thread reads
-        // the next page (and the allocations of a page are made and freed on one thread).
-        let (bodies, last) = self
-            .run(move |c| {
-                let mut statement = c.prepare_cached(&page_query(&EVENT_PAGE_QUERY, condition))?;
-                let mut rows = statement.query(params![
-                    to_i64(account.get()),
-                    value,
-                    kind.as_str(),
-                    after_time,
-                    after_key,
-                    RECORD_PAGE
-                ])?;
-                let mut bodies = Vec::new();
-                let mut last = None;
-                while let Some(row) = rows.next()? {
-                    bodies.push(row.get::<_, String>(2)?);
-                    last = Some((row.get::<_, i64>(1)?, row.get::<_, String>(0)?));
+        self.run(move |c| event_rows(c, account, condition, &value, kind, after)).await?.parse()
+    }
+
+    /// A reader task of its own reads the pages' rows into a short queue, and each page's
+    /// bodies are parsed on a blocking thread: the database thread, the parsing and the caller's
+    /// work on the pages go on side by side, none waiting for another's every page. A reader
+    /// whose pages are no longer wanted ends at its next page.
+    fn event_pages<'a>(
+        &'a self,
+        account: AccountId,
+        subject: &'a Subject,
+        kind: EventKind,
+        cursor: Option<String>,
+    ) -> Pages<'a, Event> {
+        let (condition, value) = scope(subject);
+        let store = self.clone();
+        let (pages, rows) = tokio::sync::mpsc::channel(EVENT_READ_AHEAD);
+        tokio::spawn(async move {
+            let mut after = match split_cursor(cursor.as_deref()) {
+                Ok(after) => Some(after),
+                Err(error) => {
+                    let _ = pages.send(Err(error)).await;
+                    None
                 }
-                Ok((bodies, last))
-            })
-            .await?;
-        let full = bodies.len() == usize::try_from(RECORD_PAGE).unwrap_or(usize::MAX);
-        let items = bodies.iter().map(|body| serde_json::from_str::<Event>(body)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page { items, next: last.filter(|_| full).map(|(time, key)| format!("{time}:{key}")) })
+            };
+            while let Some(at) = after.take() {
+                let value = value.clone();
+                let read = store.run(move |c| event_rows(c, account, condition, &value, kind, at)).await;
+                after = read.as_ref().ok().and_then(|rows| rows.after.clone());
+                if pages.send(read).await.is_err() {
+                    return;
+                }
+            }
+        });
+        futures_util::stream::unfold(rows, |mut rows| async move {
+            let page = match rows.recv().await? {
+                Ok(read) => tokio::task::spawn_blocking(move || read.parse())
+                    .await
+                    .context("parsing events")
+                    .and_then(|page| page),
+                Err(error) => Err(error),
+            };
+            Some((page, rows))
+        })
+        .boxed()
     }
 
     async fn load(&self, records: &[Record]) -> anyhow::Result<()> {
@@ -513,6 +576,8 @@ fn erase_subprofile(c: &rusqlite::Connection, account: i64, id: i64) -> rusqlite
 
 #[cfg(test)]
 mod tests {
+    use futures_util::TryStreamExt;
+
     use super::*;
     use crate::domain::Line;
     use crate::ingest::parse_line;
@@ -536,6 +601,85 @@ mod tests {
         let (ids, _) =
             all_messages(&store, &Subject::Profile(ProfileId::parse("7").unwrap_or_else(|_| unreachable!()))).await;
         assert_eq!(ids, ["m2", "m3"]);
+    }
+
+    /// The pages `events` reads, one call after another, from `cursor` to the last.
+    async fn one_by_one(
+        store: &SqliteStore,
+        subject: &Subject,
+        kind: EventKind,
+        mut cursor: Option<String>,
+    ) -> anyhow::Result<Vec<Page<Event>>> {
+        let account = AccountId::try_from(1)?;
+        let mut pages = Vec::new();
+        loop {
+            let page = store.events(account, subject, kind, cursor.as_deref()).await?;
+            cursor.clone_from(&page.next);
+            pages.push(page);
+            if cursor.is_none() {
+                return Ok(pages);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 12, ..Default::default() })]
+
+        /// The pages read ahead by a task of their own and parsed on blocking threads are the
+        /// pages `events` reads one by one: from the first, and from the cursor of any later
+        /// page (where a resumed build goes on). Events of other kinds and of another profile
+        /// lie between them, and many share a time, so the keys order them.
+        #[test]
+        fn event_pages_are_the_pages_events_reads_one_by_one(
+            events in proptest::collection::vec((0u8..30, 0usize..4, proptest::bool::weighted(0.8)), 0..3200),
+            from in 0usize..4,
+        ) {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
+            let read = runtime.block_on(async {
+                let dir = tempfile::tempdir()?;
+                let store = SqliteStore::open(&dir.path().join("db.sqlite3"))?;
+                // Half of them clicks: up to three pages of them.
+                let kinds = ["click", "click", "impression", "survey"];
+                let records: Vec<Record> = events.iter().enumerate().map(|(n, (minute, kind, ours))| {
+                    record(&serde_json::json!({"kind":"event","account":1,"type":kinds[*kind],
+                        "profile":if *ours { 7 } else { 8 },"time":format!("2025-01-01 00:{minute:02}:00"),
+                        "data":{"n":n}}))
+                }).collect();
+                store.load(&records).await?;
+                let subject = Subject::Profile(ProfileId::parse("7")?);
+                let account = AccountId::try_from(1)?;
+                let pages = |cursor| store.event_pages(account, &subject, EventKind::Click, cursor).try_collect();
+                let expected = one_by_one(&store, &subject, EventKind::Click, None).await?;
+                let read: Vec<Page<Event>> = pages(None).await?;
+                let rest = match expected.get(from).and_then(|page| page.next.clone()) {
+                    Some(cursor) => Some((
+                        pages(Some(cursor.clone())).await?,
+                        one_by_one(&store, &subject, EventKind::Click, Some(cursor)).await?,
+                    )),
+                    None => None,
+                };
+                anyhow::Ok((read, expected, rest))
+            });
+            let (read, expected, rest) = read.map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e:#}")))?;
+            proptest::prop_assert_eq!(&read, &expected);
+            let clicks = events.iter().filter(|(_, kind, ours)| *kind < 2 && *ours).count();
+            proptest::prop_assert_eq!(read.iter().map(|page| page.items.len()).sum::<usize>(), clicks);
+            if let Some((read, expected)) = rest {
+                proptest::prop_assert_eq!(read, expected);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn event_pages_from_a_cursor_of_another_store_end_with_its_error() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap_or_else(|e| panic!("{e:#}"));
+        let subject = Subject::Profile(ProfileId::parse("7").unwrap_or_else(|_| unreachable!()));
+        let account = AccountId::try_from(1).unwrap_or_else(|_| unreachable!());
+        let mut pages = store.event_pages(account, &subject, EventKind::Click, Some("nonsense".into()));
+        let first = pages.next().await.map(|page| page.map_err(|e| e.to_string()));
+        assert_eq!(first, Some(Err("not a cursor of this store".into())));
+        assert!(pages.next().await.is_none(), "nothing after the error");
     }
 
     fn record(line: &serde_json::Value) -> Record {
