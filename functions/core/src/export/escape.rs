@@ -4,7 +4,8 @@
 //! A loop that looks at each byte on its own was among the largest costs of a build, so these
 //! look at two machine words at once (the "SWAR" bit tricks: a byte that needs escaping sets
 //! the high bit of its place in a mask), copy each run of plain bytes, and escape each marked
-//! byte. The output is byte for byte what the byte-at-a-time loops wrote:
+//! byte. Short runs and entities are copied as fixed-size blocks and cut back, not by a call
+//! to copy a few bytes. The output is byte for byte what the byte-at-a-time loops wrote:
 //! for JSON, what serde_json writes between a string's quotes (the tests compare the two).
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -49,7 +50,7 @@ fn escape<E: Escaping>(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut special = |out: &mut Vec<u8>, place: usize| {
         let byte = bytes[place];
         if E::needs(byte) {
-            out.extend_from_slice(&bytes[run..place]);
+            copy_run(out, bytes, run, place);
             E::write(out, byte);
             run = place + 1;
         }
@@ -71,6 +72,29 @@ fn escape<E: Escaping>(out: &mut Vec<u8>, bytes: &[u8]) {
         special(out, place);
     }
     out.extend_from_slice(&bytes[run..]);
+}
+
+/// Appends `bytes[from..to]`. A short run is copied as sixteen bytes at once and the extra
+/// ones cut off again, which costs less than a call to copy a few bytes.
+#[inline]
+fn copy_run(out: &mut Vec<u8>, bytes: &[u8], from: usize, to: usize) {
+    if to - from <= 16
+        && let Some(window) = bytes[from..].first_chunk::<16>()
+    {
+        let len = out.len() + (to - from);
+        out.extend_from_slice(window);
+        out.truncate(len);
+    } else {
+        out.extend_from_slice(&bytes[from..to]);
+    }
+}
+
+/// Appends the first `len` bytes of `padded`, written whole and cut off (see [`copy_run`]).
+#[inline]
+fn put<const N: usize>(out: &mut Vec<u8>, padded: &[u8; N], len: usize) {
+    let end = out.len() + len;
+    out.extend_from_slice(padded);
+    out.truncate(end);
 }
 
 /// The contents of a JSON string, as serde_json escapes them: `"`, `\` and the control
@@ -129,13 +153,13 @@ impl Escaping for Html {
     }
 
     fn write(out: &mut Vec<u8>, byte: u8) {
-        out.extend_from_slice(match byte {
-            b'&' => b"&amp;",
-            b'<' => b"&lt;",
-            b'>' => b"&gt;",
-            b'"' => b"&quot;",
-            _ => b"&#39;",
-        });
+        match byte {
+            b'&' => put(out, b"&amp;\0\0\0", 5),
+            b'<' => put(out, b"&lt;\0\0\0\0", 4),
+            b'>' => put(out, b"&gt;\0\0\0\0", 4),
+            b'"' => put(out, b"&quot;\0\0", 6),
+            _ => put(out, b"&#39;\0\0\0", 5),
+        }
     }
 }
 
