@@ -393,7 +393,9 @@ impl SubjectData for SqliteStore {
                 }
             }
         });
-        futures_util::stream::unfold(rows, |mut rows| async move {
+        // A failure ends the pages, as `paged` ends them: none after it, though more were read.
+        futures_util::stream::unfold(Some(rows), |rows| async move {
+            let mut rows = rows?;
             let page = match rows.recv().await? {
                 Ok(read) => tokio::task::spawn_blocking(move || read.parse())
                     .await
@@ -401,6 +403,7 @@ impl SubjectData for SqliteStore {
                     .and_then(|page| page),
                 Err(error) => Err(error),
             };
+            let rows = page.is_ok().then_some(rows);
             Some((page, rows))
         })
         .boxed()
@@ -680,6 +683,35 @@ mod tests {
         let first = pages.next().await.map(|page| page.map_err(|e| e.to_string()));
         assert_eq!(first, Some(Err("not a cursor of this store".into())));
         assert!(pages.next().await.is_none(), "nothing after the error");
+    }
+
+    #[tokio::test]
+    async fn event_pages_end_at_a_body_that_does_not_parse() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db.sqlite3");
+        let store = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e:#}"));
+        let records: Vec<Record> = (0..1200)
+            .map(|n| {
+                record(&serde_json::json!({"kind":"event","account":1,"type":"click","profile":7,
+                    "time":"2025-01-01 00:00:00","data":{"n":n}}))
+            })
+            .collect();
+        store.load(&records).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let damaged = Connection::open(&path)
+            .and_then(|c| {
+                c.execute("UPDATE events SET body = 'not json' WHERE rowid = (SELECT MIN(rowid) FROM events)", [])
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(damaged, 1);
+        let subject = Subject::Profile(ProfileId::parse("7").unwrap_or_else(|_| unreachable!()));
+        let account = AccountId::try_from(1).unwrap_or_else(|_| unreachable!());
+        let pages: Vec<Result<usize, String>> = store
+            .event_pages(account, &subject, EventKind::Click, None)
+            .map(|page| page.map(|page| page.items.len()).map_err(|e| e.to_string()))
+            .collect()
+            .await;
+        assert_eq!(pages.len(), 1, "one error, and no page after it: {pages:?}");
+        assert!(pages[0].is_err(), "{pages:?}");
     }
 
     fn record(line: &serde_json::Value) -> Record {
