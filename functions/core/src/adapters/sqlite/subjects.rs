@@ -126,8 +126,8 @@ struct EventRows {
 }
 
 impl EventRows {
-    /// The page, its bodies parsed (on the caller's thread, which in a build has time to spare
-    /// while the database thread reads the next page).
+    /// The page, its bodies parsed: off the database thread, which meanwhile can read the next
+    /// page (see `event_pages`).
     fn parse(self) -> anyhow::Result<Page<Event>> {
         let items =
             self.bodies.iter().map(|body| serde_json::from_str::<Event>(body)).collect::<Result<Vec<_>, _>>()?;
