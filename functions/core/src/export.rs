@@ -186,6 +186,8 @@ struct HtmlSink<'a> {
     /// the rest of its build, so it runs beside the JSON instead of after it; in batches, so
     /// that handing work over costs little.
     rendering: std::collections::VecDeque<(Vec<Timestamp>, tokio::task::JoinHandle<RenderedMessages>)>,
+    /// Buffers of batches written, for the next batches to render into.
+    spare: Vec<RenderedMessages>,
 }
 
 impl HtmlSink<'_> {
@@ -198,6 +200,7 @@ impl HtmlSink<'_> {
             batch: Vec::new(),
             batch_bytes: 0,
             rendering: std::collections::VecDeque::with_capacity(RENDERING),
+            spare: Vec::with_capacity(RENDERING),
         }
     }
 
@@ -223,10 +226,11 @@ impl HtmlSink<'_> {
             self.settle_one().await?;
         }
         let batch = std::mem::take(&mut self.batch);
-        self.batch_bytes = 0;
+        let mut articles = self.spare.pop().unwrap_or_default();
+        let source = std::mem::take(&mut self.batch_bytes);
         let sent = batch.iter().map(|(m, _, _)| m.sent).collect();
         let job = tokio::task::spawn_blocking(move || {
-            let mut articles = RenderedMessages::default();
+            articles.reuse(source);
             for (m, source, cut) in &batch {
                 articles.render(m, source, *cut);
             }
@@ -242,6 +246,7 @@ impl HtmlSink<'_> {
             self.report.rendered_messages(&sent);
             self.flush().await?;
             self.writer.write(articles.html()).await?;
+            self.spare.push(articles);
         }
         Ok(())
     }
@@ -1078,5 +1083,21 @@ mod tests {
         let at = |text: &str| report.find(text).unwrap_or_else(|| panic!("{text} is in the page"));
         assert!(at("Messages sent") < at("FIRST LINE") && at("FIRST LINE") < at("SMALL BODY"));
         assert!(at("SMALL BODY") < at("<section id=\"impressions\""), "the next section follows the articles");
+    }
+
+    #[tokio::test]
+    async fn every_article_is_in_the_report_once_and_in_order_across_batches() {
+        // Twelve sources of 100 KB: several batches, so each buffer is rendered into again.
+        let filler = "<p>Plain & \"quoted\" text</p>\r\n".repeat(100_000 / 32);
+        let messages: Vec<Message> = (0..12)
+            .map(|n| message(n, format!("Subject: x\r\nContent-Type: text/html\r\n\r\nMARK-{n:02}-\r\n{filler}")))
+            .collect();
+        assert!(messages.iter().map(|m| m.mime.len()).sum::<usize>() > 4 * BATCH);
+        let (_, report) = exported(&messages).await;
+
+        let marks: Vec<&str> = report.match_indices("MARK-").map(|(at, _)| &report[at..at + 7]).collect();
+        let expected: Vec<String> = (0..12).map(|n| format!("MARK-{n:02}")).collect();
+        assert_eq!(marks, expected, "each article once, in send order");
+        assert_eq!(report.matches("Plain &amp; &quot;quoted&quot; text").count(), 12 * (100_000 / 32));
     }
 }

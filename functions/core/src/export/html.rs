@@ -440,6 +440,15 @@ impl RenderedMessages {
     pub fn html(&self) -> &[u8] {
         &self.0.0
     }
+
+    /// Empties these for a next batch of about `source` bytes of sources, keeping (and when
+    /// needed, growing) the room they have: a batch rendered into a fresh buffer paid for
+    /// its growth in copies and newly mapped pages.
+    pub fn reuse(&mut self, source: usize) {
+        self.0.0.clear();
+        // Escaped HTML is rarely more than a half longer than its source.
+        self.0.0.reserve(source + source / 2);
+    }
 }
 
 impl Out {
