@@ -332,7 +332,7 @@ async fn mail(work: &Path, report: &mut Report, count: u64, bytes: u64, ordinary
 /// same records; and, as figures, the same build's JSON alone, and the time the disk under
 /// `dir` takes to write the bytes of both files through the page cache and sync them (the
 /// build writes them directly, which on this kind of machine is the quicker way).
-fn throughput(dir: &Path, report: &mut Report, built: &Value, bytes: u64) -> anyhow::Result<()> {
+async fn throughput(dir: &Path, report: &mut Report, built: &Value, bytes: u64) -> anyhow::Result<()> {
     let size = built["bytes"].as_f64().unwrap_or(0.0);
     let seconds = built["seconds"].as_f64().unwrap_or(1.0);
     let (serialized, elapsed) = serde_limit(bytes)?;
@@ -367,7 +367,46 @@ fn throughput(dir: &Path, report: &mut Report, built: &Value, bytes: u64) -> any
         format!("the same bytes written through the page cache and synced alone: {disk:.1} s"),
         disk / seconds,
     );
+    let report_bytes = built["report_bytes"].as_u64().unwrap_or(0);
+    let alone = store_write_seconds(dir, built["bytes"].as_u64().unwrap_or(0), report_bytes).await?;
+    report.figure(
+        "builder, the same build against its own writes alone",
+        format!("{:.0} MB (JSON and report) in {seconds:.1} s", both / MB),
+        format!("the export store writing the same two files at once from ready bytes: {alone:.1} s"),
+        alone / seconds,
+    );
     Ok(())
+}
+
+/// Seconds the local export store takes to write one export of `json` bytes and its report of
+/// `report` bytes, both files at once as a build writes them, from bytes ready in memory: the
+/// part of a build its disk takes, with no build around it.
+async fn store_write_seconds(dir: &Path, json: u64, report: u64) -> anyhow::Result<f64> {
+    settle()?;
+    let local = Local::open(dir, &|_| None, Some("http://127.0.0.1:1".into()))?;
+    let exports = &local.app.exports;
+    let id = datarequest::domain::RequestId::random();
+    // The size of the build's own buffer.
+    let block = vec![b'x'; 256 * 1024];
+    let write = async |format, bytes: u64| {
+        let mut writer = exports.create(id, format).await?;
+        let mut left = bytes;
+        while left > 0 {
+            let take = usize::try_from(left.min(block.len() as u64)).unwrap_or(block.len());
+            writer.write(&block[..take]).await?;
+            left -= take as u64;
+        }
+        writer.finish().await?;
+        anyhow::Ok(())
+    };
+    let start = Instant::now();
+    tokio::try_join!(
+        write(datarequest::ports::ExportFormat::Json, json),
+        write(datarequest::ports::ExportFormat::Html, report)
+    )?;
+    let seconds = start.elapsed().as_secs_f64();
+    exports.delete(id).await?;
+    Ok(seconds)
 }
 
 /// What a build child made, as a figure: "1093 MB in 1.8 s".
@@ -415,7 +454,7 @@ async fn builder_only(bytes: u64) -> anyhow::Result<()> {
         let dir = work.join("subject-builder");
         prepare(&dir, bytes).await?;
         let built = run_child(&dir, None)?;
-        throughput(&dir, report, &built, bytes)?;
+        throughput(&dir, report, &built, bytes).await?;
         report.row(
             &format!("builder peak RSS, {:.0} MB subject", bytes as f64 / MB),
             format!("{:.1} MB", built["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0),
@@ -633,7 +672,7 @@ async fn all() -> anyhow::Result<()> {
         let rss = built["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0;
         memory.push(rss);
         if name == "1 GB" {
-            throughput(&dir, &mut report, &built, bytes)?;
+            throughput(&dir, &mut report, &built, bytes).await?;
         }
         report.row(
             &format!("builder peak RSS, {name} subject"),
