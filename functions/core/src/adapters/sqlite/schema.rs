@@ -1,20 +1,25 @@
 //! The database schema, and the step that brings a database of an earlier version up to date.
 //!
-//! Version 7 (this one) keeps on each message and event its owner, the profile whose export
-//! holds it (the profile it names when it has no subprofile, else its subprofile's profile as
-//! it is now), so that a profile's records are one ordered range of one index, and indexes by
-//! owner and by subprofile only the records that have one; version 6 adds
-//! the checkpoint of a build; version 5 the build lease of a request; version 4 the audit log; version 3 the idempotency keys of POSTs. Version 2 keeps events by their key (so a replayed event is stored once), serves
-//! a profile's own records through indexes of the records without a subprofile (a subprofile's
-//! records reach a profile only through the subprofile), and keeps the lower-cased address of
-//! profiles and subprofiles for erasure by address. `PRAGMA user_version` holds the version.
+//! Version 8 (this one) keeps each event's body in the index of events by owner, so that a
+//! profile's events of one kind are read from that index alone, in order, and not row by row
+//! from the table, where they lie among the other events in the order they arrived. Version 7
+//! keeps on each message and event its owner, the profile whose export holds it (the profile
+//! it names when it has no subprofile, else its subprofile's profile as it is now), so that a
+//! profile's records are one ordered range of one index, and indexes by owner and by
+//! subprofile only the records that have one; version 6 adds the checkpoint of a build;
+//! version 5 the build lease of a request; version 4 the audit log; version 3 the idempotency
+//! keys of POSTs. Version 2 keeps events by their key (so a replayed event is stored once),
+//! serves a profile's own records through indexes of the records without a subprofile (a
+//! subprofile's records reach a profile only through the subprofile), and keeps the
+//! lower-cased address of profiles and subprofiles for erasure by address.
+//! `PRAGMA user_version` holds the version.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::to_i64;
 use crate::domain::Event;
 
-const VERSION: i64 = 7;
+const VERSION: i64 = 8;
 
 const SCHEMA: &str = r"
 CREATE TABLE IF NOT EXISTS accounts (
@@ -120,7 +125,7 @@ CREATE TABLE IF NOT EXISTS events (
     owner INTEGER,
     PRIMARY KEY (account, key)
 );
-CREATE INDEX IF NOT EXISTS events_of_owner ON events(account, owner, kind, time, key) WHERE owner IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_of_owner ON events(account, owner, kind, time, key, body) WHERE owner IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_by_subprofile ON events(account, subprofile, kind, time, key) WHERE subprofile IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_by_email ON events(account, email_lc, kind, time, key);
 ";
@@ -186,6 +191,8 @@ pub fn create(connection: &mut Connection) -> anyhow::Result<()> {
             ))?;
         }
     }
+    // Version 7 and before: the index by owner without the events' bodies.
+    tx.execute_batch("DROP INDEX IF EXISTS events_of_owner;")?;
     tx.execute_batch(SCHEMA)?;
     if old {
         let mut insert = tx.prepare(
@@ -243,6 +250,38 @@ CREATE INDEX events_by_profile ON events(account, profile, kind, time, seq);
 CREATE INDEX events_by_subprofile ON events(account, subprofile, kind, time, seq);
 CREATE INDEX events_by_email ON events(account, email_lc, kind, time, seq);
 ";
+
+    #[test]
+    fn a_version_7_database_gets_the_events_bodies_in_its_index_by_owner() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db.sqlite3");
+        let mut c = Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        create(&mut c).unwrap_or_else(|e| panic!("{e:#}"));
+        // Version 7's index by owner, and an event in it.
+        c.execute_batch(
+            r#"DROP INDEX events_of_owner;
+            CREATE INDEX events_of_owner ON events(account, owner, kind, time, key, body) WHERE owner IS NOT NULL;
+            INSERT INTO events (account, key, kind, profile, subprofile, email_lc, time, body, owner)
+                VALUES (1, 'k1', 'click', 7, NULL, NULL, 1735689600, '{"n":1}', 7);
+            PRAGMA user_version = 7;"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        create(&mut c).unwrap_or_else(|e| panic!("{e:#}"));
+        let index: String = c
+            .query_row("SELECT sql FROM sqlite_master WHERE name = 'events_of_owner'", [], |row| row.get(0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(index.contains("key, body)"), "{index}");
+        let body: String = c
+            .query_row(
+                "SELECT body FROM events INDEXED BY events_of_owner WHERE account = 1 AND owner = 7 AND kind = 'click'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(body, r#"{"n":1}"#);
+        let version: i64 = c.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap_or_default();
+        assert_eq!(version, VERSION);
+    }
 
     #[test]
     fn a_version_1_database_is_brought_up_to_date_with_its_events_stored_once() {

@@ -606,6 +606,31 @@ mod tests {
         assert_eq!(ids, ["m2", "m3"]);
     }
 
+    /// How SQLite plans a page of a profile's events: from the index by owner alone. Read row by
+    /// row from the table, a kind's events cost a read of every table page they share with
+    /// events of other kinds, once per kind.
+    #[tokio::test]
+    async fn a_profiles_events_are_read_from_the_index_by_owner_alone() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db.sqlite3");
+        drop(SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e:#}")));
+        let c = Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let (condition, _) = scope(&Subject::Profile(ProfileId::parse("7").unwrap_or_else(|_| unreachable!())));
+        let plan: Vec<String> = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", page_query(&EVENT_PAGE_QUERY, condition)))
+            .and_then(|mut plan| {
+                plan.query_map(params![1, 7, EventKind::Click.as_str(), 0, "", RECORD_PAGE], |row| {
+                    row.get::<_, String>(3)
+                })?
+                .collect()
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            plan.iter().any(|step| step.contains("COVERING INDEX events_of_owner")),
+            "the plan reads the table too: {plan:?}"
+        );
+    }
+
     /// The pages `events` reads, one call after another, from `cursor` to the last.
     async fn one_by_one(
         store: &SqliteStore,
