@@ -329,9 +329,10 @@ async fn mail(work: &Path, report: &mut Report, count: u64, bytes: u64, ordinary
 }
 
 /// The builder's throughput in a build that gave `built`, against the serde_json limit for the
-/// same records; and, as figures, the same build's JSON alone, and the time the disk under
-/// `dir` takes to write the bytes of both files through the page cache and sync them (the
-/// build writes them directly, which on this kind of machine is the quicker way).
+/// same records; and, as figures, the same build's JSON alone, the time the disk under `dir`
+/// takes to write the bytes of both files through the page cache and sync them (the build
+/// writes them directly, which on this kind of machine is the quicker way), and the time the
+/// export store takes to write them alone, the floor under any build on that disk.
 async fn throughput(dir: &Path, report: &mut Report, built: &Value, bytes: u64) -> anyhow::Result<()> {
     let size = built["bytes"].as_f64().unwrap_or(0.0);
     let seconds = built["seconds"].as_f64().unwrap_or(1.0);
