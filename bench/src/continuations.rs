@@ -90,7 +90,7 @@ async fn sha256(mut reader: impl tokio::io::AsyncRead + Unpin) -> anyhow::Result
 pub async fn child(megabytes: u64, work: &Path) -> anyhow::Result<()> {
     let mails = (megabytes * 1_000_000).div_ceil(MAIL);
     let account = AccountId::try_from(1)?;
-    let (app, queue) = datarequest::adapters::aws::app_from_env().await?;
+    let (app, queue) = datarequest::compose::aws_from_env().await?;
     let local = datarequest::adapters::sqlite::SqliteStore::open(&work.join("continuations.sqlite3"))?;
     let started = Instant::now();
     let profile = crate::subject(account, 0).next().context("a profile")?;

@@ -13,10 +13,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use datarequest::compose;
 use datarequest::domain::{
     AccountId, Event, EventKind, Message, Profile, ProfileId, Record, Subprofile, SubprofileId, Timestamp,
 };
-use datarequest::local::Local;
 use rusqlite::types::Value as Sql;
 use serde_json::{Value, json};
 
@@ -295,10 +295,10 @@ pub async fn run(
 async fn local_server(dir: &Path, bodies: Vec<String>, records: &[Record]) -> anyhow::Result<(f64, usize)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let local = Local::open(dir, &|_| None, Some(url.clone()))?;
+    let local = compose::local(dir, &|_| None, Some(url.clone()))?;
     local.app.create_account().await?;
     let key = datarequest::app::create_ingest_key(&*local.app.accounts).await?;
-    let routes = datarequest::http::router(local.app.clone(), datarequest::http::Part::All);
+    let routes = datarequest::inbound::http::router(local.app.clone(), datarequest::inbound::http::Part::All);
     let server = tokio::spawn(async move { axum::serve(listener, routes).await });
     let result = async {
         let client = reqwest::Client::new();

@@ -32,10 +32,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use datarequest::App;
+use datarequest::compose;
 use datarequest::domain::{
     AccountId, Event, EventKind, Message, Profile, ProfileId, Record, Subject, Subprofile, SubprofileId, Timestamp,
 };
-use datarequest::local::Local;
 use serde_json::{Value, json};
 
 const MB: f64 = 1_000_000.0;
@@ -229,7 +229,7 @@ fn subject(account: AccountId, bytes: u64) -> impl Iterator<Item = Record> {
 
 /// A local data dir holding account 1 with a generated subject of about `bytes`.
 async fn prepare(dir: &Path, bytes: u64) -> anyhow::Result<()> {
-    let local = Local::open(dir, &|_| None, Some("http://127.0.0.1:1".into()))?;
+    let local = compose::local(dir, &|_| None, Some("http://127.0.0.1:1".into()))?;
     let account = local.app.create_account().await?.account;
     let mut batch = Vec::with_capacity(500);
     for record in subject(account, bytes) {
@@ -283,7 +283,7 @@ fn big_mail(account: AccountId, n: u64, bytes: u64) -> Record {
 
 /// A local data dir holding account 1 with profile 1 and `count` mails of about `bytes` each.
 async fn prepare_big_mail(dir: &Path, count: u64, bytes: u64) -> anyhow::Result<()> {
-    let local = Local::open(dir, &|_| None, Some("http://127.0.0.1:1".into()))?;
+    let local = compose::local(dir, &|_| None, Some("http://127.0.0.1:1".into()))?;
     let account = local.app.create_account().await?.account;
     let profile = subject(account, 0).next().context("the profile")?;
     local.app.subjects.load(&[profile]).await?;
@@ -384,7 +384,7 @@ async fn throughput(dir: &Path, report: &mut Report, built: &Value, bytes: u64) 
 /// part of a build its disk takes, with no build around it.
 async fn store_write_seconds(dir: &Path, json: u64, report: u64) -> anyhow::Result<f64> {
     settle()?;
-    let local = Local::open(dir, &|_| None, Some("http://127.0.0.1:1".into()))?;
+    let local = compose::local(dir, &|_| None, Some("http://127.0.0.1:1".into()))?;
     let exports = &local.app.exports;
     let id = datarequest::domain::RequestId::random();
     // The size of the build's own buffer.
@@ -506,7 +506,7 @@ fn peak_rss_kb() -> u64 {
 /// `s3` is given, the emulator's environment being set) and prints size, time and peak RSS.
 async fn build_child(dir: &Path, s3: Option<&str>) -> anyhow::Result<()> {
     let lookup = |name: &str| std::env::var(name).ok();
-    let mut local = Local::open(dir, &lookup, Some("http://127.0.0.1:1".into()))?;
+    let mut local = compose::local(dir, &lookup, Some("http://127.0.0.1:1".into()))?;
     if s3.is_some() {
         let clients = datarequest::adapters::aws::Clients::from_env().await;
         let bucket = std::env::var(datarequest::config::EXPORTS_BUCKET)?;
@@ -539,7 +539,7 @@ async fn build_child(dir: &Path, s3: Option<&str>) -> anyhow::Result<()> {
 /// same store: what the serde_json limit compares with like for like.
 async fn build_json_child(dir: &Path) -> anyhow::Result<()> {
     let lookup = |name: &str| std::env::var(name).ok();
-    let local = Local::open(dir, &lookup, Some("http://127.0.0.1:1".into()))?;
+    let local = compose::local(dir, &lookup, Some("http://127.0.0.1:1".into()))?;
     let app: &App = &local.app;
     let account = AccountId::try_from(1)?;
     let id = app

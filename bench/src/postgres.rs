@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use datarequest::adapters::sources::mapping;
 use datarequest::domain::SubjectKind;
-use datarequest::sources::mapping;
 use futures_util::{SinkExt, TryStreamExt};
 use serde_json::Value;
 use tokio_postgres::NoTls;

@@ -4,19 +4,22 @@
 //! mark their requests failed.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use datarequest::adapters::aws;
+use datarequest::compose;
 use datarequest::config::DEAD_LETTER_QUEUE_ARN;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let (app, queue) = aws::app_from_env().await?;
+    let (app, queue) = compose::aws_from_env().await?;
     let dead_letters = std::env::var(DEAD_LETTER_QUEUE_ARN).ok().filter(|arn| !arn.is_empty());
     let (app, queue, dead_letters) = (&app, &queue, dead_letters.as_deref());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.context.deadline);
-        Ok::<SqsBatchResponse, Error>(aws::handle_batch(app, queue, event.payload, dead_letters, Some(deadline)).await)
+        Ok::<SqsBatchResponse, Error>(
+            datarequest::inbound::sqs_build::handle_batch(app, queue, event.payload, dead_letters, Some(deadline))
+                .await,
+        )
     }))
     .await
 }

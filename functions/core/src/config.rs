@@ -54,7 +54,7 @@ pub const AUDIT_RETENTION_DAYS: &str = "DATAREQUEST_AUDIT_RETENTION_DAYS";
 pub const SUBJECT_RETENTION_DAYS: &str = "DATAREQUEST_SUBJECT_RETENTION_DAYS";
 /// AWS: the ARN of the build queue's dead-letter queue (the builder marks its requests failed).
 pub const DEAD_LETTER_QUEUE_ARN: &str = "DATAREQUEST_DEAD_LETTER_QUEUE_ARN";
-/// The mapping file of the sources subject data is also read from (see [`crate::sources`]).
+/// The mapping file of the sources subject data is also read from (see [`crate::adapters::sources`]).
 pub const SOURCES: &str = "DATAREQUEST_SOURCES";
 /// The mapping itself, instead of a file (on AWS, where the functions have no file of it).
 pub const SOURCES_TOML: &str = "DATAREQUEST_SOURCES_TOML";
@@ -62,6 +62,22 @@ pub const SOURCES_TOML: &str = "DATAREQUEST_SOURCES_TOML";
 pub const SOURCES_SECRET_ARN: &str = "DATAREQUEST_SOURCES_SECRET_ARN";
 
 /// A setting that is missing or wrong, named.
+// Local mode (the `datarequest` command).
+
+/// Address to listen on (`serve --listen`).
+pub const LISTEN: &str = "DATAREQUEST_LISTEN";
+/// Folder of the database, exports and outbox (`--data-dir`).
+pub const DATA_DIR: &str = "DATAREQUEST_DATA_DIR";
+/// SMTP server for delivery mails; without it they go to `<data dir>/outbox`.
+pub const SMTP_URL: &str = "DATAREQUEST_SMTP_URL";
+/// Concurrent build workers.
+pub const WORKERS: &str = "DATAREQUEST_WORKERS";
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default data dir.
+pub const DEFAULT_DATA_DIR: &str = "./.datarequest";
+
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {message}")]
 pub struct ConfigError {

@@ -9,7 +9,7 @@ use axum::http::{Request, StatusCode};
 use common::{section, section_names, world, world_with};
 use datarequest::config::Settings;
 use datarequest::domain::{EmailAddress, ProfileId, Report, RequestId, Subject};
-use datarequest::http::{Part, router};
+use datarequest::inbound::http::{Part, router};
 use datarequest::ports::ExportFormat;
 use http_body_util::BodyExt;
 use mail_parser::MimeHeaders;

@@ -13,7 +13,7 @@ use datarequest::domain::{
     AccountId, Erasure, Event, EventKind, Message, Mime, MimeRef, Profile, ProfileId, Record, Subject,
 };
 use datarequest::domain::{Subprofile, SubprofileId};
-use datarequest::http::{Part, router};
+use datarequest::inbound::http::{Part, router};
 use datarequest::ports::{MimeChunks, Page, SubjectData};
 use http_body_util::BodyExt;
 use tower::ServiceExt;

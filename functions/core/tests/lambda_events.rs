@@ -7,7 +7,7 @@ mod common;
 use axum::body::Body;
 use axum::http::StatusCode;
 use datarequest::domain::{DataRequest, RequestId, State, Subject};
-use datarequest::http::{Part, router};
+use datarequest::inbound::http::{Part, router};
 use datarequest::worker;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -107,7 +107,11 @@ fn build_messages_round_trip_and_junk_is_refused() {
 fn the_committed_openapi_document_is_the_one_the_server_serves() {
     let committed: serde_json::Value =
         serde_json::from_str(include_str!("../../../openapi.json")).expect("openapi.json is JSON");
-    assert_eq!(committed, datarequest::http::openapi::document(), "regenerate it: datarequest openapi > openapi.json");
+    assert_eq!(
+        committed,
+        datarequest::inbound::http::openapi::document(),
+        "regenerate it: datarequest openapi > openapi.json"
+    );
     let paths = committed["paths"].as_object().expect("paths");
     assert_eq!(paths.len(), 4 * 11 + 1, "every route under every version, and /ingest");
     assert!(paths.contains_key("/v3/profile/{id}/data") && paths.contains_key("/v1/email/{email}/data"));
@@ -117,7 +121,7 @@ fn the_committed_openapi_document_is_the_one_the_server_serves() {
 #[tokio::test]
 async fn every_operation_of_the_openapi_document_is_a_route_of_the_router() {
     let world = common::world().await;
-    let document = datarequest::http::openapi::document();
+    let document = datarequest::inbound::http::openapi::document();
     let mut operations = Vec::new();
     for (path, item) in document["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("path item").keys() {

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use datarequest::compose::{self, Local};
+use datarequest::config;
 use datarequest::domain::{AccountId, EmailAddress, Erasure, ProfileId, SubprofileId};
-use datarequest::local::{self, Local};
 
 /// GDPR data requests, Copernica compatible, on embedded storage.
 #[derive(Parser)]
@@ -33,10 +34,10 @@ pub enum Command {
     /// Serve the API and run the builder in one process.
     Serve {
         /// Address to listen on.
-        #[arg(long, env = local::LISTEN, default_value = local::DEFAULT_LISTEN)]
+        #[arg(long, env = config::LISTEN, default_value = config::DEFAULT_LISTEN)]
         listen: SocketAddr,
         /// Folder of the database, exports and outbox.
-        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        #[arg(long, env = config::DATA_DIR, default_value = config::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
         /// Seed a demo account and subjects when the data dir is empty, and print a token and
         /// commands to try.
@@ -55,7 +56,7 @@ pub enum Command {
         /// The file.
         file: PathBuf,
         /// Folder of the database.
-        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        #[arg(long, env = config::DATA_DIR, default_value = config::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
     /// Erase a subject (GDPR Art. 17) with everything that belongs to it; prints what was
@@ -67,7 +68,7 @@ pub enum Command {
         #[command(flatten)]
         subject: EraseSubject,
         /// Folder of the database.
-        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        #[arg(long, env = config::DATA_DIR, default_value = config::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
     /// Manage the keys of `POST /ingest`.
@@ -95,7 +96,7 @@ pub enum AccountCommand {
     /// Create an account; prints its id, access token and webhook secret as JSON.
     Create {
         /// Folder of the database.
-        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        #[arg(long, env = config::DATA_DIR, default_value = config::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
     /// Add or revoke an account's access tokens.
@@ -109,7 +110,7 @@ pub enum AccountCommand {
         #[arg(long, value_parser = AccountId::parse)]
         account: AccountId,
         /// Folder of the database.
-        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        #[arg(long, env = config::DATA_DIR, default_value = config::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
 }
@@ -122,7 +123,7 @@ pub enum TokenCommand {
         #[arg(long, value_parser = AccountId::parse)]
         account: AccountId,
         /// Folder of the database.
-        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        #[arg(long, env = config::DATA_DIR, default_value = config::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
     /// Revoke a token of an account. Running servers stop taking it within a minute (their
@@ -134,7 +135,7 @@ pub enum TokenCommand {
         /// The token.
         token: String,
         /// Folder of the database.
-        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        #[arg(long, env = config::DATA_DIR, default_value = config::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
 }
@@ -157,7 +158,7 @@ pub enum IngestKeyCommand {
     /// Create an ingest key; prints it as JSON. It is shown once and stored only as its hash.
     Create {
         /// Folder of the database.
-        #[arg(long, env = local::DATA_DIR, default_value = local::DEFAULT_DATA_DIR)]
+        #[arg(long, env = config::DATA_DIR, default_value = config::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
 }
@@ -196,7 +197,7 @@ pub fn env_lookup(name: &str) -> Option<String> {
 }
 
 fn open(data_dir: &Path) -> anyhow::Result<Local> {
-    Local::open(data_dir, &env_lookup, None)
+    compose::local(data_dir, &env_lookup, None)
 }
 
 impl Cli {

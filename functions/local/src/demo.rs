@@ -3,9 +3,9 @@
 use std::path::Path;
 
 use anyhow::Context;
+use datarequest::compose::Local;
 use datarequest::domain::{AccessToken, AccountId, Line, Record};
 use datarequest::ingest::parse_line;
-use datarequest::local::Local;
 use serde_json::{Value, json};
 
 /// A complete multipart message as a mailing platform sends it.

@@ -4,6 +4,6 @@ use std::process::ExitCode;
 
 /// Prints the document, pretty.
 pub fn print() -> anyhow::Result<ExitCode> {
-    println!("{:#}", datarequest::http::openapi::document());
+    println!("{:#}", datarequest::inbound::http::openapi::document());
     Ok(ExitCode::SUCCESS)
 }

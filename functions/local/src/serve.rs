@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use datarequest::local::{self, Local};
+use datarequest::compose;
+use datarequest::config;
 
 use crate::cli::env_lookup;
 
@@ -16,13 +17,13 @@ use crate::cli::env_lookup;
 pub async fn run(listen: SocketAddr, data_dir: &Path, demo: bool) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr()?;
-    let local = Local::open(data_dir, &env_lookup, Some(format!("http://{address}")))?;
+    let local = compose::local(data_dir, &env_lookup, Some(format!("http://{address}")))?;
     // A broken mapping would fail every build that reads it: refuse to start instead.
     let mistakes = local.sources.check().await;
     if !mistakes.is_empty() {
         return Ok(crate::sources::report(&mistakes, datarequest::config::SOURCES));
     }
-    let workers = match datarequest::config::optional(&env_lookup, local::WORKERS) {
+    let workers = match datarequest::config::optional(&env_lookup, config::WORKERS) {
         None => 2,
         Some(text) => text
             .parse()
@@ -35,7 +36,7 @@ pub async fn run(listen: SocketAddr, data_dir: &Path, demo: bool) -> anyhow::Res
     }
     println!("Datarequest listening on http://{address}");
     let _ = std::io::stdout().flush();
-    local.serve(listener, workers, shutdown()).await?;
+    datarequest::inbound::local::serve(local, listener, workers, shutdown()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

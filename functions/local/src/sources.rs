@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use datarequest::sources::{self, Sources, mapping};
+use datarequest::adapters::sources::{self, Sources, mapping};
 
 /// Checks the mapping of `DATAREQUEST_SOURCES` (or `DATAREQUEST_SOURCES_TOML`); exits non-zero
 /// on any mistake.

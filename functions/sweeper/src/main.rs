@@ -3,14 +3,14 @@
 //! send, or a builder that died), and deletes the exports whose time is up, marking their
 //! requests expired (otherwise that happens only when someone asks for them).
 
-use datarequest::adapters::aws;
+use datarequest::compose;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let (app, _) = aws::app_from_env().await?;
+    let (app, _) = compose::aws_from_env().await?;
     let app = &app;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
         let requeued = app.requeue_stuck().await?;

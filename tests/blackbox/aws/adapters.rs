@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use datarequest::adapters::aws::{self, DynamoDbAccounts, DynamoDbRequests, DynamoDbSubjects, S3Exports, SqsQueue};
-use datarequest::adapters::memory;
 use datarequest::config::Settings;
 use datarequest::domain::{
     AccessToken, AccountId, DataRequest, Mime, ProfileId, Record, RequestId, State, Subject, Timestamp, Transition,
@@ -102,11 +101,11 @@ async fn dynamodb_accounts_store_only_token_hashes_and_find_the_account_by_token
 async fn exports_built_on_aws_adapters_equal_the_reference_built_in_memory() {
     let env = Env::provision();
     let clients = env.clients().await;
-    let (app, _) = aws::app(&clients, &env.resources(), &env.lookup()).expect("app");
+    let (app, _) = datarequest::compose::aws(&clients, &env.resources(), &env.lookup()).expect("app");
     let account = app.create_account().await.expect("account").account;
     assert_eq!(account.get(), 1, "a fresh table starts at account 1, as the sample data expects");
     app.subjects.load(&sample()).await.expect("load");
-    let (reference, _) = memory::app(Settings::for_tests("https://api.example.test"));
+    let (reference, _) = datarequest::compose::memory(Settings::for_tests("https://api.example.test"));
     reference.accounts.create(&AccessToken::generate().hash(), &WebhookSecret::generate()).await.expect("account");
     reference.subjects.load(&sample()).await.expect("load");
 

@@ -1,8 +1,8 @@
 //! Sources on AWS: the connection string from a Secrets Manager secret (on the emulator), read
 //! by the functions' composition root, and a build on the AWS adapters that reads the shop.
 
-use datarequest::adapters::aws::app_with_secret;
 use datarequest::app::Origin;
+use datarequest::compose::aws_with_secret as app_with_secret;
 use datarequest::domain::{ProfileId, Subject};
 use datarequest::ports::ExportFormat;
 use datarequest::worker;

@@ -9,8 +9,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
 
-use crate::app::App;
-use crate::config::Settings;
 use crate::domain::{
     AccountId, AuditEntry, DataRequest, Erasure, Event, EventKind, Message, Mime, MimeRef, Owner, Profile, ProfileId,
     Record, RequestId, State, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, Transition, WebAddress,
@@ -721,7 +719,7 @@ impl SourceReader for MemoryRead {
     }
 }
 
-/// The fakes behind an in-memory [`App`], to arrange and inspect.
+/// The fakes behind an in-memory app ([`crate::compose::memory`]), to arrange and inspect.
 pub struct Fakes {
     /// Requests.
     pub requests: Arc<MemoryRequests>,
@@ -743,36 +741,4 @@ pub struct Fakes {
     pub clock: Arc<FakeClock>,
     /// Audit log.
     pub audit: Arc<MemoryAudit>,
-}
-
-/// An app on fakes only, with the fakes to arrange and inspect.
-#[must_use]
-pub fn app(settings: Settings) -> (App, Fakes) {
-    let fakes = Fakes {
-        requests: Arc::default(),
-        queue: Arc::default(),
-        exports: Arc::default(),
-        subjects: Arc::default(),
-        sources: Arc::default(),
-        accounts: Arc::default(),
-        mailer: Arc::default(),
-        web: Arc::default(),
-        clock: Arc::new(FakeClock::at(Timestamp::from_unix(1_764_320_000))),
-        audit: Arc::default(),
-    };
-    let app = App {
-        requests: fakes.requests.clone(),
-        queue: fakes.queue.clone(),
-        exports: fakes.exports.clone(),
-        subjects: fakes.subjects.clone(),
-        sources: fakes.sources.clone(),
-        accounts: fakes.accounts.clone(),
-        mailer: fakes.mailer.clone(),
-        web: fakes.web.clone(),
-        clock: fakes.clock.clone(),
-        audit: fakes.audit.clone(),
-        limiter: Arc::new(crate::app::RateLimiter::new(settings.rate_limit_per_minute)),
-        settings: Arc::new(settings),
-    };
-    (app, fakes)
 }

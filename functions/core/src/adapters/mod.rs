@@ -1,9 +1,11 @@
-//! Adapters: the ports implemented in memory (fakes for tests), on embedded storage (local
-//! mode) and, behind the `aws` feature, on AWS services.
+//! Outbound adapters: the ports implemented in memory (fakes for tests), on embedded storage
+//! (local mode), on the platform's own databases ([`sources`]) and, behind the `aws` feature,
+//! on AWS services. Nothing here imports a use case or a door.
 
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod memory;
+pub mod sources;
 pub mod token_cache;
 pub mod webhook;
 

@@ -1,5 +1,5 @@
 //! The port of subject data read where it lives: the platform's own databases, queried per
-//! request through a mapping (see [`crate::sources`]). Their records are appended to the
+//! request through a mapping (see [`crate::adapters::sources`]). Their records are appended to the
 //! sections of an export after the subject store's, in the mapping's order.
 
 use std::sync::Arc;

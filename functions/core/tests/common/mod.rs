@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use datarequest::App;
-use datarequest::adapters::memory::{self, Fakes};
+use datarequest::adapters::memory::Fakes;
 use datarequest::config::Settings;
 use datarequest::domain::{AccessToken, AccountId, Record, RequestId, WebhookSecret};
 use datarequest::ingest::parse_records;
@@ -25,7 +25,7 @@ pub struct World {
 }
 
 pub async fn world_with(settings: Settings) -> World {
-    let (app, fakes) = memory::app(settings);
+    let (app, fakes) = datarequest::compose::memory(settings);
     let secret = WebhookSecret::generate();
     let token = AccessToken::parse("EXAMPLE_TOKEN").expect("fixture token parses");
     let account = fakes.accounts.create(&token.hash(), &secret).await.expect("account");

@@ -11,10 +11,6 @@ mod s3;
 pub mod secrets;
 mod ses;
 mod sqs;
-mod sqs_batch;
-mod sqs_ingest;
-
-use std::sync::Arc;
 
 pub use dynamodb_accounts::DynamoDbAccounts;
 pub use dynamodb_audit::DynamoDbAudit;
@@ -23,13 +19,8 @@ pub use dynamodb_subjects::DynamoDbSubjects;
 pub use s3::S3Exports;
 pub use ses::SesMailer;
 pub use sqs::SqsQueue;
-pub use sqs_batch::handle_batch;
-pub use sqs_ingest::handle_ingest_batch;
 
-use crate::adapters::webhook::HttpWebDelivery;
-use crate::app::App;
-use crate::config::{self, ConfigError, Fallbacks, Settings};
-use crate::ports::SystemClock;
+use crate::config::{self, ConfigError};
 
 /// The AWS resources named in the environment (as `template.yaml` sets them).
 #[derive(Debug, Clone)]
@@ -98,79 +89,4 @@ impl Clients {
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
         }
     }
-}
-
-/// The application on AWS, and the queue (the builder re-enqueues delivery retries on it).
-///
-/// # Errors
-/// When a setting is missing or bad (named), or the web client cannot be built.
-pub fn app(
-    clients: &Clients,
-    resources: &Resources,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> anyhow::Result<(App, Arc<SqsQueue>)> {
-    let settings = Settings::from_lookup(lookup, Fallbacks::default())?;
-    let queue = Arc::new(SqsQueue::new(clients.sqs.clone(), resources.build_queue_url.clone()));
-    let subjects = DynamoDbSubjects::new(
-        clients.dynamodb.clone(),
-        resources.subjects_table.clone(),
-        clients.s3.clone(),
-        resources.exports_bucket.clone(),
-    )
-    .with_retention(settings.subject_retention);
-    let app = App {
-        requests: Arc::new(DynamoDbRequests::new(clients.dynamodb.clone(), resources.requests_table.clone())),
-        queue: queue.clone(),
-        exports: Arc::new(S3Exports::new(clients.s3.clone(), resources.exports_bucket.clone())),
-        subjects: Arc::new(subjects),
-        sources: Arc::new(crate::sources::Sources::from_lookup(lookup)?),
-        accounts: crate::adapters::token_cache::TokenCache::wrap(DynamoDbAccounts::new(
-            clients.dynamodb.clone(),
-            resources.accounts_table.clone(),
-        )),
-        mailer: Arc::new(SesMailer::new(clients.ses.clone())),
-        web: Arc::new(HttpWebDelivery::new(settings.web_policy, settings.webhook_timeout)?),
-        clock: Arc::new(SystemClock),
-        audit: Arc::new(DynamoDbAudit::new(
-            clients.dynamodb.clone(),
-            resources.audit_table.clone(),
-            settings.audit_retention,
-        )),
-        limiter: Arc::new(crate::app::RateLimiter::new(settings.rate_limit_per_minute)),
-        settings: Arc::new(settings),
-    };
-    Ok((app, queue))
-}
-
-/// Everything a Lambda function needs, from the process environment.
-///
-/// # Errors
-/// When a setting or resource name is missing or bad; the error names it.
-pub async fn app_from_env() -> anyhow::Result<(App, Arc<SqsQueue>)> {
-    let env = |name: &str| std::env::var(name).ok();
-    let resources = Resources::from_lookup(&env)?;
-    let clients = Clients::from_env().await;
-    app_with_secret(&clients, &resources, &env).await
-}
-
-/// [`app`], the sources' connection strings also read from the secret that
-/// `DATAREQUEST_SOURCES_SECRET_ARN` names (see [`secrets`]), when it is set.
-///
-/// # Errors
-/// As [`app`], and when the secret cannot be read.
-pub async fn app_with_secret(
-    clients: &Clients,
-    resources: &Resources,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> anyhow::Result<(App, Arc<SqsQueue>)> {
-    let secret = match config::optional(lookup, config::SOURCES_SECRET_ARN) {
-        Some(arn) => Some(secrets::fetch(&clients.secrets, &arn).await?),
-        None => None,
-    };
-    // The secret answers only for the variables the mapping names as connection strings.
-    let urls = crate::sources::url_names(lookup);
-    let with_secret = |name: &str| {
-        lookup(name).or_else(|| secret.as_ref().filter(|_| urls.iter().any(|u| u == name)).and_then(|s| s.url(name)))
-    };
-    app(clients, resources, &with_secret)
 }

@@ -89,7 +89,6 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::adapters::memory;
     use crate::config::Settings;
     use crate::domain::{
         AccountId, Erasure, Event, EventKind, Message, Mime, MimeRef, Profile, ProfileId, Record, Subject, Subprofile,
@@ -97,7 +96,7 @@ mod tests {
     };
     use crate::ports::{MimeChunks, Page, SubjectData};
 
-    const EVENT: &str = include_str!("../../../tests/fixtures/ses/sqs-ingest-event.json");
+    const EVENT: &str = include_str!("../../tests/fixtures/ses/sqs-ingest-event.json");
     const UNREADABLE: &str = "9e1c7a52-0000-4000-8000-0000000000ff";
 
     fn event() -> SqsEvent {
@@ -129,7 +128,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_unreadable_message_fails_and_the_kept_records_are_stored() {
-        let (app, _) = memory::app(Settings::for_tests("https://api.example.test"));
+        let (app, _) = crate::compose::memory(Settings::for_tests("https://api.example.test"));
 
         let response = handle_ingest_batch(&app, event()).await;
 
@@ -149,7 +148,7 @@ mod tests {
 
     #[tokio::test]
     async fn handling_the_same_batch_again_stores_nothing_more() {
-        let (app, _) = memory::app(Settings::for_tests("https://api.example.test"));
+        let (app, _) = crate::compose::memory(Settings::for_tests("https://api.example.test"));
         let first = handle_ingest_batch(&app, event()).await;
         let before = stored(&app).await;
 
@@ -161,7 +160,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_of_design_lines_is_stored_in_order() {
-        let (app, _) = memory::app(Settings::for_tests("https://api.example.test"));
+        let (app, _) = crate::compose::memory(Settings::for_tests("https://api.example.test"));
         let mut event = event();
         event.records.truncate(2);
         event.records[0].body =
@@ -221,7 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_storage_failure_fails_every_record_to_store_but_not_the_skipped_one() {
-        let (mut app, _) = memory::app(Settings::for_tests("https://api.example.test"));
+        let (mut app, _) = crate::compose::memory(Settings::for_tests("https://api.example.test"));
         app.subjects = Arc::new(Down);
 
         let response = handle_ingest_batch(&app, event()).await;

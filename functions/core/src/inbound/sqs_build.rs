@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 
-use super::SqsQueue;
+use crate::adapters::aws::SqsQueue;
 use crate::app::App;
 use crate::domain::RetryPolicy;
 use crate::worker::{self, Outcome};

@@ -1,0 +1,151 @@
+//! The doors of local mode: the HTTP server, the build workers that take messages from the
+//! embedded queue, and the sweeper, all in one process on the app [`crate::compose::local`]
+//! puts together. Requests accepted before a crash are built after the restart.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::adapters::folder::FolderExports;
+use crate::compose::Local;
+use crate::domain::RetryPolicy;
+use crate::inbound::http::{Part, router};
+use crate::ports::RequestStore;
+use crate::worker::{self, Outcome};
+
+/// How long a received queue message stays hidden from other workers of this process without
+/// a heartbeat; the worker handling it renews this every third of it.
+const VISIBILITY: Duration = Duration::from_secs(60);
+
+/// Serves the API of `local` with `workers` build workers and the expiry sweeper, until
+/// `shutdown` resolves.
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve(
+    local: Local,
+    listener: TcpListener,
+    workers: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if local.app.settings.subject_retention.is_some() {
+        local.store.index_for_retention().await?;
+    }
+    let requeued = local.store.recover().await?;
+    if requeued > 0 {
+        tracing::info!(requeued, "requeued unfinished requests");
+    }
+    // Export files of builds that died before a checkpoint will never be finished.
+    let mut kept = Vec::new();
+    for id in local.store.unfinished().await? {
+        if let Some(checkpoint) = local.store.get(id).await?.and_then(|request| request.checkpoint) {
+            kept.extend(crate::export::writer_checkpoints(&checkpoint));
+        }
+    }
+    let removed = FolderExports::new(local.data_dir.join("exports"))?.remove_abandoned(&kept)?;
+    if removed > 0 {
+        tracing::info!(removed, "removed the files of builds that died before a checkpoint");
+    }
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for _ in 0..workers.max(1) {
+        tasks.push(tokio::spawn(run_worker(local.clone(), stopped.clone())));
+    }
+    tasks.push(tokio::spawn(run_sweeper(local.clone(), stopped.clone())));
+    // The peer's address goes (truncated) into the audit log of downloads.
+    let service = router(local.app.clone(), Part::All).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    served.context("serving HTTP")
+}
+
+/// Takes queue messages and hands them to the worker until stopped.
+async fn run_worker(local: Local, mut stopped: watch::Receiver<bool>) {
+    while !*stopped.borrow() {
+        match local.store.receive(VISIBILITY).await {
+            Ok(Some(message)) => {
+                // A heartbeat keeps the message hidden while it is handled, however long that
+                // takes, so no second worker receives it; after a crash it shows again soon.
+                let store = local.store.clone();
+                let heartbeat = tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(VISIBILITY / 3).await;
+                        if let Err(error) = store.retry_after(message.id, VISIBILITY).await {
+                            tracing::warn!(error = format!("{error:#}"), "queue heartbeat failed");
+                        }
+                    }
+                });
+                let result = worker::handle(&local.app, message.id, message.receives).await;
+                heartbeat.abort();
+                let settled = match result {
+                    Ok(Outcome::Done) => local.store.acknowledge(message.id).await,
+                    Ok(Outcome::RetryAfter(delay)) => local.store.retry_after(message.id, delay).await,
+                    Ok(Outcome::Continue) => local.store.retry_after(message.id, Duration::ZERO).await,
+                    Err(error) => {
+                        tracing::error!(request_id = %message.id, receives = message.receives, error = format!("{error:#}"), "build failed; will retry");
+                        let delay = RetryPolicy::after_error(message.receives);
+                        local.store.retry_after(message.id, delay).await
+                    }
+                };
+                if let Err(error) = settled {
+                    tracing::error!(error = format!("{error:#}"), "queue update failed");
+                }
+            }
+            Ok(None) => {
+                let wait = match local.store.next_visible_in().await {
+                    Ok(Some(due)) => due.min(Duration::from_millis(500)),
+                    _ => Duration::from_millis(500),
+                };
+                tokio::select! {
+                    () = local.store.queued() => {}
+                    () = tokio::time::sleep(wait) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), "queue receive failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Expires exports whose time has come, every few seconds, and every minute queues stuck
+/// requests again (as the sweeper function does on AWS) and deletes audit entries past the
+/// audit retention and (with a subject-data retention) messages and events past that.
+async fn run_sweeper(local: Local, mut stopped: watch::Receiver<bool>) {
+    let mut last_forget: Option<std::time::Instant> = None;
+    while !*stopped.borrow() {
+        if let Err(error) = local.app.sweep_expired().await {
+            tracing::error!(error = format!("{error:#}"), "expiry sweep failed");
+        }
+        if last_forget.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            last_forget = Some(std::time::Instant::now());
+            if let Err(error) = local.app.requeue_stuck().await {
+                tracing::error!(error = format!("{error:#}"), "requeueing stuck requests failed");
+            }
+            let now = local.app.now();
+            if let Some(cutoff) = local.app.settings.retained_since(now) {
+                match local.store.forget_before(cutoff).await {
+                    Ok(0) => {}
+                    Ok(gone) => tracing::info!(records = gone, "records past the retention deleted"),
+                    Err(error) => tracing::error!(error = format!("{error:#}"), "retention sweep failed"),
+                }
+            }
+            let keep = i64::try_from(local.app.settings.audit_retention.as_secs()).unwrap_or(i64::MAX);
+            if let Err(error) = local.store.forget_audit_before(now.plus_seconds(-keep)).await {
+                tracing::error!(error = format!("{error:#}"), "audit retention sweep failed");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stopped.changed() => {}
+        }
+    }
+}
