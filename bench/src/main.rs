@@ -519,7 +519,7 @@ async fn build_child(dir: &Path, s3: Option<&str>) -> anyhow::Result<()> {
         .await?;
     let baseline = peak_rss_kb();
     let start = Instant::now();
-    datarequest::worker::handle(app, id, 1).await?;
+    app.handle_message(id, 1).await?;
     let seconds = start.elapsed().as_secs_f64();
     let request = app.requests.get(id).await?.context("request")?;
     anyhow::ensure!(

@@ -282,7 +282,7 @@ pub struct Checkpoints<'a> {
     /// Bytes between two checkpoints, at most (plus one record).
     pub every: u64,
     /// When to stop at the next record: a checkpoint is taken, and the build ends
-    /// [`Outcome::Suspended`] for a continuation to go on from it.
+    /// [`BuildOutcome::Suspended`] for a continuation to go on from it.
     pub stop_at: Option<std::time::Instant>,
     /// The end of the build lease this builder holds (unix seconds; its renewals update it):
     /// a checkpoint is recorded only while the lease is still this builder's.
@@ -670,8 +670,8 @@ pub async fn write_export(
 ) -> anyhow::Result<Written> {
     let parts = Parts { subjects, sources: &NoSources, requests, request, not_before };
     match write(parts, Start::Fresh(writer, None), None).await? {
-        Outcome::Complete(written, _) => Ok(written),
-        Outcome::Suspended => anyhow::bail!("a build without a deadline stopped"),
+        BuildOutcome::Complete(written, _) => Ok(written),
+        BuildOutcome::Suspended => anyhow::bail!("a build without a deadline stopped"),
     }
 }
 
@@ -694,15 +694,15 @@ pub async fn write_export_and_report(
 ) -> anyhow::Result<(Written, HtmlWritten)> {
     let parts = Parts { subjects, sources, requests, request, not_before };
     match write(parts, Start::Fresh(writer, Some(html)), None).await? {
-        Outcome::Complete(written, Some(report)) => Ok((written, report)),
-        Outcome::Complete(_, None) => anyhow::bail!("the HTML report was not written"),
-        Outcome::Suspended => anyhow::bail!("a build without a deadline stopped"),
+        BuildOutcome::Complete(written, Some(report)) => Ok((written, report)),
+        BuildOutcome::Complete(_, None) => anyhow::bail!("the HTML report was not written"),
+        BuildOutcome::Suspended => anyhow::bail!("a build without a deadline stopped"),
     }
 }
 
 /// How a build run ended.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum BuildOutcome {
     /// Both files are complete.
     Complete(Written, Option<HtmlWritten>),
     /// The run stopped at a checkpoint before its deadline; a continuation goes on from it.
@@ -710,7 +710,7 @@ pub enum Outcome {
 }
 
 /// What one build reads and where it keeps its files and its record.
-pub struct Build<'a> {
+pub struct BuildInputs<'a> {
     /// The subject store.
     pub subjects: &'a dyn SubjectData,
     /// The platform's own databases.
@@ -734,7 +734,11 @@ pub struct Build<'a> {
 ///
 /// # Errors
 /// As [`write_export_and_report`], and when another builder took the build over.
-pub async fn build(build: &Build<'_>, request: &DataRequest, checkpoints: Checkpoints<'_>) -> anyhow::Result<Outcome> {
+pub async fn build(
+    build: &BuildInputs<'_>,
+    request: &DataRequest,
+    checkpoints: Checkpoints<'_>,
+) -> anyhow::Result<BuildOutcome> {
     let parts = Parts {
         subjects: build.subjects,
         sources: build.sources,
@@ -807,7 +811,11 @@ enum Start<'a> {
     Resumed(Box<State>, Box<dyn ExportWriter>, Option<(HtmlOutput<'a>, Box<HtmlReport>)>),
 }
 
-async fn write(parts: Parts<'_>, start: Start<'_>, checkpoints: Option<Checkpoints<'_>>) -> anyhow::Result<Outcome> {
+async fn write(
+    parts: Parts<'_>,
+    start: Start<'_>,
+    checkpoints: Option<Checkpoints<'_>>,
+) -> anyhow::Result<BuildOutcome> {
     let Parts { subjects, sources, requests, request, not_before } = parts;
     let kept = |time: Timestamp| not_before.is_none_or(|limit| time >= limit);
     let names = html::sections_of(&request.subject);
@@ -914,7 +922,7 @@ async fn write(parts: Parts<'_>, start: Start<'_>, checkpoints: Option<Checkpoin
     .await;
     if let Err(error) = result {
         return match error.downcast::<Suspended>() {
-            Ok(Suspended) => Ok(Outcome::Suspended),
+            Ok(Suspended) => Ok(BuildOutcome::Suspended),
             Err(error) => Err(error),
         };
     }
@@ -936,7 +944,7 @@ async fn write(parts: Parts<'_>, start: Start<'_>, checkpoints: Option<Checkpoin
     };
     let size = sink.writer.finish().await?;
     debug_assert_eq!(size, sink.written);
-    Ok(Outcome::Complete(Written { bytes: size, sections: sink.counts, runs: sink.runs }, report))
+    Ok(BuildOutcome::Complete(Written { bytes: size, sections: sink.counts, runs: sink.runs }, report))
 }
 
 /// The writer a sink holds until its own is in place.

@@ -19,6 +19,5 @@ pub mod ingest;
 pub mod mail;
 pub mod metrics;
 pub mod ports;
-pub mod worker;
 
 pub use app::App;

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::{section, section_names, world, world_with};
+use datarequest::app::QueueOutcome as Outcome;
 use datarequest::config::Settings;
 use datarequest::domain::{
     DeliveryStatus, DownloadToken, EmailAddress, ProfileId, Report, RequestId, State, Subject, SubprofileId,
     Transition, WebAddress, WebPolicy,
 };
 use datarequest::ports::RequestStore;
-use datarequest::worker::{self, Outcome};
 use hmac::Mac;
 use mail_parser::MimeHeaders;
 
@@ -283,8 +283,8 @@ async fn a_duplicate_or_late_message_never_sends_a_second_mail() {
     let world = world().await;
     let report = Report::Email(EmailAddress::parse("dpo@customer.example").expect("address"));
     let id = build(&world, profile("42"), Some(report)).await;
-    assert_eq!(worker::handle(&world.app, id, 2).await.expect("handled"), Outcome::Done);
-    assert_eq!(worker::handle(&world.app, id, 3).await.expect("handled"), Outcome::Done);
+    assert_eq!(world.app.handle_message(id, 2).await.expect("handled"), Outcome::Done);
+    assert_eq!(world.app.handle_message(id, 3).await.expect("handled"), Outcome::Done);
     assert_eq!(world.fakes.mailer.sent().len(), 1);
 }
 
@@ -294,19 +294,19 @@ async fn a_delivery_claimed_by_another_worker_is_left_to_it() {
     let report = Report::Email(EmailAddress::parse("dpo@customer.example").expect("address"));
     let id = accept(&world, profile("42"), Some(report)).await;
     world.fakes.mailer.fail_next(1);
-    assert!(matches!(worker::handle(&world.app, id, 1).await.expect("handled"), Outcome::RetryAfter(_)));
+    assert!(matches!(world.app.handle_message(id, 1).await.expect("handled"), Outcome::RetryAfter(_)));
     // Another worker claims the retry first: this message comes back once that claim ran out
     // (the claimer may die mid-delivery), it is never dropped.
     let now = world.app.now();
     let claim = Transition::ClaimDelivery { now, until: now.plus_seconds(60) };
     assert!(world.app.requests.update(id, &claim).await.expect("update"));
-    assert_eq!(worker::handle(&world.app, id, 2).await.expect("handled"), Outcome::RetryAfter(Duration::from_secs(61)));
+    assert_eq!(world.app.handle_message(id, 2).await.expect("handled"), Outcome::RetryAfter(Duration::from_secs(61)));
     assert!(world.fakes.mailer.sent().is_empty());
     let stored = world.app.requests.get(id).await.expect("store").expect("request");
     assert_eq!(stored.delivery.status, DeliveryStatus::Sending, "left to the claimer");
     // Its claim runs out (it died): the next message takes over and sends once.
     world.fakes.clock.advance(Duration::from_secs(61));
-    assert_eq!(worker::handle(&world.app, id, 3).await.expect("handled"), Outcome::Done);
+    assert_eq!(world.app.handle_message(id, 3).await.expect("handled"), Outcome::Done);
     assert_eq!(world.fakes.mailer.sent().len(), 1);
 }
 
@@ -317,14 +317,14 @@ async fn web_delivery_is_signed_retried_with_back_off_and_shows_its_outcome() {
     world.fakes.web.answer(&[500, 503]);
     let id = accept(&world, profile("42"), Some(Report::Web(target))).await;
 
-    let first = worker::handle(&world.app, id, 1).await.expect("handled");
-    let second = worker::handle(&world.app, id, 2).await.expect("handled");
+    let first = world.app.handle_message(id, 1).await.expect("handled");
+    let second = world.app.handle_message(id, 2).await.expect("handled");
     let base = world.app.settings.delivery_backoff;
     assert_eq!((first, second), (Outcome::RetryAfter(base), Outcome::RetryAfter(base * 2)));
     let pending = world.app.requests.get(id).await.expect("store").expect("request");
     assert_eq!(pending.delivery.status, DeliveryStatus::Pending);
     assert_eq!(pending.delivery.error.as_deref(), Some("the web address answered HTTP 503"));
-    assert_eq!(worker::handle(&world.app, id, 3).await.expect("handled"), Outcome::Done);
+    assert_eq!(world.app.handle_message(id, 3).await.expect("handled"), Outcome::Done);
 
     let posted = world.fakes.web.posted();
     assert_eq!(posted.len(), 3);
@@ -353,9 +353,9 @@ async fn web_delivery_gives_up_after_the_last_attempt_but_the_export_stays_avail
     world.fakes.web.answer(&[500, 302, 200]);
     let target = WebAddress::parse("https://hooks.customer.example/gdpr", WebPolicy::PublicOnly).expect("address");
     let id = accept(&world, profile("42"), Some(Report::Web(target))).await;
-    assert!(matches!(worker::handle(&world.app, id, 1).await.expect("handled"), Outcome::RetryAfter(_)));
-    assert_eq!(worker::handle(&world.app, id, 2).await.expect("handled"), Outcome::Done);
-    assert_eq!(worker::handle(&world.app, id, 3).await.expect("handled"), Outcome::Done);
+    assert!(matches!(world.app.handle_message(id, 1).await.expect("handled"), Outcome::RetryAfter(_)));
+    assert_eq!(world.app.handle_message(id, 2).await.expect("handled"), Outcome::Done);
+    assert_eq!(world.app.handle_message(id, 3).await.expect("handled"), Outcome::Done);
     assert_eq!(world.fakes.web.posted().len(), 2, "no attempt after the last");
     let request = world.app.requests.get(id).await.expect("store").expect("request");
     assert_eq!(request.state, State::Built);
@@ -390,9 +390,9 @@ async fn a_build_that_keeps_failing_ends_failed_with_its_reason_on_the_last_rece
     let broken = datarequest::App { subjects: std::sync::Arc::new(FailingSubjects), ..world.app.clone() };
     let attempts = broken.settings.build_attempts;
     for receive in 1..attempts {
-        assert!(worker::handle(&broken, id, receive).await.is_err(), "receive {receive} is retried");
+        assert!(broken.handle_message(id, receive).await.is_err(), "receive {receive} is retried");
     }
-    assert_eq!(worker::handle(&broken, id, attempts).await.expect("handled"), Outcome::Done);
+    assert_eq!(broken.handle_message(id, attempts).await.expect("handled"), Outcome::Done);
     let request = world.app.requests.get(id).await.expect("store").expect("request");
     assert_eq!(request.state, State::Failed);
     assert_eq!(request.reason.as_deref(), Some("the export could not be built"));
@@ -407,11 +407,11 @@ async fn a_build_held_by_a_live_builder_comes_back_after_its_lease_and_a_dead_on
     let now = world.app.now();
     let start = Transition::StartBuild { now, lease_until: now.plus_seconds(60) };
     assert!(world.app.requests.update(id, &start).await.expect("update"));
-    assert_eq!(worker::handle(&world.app, id, 1).await.expect("handled"), Outcome::RetryAfter(Duration::from_secs(61)));
+    assert_eq!(world.app.handle_message(id, 1).await.expect("handled"), Outcome::RetryAfter(Duration::from_secs(61)));
     assert!(world.fakes.exports.bytes(id).is_none(), "not built a second time while held");
     // It died without renewing: once its lease ran out the message takes the build over.
     world.fakes.clock.advance(Duration::from_secs(60));
-    assert_eq!(worker::handle(&world.app, id, 2).await.expect("handled"), Outcome::Done);
+    assert_eq!(world.app.handle_message(id, 2).await.expect("handled"), Outcome::Done);
     let request = world.app.requests.get(id).await.expect("store").expect("request");
     assert_eq!((request.state, request.lease_until), (State::Built, None));
     assert!(world.fakes.exports.bytes(id).is_some());
@@ -509,14 +509,14 @@ async fn a_store_failing_after_the_first_page_fails_the_build_and_shows_no_parti
     let pages = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let subjects = std::sync::Arc::new(FailingLaterPages { inner: world.app.subjects.clone(), pages: pages.clone() });
     let broken = datarequest::App { subjects, ..world.app.clone() };
-    assert!(worker::handle(&broken, id, 1).await.is_err(), "the failed read fails the attempt");
+    assert!(broken.handle_message(id, 1).await.is_err(), "the failed read fails the attempt");
     assert!(pages.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the first page was read and written");
     assert!(world.fakes.exports.bytes(id).is_none(), "no partial export is visible");
     let request = world.app.requests.get(id).await.expect("store").expect("request");
     assert_ne!(request.state, State::Built);
 
     // The next receive, on a working store, builds the whole export.
-    assert_eq!(worker::handle(&world.app, id, 2).await.expect("handled"), Outcome::Done);
+    assert_eq!(world.app.handle_message(id, 2).await.expect("handled"), Outcome::Done);
     assert!(section(&world.export(id), "destinations").is_some_and(|d| d.len() == 6), "every page");
 }
 

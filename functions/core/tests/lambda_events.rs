@@ -6,9 +6,9 @@ mod common;
 
 use axum::body::Body;
 use axum::http::StatusCode;
+use datarequest::domain::build_message;
 use datarequest::domain::{DataRequest, RequestId, State, Subject};
 use datarequest::inbound::http::{Part, router};
-use datarequest::worker;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -81,9 +81,9 @@ async fn the_status_event_follows_a_request_from_unknown_to_pending_to_available
     // The SQS fixture carries the same id to the builder.
     let event: serde_json::Value = serde_json::from_str(SQS_BUILD).expect("SQS event");
     let message = event["Records"][0]["body"].as_str().expect("body");
-    let queued = worker::parse_message(message).expect("a build message");
+    let queued = build_message::parse(message).expect("a build message");
     assert_eq!(queued, id);
-    worker::handle(&world.app, queued, 1).await.expect("builds");
+    world.app.handle_message(queued, 1).await.expect("builds");
 
     let (_, _, body) = send(&world.app, Part::Status, GET_STATUS).await;
     assert_eq!(body["status"], "available");
@@ -97,9 +97,9 @@ async fn the_status_event_follows_a_request_from_unknown_to_pending_to_available
 #[test]
 fn build_messages_round_trip_and_junk_is_refused() {
     let id = RequestId::random();
-    assert_eq!(worker::parse_message(&worker::message_body(id)), Ok(id));
+    assert_eq!(build_message::parse(&build_message::body(id)), Ok(id));
     for junk in ["", "{}", "[]", r#"{"request":42}"#, r#"{"request":"0"}"#, r#"{"request":"1","x":1}"#] {
-        assert!(worker::parse_message(junk).is_err(), "{junk:?}");
+        assert!(build_message::parse(junk).is_err(), "{junk:?}");
     }
 }
 

@@ -14,7 +14,7 @@ use datarequest::adapters::sqlite::SqliteStore;
 use datarequest::domain::{
     AccountId, DataRequest, ProfileId, RequestId, State, Subject, SubprofileId, Timestamp, Transition,
 };
-use datarequest::export::{self, Build, Checkpoints, HtmlOutput, Outcome};
+use datarequest::export::{self, BuildInputs, BuildOutcome as Outcome, Checkpoints, HtmlOutput};
 use datarequest::ingest::parse_records;
 use datarequest::ports::{ExportFormat, ExportStore, KeyClaim, RequestStore, SourceRow, SubjectData};
 use proptest::prelude::*;
@@ -190,8 +190,16 @@ fn build_of<'a>(
     requests: &'a dyn RequestStore,
     clock: &'a FakeClock,
     ttl: Duration,
-) -> Build<'a> {
-    Build { subjects: &*stores.subjects, sources, requests, exports: &*stores.exports, clock, ttl, not_before: None }
+) -> BuildInputs<'a> {
+    BuildInputs {
+        subjects: &*stores.subjects,
+        sources,
+        requests,
+        exports: &*stores.exports,
+        clock,
+        ttl,
+        not_before: None,
+    }
 }
 
 async fn read(store: &dyn ExportStore, id: RequestId, format: ExportFormat) -> Vec<u8> {

@@ -10,7 +10,6 @@ use common::{section, world};
 use datarequest::app::{Origin, SubmitError};
 use datarequest::domain::{ProfileId, State, Subject};
 use datarequest::ports::{ExportFormat, SourceError, SourceRow};
-use datarequest::worker;
 use serde_json::json;
 
 fn profile(id: &str) -> Subject {
@@ -81,8 +80,8 @@ async fn a_failing_source_fails_the_build_with_a_reason_naming_it_and_leaves_no_
     });
     let id = world.app.submit(world.account, profile("42"), None, &Origin::default()).await.expect("accepted");
     let attempts = world.app.settings.build_attempts;
-    assert!(worker::handle(&world.app, id, 1).await.is_err(), "an early attempt fails, to be retried");
-    worker::handle(&world.app, id, attempts).await.expect("the last attempt settles the request");
+    assert!(world.app.handle_message(id, 1).await.is_err(), "an early attempt fails, to be retried");
+    world.app.handle_message(id, attempts).await.expect("the last attempt settles the request");
 
     let request = world.app.requests.get(id).await.expect("store").expect("request");
     assert_eq!(request.state, State::Failed);

@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use datarequest::adapters::aws::{self, DynamoDbAccounts, DynamoDbRequests, DynamoDbSubjects, S3Exports, SqsQueue};
 use datarequest::config::Settings;
+use datarequest::domain::build_message;
 use datarequest::domain::{
     AccessToken, AccountId, DataRequest, Mime, ProfileId, Record, RequestId, State, Subject, Timestamp, Transition,
     WebhookSecret,
 };
 use datarequest::ingest::{parse_line, parse_records};
 use datarequest::ports::{Accounts, BuildQueue, ExportFormat, ExportStore, RequestStore, Served, SubjectData};
-use datarequest::worker;
 
 use super::Env;
 use crate::helpers::SAMPLE;
@@ -118,7 +118,7 @@ async fn exports_built_on_aws_adapters_equal_the_reference_built_in_memory() {
                 .submit(account, subject.clone(), None, &datarequest::app::Origin::default())
                 .await
                 .expect("accepted");
-            worker::handle(app, id, 1).await.expect("built");
+            app.handle_message(id, 1).await.expect("built");
             let mut file = app.exports.open(id, ExportFormat::Json).await.expect("open").expect("the export exists");
             let mut data = Vec::new();
             tokio::io::AsyncReadExt::read_to_end(&mut file.reader, &mut data).await.expect("read");
@@ -253,7 +253,7 @@ async fn the_sqs_queue_carries_the_request_id_and_ses_takes_the_raw_mail() {
     let received = clients.sqs.receive_message().queue_url(&url).wait_time_seconds(2).send().await.expect("receive");
     let bodies: Vec<&str> = received.messages().iter().filter_map(|m| m.body()).collect();
     assert_eq!(bodies.len(), 1);
-    assert_eq!(worker::parse_message(bodies[0]), Ok(id));
+    assert_eq!(build_message::parse(bodies[0]), Ok(id));
 
     let mailer = aws::SesMailer::new(clients.ses.clone());
     let mail = datarequest::ports::OutgoingMail {

@@ -96,7 +96,7 @@ async fn a_build_into_the_bucket_resumes_from_its_checkpoints_byte_for_byte() {
     use datarequest::adapters::aws::S3Exports;
     use datarequest::adapters::memory::FakeClock;
     use datarequest::domain::Transition;
-    use datarequest::export::{Build, Checkpoints, Outcome};
+    use datarequest::export::{BuildInputs, BuildOutcome as Outcome, Checkpoints};
     use datarequest::ports::RequestStore;
     use std::sync::atomic::AtomicI64;
     use std::time::{Duration, Instant};
@@ -132,7 +132,7 @@ async fn a_build_into_the_bucket_resumes_from_its_checkpoints_byte_for_byte() {
     let bucket = env.resources().exports_bucket;
     let exports = S3Exports::new(clients.s3.clone(), bucket.clone());
     requests.insert(&request).await.expect("insert");
-    let build = Build {
+    let build = BuildInputs {
         subjects: &memory,
         sources: &NoSources,
         requests: &requests,

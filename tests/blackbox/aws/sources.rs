@@ -5,7 +5,6 @@ use datarequest::app::Origin;
 use datarequest::compose::aws_with_secret as app_with_secret;
 use datarequest::domain::{ProfileId, Subject};
 use datarequest::ports::ExportFormat;
-use datarequest::worker;
 use tokio::io::AsyncReadExt;
 
 use super::Env;
@@ -43,7 +42,7 @@ async fn the_functions_read_the_connection_string_from_the_secret_and_build_from
     let account = app.create_account().await.expect("account").account;
     let subject = Subject::Profile(ProfileId::parse("7001").expect("id"));
     let id = app.submit(account, subject, None, &Origin::default()).await.expect("the shop knows 7001");
-    worker::handle(&app, id, 1).await.expect("built");
+    app.handle_message(id, 1).await.expect("built");
 
     let mut file = app.exports.open(id, ExportFormat::Json).await.expect("store").expect("the export");
     let mut text = String::new();

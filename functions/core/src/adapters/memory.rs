@@ -16,8 +16,8 @@ use crate::domain::{
 };
 use crate::ports::{
     Accounts, AuditLog, BuildQueue, Clock, ExportFile, ExportFormat, ExportStore, ExportWriter, KeyClaim, Mailer,
-    MimeChunks, OutgoingMail, Page, RequestStore, Served, SourceError, SourceReader, SourceRow, SubjectData,
-    SubjectSources, UnfinishedFile, WebDelivery, WebhookHeaders,
+    MimeChunks, OutgoingMail, Page, QueueConsumer, QueueMessage, RequestStore, Served, SourceError, SourceReader,
+    SourceRow, SubjectData, SubjectSources, UnfinishedFile, WebDelivery, WebhookHeaders,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,11 +101,23 @@ impl RequestStore for MemoryRequests {
     }
 }
 
-/// A queue that only collects what was enqueued.
+/// A queue that only collects what was enqueued, and how its consumer settled each message.
 #[derive(Default)]
 pub struct MemoryQueue {
     items: Mutex<Vec<RequestId>>,
+    settled: Mutex<Vec<(RequestId, Settled)>>,
     fail: std::sync::atomic::AtomicBool,
+}
+
+/// How a consumer settled a message of a [`MemoryQueue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Acknowledged: handled.
+    Acknowledged,
+    /// Failed: shown again after this long, its receive count kept.
+    RetryAfter(Duration),
+    /// Handed on as a fresh message after this long.
+    EnqueuedAfter(Duration),
 }
 
 impl MemoryQueue {
@@ -117,6 +129,36 @@ impl MemoryQueue {
     /// Makes every later enqueue fail (or succeed again).
     pub fn fail(&self, fail: bool) {
         self.fail.store(fail, Ordering::SeqCst);
+    }
+
+    /// Takes how the messages were settled so far, in order.
+    pub fn settled(&self) -> Vec<(RequestId, Settled)> {
+        std::mem::take(&mut *lock(&self.settled))
+    }
+
+    fn settle(&self, message: &QueueMessage, how: Settled) -> anyhow::Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            anyhow::bail!("the queue is unavailable");
+        }
+        lock(&self.settled).push((message.request, how));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QueueConsumer for MemoryQueue {
+    async fn acknowledge(&self, message: &QueueMessage) -> anyhow::Result<()> {
+        self.settle(message, Settled::Acknowledged)
+    }
+
+    async fn retry_after(&self, message: &QueueMessage, delay: Duration) -> anyhow::Result<()> {
+        self.settle(message, Settled::RetryAfter(delay))
+    }
+
+    async fn enqueue_after(&self, message: &QueueMessage, delay: Duration) -> anyhow::Result<()> {
+        self.settle(message, Settled::EnqueuedAfter(delay))?;
+        lock(&self.items).push(message.request);
+        Ok(())
     }
 }
 

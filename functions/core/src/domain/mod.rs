@@ -2,6 +2,7 @@
 //! rest of the library never checks an id, an address or a token again.
 
 pub mod audit;
+pub mod build_message;
 mod email;
 pub mod idempotency;
 mod ids;

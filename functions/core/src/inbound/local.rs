@@ -11,10 +11,8 @@ use tokio::sync::watch;
 
 use crate::adapters::folder::FolderExports;
 use crate::compose::Local;
-use crate::domain::RetryPolicy;
 use crate::inbound::http::{Part, router};
-use crate::ports::RequestStore;
-use crate::worker::{self, Outcome};
+use crate::ports::{QueueConsumer, RequestStore};
 
 /// How long a received queue message stays hidden from other workers of this process without
 /// a heartbeat; the worker handling it renews this every third of it.
@@ -72,30 +70,17 @@ async fn run_worker(local: Local, mut stopped: watch::Receiver<bool>) {
             Ok(Some(message)) => {
                 // A heartbeat keeps the message hidden while it is handled, however long that
                 // takes, so no second worker receives it; after a crash it shows again soon.
-                let store = local.store.clone();
+                let (store, held) = (local.store.clone(), message.clone());
                 let heartbeat = tokio::spawn(async move {
                     loop {
                         tokio::time::sleep(VISIBILITY / 3).await;
-                        if let Err(error) = store.retry_after(message.id, VISIBILITY).await {
+                        if let Err(error) = store.retry_after(&held, VISIBILITY).await {
                             tracing::warn!(error = format!("{error:#}"), "queue heartbeat failed");
                         }
                     }
                 });
-                let result = worker::handle(&local.app, message.id, message.receives).await;
+                local.app.consume(&local.store, &message, None).await;
                 heartbeat.abort();
-                let settled = match result {
-                    Ok(Outcome::Done) => local.store.acknowledge(message.id).await,
-                    Ok(Outcome::RetryAfter(delay)) => local.store.retry_after(message.id, delay).await,
-                    Ok(Outcome::Continue) => local.store.retry_after(message.id, Duration::ZERO).await,
-                    Err(error) => {
-                        tracing::error!(request_id = %message.id, receives = message.receives, error = format!("{error:#}"), "build failed; will retry");
-                        let delay = RetryPolicy::after_error(message.receives);
-                        local.store.retry_after(message.id, delay).await
-                    }
-                };
-                if let Err(error) = settled {
-                    tracing::error!(error = format!("{error:#}"), "queue update failed");
-                }
             }
             Ok(None) => {
                 let wait = match local.store.next_visible_in().await {

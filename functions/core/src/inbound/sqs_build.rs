@@ -7,9 +7,9 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 
 use crate::adapters::aws::SqsQueue;
-use crate::app::App;
-use crate::domain::RetryPolicy;
-use crate::worker::{self, Outcome};
+use crate::app::{App, Consumed};
+use crate::domain::build_message;
+use crate::ports::QueueMessage;
 
 /// Why the queue gave up, as the status shows it.
 const GAVE_UP: &str = "the export could not be built";
@@ -19,34 +19,40 @@ fn receive_count(message: &SqsMessage) -> u32 {
     message.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1)
 }
 
+/// Handles one message; `false` when it failed (the batch answer lists it).
 async fn handle_message(
     app: &App,
     queue: &SqsQueue,
     message: &SqsMessage,
     dead_letters: Option<&str>,
     stop_at: Option<Instant>,
-) -> anyhow::Result<()> {
+) -> bool {
     let from_dead_letters = dead_letters.is_some_and(|arn| message.event_source_arn.as_deref() == Some(arn));
     let body = message.body.as_deref().unwrap_or_default();
-    let id = match worker::parse_message(body) {
+    let request = match build_message::parse(body) {
         Ok(id) => id,
         // A poisoned message in the dead-letter queue has nothing to mark; retrying won't help.
         Err(_) if from_dead_letters => {
             tracing::warn!("dropping an unreadable dead letter");
-            return Ok(());
+            return true;
         }
-        Err(e) => anyhow::bail!("unreadable build message: {e}"),
+        Err(_) => {
+            tracing::error!(message_id = message.message_id.as_deref().unwrap_or_default(), "unreadable build message");
+            return false;
+        }
     };
     if from_dead_letters {
-        return worker::give_up(app, id, GAVE_UP).await;
+        return match app.give_up(request, GAVE_UP).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(request_id = %request, error = format!("{error:#}"), "marking a dead letter failed");
+                false
+            }
+        };
     }
-    match worker::handle_until(app, id, receive_count(message), stop_at).await? {
-        Outcome::Done => Ok(()),
-        // A fresh delayed message, so delivery retries do not use up the receive count.
-        Outcome::RetryAfter(delay) => queue.enqueue_after(id, delay).await,
-        // The continuation: a fresh message, which has not failed.
-        Outcome::Continue => queue.enqueue_after(id, std::time::Duration::ZERO).await,
-    }
+    let handle = message.receipt_handle.clone().unwrap_or_default();
+    let received = QueueMessage { request, receives: receive_count(message), handle };
+    app.consume(queue, &received, stop_at).await == Consumed::Settled
 }
 
 /// When a run that must be over by `deadline` stops building and hands on: a quarter of the
@@ -73,17 +79,9 @@ pub async fn handle_batch(
     let mut response = SqsBatchResponse::default();
     let stop_at = deadline.map(stop_at);
     for message in &event.records {
-        if let Err(error) = handle_message(app, queue, message, dead_letters, stop_at).await {
-            let id = message.message_id.clone().unwrap_or_default();
-            tracing::error!(message_id = %id, error = format!("{error:#}"), "build message failed");
-            if let Some(handle) = message.receipt_handle.as_deref() {
-                let delay = RetryPolicy::after_error(receive_count(message));
-                if let Err(error) = queue.retry_after(handle, delay).await {
-                    tracing::warn!(error = format!("{error:#}"), "could not delay the failed message");
-                }
-            }
+        if !handle_message(app, queue, message, dead_letters, stop_at).await {
             let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
+            failure.item_identifier = message.message_id.clone().unwrap_or_default();
             response.batch_item_failures.push(failure);
         }
     }

@@ -98,6 +98,43 @@ pub trait BuildQueue: Send + Sync {
     async fn enqueue(&self, id: RequestId) -> anyhow::Result<()>;
 }
 
+/// A build queue message as its consumer received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    /// The request it names.
+    pub request: RequestId,
+    /// How often the queue has handed it out, this time included.
+    pub receives: u32,
+    /// The queue's handle of this receive (SQS's receipt handle; empty where the request id
+    /// names the message).
+    pub handle: String,
+}
+
+/// Settles a received build queue message: the three things a consumer can do with it, the
+/// same on SQS and on local mode's queue. [`crate::app::App::consume`] picks one.
+#[async_trait]
+pub trait QueueConsumer: Send + Sync {
+    /// The message was handled: it goes. (On SQS the batch answer removes it.)
+    ///
+    /// # Errors
+    /// When the queue cannot be reached.
+    async fn acknowledge(&self, message: &QueueMessage) -> anyhow::Result<()>;
+
+    /// The message failed: it shows again after `delay`, keeping its receive count, so the
+    /// queue's bound on failures (its dead-letter queue) still holds.
+    ///
+    /// # Errors
+    /// When the queue cannot be reached.
+    async fn retry_after(&self, message: &QueueMessage, delay: Duration) -> anyhow::Result<()>;
+
+    /// The request goes on after `delay` as a message that has not failed (a delivery to
+    /// retry, a build another worker holds, a continuation); this receive is done with.
+    ///
+    /// # Errors
+    /// When the queue cannot be reached.
+    async fn enqueue_after(&self, message: &QueueMessage, delay: Duration) -> anyhow::Result<()>;
+}
+
 /// A readable export file.
 pub struct ExportFile {
     /// Its size in bytes.

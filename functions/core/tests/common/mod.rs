@@ -4,11 +4,11 @@
 
 use datarequest::App;
 use datarequest::adapters::memory::Fakes;
+use datarequest::app::QueueOutcome as Outcome;
 use datarequest::config::Settings;
 use datarequest::domain::{AccessToken, AccountId, Record, RequestId, WebhookSecret};
 use datarequest::ingest::parse_records;
 use datarequest::ports::Accounts;
-use datarequest::worker::{self, Outcome};
 
 pub const SAMPLE: &str = include_str!("../fixtures/subjects-sample.ndjson");
 pub const PUBLIC_URL: &str = "https://api.example.test";
@@ -42,7 +42,7 @@ impl World {
     pub async fn run_queue(&self) -> Vec<(RequestId, Outcome)> {
         let mut outcomes = Vec::new();
         for id in self.fakes.queue.drain() {
-            outcomes.push((id, worker::handle(&self.app, id, 1).await.expect("worker handles the message")));
+            outcomes.push((id, self.app.handle_message(id, 1).await.expect("worker handles the message")));
         }
         outcomes
     }

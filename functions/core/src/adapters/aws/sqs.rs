@@ -6,9 +6,8 @@ use anyhow::Context;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 
-use crate::domain::RequestId;
-use crate::ports::BuildQueue;
-use crate::worker::message_body;
+use crate::domain::{RequestId, build_message};
+use crate::ports::{BuildQueue, QueueConsumer, QueueMessage};
 
 /// The build queue.
 #[derive(Debug, Clone)]
@@ -33,7 +32,7 @@ impl SqsQueue {
         self.client
             .send_message()
             .queue_url(&self.url)
-            .message_body(message_body(id))
+            .message_body(build_message::body(id))
             .delay_seconds(seconds)
             .send()
             .await
@@ -43,10 +42,7 @@ impl SqsQueue {
 
     /// Makes a received message visible again after `delay` (at most 12 hours, SQS's limit),
     /// keeping its receive count, so the dead-letter queue's bound still holds.
-    ///
-    /// # Errors
-    /// When the queue cannot be reached.
-    pub async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> anyhow::Result<()> {
+    async fn change_visibility(&self, receipt_handle: &str, delay: Duration) -> anyhow::Result<()> {
         let seconds = i32::try_from(delay.as_secs().min(43_200)).unwrap_or(43_200);
         self.client
             .change_message_visibility()
@@ -64,5 +60,24 @@ impl SqsQueue {
 impl BuildQueue for SqsQueue {
     async fn enqueue(&self, id: RequestId) -> anyhow::Result<()> {
         self.enqueue_after(id, Duration::ZERO).await
+    }
+}
+
+/// The builder's side of the queue. Lambda's event source removes a message the batch answer
+/// does not list as failed, so acknowledging is nothing to do, and a request handed on goes as
+/// a fresh (delayed) message, whose receive count starts again: delivery retries and
+/// continuations do not use up the bound of the dead-letter queue.
+#[async_trait]
+impl QueueConsumer for SqsQueue {
+    async fn acknowledge(&self, _: &QueueMessage) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn retry_after(&self, message: &QueueMessage, delay: Duration) -> anyhow::Result<()> {
+        self.change_visibility(&message.handle, delay).await
+    }
+
+    async fn enqueue_after(&self, message: &QueueMessage, delay: Duration) -> anyhow::Result<()> {
+        SqsQueue::enqueue_after(self, message.request, delay).await
     }
 }

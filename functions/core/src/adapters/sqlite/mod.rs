@@ -19,8 +19,6 @@ use anyhow::Context;
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
-pub use queue::Received;
-
 /// Work for the database thread.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 

@@ -8,23 +8,14 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteStore, now_millis, to_i64, to_u64};
 use crate::domain::RequestId;
-use crate::ports::{BuildQueue, RequestStore};
-
-/// One build queue message as the local worker receives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Received {
-    /// The request.
-    pub id: RequestId,
-    /// How often it has been received, this time included.
-    pub receives: u32,
-}
+use crate::ports::{BuildQueue, QueueConsumer, QueueMessage, RequestStore};
 
 impl SqliteStore {
     /// Takes the next visible queue message, hiding it for `visibility`.
     ///
     /// # Errors
     /// When the database fails.
-    pub async fn receive(&self, visibility: Duration) -> anyhow::Result<Option<Received>> {
+    pub async fn receive(&self, visibility: Duration) -> anyhow::Result<Option<QueueMessage>> {
         let hide = i64::try_from(visibility.as_millis()).unwrap_or(i64::MAX);
         self.run(move |c| {
             let now = now_millis();
@@ -38,34 +29,15 @@ impl SqliteStore {
                 )
                 .optional()?;
             row.map(|(id, receives)| {
-                Ok(Received { id: RequestId::try_from(to_u64(id))?, receives: u32::try_from(receives).unwrap_or(u32::MAX) })
+                Ok(QueueMessage {
+                    request: RequestId::try_from(to_u64(id))?,
+                    receives: u32::try_from(receives).unwrap_or(u32::MAX),
+                    handle: String::new(),
+                })
             })
             .transpose()
         })
         .await
-    }
-
-    /// Removes a handled message.
-    ///
-    /// # Errors
-    /// When the database fails.
-    pub async fn acknowledge(&self, id: RequestId) -> anyhow::Result<()> {
-        self.run(move |c| Ok(c.execute("DELETE FROM queue WHERE request = ?1", [to_i64(id.get())]).map(drop)?)).await
-    }
-
-    /// Makes a message visible again after `delay`.
-    ///
-    /// # Errors
-    /// When the database fails.
-    pub async fn retry_after(&self, id: RequestId, delay: Duration) -> anyhow::Result<()> {
-        let at = now_millis().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-        self.run(move |c| {
-            Ok(c.execute("UPDATE queue SET visible_at = ?2 WHERE request = ?1", params![to_i64(id.get()), at])
-                .map(drop)?)
-        })
-        .await?;
-        self.queued.notify_waiters();
-        Ok(())
     }
 
     /// At start: the previous process is gone, so messages it held are visible again, the
@@ -126,6 +98,42 @@ impl BuildQueue for SqliteStore {
                 params![to_i64(id.get()), now_millis()],
             )?;
             Ok(())
+        })
+        .await?;
+        self.queued.notify_waiters();
+        Ok(())
+    }
+}
+
+/// Local mode's consumer side: a message is the queue's row of its request.
+#[async_trait]
+impl QueueConsumer for SqliteStore {
+    async fn acknowledge(&self, message: &QueueMessage) -> anyhow::Result<()> {
+        let id = to_i64(message.request.get());
+        self.run(move |c| Ok(c.execute("DELETE FROM queue WHERE request = ?1", [id]).map(drop)?)).await
+    }
+
+    async fn retry_after(&self, message: &QueueMessage, delay: Duration) -> anyhow::Result<()> {
+        self.show_after(message.request, delay, false).await
+    }
+
+    async fn enqueue_after(&self, message: &QueueMessage, delay: Duration) -> anyhow::Result<()> {
+        self.show_after(message.request, delay, true).await
+    }
+}
+
+impl SqliteStore {
+    /// Makes a request's message visible again after `delay`; `fresh` starts its receive count
+    /// again, as a new message would.
+    async fn show_after(&self, id: RequestId, delay: Duration, fresh: bool) -> anyhow::Result<()> {
+        let at = now_millis().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+        self.run(move |c| {
+            let sql = if fresh {
+                "UPDATE queue SET visible_at = ?2, receives = 0 WHERE request = ?1"
+            } else {
+                "UPDATE queue SET visible_at = ?2 WHERE request = ?1"
+            };
+            Ok(c.execute(sql, params![to_i64(id.get()), at]).map(drop)?)
         })
         .await?;
         self.queued.notify_waiters();

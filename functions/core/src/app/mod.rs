@@ -1,5 +1,13 @@
-//! The application: ports wired together with the settings, and the use cases that the HTTP
-//! router, the worker and the command call.
+//! The application: the use cases, which own the ports and are all the doors may call.
+//! Submitting and reading requests live here; building ([`build`]), delivering ([`deliver`])
+//! and consuming the build queue ([`consume`]) have modules of their own.
+
+mod build;
+mod consume;
+mod deliver;
+
+pub use build::QueueOutcome;
+pub use consume::{Consumed, settle};
 
 use std::sync::Arc;
 

@@ -1,0 +1,233 @@
+//! Building: what one build queue message asks for. The export is built (or a build held
+//! elsewhere is waited for) and then handed to [`super::deliver`]. Messages arrive at least
+//! once, so every step is a conditional write on the state before it: a duplicate or late
+//! message finds nothing to do.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tracing::instrument;
+
+use super::App;
+use super::deliver::deliver;
+use crate::domain::lifecycle::{BUILD_LEASE, BUILD_RENEW_EVERY};
+use crate::domain::{AuditEvent, DataRequest, DeliveryStatus, RequestId, RetryPolicy, State, Timestamp, Transition};
+use crate::export::{self, Checkpoints};
+use crate::metrics::BuildFigures;
+use crate::ports::SourceError;
+
+/// What to do with the queue message after handling it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueOutcome {
+    /// Nothing more to do: delete the message.
+    Done,
+    /// Deliver the message again after this long: a delivery to retry, or a build or delivery
+    /// another worker holds.
+    RetryAfter(Duration),
+    /// The run stopped before its deadline, the build at a checkpoint: queue the message again
+    /// at once (a continuation), as a new message that has not failed.
+    Continue,
+}
+
+impl App {
+    /// Handles one queue message for a request. `receives` is how often the queue has handed this
+    /// message out, this time included.
+    ///
+    /// # Errors
+    /// When a step failed in a way worth retrying; the queue delivers the message again after
+    /// [`RetryPolicy::after_error`]. On the last allowed receive a failed build marks the request
+    /// failed instead.
+    pub async fn handle_message(&self, id: RequestId, receives: u32) -> anyhow::Result<QueueOutcome> {
+        self.handle_message_until(id, receives, None).await
+    }
+
+    /// Same as [`App::handle_message`] for a run that must end by `stop_at` (a Lambda invocation's deadline
+    /// less a margin): a build still running then stops at a checkpoint, and a delivery does not
+    /// start after it; both answer [`QueueOutcome::Continue`].
+    ///
+    /// # Errors
+    /// As [`App::handle_message`].
+    #[instrument(skip_all, fields(request_id = %id, receives))]
+    pub async fn handle_message_until(
+        &self,
+        id: RequestId,
+        receives: u32,
+        stop_at: Option<std::time::Instant>,
+    ) -> anyhow::Result<QueueOutcome> {
+        let app = self;
+        let Some(request) = app.requests.get(id).await? else {
+            tracing::warn!("queued request does not exist");
+            return Ok(QueueOutcome::Done);
+        };
+        let request = match request.state {
+            State::Accepted | State::Building => match build(app, &request, stop_at).await {
+                Ok(Build::Held(until)) => {
+                    return Ok(QueueOutcome::RetryAfter(RetryPolicy::while_held(app.now(), until)));
+                }
+                Ok(Build::Lost) => return Ok(QueueOutcome::Done),
+                Ok(Build::Suspended) => return Ok(QueueOutcome::Continue),
+                Ok(Build::Done) => match app.requests.get(id).await? {
+                    Some(request) => request,
+                    None => return Ok(QueueOutcome::Done),
+                },
+                Err(error) if receives >= app.settings.build_attempts => {
+                    tracing::error!(error = format!("{error:#}"), receives, "build failed for the last time");
+                    let reason = build_failure(&error);
+                    if app.requests.update(id, &Transition::Fail { reason: reason.clone() }).await? {
+                        app.record(request.account, id, AuditEvent::Failed { reason }).await;
+                        let (bytes, records, duration) = (0, 0, std::time::Duration::ZERO);
+                        let figures =
+                            BuildFigures { outcome: "failed", bytes, records, duration, invocations: receives };
+                        crate::metrics::emit(&figures);
+                    }
+                    return Ok(QueueOutcome::Done);
+                }
+                Err(error) => return Err(error),
+            },
+            _ => request,
+        };
+        if request.effective_state(app.now()) != State::Built {
+            return Ok(QueueOutcome::Done);
+        }
+        // A delivery started this late could be cut off by the end of the run; the next run has
+        // the time it needs.
+        if matches!(request.delivery.status, DeliveryStatus::Pending | DeliveryStatus::Sending)
+            && export::time_is_up(stop_at)
+        {
+            return Ok(QueueOutcome::Continue);
+        }
+        deliver(app, &request).await
+    }
+
+    /// Same as [`App::handle_message`], for the end of the queue's patience: the message is about to go to the
+    /// dead-letter queue, so a request still waiting is marked failed with the reason.
+    ///
+    /// # Errors
+    /// When the request store cannot be reached.
+    pub async fn give_up(&self, id: RequestId, reason: &str) -> anyhow::Result<()> {
+        let app = self;
+        if app.requests.update(id, &Transition::Fail { reason: reason.to_owned() }).await?
+            && let Some(request) = app.requests.get(id).await?
+        {
+            app.record(request.account, id, AuditEvent::Failed { reason: reason.to_owned() }).await;
+        }
+        Ok(())
+    }
+}
+
+/// The reason a build that failed for the last time shows: a source's failure names the source,
+/// the kind and the section (its text holds no subject data); any other cause is logged only.
+fn build_failure(error: &anyhow::Error) -> String {
+    match error.chain().find_map(|e| e.downcast_ref::<SourceError>()) {
+        Some(source) => format!("the export could not be built: {source}"),
+        None => "the export could not be built".to_owned(),
+    }
+}
+
+/// How a build attempt ended.
+enum Build {
+    /// Built, or there was nothing to build any more.
+    Done,
+    /// Another builder holds the build until then.
+    Held(Timestamp),
+    /// Another builder took the build over while this one ran (its lease ran out).
+    Lost,
+    /// The run's time was up: the build stopped at a checkpoint, for a continuation.
+    Suspended,
+}
+
+fn lease_from(now: Timestamp) -> Timestamp {
+    now.plus_seconds(i64::try_from(BUILD_LEASE.as_secs()).unwrap_or(i64::MAX))
+}
+
+async fn build(app: &App, request: &DataRequest, stop_at: Option<std::time::Instant>) -> anyhow::Result<Build> {
+    let now = app.now();
+    let lease = lease_from(now);
+    if !app.requests.update(request.id, &Transition::StartBuild { now, lease_until: lease }).await? {
+        return Ok(match app.requests.get(request.id).await? {
+            Some(stored) if stored.state == State::Building => stored.lease_until.map_or(Build::Done, Build::Held),
+            _ => Build::Done,
+        });
+    }
+    // Read again: the checkpoint to go on from is the one the last holder left.
+    let Some(request) = app.requests.get(request.id).await? else { return Ok(Build::Done) };
+    if request.checkpoint.is_none() {
+        app.record(request.account, request.id, AuditEvent::BuildStarted).await;
+    }
+    let held = AtomicI64::new(lease.unix());
+    let result = tokio::select! {
+        built = write(app, &request, &held, stop_at) => built,
+        () = renew(app, request.id, &held) => {
+            tracing::warn!("the build was taken over by another builder; this one stops");
+            return Ok(Build::Lost);
+        }
+    };
+    if !matches!(result, Ok(Build::Done)) {
+        // The next receive (or the continuation) may start at once rather than wait for the
+        // lease to run out.
+        let held = Timestamp::from_unix(held.load(Ordering::Relaxed));
+        if let Err(error) = app.requests.update(request.id, &Transition::Release { held }).await {
+            tracing::warn!(error = format!("{error:#}"), "releasing the build lease failed");
+        }
+    }
+    result
+}
+
+/// Renews the build's lease (whose end `held` holds) while it runs; resolves when another
+/// builder took the build over.
+async fn renew(app: &App, id: RequestId, held: &AtomicI64) {
+    loop {
+        tokio::time::sleep(BUILD_RENEW_EVERY).await;
+        let current = Timestamp::from_unix(held.load(Ordering::Relaxed));
+        let lease_until = lease_from(app.now()).max(current.plus_seconds(1));
+        match app.requests.update(id, &Transition::Renew { held: current, lease_until }).await {
+            Ok(true) => held.store(lease_until.unix(), Ordering::Relaxed),
+            Ok(false) => return,
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "renewing the build lease failed"),
+        }
+    }
+}
+
+async fn write(
+    app: &App,
+    request: &DataRequest,
+    lease: &AtomicI64,
+    stop_at: Option<std::time::Instant>,
+) -> anyhow::Result<Build> {
+    let started = std::time::Instant::now();
+    let build = export::BuildInputs {
+        subjects: &*app.subjects,
+        sources: &*app.sources,
+        requests: &*app.requests,
+        exports: &*app.exports,
+        clock: &*app.clock,
+        ttl: app.settings.export_ttl,
+        not_before: app.settings.retained_since(app.now()),
+    };
+    let checkpoints = Checkpoints { every: app.settings.checkpoint_every, stop_at, lease };
+    let (written, report) = match export::build(&build, request, checkpoints).await.context("writing the export")? {
+        export::BuildOutcome::Complete(written, Some(report)) => (written, report),
+        export::BuildOutcome::Complete(_, None) => anyhow::bail!("the HTML report was not written"),
+        export::BuildOutcome::Suspended => {
+            tracing::info!("the build stopped at a checkpoint; a continuation goes on");
+            return Ok(Build::Suspended);
+        }
+    };
+    let size = written.bytes;
+    // The expiry the report states, so the page and the status agree.
+    let built = Transition::Built { bytes: size, completed: app.now(), expires: report.expires };
+    if app.requests.update(request.id, &built).await? {
+        tracing::info!(bytes = size, runs = written.runs, "export built");
+        crate::metrics::emit(&BuildFigures {
+            outcome: "built",
+            bytes: size,
+            records: written.sections.iter().map(|(_, count)| count).sum(),
+            duration: started.elapsed(),
+            invocations: written.runs,
+        });
+        let records = written.sections.into_iter().map(|(name, count)| (name.to_owned(), count)).collect();
+        app.record(request.account, request.id, AuditEvent::Built { bytes: size, records }).await;
+    }
+    Ok(Build::Done)
+}

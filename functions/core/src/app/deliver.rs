@@ -1,0 +1,199 @@
+//! Delivering: a built export goes to its report address, by mail (attached, or linked when
+//! too large) or by a signed POST to a web address. A delivery is claimed before it is sent, so
+//! it is never sent twice; a failed attempt is retried with back-off until the attempts run out.
+
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use super::App;
+use super::build::QueueOutcome;
+use crate::domain::lifecycle::CLAIM_MARGIN;
+use crate::domain::{
+    AuditEvent, DataRequest, DeliveryStatus, DownloadToken, Report, RequestId, RetryPolicy, State, Transition,
+    WebhookSecret,
+};
+use crate::mail::{Content, Html, compose};
+use crate::ports::{ExportFormat, OutgoingMail, WebhookHeaders};
+
+/// The slowest average rate a delivery may take its export at: with the delivery timeout, it
+/// bounds how long one attempt may run, and so how long its claim lasts.
+const SLOWEST_RATE: u64 = 1024 * 1024;
+
+/// How long one delivery attempt of `bytes` may run: the delivery timeout, plus the time the
+/// export takes at the slowest rate allowed.
+fn delivery_deadline(app: &App, bytes: u64) -> Duration {
+    app.settings.webhook_timeout + Duration::from_secs(bytes / SLOWEST_RATE)
+}
+
+/// Delivers a built export, once: the attempt is claimed first.
+///
+/// # Errors
+/// When the request store cannot be reached.
+pub(super) async fn deliver(app: &App, request: &DataRequest) -> anyhow::Result<QueueOutcome> {
+    let Some(report) = &request.report else { return Ok(QueueOutcome::Done) };
+    let now = app.now();
+    let deadline = delivery_deadline(app, request.available);
+    let until = now.plus_seconds(i64::try_from((deadline + CLAIM_MARGIN).as_secs()).unwrap_or(i64::MAX));
+    if !app.requests.update(request.id, &Transition::ClaimDelivery { now, until }).await? {
+        // A worker that crashed mid-delivery left its claim: try again once it runs out.
+        return Ok(match app.requests.get(request.id).await? {
+            Some(stored) if stored.state == State::Built && stored.delivery.status == DeliveryStatus::Sending => {
+                let held = stored.delivery.claimed_until.unwrap_or(now);
+                QueueOutcome::RetryAfter(RetryPolicy::while_held(now, held))
+            }
+            _ => QueueOutcome::Done,
+        });
+    }
+    let attempts = request.delivery.attempts + 1;
+    let attempt = async {
+        match report {
+            Report::Email(to) => send_mail(app, request, to).await,
+            Report::Web(target) => post_web(app, request, target).await,
+        }
+    };
+    let method = match report {
+        Report::Email(_) => mail_method(app, request.available),
+        Report::Web(_) => "web",
+    };
+    let result = tokio::time::timeout(deadline, attempt)
+        .await
+        .unwrap_or_else(|_| Err(failure(method, "the delivery did not finish in time")));
+    match result {
+        Ok(method) => {
+            let done = Transition::Delivered { attempts, method: method.into() };
+            app.requests.update(request.id, &done).await?;
+            tracing::info!(attempts, method, "export delivered");
+            let event = AuditEvent::Delivery { attempt: attempts, method: method.into(), outcome: "sent".into() };
+            app.record(request.account, request.id, event).await;
+            Ok(QueueOutcome::Done)
+        }
+        Err(failure) => {
+            let last = attempts >= app.settings.delivery_attempts;
+            tracing::warn!(attempts, last, error = %failure.message, "delivery failed");
+            let failed =
+                Transition::DeliveryFailed { attempts, method: failure.method.into(), error: failure.message, last };
+            app.requests.update(request.id, &failed).await?;
+            let outcome = if last { "given_up" } else { "failed" };
+            let event =
+                AuditEvent::Delivery { attempt: attempts, method: failure.method.into(), outcome: outcome.into() };
+            app.record(request.account, request.id, event).await;
+            if last {
+                return Ok(QueueOutcome::Done);
+            }
+            let policy = RetryPolicy { delivery_backoff: app.settings.delivery_backoff };
+            Ok(QueueOutcome::RetryAfter(policy.after_delivery_failure(attempts)))
+        }
+    }
+}
+
+/// A failed delivery attempt, described without personal data.
+struct Failure {
+    method: &'static str,
+    message: String,
+}
+
+fn failure(method: &'static str, message: impl Into<String>) -> Failure {
+    Failure { method, message: message.into() }
+}
+
+async fn read_export(app: &App, id: RequestId) -> Result<Vec<u8>, String> {
+    let file = app.exports.open(id, ExportFormat::Json).await.map_err(|e| format!("{e:#}"))?;
+    read_file(file.ok_or("the export is missing")?).await
+}
+
+async fn read_file(mut file: crate::ports::ExportFile) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::with_capacity(usize::try_from(file.len).unwrap_or(0));
+    file.reader.read_to_end(&mut bytes).await.map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
+/// How an export of `size` bytes goes by mail: attached while it fits, otherwise linked.
+fn mail_method(app: &App, size: u64) -> &'static str {
+    if size <= app.settings.attachment_limit { "attachment" } else { "link" }
+}
+
+async fn send_mail(
+    app: &App,
+    request: &DataRequest,
+    to: &crate::domain::EmailAddress,
+) -> Result<&'static str, Failure> {
+    let size = request.available;
+    let limit = app.settings.attachment_limit;
+    let method = mail_method(app, size);
+    let expires = request.expires.unwrap_or_else(|| app.now());
+    // The download link of the export (`…&format=html` for the report), signed until it expires.
+    let link = |suffix: &str| {
+        let token = DownloadToken::sign(&app.settings.link_secret, request.id, expires);
+        let base =
+            app.settings.public_url.as_deref().ok_or_else(|| failure(method, "DATAREQUEST_PUBLIC_URL is not set"))?;
+        Ok::<_, Failure>(format!("{base}/v1/datarequest/{}/download?token={}{suffix}", request.id, token.as_str()))
+    };
+    // The HTML report goes beside the JSON while both fit the limit together; otherwise it is
+    // linked. An export built before reports existed has none.
+    let report =
+        app.exports.open(request.id, ExportFormat::Html).await.map_err(|e| failure(method, format!("{e:#}")))?;
+    let html = match report {
+        Some(file) if size <= limit && file.len <= limit - size => {
+            Html::Attached(read_file(file).await.map_err(|e| failure(method, e))?)
+        }
+        // Without a public URL the attached JSON still goes; only the report's link is left out.
+        Some(_) if size <= limit => link("&format=html").map_or(Html::Missing, Html::Link),
+        Some(_) => Html::Link(link("&format=html")?),
+        None => Html::Missing,
+    };
+    let content = if size <= limit {
+        let json = read_export(app, request.id).await.map_err(|e| failure(method, e))?;
+        Content::Attachment { json, html, expires: expires.to_string() }
+    } else {
+        Content::Link { url: link("")?, html, expires: expires.to_string(), size }
+    };
+    let raw = compose(&app.settings, request, to, content).map_err(|e| failure(method, format!("{e:#}")))?;
+    let mail = OutgoingMail { request: request.id, from: app.settings.sender.email.to_string(), to: to.clone(), raw };
+    app.mailer.send(&mail).await.map_err(|e| failure(method, format!("{e:#}")))?;
+    Ok(method)
+}
+
+async fn post_web(
+    app: &App,
+    request: &DataRequest,
+    target: &crate::domain::WebAddress,
+) -> Result<&'static str, Failure> {
+    let secret = app
+        .accounts
+        .webhook_secret(request.account)
+        .await
+        .map_err(|e| failure("web", format!("{e:#}")))?
+        .ok_or_else(|| failure("web", "the account has no webhook secret"))?;
+    let timestamp = app.now().unix();
+    let signature = sign_export(app, request.id, &secret, timestamp).await.map_err(|e| failure("web", e))?;
+    let headers = WebhookHeaders { id: request.id.to_string(), timestamp, signature };
+    let body = app
+        .exports
+        .open(request.id, ExportFormat::Json)
+        .await
+        .map_err(|e| failure("web", format!("{e:#}")))?
+        .ok_or_else(|| failure("web", "the export is missing"))?;
+    match app.web.post(target, &headers, body).await {
+        Ok(status) if (200..300).contains(&status) => Ok("web"),
+        Ok(status) => Err(failure("web", format!("the web address answered HTTP {status}"))),
+        Err(e) => Err(failure("web", format!("{e:#}"))),
+    }
+}
+
+/// Signs the export as Standard Webhooks do, reading it once as a stream.
+async fn sign_export(app: &App, id: RequestId, secret: &WebhookSecret, timestamp: i64) -> Result<String, String> {
+    use hmac::Mac;
+    let mut file =
+        app.exports.open(id, ExportFormat::Json).await.map_err(|e| format!("{e:#}"))?.ok_or("the export is missing")?;
+    let mut mac = secret.signer(&id.to_string(), timestamp);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.reader.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        mac.update(&chunk[..n]);
+    }
+    Ok(WebhookSecret::signature(mac))
+}
