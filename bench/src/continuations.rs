@@ -94,11 +94,11 @@ pub async fn child(megabytes: u64, work: &Path) -> anyhow::Result<()> {
     let local = datarequest::adapters::sqlite::SqliteStore::open(&work.join("continuations.sqlite3"))?;
     let started = Instant::now();
     let profile = crate::subject(account, 0).next().context("a profile")?;
-    app.subjects.load(std::slice::from_ref(&profile)).await?;
+    datarequest::compose::ports(&app).subjects.load(std::slice::from_ref(&profile)).await?;
     local.load(&[profile]).await?;
     for from in (0..mails).step_by(usize::try_from(CHUNK)?) {
         let chunk = records(account, from, (from + CHUNK).min(mails));
-        app.subjects.load(&chunk).await?;
+        datarequest::compose::ports(&app).subjects.load(&chunk).await?;
         local.load(&chunk).await?;
     }
     eprintln!("  loaded {mails} mails of {MAIL} bytes in {:.0} s", started.elapsed().as_secs_f64());
@@ -119,7 +119,7 @@ pub async fn child(megabytes: u64, work: &Path) -> anyhow::Result<()> {
 
     // The same subject through the builder binary, invocation after invocation.
     let request = DataRequest::accepted(RequestId::random(), account, subject, None, Timestamp::now());
-    app.requests.insert(&request).await?;
+    datarequest::compose::ports(&app).requests.insert(&request).await?;
     queue.enqueue(request.id).await?;
     let env: Vec<(String, String)> =
         std::env::vars().filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("DATAREQUEST_")).collect();
@@ -166,11 +166,15 @@ pub async fn child(megabytes: u64, work: &Path) -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let peak_rss_kb = function.peak_rss_kb();
     drop(function);
-    let stored = app.requests.get(request.id).await?.context("the request")?;
+    let stored = datarequest::compose::ports(&app).requests.get(request.id).await?.context("the request")?;
     anyhow::ensure!(stored.state == datarequest::domain::State::Built, "the request ended {:?}", stored.state);
-    let file = app.exports.open(request.id, ExportFormat::Json).await?.context("the export in the bucket")?;
+    let file = datarequest::compose::ports(&app)
+        .exports
+        .open(request.id, ExportFormat::Json)
+        .await?
+        .context("the export in the bucket")?;
     let (hash, len) = sha256(file.reader).await?;
-    app.exports.delete(request.id).await?;
+    datarequest::compose::ports(&app).exports.delete(request.id).await?;
     eprintln!("  slowest invocation {:.1} s of {} s", slowest.as_secs_f64(), TIMEOUT.as_secs());
     println!(
         "{}",

@@ -297,7 +297,7 @@ async fn local_server(dir: &Path, bodies: Vec<String>, records: &[Record]) -> an
     let url = format!("http://{}", listener.local_addr()?);
     let local = compose::local(dir, &|_| None, Some(url.clone()))?;
     local.app.create_account().await?;
-    let key = datarequest::app::create_ingest_key(&*local.app.accounts).await?;
+    let key = local.app.operator().create_ingest_key().await?;
     let routes = datarequest::inbound::http::router(local.app.clone(), datarequest::inbound::http::Part::All);
     let server = tokio::spawn(async move { axum::serve(listener, routes).await });
     let result = async {
@@ -542,12 +542,8 @@ fn timed_inserts(
 /// In a child process with the emulator's environment: creates an ingest key in the accounts
 /// table and prints it.
 pub async fn key_child() -> anyhow::Result<()> {
-    use datarequest::adapters::aws::{Clients, DynamoDbAccounts, Resources};
     let lookup = |name: &str| std::env::var(name).ok();
-    let resources = Resources::from_lookup(&lookup)?;
-    let clients = Clients::from_env().await;
-    let accounts = DynamoDbAccounts::new(clients.dynamodb.clone(), resources.accounts_table.clone());
-    let key = datarequest::app::create_ingest_key(&accounts).await?;
+    let key = datarequest::compose::aws_operator(&lookup).await?.create_ingest_key().await?;
     println!("{}", json!({"ingest_key": key.expose()}));
     Ok(())
 }

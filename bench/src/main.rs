@@ -235,11 +235,11 @@ async fn prepare(dir: &Path, bytes: u64) -> anyhow::Result<()> {
     for record in subject(account, bytes) {
         batch.push(record);
         if batch.len() == 500 {
-            local.app.subjects.load(&batch).await?;
+            datarequest::compose::ports(&local.app).subjects.load(&batch).await?;
             batch.clear();
         }
     }
-    local.app.subjects.load(&batch).await?;
+    datarequest::compose::ports(&local.app).subjects.load(&batch).await?;
     Ok(())
 }
 
@@ -286,9 +286,9 @@ async fn prepare_big_mail(dir: &Path, count: u64, bytes: u64) -> anyhow::Result<
     let local = compose::local(dir, &|_| None, Some("http://127.0.0.1:1".into()))?;
     let account = local.app.create_account().await?.account;
     let profile = subject(account, 0).next().context("the profile")?;
-    local.app.subjects.load(&[profile]).await?;
+    datarequest::compose::ports(&local.app).subjects.load(&[profile]).await?;
     for n in 1..=count {
-        local.app.subjects.load(&[big_mail(account, n, bytes)]).await?;
+        datarequest::compose::ports(&local.app).subjects.load(&[big_mail(account, n, bytes)]).await?;
     }
     Ok(())
 }
@@ -385,7 +385,7 @@ async fn throughput(dir: &Path, report: &mut Report, built: &Value, bytes: u64) 
 async fn store_write_seconds(dir: &Path, json: u64, report: u64) -> anyhow::Result<f64> {
     settle()?;
     let local = compose::local(dir, &|_| None, Some("http://127.0.0.1:1".into()))?;
-    let exports = &local.app.exports;
+    let exports = &datarequest::compose::ports(&local.app).exports;
     let id = datarequest::domain::RequestId::random();
     // The size of the build's own buffer.
     let block = vec![b'x'; 256 * 1024];
@@ -510,7 +510,11 @@ async fn build_child(dir: &Path, s3: Option<&str>) -> anyhow::Result<()> {
     if s3.is_some() {
         let clients = datarequest::adapters::aws::Clients::from_env().await;
         let bucket = std::env::var(datarequest::config::EXPORTS_BUCKET)?;
-        local.app.exports = Arc::new(datarequest::adapters::aws::S3Exports::new(clients.s3, bucket));
+        let exports = Arc::new(datarequest::adapters::aws::S3Exports::new(clients.s3, bucket));
+        local.app = datarequest::compose::rewire(
+            &local.app,
+            datarequest::compose::Ports { exports, ..datarequest::compose::ports(&local.app) },
+        );
     }
     let app: &App = &local.app;
     let account = AccountId::try_from(1)?;
@@ -521,13 +525,17 @@ async fn build_child(dir: &Path, s3: Option<&str>) -> anyhow::Result<()> {
     let start = Instant::now();
     app.handle_message(id, 1).await?;
     let seconds = start.elapsed().as_secs_f64();
-    let request = app.requests.get(id).await?.context("request")?;
+    let request = datarequest::compose::ports(&app).requests.get(id).await?.context("request")?;
     anyhow::ensure!(
         request.state == datarequest::domain::State::Built,
         "the build did not finish: {:?}",
         request.state
     );
-    let report = app.exports.open(id, datarequest::ports::ExportFormat::Html).await?.map_or(0, |file| file.len);
+    let report = datarequest::compose::ports(&app)
+        .exports
+        .open(id, datarequest::ports::ExportFormat::Html)
+        .await?
+        .map_or(0, |file| file.len);
     println!(
         "{}",
         json!({"bytes": request.available, "report_bytes": report, "seconds": seconds, "peak_rss_kb": peak_rss_kb(), "rss_before_kb": baseline})
@@ -545,12 +553,19 @@ async fn build_json_child(dir: &Path) -> anyhow::Result<()> {
     let id = app
         .submit(account, Subject::Profile(ProfileId::parse("1")?), None, &datarequest::app::Origin::default())
         .await?;
-    let request = app.requests.get(id).await?.context("request")?;
+    let request = datarequest::compose::ports(&app).requests.get(id).await?.context("request")?;
     let start = Instant::now();
-    let writer = app.exports.create(id, datarequest::ports::ExportFormat::Json).await?;
-    let written = datarequest::export::write_export(&*app.subjects, &*app.requests, &request, writer, None).await?;
+    let writer = datarequest::compose::ports(&app).exports.create(id, datarequest::ports::ExportFormat::Json).await?;
+    let written = datarequest::export::write_export(
+        &*datarequest::compose::ports(&app).subjects,
+        &*datarequest::compose::ports(&app).requests,
+        &request,
+        writer,
+        None,
+    )
+    .await?;
     let seconds = start.elapsed().as_secs_f64();
-    app.exports.delete(id).await?;
+    datarequest::compose::ports(&app).exports.delete(id).await?;
     println!("{}", json!({"bytes": written.bytes, "seconds": seconds, "peak_rss_kb": peak_rss_kb()}));
     Ok(())
 }

@@ -14,6 +14,8 @@ use anyhow::Context;
 use crate::adapters::memory::{FakeClock, Fakes};
 use crate::adapters::token_cache::TokenCache;
 use crate::adapters::webhook::HttpWebDelivery;
+#[cfg(feature = "aws")]
+use crate::app::Operator;
 use crate::app::{App, RateLimiter};
 use crate::config::Settings;
 use crate::domain::Timestamp;
@@ -266,4 +268,84 @@ pub async fn aws_with_secret(
         lookup(name).or_else(|| secret.as_ref().filter(|_| urls.iter().any(|u| u == name)).and_then(|s| s.url(name)))
     };
     aws(clients, resources, &with_secret)
+}
+
+/// The operator's use cases on a deployed stack: only the accounts table, the subjects table
+/// and the bucket (for large MIME bodies) need naming, so the `datarequest` command works with
+/// just those of the stack's variables.
+///
+/// # Errors
+/// When one of those variables is missing; the error names it.
+#[cfg(feature = "aws")]
+pub async fn aws_operator(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Operator> {
+    use crate::config::{ACCOUNTS_TABLE, EXPORTS_BUCKET, SUBJECTS_TABLE, required};
+    let (accounts_table, subjects_table) = (required(lookup, ACCOUNTS_TABLE)?, required(lookup, SUBJECTS_TABLE)?);
+    let bucket = required(lookup, EXPORTS_BUCKET)?;
+    let clients = Clients::from_env().await;
+    let accounts = DynamoDbAccounts::new(clients.dynamodb.clone(), accounts_table);
+    let subjects = DynamoDbSubjects::new(clients.dynamodb.clone(), subjects_table, clients.s3.clone(), bucket);
+    Ok(Operator::new(Arc::new(accounts), Arc::new(subjects)))
+}
+
+/// The ports an app was put together from, for tests and benchmarks to arrange data and look
+/// at what was stored; the doors never use this, they call the use cases.
+#[derive(Clone)]
+pub struct Ports {
+    /// Data requests.
+    pub requests: Arc<dyn RequestStore>,
+    /// The build queue.
+    pub queue: Arc<dyn BuildQueue>,
+    /// Export files.
+    pub exports: Arc<dyn ExportStore>,
+    /// The platform's data about subjects.
+    pub subjects: Arc<dyn SubjectData>,
+    /// The platform's own databases.
+    pub sources: Arc<dyn SubjectSources>,
+    /// Accounts and tokens.
+    pub accounts: Arc<dyn Accounts>,
+    /// Outgoing mail.
+    pub mailer: Arc<dyn Mailer>,
+    /// Web delivery.
+    pub web: Arc<dyn WebDelivery>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditLog>,
+}
+
+/// The ports of `app`.
+#[must_use]
+pub fn ports(app: &App) -> Ports {
+    Ports {
+        requests: app.requests.clone(),
+        queue: app.queue.clone(),
+        exports: app.exports.clone(),
+        subjects: app.subjects.clone(),
+        sources: app.sources.clone(),
+        accounts: app.accounts.clone(),
+        mailer: app.mailer.clone(),
+        web: app.web.clone(),
+        clock: app.clock.clone(),
+        audit: app.audit.clone(),
+    }
+}
+
+/// `app` with other ports (a failing store in a test, another export store in a benchmark),
+/// its settings and limits kept.
+#[must_use]
+pub fn rewire(app: &App, ports: Ports) -> App {
+    App {
+        requests: ports.requests,
+        queue: ports.queue,
+        exports: ports.exports,
+        subjects: ports.subjects,
+        sources: ports.sources,
+        accounts: ports.accounts,
+        mailer: ports.mailer,
+        web: ports.web,
+        clock: ports.clock,
+        audit: ports.audit,
+        limiter: app.limiter.clone(),
+        settings: app.settings.clone(),
+    }
 }

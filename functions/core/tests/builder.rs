@@ -222,7 +222,7 @@ async fn the_export_is_attached_up_to_the_limit_and_linked_above_it() {
         let message = mail_parser::MessageParser::default().parse(&sent[0].raw).expect("MIME");
         assert_eq!(message.subject(), Some(format!("Your data request {id}").as_str()));
         // Named by the request, so a mail sent again after a crash is the same message.
-        let domain = world.app.settings.sender.email.domain();
+        let domain = world.app.settings().sender.email.domain();
         assert_eq!(message.message_id(), Some(format!("datarequest-{id}@{domain}").as_str()));
         if attached {
             let attachment = message.attachment(0).expect("an attachment");
@@ -233,12 +233,13 @@ async fn the_export_is_attached_up_to_the_limit_and_linked_above_it() {
             let text = message.body_text(0).expect("text");
             let prefix = format!("{}/v1/datarequest/{id}/download?token=", common::PUBLIC_URL);
             let token = text.split(&prefix).nth(1).expect("a link").split_whitespace().next().expect("token");
-            let request = world.app.requests.get(id).await.expect("store").expect("request");
+            let request =
+                datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
             let expires = request.expires.expect("expiry");
-            let checked = DownloadToken::verify(&world.app.settings.link_secret, id, token, world.app.now());
+            let checked = DownloadToken::verify(&world.app.settings().link_secret, id, token, world.app.now());
             assert_eq!(checked.map(|t| t.expires()), Ok(expires), "the link dies with the file");
         }
-        let request = world.app.requests.get(id).await.expect("store").expect("request");
+        let request = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
         assert_eq!(request.state, State::Delivered);
         assert_eq!(request.delivery.method.as_deref(), Some(if attached { "attachment" } else { "link" }));
     }
@@ -265,7 +266,7 @@ async fn the_audit_log_tells_what_happened_and_when_without_personal_data() {
     assert_eq!(events[0]["report"]["method"], "email");
     assert_eq!(events[2]["records"]["destinations"], 2);
     assert_eq!(events[2]["records"]["errors"], 1);
-    let request = world.app.requests.get(id).await.expect("store").expect("request");
+    let request = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
     assert!(events[2]["bytes"].as_u64().is_some_and(|b| b > 1000), "{}", events[2]);
     assert_eq!(request.state, State::Expired);
     assert_eq!(events[3]["outcome"], "sent");
@@ -299,10 +300,10 @@ async fn a_delivery_claimed_by_another_worker_is_left_to_it() {
     // (the claimer may die mid-delivery), it is never dropped.
     let now = world.app.now();
     let claim = Transition::ClaimDelivery { now, until: now.plus_seconds(60) };
-    assert!(world.app.requests.update(id, &claim).await.expect("update"));
+    assert!(datarequest::compose::ports(&world.app).requests.update(id, &claim).await.expect("update"));
     assert_eq!(world.app.handle_message(id, 2).await.expect("handled"), Outcome::RetryAfter(Duration::from_secs(61)));
     assert!(world.fakes.mailer.sent().is_empty());
-    let stored = world.app.requests.get(id).await.expect("store").expect("request");
+    let stored = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
     assert_eq!(stored.delivery.status, DeliveryStatus::Sending, "left to the claimer");
     // Its claim runs out (it died): the next message takes over and sends once.
     world.fakes.clock.advance(Duration::from_secs(61));
@@ -319,9 +320,9 @@ async fn web_delivery_is_signed_retried_with_back_off_and_shows_its_outcome() {
 
     let first = world.app.handle_message(id, 1).await.expect("handled");
     let second = world.app.handle_message(id, 2).await.expect("handled");
-    let base = world.app.settings.delivery_backoff;
+    let base = world.app.settings().delivery_backoff;
     assert_eq!((first, second), (Outcome::RetryAfter(base), Outcome::RetryAfter(base * 2)));
-    let pending = world.app.requests.get(id).await.expect("store").expect("request");
+    let pending = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
     assert_eq!(pending.delivery.status, DeliveryStatus::Pending);
     assert_eq!(pending.delivery.error.as_deref(), Some("the web address answered HTTP 503"));
     assert_eq!(world.app.handle_message(id, 3).await.expect("handled"), Outcome::Done);
@@ -341,7 +342,7 @@ async fn web_delivery_is_signed_retried_with_back_off_and_shows_its_outcome() {
     mac.update(&last.body);
     let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     assert_eq!(last.headers.signature, format!("v1,{expected}"));
-    let done = world.app.requests.get(id).await.expect("store").expect("request");
+    let done = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
     assert_eq!((done.state, done.delivery.status, done.delivery.attempts), (State::Delivered, DeliveryStatus::Sent, 3));
 }
 
@@ -357,7 +358,7 @@ async fn web_delivery_gives_up_after_the_last_attempt_but_the_export_stays_avail
     assert_eq!(world.app.handle_message(id, 2).await.expect("handled"), Outcome::Done);
     assert_eq!(world.app.handle_message(id, 3).await.expect("handled"), Outcome::Done);
     assert_eq!(world.fakes.web.posted().len(), 2, "no attempt after the last");
-    let request = world.app.requests.get(id).await.expect("store").expect("request");
+    let request = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
     assert_eq!(request.state, State::Built);
     assert_eq!(request.delivery.status, DeliveryStatus::Failed);
     assert_eq!(request.delivery.error.as_deref(), Some("the web address answered HTTP 302"));
@@ -367,7 +368,7 @@ async fn web_delivery_gives_up_after_the_last_attempt_but_the_export_stays_avail
 async fn exports_expire_after_their_time_and_their_files_are_deleted() {
     let world = world().await;
     let id = build(&world, profile("42"), None).await;
-    let ttl = world.app.settings.export_ttl;
+    let ttl = world.app.settings().export_ttl;
     world.fakes.clock.advance(ttl - Duration::from_secs(1));
     assert_eq!(world.app.sweep_expired().await.expect("sweep"), 0);
     let alive = world.app.find(world.account, id).await.expect("find").expect("request");
@@ -387,13 +388,19 @@ async fn a_build_that_keeps_failing_ends_failed_with_its_reason_on_the_last_rece
     let id = accept(&world, profile("42"), None).await;
     // Corrupt the subject data source for this request: a subject whose cursor breaks paging
     // is hard to arrange, so point the request at an account whose data store fails instead.
-    let broken = datarequest::App { subjects: std::sync::Arc::new(FailingSubjects), ..world.app.clone() };
-    let attempts = broken.settings.build_attempts;
+    let broken = datarequest::compose::rewire(
+        &world.app,
+        datarequest::compose::Ports {
+            subjects: std::sync::Arc::new(FailingSubjects),
+            ..datarequest::compose::ports(&world.app)
+        },
+    );
+    let attempts = broken.settings().build_attempts;
     for receive in 1..attempts {
         assert!(broken.handle_message(id, receive).await.is_err(), "receive {receive} is retried");
     }
     assert_eq!(broken.handle_message(id, attempts).await.expect("handled"), Outcome::Done);
-    let request = world.app.requests.get(id).await.expect("store").expect("request");
+    let request = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
     assert_eq!(request.state, State::Failed);
     assert_eq!(request.reason.as_deref(), Some("the export could not be built"));
     assert!(world.fakes.exports.bytes(id).is_none(), "no partial export is visible");
@@ -406,13 +413,13 @@ async fn a_build_held_by_a_live_builder_comes_back_after_its_lease_and_a_dead_on
     // Another builder started it and holds it for a minute.
     let now = world.app.now();
     let start = Transition::StartBuild { now, lease_until: now.plus_seconds(60) };
-    assert!(world.app.requests.update(id, &start).await.expect("update"));
+    assert!(datarequest::compose::ports(&world.app).requests.update(id, &start).await.expect("update"));
     assert_eq!(world.app.handle_message(id, 1).await.expect("handled"), Outcome::RetryAfter(Duration::from_secs(61)));
     assert!(world.fakes.exports.bytes(id).is_none(), "not built a second time while held");
     // It died without renewing: once its lease ran out the message takes the build over.
     world.fakes.clock.advance(Duration::from_secs(60));
     assert_eq!(world.app.handle_message(id, 2).await.expect("handled"), Outcome::Done);
-    let request = world.app.requests.get(id).await.expect("store").expect("request");
+    let request = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
     assert_eq!((request.state, request.lease_until), (State::Built, None));
     assert!(world.fakes.exports.bytes(id).is_some());
 }
@@ -504,15 +511,21 @@ async fn a_store_failing_after_the_first_page_fails_the_build_and_shows_no_parti
         .collect();
     let more = datarequest::ingest::parse_records(&lines).expect("valid lines");
     assert_eq!(more.len(), 4);
-    world.app.subjects.load(&more).await.expect("loads");
+    datarequest::compose::ports(&world.app).subjects.load(&more).await.expect("loads");
     let id = accept(&world, profile("42"), None).await;
     let pages = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let subjects = std::sync::Arc::new(FailingLaterPages { inner: world.app.subjects.clone(), pages: pages.clone() });
-    let broken = datarequest::App { subjects, ..world.app.clone() };
+    let subjects = std::sync::Arc::new(FailingLaterPages {
+        inner: datarequest::compose::ports(&world.app).subjects.clone(),
+        pages: pages.clone(),
+    });
+    let broken = datarequest::compose::rewire(
+        &world.app,
+        datarequest::compose::Ports { subjects, ..datarequest::compose::ports(&world.app) },
+    );
     assert!(broken.handle_message(id, 1).await.is_err(), "the failed read fails the attempt");
     assert!(pages.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the first page was read and written");
     assert!(world.fakes.exports.bytes(id).is_none(), "no partial export is visible");
-    let request = world.app.requests.get(id).await.expect("store").expect("request");
+    let request = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
     assert_ne!(request.state, State::Built);
 
     // The next receive, on a working store, builds the whole export.

@@ -48,7 +48,7 @@ async fn every_build_writes_a_report_of_the_same_records_stating_the_requests_ex
             let row = format!("<td>{name}</td><td class=\"count\">{count}</td>");
             assert!(summary.contains(&row), "{name} with {count} records in the summary");
         }
-        let request = world.app.requests.get(id).await.expect("store").expect("request");
+        let request = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
         let expires = request.expires.expect("an expiry");
         assert!(summary.contains(&format!("{expires} UTC, 7 days after it was built")), "{summary}");
     }

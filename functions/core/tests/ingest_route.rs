@@ -64,7 +64,7 @@ async fn post(app: &datarequest::App, key: &str, body: &str) -> (StatusCode, ser
 #[tokio::test]
 async fn a_store_failing_midway_answers_503_and_the_same_body_again_converges() {
     let world = common::world().await;
-    let key = datarequest::app::create_ingest_key(&*world.app.accounts).await.expect("key");
+    let key = world.app.operator().create_ingest_key().await.expect("key");
     let body = concat!(
         r#"{"kind":"profile","account":1,"id":77,"database":1,"created":"2025-01-01 00:00:00","modified":"2025-01-01 00:00:00"}"#,
         "\n",
@@ -73,13 +73,19 @@ async fn a_store_failing_midway_answers_503_and_the_same_body_again_converges() 
         r#"{"kind":"profile","account":1,"id":78,"database":1,"created":"2025-01-01 00:00:00","modified":"2025-01-01 00:00:00"}"#,
         "\n"
     );
-    let failing = datarequest::App { subjects: Arc::new(NoErasures(world.app.subjects.clone())), ..world.app.clone() };
+    let failing = datarequest::compose::rewire(
+        &world.app,
+        datarequest::compose::Ports {
+            subjects: Arc::new(NoErasures(datarequest::compose::ports(&world.app).subjects.clone())),
+            ..datarequest::compose::ports(&world.app)
+        },
+    );
     let (status, answer) = post(&failing, key.expose(), body).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(answer["error"]["message"].as_str().is_some_and(|m| !m.contains("down")), "the cause is not shown");
     let account = world.account;
     let found = |id: &str| {
-        let subjects = world.app.subjects.clone();
+        let subjects = datarequest::compose::ports(&world.app).subjects.clone();
         let id = ProfileId::parse(id).expect("id");
         async move { subjects.profile(account, id).await.expect("store").is_some() }
     };

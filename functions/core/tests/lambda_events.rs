@@ -44,7 +44,7 @@ async fn the_post_event_creates_a_request_with_copernica_headers_and_queues_it()
     assert_eq!(headers["x-location"].to_str().ok(), Some(location.as_str()));
     let queued = world.fakes.queue.drain();
     assert_eq!(queued.iter().map(|id| id.get()).collect::<Vec<_>>(), vec![id]);
-    let stored = world.app.requests.get(queued[0]).await.expect("store").expect("stored");
+    let stored = datarequest::compose::ports(&world.app).requests.get(queued[0]).await.expect("store").expect("stored");
     assert_eq!(stored.subject, Subject::Profile(datarequest::domain::ProfileId::parse("42").expect("id")));
     assert_eq!(stored.report.map(|r| r.to_string()).as_deref(), Some("dpo@customer.example"));
 }
@@ -73,7 +73,7 @@ async fn the_status_event_follows_a_request_from_unknown_to_pending_to_available
     let id = RequestId::parse("4815162342").expect("fixture id");
     let subject = Subject::Profile(datarequest::domain::ProfileId::parse("42").expect("id"));
     let request = DataRequest::accepted(id, world.account, subject, None, world.app.now());
-    assert!(world.app.requests.insert(&request).await.expect("insert"));
+    assert!(datarequest::compose::ports(&world.app).requests.insert(&request).await.expect("insert"));
     let (_, _, body) = send(&world.app, Part::Status, GET_STATUS).await;
     assert_eq!(body["status"], "pending");
     assert_eq!(body["state"], "accepted");
@@ -90,7 +90,7 @@ async fn the_status_event_follows_a_request_from_unknown_to_pending_to_available
     assert_eq!(body["state"], "built");
     let size = world.fakes.exports.bytes(id).expect("export").len() as u64;
     assert_eq!(body["available"], size);
-    let stored = world.app.requests.get(id).await.expect("store").expect("request");
+    let stored = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
     assert_eq!(stored.state, State::Built);
 }
 

@@ -79,11 +79,11 @@ async fn a_failing_source_fails_the_build_with_a_reason_naming_it_and_leaves_no_
         what: "canceling statement due to statement timeout (SQLSTATE 57014)".into(),
     });
     let id = world.app.submit(world.account, profile("42"), None, &Origin::default()).await.expect("accepted");
-    let attempts = world.app.settings.build_attempts;
+    let attempts = world.app.settings().build_attempts;
     assert!(world.app.handle_message(id, 1).await.is_err(), "an early attempt fails, to be retried");
     world.app.handle_message(id, attempts).await.expect("the last attempt settles the request");
 
-    let request = world.app.requests.get(id).await.expect("store").expect("request");
+    let request = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
     assert_eq!(request.state, State::Failed);
     assert_eq!(
         request.reason.as_deref(),

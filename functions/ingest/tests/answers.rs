@@ -26,8 +26,8 @@ async fn an_sqs_batch_is_answered_with_its_failed_messages() {
 
 #[tokio::test]
 async fn an_http_api_request_is_answered_as_an_http_api_response() {
-    let (app, fakes) = compose::memory(Settings::for_tests("https://api.example.test"));
-    let key = datarequest::app::create_ingest_key(&*fakes.accounts).await.expect("key");
+    let (app, _) = compose::memory(Settings::for_tests("https://api.example.test"));
+    let key = app.operator().create_ingest_key().await.expect("key");
     let body = r#"{"kind":"erase","account":1,"profile":77}"#;
 
     let answer = answer(&app, datarequest_tests::events::ingest_event(key.expose(), body)).await;

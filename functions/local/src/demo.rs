@@ -245,28 +245,27 @@ pub async fn seed_and_print(local: &Local, data_dir: &Path) -> anyhow::Result<()
     let marker = data_dir.join("demo-account");
     let (account, token) = if local.store.is_empty().await? {
         let created = local.app.create_account().await?;
-        let mut records: Vec<Record> = Vec::new();
+        let mut records = Vec::new();
         for line in lines(created.account) {
             match parse_line(&line.to_string()) {
-                Ok(Some(Line::Record(record))) => records.push(record),
+                Ok(Some(record @ Line::Record(_))) => records.push(record),
                 Ok(_) => anyhow::bail!("demo data: a line that is not a record"),
                 Err(e) => anyhow::bail!("demo data: {e}"),
             }
         }
-        local.app.subjects.load(&records).await?;
+        local.app.ingest(records).await?;
         std::fs::write(&marker, created.account.to_string()).context("writing the demo marker")?;
         (created.account, created.token)
     } else {
         let text = std::fs::read_to_string(&marker)
             .context("--demo: the data dir is not empty and holds no demo account; use an empty --data-dir")?;
         let account = AccountId::parse(text.trim()).map_err(|e| anyhow::anyhow!("{}: {e}", marker.display()))?;
-        let token = AccessToken::generate();
-        if !local.app.accounts.add_token(account, &token.hash()).await? {
+        let Some(token) = local.app.operator().add_token(account).await? else {
             anyhow::bail!("--demo: the demo account {account} no longer exists");
-        }
+        };
         (account, token)
     };
-    let url = local.app.settings.public_url.as_deref().unwrap_or_default();
+    let url = local.app.settings().public_url.as_deref().unwrap_or_default();
     let outbox = data_dir.join("outbox");
     println!(
         "Demo account {account}: profiles 1001 and 1002, subprofiles 5001-5003, messages and events of every kind.\n\

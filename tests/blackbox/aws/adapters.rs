@@ -104,10 +104,10 @@ async fn exports_built_on_aws_adapters_equal_the_reference_built_in_memory() {
     let (app, _) = datarequest::compose::aws(&clients, &env.resources(), &env.lookup()).expect("app");
     let account = app.create_account().await.expect("account").account;
     assert_eq!(account.get(), 1, "a fresh table starts at account 1, as the sample data expects");
-    app.subjects.load(&sample()).await.expect("load");
+    datarequest::compose::ports(&app).subjects.load(&sample()).await.expect("load");
     let (reference, _) = datarequest::compose::memory(Settings::for_tests("https://api.example.test"));
-    reference.accounts.create(&AccessToken::generate().hash(), &WebhookSecret::generate()).await.expect("account");
-    reference.subjects.load(&sample()).await.expect("load");
+    datarequest::compose::ports(&reference).accounts.create(&AccessToken::generate().hash(), &WebhookSecret::generate()).await.expect("account");
+    datarequest::compose::ports(&reference).subjects.load(&sample()).await.expect("load");
 
     for subject in ["profile:42", "subprofile:4201", "email:guest@example.org", "email:Jane.Doe@example.com"] {
         let (kind, value) = subject.split_once(':').expect("pair");
@@ -119,7 +119,12 @@ async fn exports_built_on_aws_adapters_equal_the_reference_built_in_memory() {
                 .await
                 .expect("accepted");
             app.handle_message(id, 1).await.expect("built");
-            let mut file = app.exports.open(id, ExportFormat::Json).await.expect("open").expect("the export exists");
+            let mut file = datarequest::compose::ports(&app)
+                .exports
+                .open(id, ExportFormat::Json)
+                .await
+                .expect("open")
+                .expect("the export exists");
             let mut data = Vec::new();
             tokio::io::AsyncReadExt::read_to_end(&mut file.reader, &mut data).await.expect("read");
             assert_eq!(file.len, data.len() as u64);

@@ -44,7 +44,12 @@ async fn the_functions_read_the_connection_string_from_the_secret_and_build_from
     let id = app.submit(account, subject, None, &Origin::default()).await.expect("the shop knows 7001");
     app.handle_message(id, 1).await.expect("built");
 
-    let mut file = app.exports.open(id, ExportFormat::Json).await.expect("store").expect("the export");
+    let mut file = datarequest::compose::ports(&app)
+        .exports
+        .open(id, ExportFormat::Json)
+        .await
+        .expect("store")
+        .expect("the export");
     let mut text = String::new();
     file.reader.read_to_string(&mut text).await.expect("read");
     assert!(text.contains(r#"["profile",{"ID":7001,"name":"Ana Silva","balance":"98765432109.99"}]"#), "{text}");

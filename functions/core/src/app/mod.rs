@@ -2,12 +2,16 @@
 //! Submitting and reading requests live here; building ([`build`]), delivering ([`deliver`])
 //! and consuming the build queue ([`consume`]) have modules of their own.
 
+mod access;
 mod build;
 mod consume;
 mod deliver;
+mod operator;
 
+pub use access::DownloadError;
 pub use build::QueueOutcome;
 pub use consume::{Consumed, settle};
+pub use operator::{NewAccount, Operator};
 
 use std::sync::Arc;
 
@@ -17,43 +21,41 @@ use tracing::instrument;
 use crate::config::Settings;
 use crate::domain::audit::{self, ReportTrace};
 use crate::domain::idempotency;
-use crate::domain::{
-    AccessToken, AccountId, DataRequest, IdempotencyKey, Report, RequestId, State, Subject, Timestamp, Transition,
-    WebhookSecret,
-};
+use crate::domain::{AccountId, DataRequest, IdempotencyKey, Report, RequestId, State, Subject, Timestamp, Transition};
 use crate::domain::{AuditEntry, AuditEvent, TokenHash};
 use crate::ports::{
     Accounts, AuditLog, BuildQueue, Clock, ExportStore, KeyClaim, Mailer, RequestStore, SubjectData, SubjectSources,
     WebDelivery,
 };
 
-/// Every port the service uses, injected once.
+/// Every port the service uses, injected once by [`crate::compose`]; the doors call the use
+/// cases, never a port.
 #[derive(Clone)]
 pub struct App {
     /// Data requests.
-    pub requests: Arc<dyn RequestStore>,
+    pub(crate) requests: Arc<dyn RequestStore>,
     /// The build queue.
-    pub queue: Arc<dyn BuildQueue>,
+    pub(crate) queue: Arc<dyn BuildQueue>,
     /// Export files.
-    pub exports: Arc<dyn ExportStore>,
+    pub(crate) exports: Arc<dyn ExportStore>,
     /// The platform's data about subjects.
-    pub subjects: Arc<dyn SubjectData>,
+    pub(crate) subjects: Arc<dyn SubjectData>,
     /// The platform's own databases, read per request through the mapping.
-    pub sources: Arc<dyn SubjectSources>,
+    pub(crate) sources: Arc<dyn SubjectSources>,
     /// Accounts and tokens.
-    pub accounts: Arc<dyn Accounts>,
+    pub(crate) accounts: Arc<dyn Accounts>,
     /// Outgoing mail.
-    pub mailer: Arc<dyn Mailer>,
+    pub(crate) mailer: Arc<dyn Mailer>,
     /// Web delivery.
-    pub web: Arc<dyn WebDelivery>,
+    pub(crate) web: Arc<dyn WebDelivery>,
     /// The time.
-    pub clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// The audit log of each request.
-    pub audit: Arc<dyn AuditLog>,
+    pub(crate) audit: Arc<dyn AuditLog>,
     /// Settings.
-    pub settings: Arc<Settings>,
+    pub(crate) settings: Arc<Settings>,
     /// The per-account limit on new requests.
-    pub limiter: Arc<RateLimiter>,
+    pub(crate) limiter: Arc<RateLimiter>,
 }
 
 /// A fixed-window limit per key and minute, kept in this process's memory: the data requests
@@ -144,38 +146,6 @@ pub enum SubmitError {
     /// Anything else; the cause is logged, not shown.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
-}
-
-/// A new account, as shown once to the operator.
-#[derive(Debug)]
-pub struct NewAccount {
-    /// Its id.
-    pub account: AccountId,
-    /// Its first access token.
-    pub token: AccessToken,
-    /// Its webhook signing secret.
-    pub webhook_secret: WebhookSecret,
-}
-
-/// Creates an account with a fresh token and webhook secret in an account store.
-///
-/// # Errors
-/// When the account store cannot be reached.
-pub async fn create_account(accounts: &dyn Accounts) -> anyhow::Result<NewAccount> {
-    let token = AccessToken::generate();
-    let webhook_secret = WebhookSecret::generate();
-    let account = accounts.create(&token.hash(), &webhook_secret).await?;
-    Ok(NewAccount { account, token, webhook_secret })
-}
-
-/// Creates an ingest key (the platform's key for `POST /ingest`); only its hash is stored.
-///
-/// # Errors
-/// When the account store cannot be reached.
-pub async fn create_ingest_key(accounts: &dyn Accounts) -> anyhow::Result<AccessToken> {
-    let key = AccessToken::generate();
-    accounts.add_ingest_key(&key.hash()).await?;
-    Ok(key)
 }
 
 impl App {
@@ -375,12 +345,18 @@ impl App {
         }
     }
 
+    /// The operator's use cases on this app's account and subject stores.
+    #[must_use]
+    pub fn operator(&self) -> Operator {
+        Operator::new(self.accounts.clone(), self.subjects.clone())
+    }
+
     /// Creates an account with a fresh token and webhook secret.
     ///
     /// # Errors
     /// When the account store cannot be reached.
     pub async fn create_account(&self) -> anyhow::Result<NewAccount> {
-        create_account(&*self.accounts).await
+        self.operator().create_account().await
     }
 
     /// The current time.

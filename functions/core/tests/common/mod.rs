@@ -29,7 +29,7 @@ pub async fn world_with(settings: Settings) -> World {
     let secret = WebhookSecret::generate();
     let token = AccessToken::parse("EXAMPLE_TOKEN").expect("fixture token parses");
     let account = fakes.accounts.create(&token.hash(), &secret).await.expect("account");
-    app.subjects.load(&sample_records()).await.expect("sample loads");
+    datarequest::compose::ports(&app).subjects.load(&sample_records()).await.expect("sample loads");
     World { app, fakes, account, secret }
 }
 

@@ -10,8 +10,8 @@ use super::error::{ApiError, ErrorBody};
 use super::get_datarequest::{EXPORT_FILE, Export, REDIRECT, RequestPath};
 use super::params::FormatQuery;
 use super::{params, serve_export};
-use crate::app::App;
-use crate::domain::{AuditEvent, DownloadToken, RequestId};
+use crate::app::{App, DownloadError};
+use crate::domain::RequestId;
 
 const INVALID: &str = "Invalid or expired download token";
 
@@ -50,15 +50,11 @@ pub async fn download(
         let format = params::format(&query)?;
         let id = RequestId::parse(&id)?;
         let token = query.remove("token").ok_or_else(|| ApiError::bad(INVALID))?;
-        DownloadToken::verify(&app.settings.link_secret, id, &token, app.now()).map_err(|_| ApiError::bad(INVALID))?;
-        let request = app.find_any(id).await?.ok_or_else(|| ApiError::bad(INVALID))?;
-        if !request.effective_state(app.now()).has_file() {
-            return Err(ApiError::bad(INVALID));
-        }
-        let served =
-            app.exports.serve(id, format, app.settings.signed_url_ttl).await?.ok_or_else(|| ApiError::bad(INVALID))?;
         let client = super::get_datarequest::client_network(&extensions, &headers);
-        app.record(request.account, id, AuditEvent::Download { route: "download".into(), client }).await;
+        let served = app.download(id, &token, format, client).await.map_err(|error| match error {
+            DownloadError::Invalid => ApiError::bad(INVALID),
+            DownloadError::Unexpected(error) => ApiError::Internal(error),
+        })?;
         Ok::<_, ApiError>(serve_export(served, format, Some(format!("datarequest-{id}.{}", format.as_str()))))
     }
     .await;

@@ -39,7 +39,10 @@ impl Refusal {
 
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
-        Self::bad(refusal.text())
+        match refusal {
+            Refusal::InvalidToken => Self::InvalidToken,
+            other => Self::bad(other.text()),
+        }
     }
 }
 
@@ -55,6 +58,9 @@ pub const INVALID_METHOD: &str = Refusal::InvalidMethod.text();
 pub enum ApiError {
     /// `400`: the client's mistake, explained.
     BadRequest(String),
+    /// `400` with Copernica's text for a missing, malformed, unknown or revoked access token;
+    /// counted as a failed authentication.
+    InvalidToken,
     /// `404`: the export is not there (yet).
     NotFound(String),
     /// `401`: no valid credentials where no account token applies (`/ingest`).
@@ -131,11 +137,10 @@ pub fn error_response(status: StatusCode, message: &str) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            Self::BadRequest(message) => {
-                let mut response = error_response(StatusCode::BAD_REQUEST, &message);
-                if message == INVALID_TOKEN {
-                    response.extensions_mut().insert(AuthFailed);
-                }
+            Self::BadRequest(message) => error_response(StatusCode::BAD_REQUEST, &message),
+            Self::InvalidToken => {
+                let mut response = error_response(StatusCode::BAD_REQUEST, Refusal::InvalidToken.text());
+                response.extensions_mut().insert(AuthFailed);
                 response
             }
             Self::NotFound(message) => error_response(StatusCode::NOT_FOUND, &message),
@@ -193,6 +198,8 @@ mod tests {
             assert_eq!(refusal.text(), text);
             let response = ApiError::from(refusal).into_response();
             assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{refusal:?}");
+            let counted = response.extensions().get::<AuthFailed>().is_some();
+            assert_eq!(counted, refusal == Refusal::InvalidToken, "only a bad token counts as a failed login");
         }
     }
 }

@@ -19,9 +19,7 @@ use super::openapi::one_of;
 use super::params::FormatQuery;
 use super::{params, serve_export};
 use crate::app::App;
-use crate::domain::{
-    AccountId, AuditEntry, AuditEvent, DataRequest, DeliveryStatus, RequestId, State as Lifecycle, Timestamp,
-};
+use crate::domain::{AccountId, AuditEntry, DataRequest, DeliveryStatus, RequestId, State as Lifecycle, Timestamp};
 use crate::domain::{SubjectKind, audit};
 use crate::ports::ExportFormat;
 
@@ -320,15 +318,11 @@ async fn file_or_reason(
     format: ExportFormat,
     fetched: Fetched,
 ) -> Result<Result<Response, &'static str>, ApiError> {
-    let state = request.effective_state(app.now());
-    if state.has_file()
-        && let Some(served) = app.exports.serve(request.id, format, app.settings.signed_url_ttl).await?
-    {
-        let event = AuditEvent::Download { route: fetched.route.to_owned(), client: fetched.client };
-        app.record(request.account, request.id, event).await;
+    if let Some(served) = app.fetch(request, format, fetched.route, fetched.client).await? {
         return Ok(Ok(serve_export(served, format, None)));
     }
-    Ok(Err(if state.copernica_status() == "pending" { NOT_YET } else { NOT_AVAILABLE }))
+    let pending = request.effective_state(app.now()).copernica_status() == "pending";
+    Ok(Err(if pending { NOT_YET } else { NOT_AVAILABLE }))
 }
 
 /// The description of a `303`.

@@ -92,5 +92,5 @@ async fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
         return Err(invalid());
     }
     let key = AccessToken::parse(key.trim()).map_err(|_| invalid())?;
-    if app.accounts.is_ingest_key(&key.hash()).await? { Ok(()) } else { Err(invalid()) }
+    if app.is_ingest_key(&key).await? { Ok(()) } else { Err(invalid()) }
 }

@@ -69,7 +69,7 @@ pub fn router(app: App, part: Part) -> Router {
     if part == Part::All {
         routes = routes.route("/openapi.json", get(|| async { axum::Json(openapi::document()) }));
     }
-    let limit = app.settings.auth_failures_per_minute;
+    let limit = app.settings().auth_failures_per_minute;
     let routes = routes.fallback(invalid_method).method_not_allowed_fallback(invalid_method).with_state(app);
     if part == Part::All {
         // Local mode: a client that keeps sending wrong tokens or keys is refused before any

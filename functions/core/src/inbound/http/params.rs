@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 use utoipa::openapi::Required;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 
-use super::error::{ApiError, INVALID_METHOD, INVALID_TOKEN, Refusal};
+use super::error::{ApiError, INVALID_METHOD, Refusal};
 use super::openapi::one_of;
 use crate::app::App;
 use crate::domain::{AccessToken, AccountId, TokenHash};
@@ -96,7 +96,7 @@ pub async fn authenticate_token(
     query: &HashMap<&'static str, String>,
     headers: &HeaderMap,
 ) -> Result<(AccountId, TokenHash), ApiError> {
-    let invalid = || ApiError::bad(INVALID_TOKEN);
+    let invalid = || ApiError::InvalidToken;
     let mut bearer = None;
     let mut values = headers.get_all(AUTHORIZATION).iter();
     if let Some(value) = values.next() {
@@ -115,9 +115,9 @@ pub async fn authenticate_token(
         (Some(t), _) | (None, Some(t)) => t,
         (None, None) => return Err(invalid()),
     };
-    let hash = AccessToken::parse(token).map_err(|_| invalid())?.hash();
-    let account = app.accounts.by_token(&hash).await?.ok_or_else(invalid)?;
-    Ok((account, hash))
+    let token = AccessToken::parse(token).map_err(|_| invalid())?;
+    let account = app.authenticate(&token).await?.ok_or_else(invalid)?;
+    Ok((account, token.hash()))
 }
 
 /// The `report` of a POST body: JSON (`{"report": …}`, or `[]`/`{}` for nothing) or a form.

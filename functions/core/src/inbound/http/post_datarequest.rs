@@ -270,7 +270,7 @@ impl IntoParams for Submission {
 /// The public base URL: configured, or else from the request's `Host` (API Gateway sets it to
 /// the API's domain; the scheme is `X-Forwarded-Proto`, https by default).
 fn base_url(app: &App, headers: &HeaderMap) -> String {
-    if let Some(url) = &app.settings.public_url {
+    if let Some(url) = &app.settings().public_url {
         return url.clone();
     }
     let header = |name| headers.get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok());
@@ -307,12 +307,12 @@ async fn accept(
         let version = params::version(&version)?;
         let mut query = params::query(query.as_deref(), &["access_token", "report"])?;
         let (account, token) = params::authenticate_token(&app, &query, &headers).await?;
-        app.limiter.check(account, app.now()).map_err(ApiError::TooMany)?;
+        app.count_request(account).map_err(ApiError::TooMany)?;
         let subject = subject(&id)?;
         let from_body = params::body_report(&headers, body).await?;
         let report = match (query.remove("report").filter(|r| !r.is_empty()), from_body.filter(|r| !r.is_empty())) {
             (Some(a), Some(b)) if a != b => return Err(ApiError::bad("report is given twice with different values")),
-            (Some(r), _) | (None, Some(r)) => Some(Report::parse(&r, app.settings.web_policy)?),
+            (Some(r), _) | (None, Some(r)) => Some(Report::parse(&r, app.settings().web_policy)?),
             (None, None) => None,
         };
         let origin = Origin { key: idempotency_key(&headers)?, version, token: Some(token) };

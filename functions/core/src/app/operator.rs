@@ -1,0 +1,101 @@
+//! The operator's use cases, the `datarequest` command's subcommands on either backend:
+//! accounts and their tokens, ingest keys, imports and erasures. They need only the account
+//! and subject stores, so an operator can run them against a deployed stack without the rest
+//! of its configuration ([`crate::compose::aws_operator`]).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::domain::{AccessToken, AccountId, Erasure, WebhookSecret};
+use crate::ingest::{ImportError, Summary, import_file};
+use crate::ports::{Accounts, SubjectData};
+
+/// A new account, as shown once to the operator.
+#[derive(Debug)]
+pub struct NewAccount {
+    /// Its id.
+    pub account: AccountId,
+    /// Its first access token.
+    pub token: AccessToken,
+    /// Its webhook signing secret.
+    pub webhook_secret: WebhookSecret,
+}
+
+/// The operator's use cases on one backend's account and subject stores.
+#[derive(Clone)]
+pub struct Operator {
+    accounts: Arc<dyn Accounts>,
+    subjects: Arc<dyn SubjectData>,
+}
+
+impl Operator {
+    /// The use cases on these stores.
+    #[must_use]
+    pub fn new(accounts: Arc<dyn Accounts>, subjects: Arc<dyn SubjectData>) -> Self {
+        Self { accounts, subjects }
+    }
+
+    /// Creates an account with a fresh token and webhook secret.
+    ///
+    /// # Errors
+    /// When the account store cannot be reached.
+    pub async fn create_account(&self) -> anyhow::Result<NewAccount> {
+        let token = AccessToken::generate();
+        let webhook_secret = WebhookSecret::generate();
+        let account = self.accounts.create(&token.hash(), &webhook_secret).await?;
+        Ok(NewAccount { account, token, webhook_secret })
+    }
+
+    /// Adds a fresh access token to an account; `None` when there is no such account.
+    ///
+    /// # Errors
+    /// When the account store cannot be reached.
+    pub async fn add_token(&self, account: AccountId) -> anyhow::Result<Option<AccessToken>> {
+        let token = AccessToken::generate();
+        Ok(self.accounts.add_token(account, &token.hash()).await?.then_some(token))
+    }
+
+    /// Revokes a token of an account; `false` when the account has no such token.
+    ///
+    /// # Errors
+    /// When the account store cannot be reached.
+    pub async fn revoke_token(&self, account: AccountId, token: &AccessToken) -> anyhow::Result<bool> {
+        self.accounts.revoke_token(account, &token.hash()).await
+    }
+
+    /// Deletes an account and revokes its tokens; `false` when there is no such account.
+    ///
+    /// # Errors
+    /// When the account store cannot be reached.
+    pub async fn delete_account(&self, account: AccountId) -> anyhow::Result<bool> {
+        self.accounts.delete_account(account).await
+    }
+
+    /// Creates an ingest key (the platform's key for `POST /ingest`); only its hash is stored.
+    ///
+    /// # Errors
+    /// When the account store cannot be reached.
+    pub async fn create_ingest_key(&self) -> anyhow::Result<AccessToken> {
+        let key = AccessToken::generate();
+        self.accounts.add_ingest_key(&key.hash()).await?;
+        Ok(key)
+    }
+
+    /// Loads an NDJSON file of subject data, all or nothing (see [`import_file`]).
+    ///
+    /// # Errors
+    /// [`ImportError::BadLine`] for the first bad line (nothing loaded), or a failure to read
+    /// the file or write the store.
+    pub async fn import(&self, path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Summary, ImportError> {
+        import_file(&*self.subjects, path, progress).await
+    }
+
+    /// Erases a subject with everything that belongs to it (GDPR Art. 17). Erasing what is not
+    /// there is not an error, so running it again after a failure completes the erasure.
+    ///
+    /// # Errors
+    /// When the subject store fails.
+    pub async fn erase(&self, erasure: &Erasure) -> anyhow::Result<()> {
+        self.subjects.erase(erasure).await
+    }
+}
