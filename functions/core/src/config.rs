@@ -61,7 +61,6 @@ pub const SOURCES_TOML: &str = "DATAREQUEST_SOURCES_TOML";
 /// AWS: a Secrets Manager secret with the sources' connection strings.
 pub const SOURCES_SECRET_ARN: &str = "DATAREQUEST_SOURCES_SECRET_ARN";
 
-/// A setting that is missing or wrong, named.
 // Local mode (the `datarequest` command).
 
 /// Address to listen on (`serve --listen`).
@@ -78,6 +77,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default data dir.
 pub const DEFAULT_DATA_DIR: &str = "./.datarequest";
 
+/// A setting that is missing or wrong, named.
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {message}")]
 pub struct ConfigError {
