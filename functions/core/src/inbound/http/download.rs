@@ -6,10 +6,10 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 
+use super::answers::{EXPORT_FILE, Export, REDIRECT, serve_export};
 use super::error::{ApiError, ErrorBody};
-use super::get_datarequest::{EXPORT_FILE, Export, REDIRECT, RequestPath};
-use super::params::FormatQuery;
-use super::{params, serve_export};
+use super::params;
+use super::params::{FormatQuery, RequestPath};
 use crate::app::App;
 use crate::domain::{AuditEvent, DownloadToken, RequestId};
 
@@ -57,7 +57,7 @@ pub async fn download(
         }
         let served =
             app.exports.serve(id, format, app.settings.signed_url_ttl).await?.ok_or_else(|| ApiError::bad(INVALID))?;
-        let client = super::get_datarequest::client_network(&extensions, &headers);
+        let client = params::client_network(&extensions, &headers);
         app.record(request.account, id, AuditEvent::Download { route: "download".into(), client }).await;
         Ok::<_, ApiError>(serve_export(served, format, Some(format!("datarequest-{id}.{}", format.as_str()))))
     }
