@@ -13,27 +13,56 @@ cd "$root"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 
-echo "== cargo fmt --check"
+# Where the time goes: each stage starts with `== name` and ends with `-- name: N s`, and a
+# table of them all comes before the tests' count (which stays the closing line), or at the
+# end of a run that fails.
+stage_names=() stage_seconds=() stage_name='' stage_start=$SECONDS
+stage() {
+  stage_end
+  stage_name=$1 stage_start=$SECONDS
+  echo "== $1"
+}
+stage_end() {
+  if [[ -z $stage_name ]]; then return 0; fi
+  local seconds=$((SECONDS - stage_start))
+  stage_names+=("$stage_name") stage_seconds+=("$seconds")
+  echo "-- $stage_name: $seconds s"
+  stage_name=''
+}
+stage_table() {
+  stage_end
+  echo "== time by stage"
+  local i
+  for i in "${!stage_names[@]}"; do printf '%6d s  %s\n' "${stage_seconds[i]}" "${stage_names[i]}"; done
+  printf '%6d s  total\n' "$SECONDS"
+}
+on_exit() {
+  local status=$?
+  if ((status != 0)); then stage_table; fi
+}
+trap on_exit EXIT
+
+stage "cargo fmt --check"
 cargo fmt --all --check
 
-echo "== cargo clippy"
+stage "cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
-echo "== AWS emulator"
+stage "AWS emulator"
 ./infra/emulator.sh stop
-trap './infra/emulator.sh stop' EXIT
+trap 'on_exit; ./infra/emulator.sh stop' EXIT
 ./infra/emulator.sh start > /dev/null
 
-echo "== PostgreSQL (a private cluster on loopback for the source tests; installed when missing)"
+stage "PostgreSQL (a private cluster on loopback for the source tests; installed when missing)"
 ./infra/postgres.sh stop
-trap './infra/emulator.sh stop; ./infra/postgres.sh stop' EXIT
+trap 'on_exit; ./infra/emulator.sh stop; ./infra/postgres.sh stop' EXIT
 postgres_env=$(./infra/postgres.sh start)
 while IFS= read -r line; do export "$line"; done <<< "$postgres_env"
 
-echo "== cfn-lint template.yaml"
+stage "cfn-lint template.yaml"
 .venv/emulator/bin/cfn-lint template.yaml
 
-echo "== checkov template.yaml"
+stage "checkov template.yaml"
 if ! .venv/checkov/bin/checkov --version > /dev/null 2>&1; then
   python3 -m venv .venv/checkov
   .venv/checkov/bin/pip install --quiet --disable-pip-version-check 'checkov>=3,<4'
@@ -42,26 +71,27 @@ fi
 # with its reason next to the resource in template.yaml.
 BC_SKIP_MAPPING=TRUE .venv/checkov/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
 
-echo "== cargo build (the binaries the black-box tests start)"
+stage "cargo build (the binaries the black-box tests start)"
 cargo build --workspace --bins --all-features --locked
 
-echo "== schemathesis against the local server"
+stage "schemathesis against the local server"
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 ./infra/fuzz.sh "$target/debug/datarequest"
 
-echo "== datarequest sources check (the sample mapping on the sample shop)"
+stage "datarequest sources check (the sample mapping on the sample shop)"
 DATAREQUEST_SOURCES=examples/postgres/sources.toml "$target/debug/datarequest" sources check
 
-echo "== chromium (renders the HTML report in the black-box tests)"
+stage "chromium (renders the HTML report in the black-box tests)"
 if ! command -v chromium > /dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq chromium > /dev/null || { apt-get update -qq && apt-get install -y -qq chromium > /dev/null; }
 fi
 chromium --version
 
-echo "== cargo test"
+stage "cargo test"
 log=$(mktemp)
 cargo test --workspace --all-features --locked 2>&1 | tee "$log"
+stage_table
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
 rm -f "$log"

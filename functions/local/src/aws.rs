@@ -1,40 +1,56 @@
-//! `--backend aws`: the operator's tools (accounts, imports, erasures, ingest keys) against a
-//! deployed stack's tables and bucket. Serving is the Lambda functions' job there.
+//! `--backend aws`: the tables and bucket of a deployed stack, for the operator's tools
+//! (accounts, imports, erasures, ingest keys). Serving is the Lambda functions' job there.
 
-use std::process::ExitCode;
+use datarequest::ports::{Accounts, SubjectData};
 
-use crate::cli::Command;
-
-/// Runs `command` on the tables and bucket named by the DATAREQUEST_* variables.
+/// A deployed stack's stores, named by the DATAREQUEST_* variables.
 #[cfg(feature = "aws")]
-pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    use datarequest::adapters::aws::{Clients, DynamoDbAccounts, DynamoDbSubjects, Resources};
+pub struct Stack {
+    resources: datarequest::adapters::aws::Resources,
+    clients: datarequest::adapters::aws::Clients,
+}
 
-    use crate::cli::{IngestKeyCommand, env_lookup};
+#[cfg(feature = "aws")]
+impl Stack {
+    /// The stack that the variables of `lookup` name.
+    pub async fn open(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        use datarequest::adapters::aws::{Clients, Resources};
 
-    let resources = Resources::from_lookup(&env_lookup)?;
-    let clients = Clients::from_env().await;
-    let accounts = || DynamoDbAccounts::new(clients.dynamodb.clone(), resources.accounts_table.clone());
-    let subjects = || {
-        let (dynamodb, s3) = (clients.dynamodb.clone(), clients.s3.clone());
-        DynamoDbSubjects::new(dynamodb, resources.subjects_table.clone(), s3, resources.exports_bucket.clone())
-    };
-    match command {
-        Command::Account { command } => crate::account::run(command, &accounts()).await,
-        Command::IngestKey { command: IngestKeyCommand::Create { .. } } => crate::ingest_key::create(&accounts()).await,
-        Command::Import { file, .. } => crate::import::run(&file, &subjects()).await,
-        Command::Erase { account, subject, .. } => {
-            let erasure = subject.erasure(account)?;
-            crate::erase::run(&erasure, &subjects()).await
-        }
-        Command::Serve { .. } | Command::Openapi | Command::Sources { .. } => {
-            anyhow::bail!("serve and openapi run locally; on AWS the Lambda functions serve")
-        }
+        let resources = Resources::from_lookup(lookup)?;
+        let clients = Clients::from_env().await;
+        Ok(Self { resources, clients })
+    }
+
+    /// Its accounts table.
+    pub fn accounts(&self) -> Box<dyn Accounts> {
+        let table = self.resources.accounts_table.clone();
+        Box::new(datarequest::adapters::aws::DynamoDbAccounts::new(self.clients.dynamodb.clone(), table))
+    }
+
+    /// Its subjects table and exports bucket.
+    pub fn subjects(&self) -> Box<dyn SubjectData> {
+        let (dynamodb, s3) = (self.clients.dynamodb.clone(), self.clients.s3.clone());
+        let (table, bucket) = (self.resources.subjects_table.clone(), self.resources.exports_bucket.clone());
+        Box::new(datarequest::adapters::aws::DynamoDbSubjects::new(dynamodb, table, s3, bucket))
     }
 }
 
-/// This build has no AWS adapters.
+/// This build has no AWS adapters: no stack can be opened.
 #[cfg(not(feature = "aws"))]
-pub async fn run(_: Command) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this build has no AWS support: build it with `--features aws`")
+pub enum Stack {}
+
+#[cfg(not(feature = "aws"))]
+impl Stack {
+    /// Fails: this build has no AWS adapters.
+    pub async fn open(_: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        anyhow::bail!("this build has no AWS support: build it with `--features aws`")
+    }
+
+    pub fn accounts(&self) -> Box<dyn Accounts> {
+        match *self {}
+    }
+
+    pub fn subjects(&self) -> Box<dyn SubjectData> {
+        match *self {}
+    }
 }

@@ -1,5 +1,6 @@
 //! The command line: the clap types, and the dispatch of a parsed command to its module on the
-//! chosen backend.
+//! chosen backend. The modules it dispatches to take plain values (ids, paths, the process
+//! environment's lookup) and know nothing of the command line.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use datarequest::compose::{self, Local};
 use datarequest::config;
 use datarequest::domain::{AccountId, EmailAddress, Erasure, ProfileId, SubprofileId};
+use datarequest::ports::Accounts;
 
 /// GDPR data requests, Copernica compatible, on embedded storage.
 #[derive(Parser)]
@@ -192,7 +194,7 @@ impl EraseSubject {
 }
 
 /// The process environment, as the library's configuration lookups take it.
-pub fn env_lookup(name: &str) -> Option<String> {
+fn env_lookup(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
@@ -208,13 +210,13 @@ impl Cli {
             return crate::sources::check(&env_lookup).await;
         }
         if self.backend == Backend::Aws {
-            return crate::aws::run(self.command).await;
+            return run_aws(self.command).await;
         }
         match self.command {
-            Command::Serve { listen, data_dir, demo } => crate::serve::run(listen, &data_dir, demo).await,
+            Command::Serve { listen, data_dir, demo } => crate::serve::run(listen, &data_dir, demo, &env_lookup).await,
             Command::Account { command } => {
                 let local = open(command.data_dir())?;
-                crate::account::run(command, &*local.app.accounts).await
+                run_account(command, &*local.app.accounts).await
             }
             Command::Openapi => crate::openapi::print(),
             Command::Import { file, data_dir } => crate::import::run(&file, &*open(&data_dir)?.app.subjects).await,
@@ -227,5 +229,39 @@ impl Cli {
             }
             Command::Sources { command: SourcesCommand::Check } => crate::sources::check(&env_lookup).await,
         }
+    }
+}
+
+/// Runs `command` on the tables and bucket named by the DATAREQUEST_* variables (`--backend
+/// aws`). Serving is the Lambda functions' job there.
+async fn run_aws(command: Command) -> anyhow::Result<ExitCode> {
+    let stack = crate::aws::Stack::open(&env_lookup).await?;
+    match command {
+        Command::Account { command } => run_account(command, &*stack.accounts()).await,
+        Command::IngestKey { command: IngestKeyCommand::Create { .. } } => {
+            crate::ingest_key::create(&*stack.accounts()).await
+        }
+        Command::Import { file, .. } => crate::import::run(&file, &*stack.subjects()).await,
+        Command::Erase { account, subject, .. } => {
+            let erasure = subject.erasure(account)?;
+            crate::erase::run(&erasure, &*stack.subjects()).await
+        }
+        Command::Serve { .. } | Command::Openapi | Command::Sources { .. } => {
+            anyhow::bail!("serve and openapi run locally; on AWS the Lambda functions serve")
+        }
+    }
+}
+
+/// Runs an account command on an account store.
+async fn run_account(command: AccountCommand, accounts: &dyn Accounts) -> anyhow::Result<ExitCode> {
+    match command {
+        AccountCommand::Create { .. } => crate::account::create(accounts).await,
+        AccountCommand::Token { command: TokenCommand::Add { account, .. } } => {
+            crate::account::add_token(accounts, account).await
+        }
+        AccountCommand::Token { command: TokenCommand::Revoke { account, token, .. } } => {
+            crate::account::revoke_token(accounts, account, &token).await
+        }
+        AccountCommand::Delete { account, .. } => crate::account::delete(accounts, account).await,
     }
 }

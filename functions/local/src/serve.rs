@@ -10,20 +10,23 @@ use anyhow::Context;
 use datarequest::compose;
 use datarequest::config;
 
-use crate::cli::env_lookup;
-
 /// Listens on `listen` (port 0 picks a free one; the line `Datarequest listening on URL` on
-/// stdout says which) and serves until a signal.
-pub async fn run(listen: SocketAddr, data_dir: &Path, demo: bool) -> anyhow::Result<ExitCode> {
+/// stdout says which) and serves until a signal, configured by the variables of `lookup`.
+pub async fn run(
+    listen: SocketAddr,
+    data_dir: &Path,
+    demo: bool,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr()?;
-    let local = compose::local(data_dir, &env_lookup, Some(format!("http://{address}")))?;
+    let local = compose::local(data_dir, lookup, Some(format!("http://{address}")))?;
     // A broken mapping would fail every build that reads it: refuse to start instead.
     let mistakes = local.sources.check().await;
     if !mistakes.is_empty() {
         return Ok(crate::sources::report(&mistakes, datarequest::config::SOURCES));
     }
-    let workers = match datarequest::config::optional(&env_lookup, config::WORKERS) {
+    let workers = match datarequest::config::optional(lookup, config::WORKERS) {
         None => 2,
         Some(text) => text
             .parse()

@@ -6,10 +6,10 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 
+use super::answers::{EXPORT_FILE, Export, REDIRECT, serve_export};
 use super::error::{ApiError, ErrorBody};
-use super::get_datarequest::{EXPORT_FILE, Export, REDIRECT, RequestPath};
-use super::params::FormatQuery;
-use super::{params, serve_export};
+use super::params;
+use super::params::{FormatQuery, RequestPath};
 use crate::app::{App, DownloadError};
 use crate::domain::RequestId;
 
@@ -50,7 +50,7 @@ pub async fn download(
         let format = params::format(&query)?;
         let id = RequestId::parse(&id)?;
         let token = query.remove("token").ok_or_else(|| ApiError::bad(INVALID))?;
-        let client = super::get_datarequest::client_network(&extensions, &headers);
+        let client = params::client_network(&extensions, &headers);
         let served = app.download(id, &token, format, client).await.map_err(|error| match error {
             DownloadError::Invalid => ApiError::bad(INVALID),
             DownloadError::Unexpected(error) => ApiError::Internal(error),

@@ -1,38 +1,23 @@
 //! `GET /vN/datarequest/{id}`, `…/status` and `…/data`: poll a request and fetch its export.
 
-use std::net::{IpAddr, SocketAddr};
-
 use axum::Json;
-use axum::extract::ConnectInfo;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{Extensions, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, ObjectBuilder, Ref, Schema, SchemaType, Type};
-use utoipa::openapi::{Object, RefOr};
-use utoipa::{IntoParams, PartialSchema, ToSchema};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa::openapi::Object;
 
+use super::answers::{EXPORT_FILE, Export, Info, REDIRECT, info, serve_export};
+use super::doc::one_of;
 use super::error::{ApiError, ErrorBody, NO_ENTITY};
-use super::openapi::one_of;
-use super::params::FormatQuery;
-use super::{params, serve_export};
+use super::params;
+use super::params::{FormatQuery, RequestPath, client_network};
 use crate::app::App;
 use crate::domain::{AccountId, AuditEntry, DataRequest, DeliveryStatus, RequestId, State as Lifecycle, Timestamp};
-use crate::domain::{SubjectKind, audit};
 use crate::ports::ExportFormat;
-
-/// The path of a request's routes.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct RequestPath {
-    #[param(ignore)]
-    pub version: String,
-    /// Request id
-    #[param(pattern = "^[1-9][0-9]{0,15}$")]
-    pub id: String,
-}
 
 type RequestPathResult = Result<Path<RequestPath>, PathRejection>;
 
@@ -62,55 +47,6 @@ async fn authorize(
     let query = params::query(query, &["access_token"])?;
     let account = params::authenticate(app, &query, headers).await?;
     Ok((account, id))
-}
-
-/// What a request is about, as `info` of an export and of the answers about it.
-#[derive(Serialize, ToSchema)]
-pub struct Info {
-    #[schema(schema_with = number_or_text)]
-    id: Value,
-    #[serde(rename = "type")]
-    #[schema(schema_with = subject_kinds)]
-    kind: &'static str,
-}
-
-fn info(request: &DataRequest) -> Info {
-    Info { id: request.subject.info_id(), kind: request.subject.kind().as_str() }
-}
-
-fn number_or_text() -> Object {
-    ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Integer, Type::String])).build()
-}
-
-fn subject_kinds() -> Object {
-    one_of(SubjectKind::ALL.map(SubjectKind::as_str))
-}
-
-/// The export file (§3 of the design). The builder writes it and the routes stream it as it
-/// is, so no Rust value of it exists to derive a schema from: this is its description.
-pub struct Export;
-
-impl PartialSchema for Export {
-    fn schema() -> RefOr<Schema> {
-        // `data`: sections, each its name followed by its records.
-        let section = ArrayBuilder::new()
-            .min_items(Some(1))
-            .prefix_items([ObjectBuilder::new().schema_type(Type::String)])
-            .items(ArrayItems::RefOrSchema(Box::new(ObjectBuilder::new().schema_type(Type::Object).into())));
-        ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .property("info", Ref::from_schema_name(Info::name()))
-            .property("data", ArrayBuilder::new().items(section))
-            .required("info")
-            .required("data")
-            .into()
-    }
-}
-
-impl ToSchema for Export {
-    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        schemas.push((Info::name().into(), Info::schema()));
-    }
 }
 
 const NOT_YET: &str = "Data not available (yet)";
@@ -325,12 +261,6 @@ async fn file_or_reason(
     Ok(Err(if pending { NOT_YET } else { NOT_AVAILABLE }))
 }
 
-/// The description of a `303`.
-pub(super) const REDIRECT: &str = "The export is served by a short-lived signed URL (AWS)";
-
-/// The description of a `200` with an export file.
-pub(super) const EXPORT_FILE: &str = "The export file; with format=html its HTML report, served with a Content-Security-Policy that lets it load and run nothing";
-
 /// The export file, or its HTML report
 ///
 /// `404` while not ready.
@@ -405,18 +335,4 @@ pub async fn log(
         }
         .await,
     )
-}
-
-/// The client's network for the audit log: the connection's peer when the server knows it
-/// (local mode), else the address API Gateway appended last to `X-Forwarded-For`.
-pub(crate) fn client_network(extensions: &Extensions, headers: &HeaderMap) -> String {
-    let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
-    let forwarded = || {
-        headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    };
-    peer.or_else(forwarded).map_or_else(|| "unknown".to_owned(), audit::truncated)
 }

@@ -1,6 +1,12 @@
 //! The HTTP API: one axum router for both worlds. The Lambda functions each serve their part
 //! of it through `lambda_http`; the local command serves all of it with `axum::serve`.
+//!
+//! The files import one another in one direction only: this one and [`openapi`] (the document,
+//! built from the handlers) at the top; the handlers below them; and what the handlers share
+//! ([`params`], [`answers`], [`doc`], [`error`]) at the bottom, importing no handler.
 
+mod answers;
+mod doc;
 mod download;
 mod error;
 mod get_datarequest;
@@ -13,21 +19,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{
-    CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_SECURITY_POLICY as CONTENT_SECURITY_POLICY_HEADER, CONTENT_TYPE,
-    LOCATION, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
-};
-use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio_util::io::ReaderStream;
 
 pub use error::{ApiError, AuthFailed, INVALID_METHOD, INVALID_TOKEN, NO_ENTITY, Refusal};
 
 use crate::app::{App, RateLimiter};
-use crate::ports::{ExportFormat, Served};
 
 /// Which routes a router serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,38 +100,4 @@ async fn auth_guard(
 
 async fn invalid_method() -> Response {
     ApiError::bad(INVALID_METHOD).into_response()
-}
-
-/// Answers with an export: streamed with its length, or a `303` to a signed URL. The HTML
-/// report comes with a policy that lets it load and run nothing, shown in the browser (named
-/// `file_name` when saved); the JSON downloads as `file_name` when one is given.
-fn serve_export(served: Served, format: ExportFormat, file_name: Option<String>) -> Response {
-    match served {
-        Served::Redirect(url) => match HeaderValue::from_str(&url) {
-            Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
-            Err(_) => ApiError::Internal(anyhow::anyhow!("a signed URL is not a valid header")).into_response(),
-        },
-        Served::Stream(file) => {
-            let mut response = Response::new(Body::from_stream(ReaderStream::with_capacity(file.reader, 64 * 1024)));
-            let headers = response.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(file.len));
-            let disposition = match format {
-                ExportFormat::Json => "attachment",
-                ExportFormat::Html => {
-                    use crate::export::html::CONTENT_SECURITY_POLICY;
-                    headers.insert(CONTENT_SECURITY_POLICY_HEADER, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
-                    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-                    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-                    "inline"
-                }
-            };
-            if let Some(value) =
-                file_name.and_then(|n| HeaderValue::from_str(&format!("{disposition}; filename=\"{n}\"")).ok())
-            {
-                headers.insert(CONTENT_DISPOSITION, value);
-            }
-            response
-        }
-    }
 }

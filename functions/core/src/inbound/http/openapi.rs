@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use utoipa::openapi::link::{Link, LinkBuilder};
 use utoipa::openapi::path::{HttpMethod, Operation, PathItem, Paths};
-use utoipa::openapi::schema::{Object, ObjectBuilder, Ref, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Ref, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -215,16 +215,6 @@ fn links_in_camel_case(response: &mut Value) {
             }
         }
     }
-}
-
-/// The `$ref` of a schema of the document's components.
-pub(super) fn reference<T: ToSchema>() -> String {
-    format!("#/components/schemas/{}", T::name())
-}
-
-/// A string, one of `texts`.
-pub(super) fn one_of(texts: impl IntoIterator<Item = &'static str>) -> Object {
-    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(texts)).build()
 }
 
 #[cfg(test)]

@@ -1,20 +1,23 @@
 //! Parsing of the parts of an HTTP request that every route shares: the version prefix, the
-//! query string, the access token and the body of a POST.
+//! path of a request's routes, the query string, the access token, the client's network and
+//! the body of a POST.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
-use axum::http::HeaderMap;
+use axum::extract::ConnectInfo;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-
+use axum::http::{Extensions, HeaderMap};
+use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa::openapi::Required;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 
+use super::doc::one_of;
 use super::error::{ApiError, INVALID_METHOD, Refusal};
-use super::openapi::one_of;
 use crate::app::App;
-use crate::domain::{AccessToken, AccountId, TokenHash};
+use crate::domain::{AccessToken, AccountId, TokenHash, audit};
 use crate::ports::ExportFormat;
 
 /// Largest accepted POST body.
@@ -51,6 +54,17 @@ pub fn pairs(encoded: &[u8], known: &[&'static str]) -> Result<HashMap<&'static 
 /// The query string's parameters.
 pub fn query(raw: Option<&str>, allowed: &[&'static str]) -> Result<HashMap<&'static str, String>, ApiError> {
     pairs(raw.unwrap_or_default().as_bytes(), allowed)
+}
+
+/// The path of a request's routes.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RequestPath {
+    #[param(ignore)]
+    pub version: String,
+    /// Request id
+    #[param(pattern = "^[1-9][0-9]{0,15}$")]
+    pub id: String,
 }
 
 /// The `format` parameter that [`format`] reads from the query string.
@@ -118,6 +132,20 @@ pub async fn authenticate_token(
     let token = AccessToken::parse(token).map_err(|_| invalid())?;
     let account = app.authenticate(&token).await?.ok_or_else(invalid)?;
     Ok((account, token.hash()))
+}
+
+/// The client's network for the audit log: the connection's peer when the server knows it
+/// (local mode), else the address API Gateway appended last to `X-Forwarded-For`.
+pub(crate) fn client_network(extensions: &Extensions, headers: &HeaderMap) -> String {
+    let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
+    let forwarded = || {
+        headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+    };
+    peer.or_else(forwarded).map_or_else(|| "unknown".to_owned(), audit::truncated)
 }
 
 /// The `report` of a POST body: JSON (`{"report": …}`, or `[]`/`{}` for nothing) or a form.

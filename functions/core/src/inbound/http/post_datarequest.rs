@@ -16,8 +16,8 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::{RefOr, Required};
 use utoipa::{IntoParams, IntoResponses, PartialSchema, ToResponse, ToSchema};
 
+use super::doc::reference;
 use super::error::{ApiError, ErrorBody, Refusal};
-use super::openapi::reference;
 use super::params;
 use crate::app::{App, Origin};
 use crate::domain::{EmailAddress, IdempotencyKey, ProfileId, Report, Subject, SubprofileId};

@@ -1,0 +1,112 @@
+//! What the routes that serve an export answer with: the file itself (streamed, or a `303` to
+//! a signed URL), its schema and the descriptions of those answers. Shared by the owner's
+//! routes ([`super::get_datarequest`]) and the e-mailed links ([`super::download`]).
+
+use axum::body::Body;
+use axum::http::header::{
+    CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_SECURITY_POLICY as CONTENT_SECURITY_POLICY_HEADER, CONTENT_TYPE,
+    LOCATION, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+use tokio_util::io::ReaderStream;
+use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, ObjectBuilder, Ref, Schema, SchemaType, Type};
+use utoipa::openapi::{Object, RefOr};
+use utoipa::{PartialSchema, ToSchema};
+
+use super::doc::one_of;
+use super::error::ApiError;
+use crate::domain::{DataRequest, SubjectKind};
+use crate::ports::{ExportFormat, Served};
+
+/// The description of a `303`.
+pub(super) const REDIRECT: &str = "The export is served by a short-lived signed URL (AWS)";
+
+/// The description of a `200` with an export file.
+pub(super) const EXPORT_FILE: &str = "The export file; with format=html its HTML report, served with a Content-Security-Policy that lets it load and run nothing";
+
+/// What a request is about, as `info` of an export and of the answers about it.
+#[derive(Serialize, ToSchema)]
+pub struct Info {
+    #[schema(schema_with = number_or_text)]
+    id: Value,
+    #[serde(rename = "type")]
+    #[schema(schema_with = subject_kinds)]
+    kind: &'static str,
+}
+
+/// The `info` of `request`.
+pub(super) fn info(request: &DataRequest) -> Info {
+    Info { id: request.subject.info_id(), kind: request.subject.kind().as_str() }
+}
+
+fn number_or_text() -> Object {
+    ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Integer, Type::String])).build()
+}
+
+fn subject_kinds() -> Object {
+    one_of(SubjectKind::ALL.map(SubjectKind::as_str))
+}
+
+/// The export file (§3 of the design). The builder writes it and the routes stream it as it
+/// is, so no Rust value of it exists to derive a schema from: this is its description.
+pub struct Export;
+
+impl PartialSchema for Export {
+    fn schema() -> RefOr<Schema> {
+        // `data`: sections, each its name followed by its records.
+        let section = ArrayBuilder::new()
+            .min_items(Some(1))
+            .prefix_items([ObjectBuilder::new().schema_type(Type::String)])
+            .items(ArrayItems::RefOrSchema(Box::new(ObjectBuilder::new().schema_type(Type::Object).into())));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("info", Ref::from_schema_name(Info::name()))
+            .property("data", ArrayBuilder::new().items(section))
+            .required("info")
+            .required("data")
+            .into()
+    }
+}
+
+impl ToSchema for Export {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((Info::name().into(), Info::schema()));
+    }
+}
+
+/// Answers with an export: streamed with its length, or a `303` to a signed URL. The HTML
+/// report comes with a policy that lets it load and run nothing, shown in the browser (named
+/// `file_name` when saved); the JSON downloads as `file_name` when one is given.
+pub(super) fn serve_export(served: Served, format: ExportFormat, file_name: Option<String>) -> Response {
+    match served {
+        Served::Redirect(url) => match HeaderValue::from_str(&url) {
+            Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
+            Err(_) => ApiError::Internal(anyhow::anyhow!("a signed URL is not a valid header")).into_response(),
+        },
+        Served::Stream(file) => {
+            let mut response = Response::new(Body::from_stream(ReaderStream::with_capacity(file.reader, 64 * 1024)));
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(file.len));
+            let disposition = match format {
+                ExportFormat::Json => "attachment",
+                ExportFormat::Html => {
+                    use crate::export::html::CONTENT_SECURITY_POLICY;
+                    headers.insert(CONTENT_SECURITY_POLICY_HEADER, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+                    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+                    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+                    "inline"
+                }
+            };
+            if let Some(value) =
+                file_name.and_then(|n| HeaderValue::from_str(&format!("{disposition}; filename=\"{n}\"")).ok())
+            {
+                headers.insert(CONTENT_DISPOSITION, value);
+            }
+            response
+        }
+    }
+}
