@@ -525,13 +525,13 @@ async fn build_child(dir: &Path, s3: Option<&str>) -> anyhow::Result<()> {
     let start = Instant::now();
     app.handle_message(id, 1).await?;
     let seconds = start.elapsed().as_secs_f64();
-    let request = datarequest::compose::ports(&app).requests.get(id).await?.context("request")?;
+    let request = datarequest::compose::ports(app).requests.get(id).await?.context("request")?;
     anyhow::ensure!(
         request.state == datarequest::domain::State::Built,
         "the build did not finish: {:?}",
         request.state
     );
-    let report = datarequest::compose::ports(&app)
+    let report = datarequest::compose::ports(app)
         .exports
         .open(id, datarequest::ports::ExportFormat::Html)
         .await?
@@ -553,19 +553,19 @@ async fn build_json_child(dir: &Path) -> anyhow::Result<()> {
     let id = app
         .submit(account, Subject::Profile(ProfileId::parse("1")?), None, &datarequest::app::Origin::default())
         .await?;
-    let request = datarequest::compose::ports(&app).requests.get(id).await?.context("request")?;
+    let request = datarequest::compose::ports(app).requests.get(id).await?.context("request")?;
     let start = Instant::now();
-    let writer = datarequest::compose::ports(&app).exports.create(id, datarequest::ports::ExportFormat::Json).await?;
+    let writer = datarequest::compose::ports(app).exports.create(id, datarequest::ports::ExportFormat::Json).await?;
     let written = datarequest::export::write_export(
-        &*datarequest::compose::ports(&app).subjects,
-        &*datarequest::compose::ports(&app).requests,
+        &*datarequest::compose::ports(app).subjects,
+        &*datarequest::compose::ports(app).requests,
         &request,
         writer,
         None,
     )
     .await?;
     let seconds = start.elapsed().as_secs_f64();
-    datarequest::compose::ports(&app).exports.delete(id).await?;
+    datarequest::compose::ports(app).exports.delete(id).await?;
     println!("{}", json!({"bytes": written.bytes, "seconds": seconds, "peak_rss_kb": peak_rss_kb()}));
     Ok(())
 }

@@ -4,12 +4,12 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use datarequest::app::Operator;
 use datarequest::domain::{AccessToken, AccountId};
-use datarequest::ports::Accounts;
 
 /// Creates an account and prints it as JSON; the token and secret are shown only here.
-pub async fn create(accounts: &dyn Accounts) -> anyhow::Result<ExitCode> {
-    let account = datarequest::app::create_account(accounts).await?;
+pub async fn create(operator: &Operator) -> anyhow::Result<ExitCode> {
+    let account = operator.create_account().await?;
     let json = serde_json::json!({
         "account": account.account.get(),
         "token": account.token.expose(),
@@ -20,24 +20,23 @@ pub async fn create(accounts: &dyn Accounts) -> anyhow::Result<ExitCode> {
 }
 
 /// Adds a token to `account` and prints it as JSON (shown once, stored only as its hash).
-pub async fn add_token(accounts: &dyn Accounts, account: AccountId) -> anyhow::Result<ExitCode> {
-    let token = AccessToken::generate();
-    anyhow::ensure!(accounts.add_token(account, &token.hash()).await?, "there is no account {account}");
+pub async fn add_token(operator: &Operator, account: AccountId) -> anyhow::Result<ExitCode> {
+    let token = operator.add_token(account).await?.with_context(|| format!("there is no account {account}"))?;
     println!("{}", serde_json::json!({"account": account.get(), "token": token.expose()}));
     Ok(ExitCode::SUCCESS)
 }
 
 /// Revokes `token` of `account`.
-pub async fn revoke_token(accounts: &dyn Accounts, account: AccountId, token: &str) -> anyhow::Result<ExitCode> {
+pub async fn revoke_token(operator: &Operator, account: AccountId, token: &str) -> anyhow::Result<ExitCode> {
     let token = AccessToken::parse(token).context("that is not an access token")?;
-    anyhow::ensure!(accounts.revoke_token(account, &token.hash()).await?, "account {account} has no such token");
+    anyhow::ensure!(operator.revoke_token(account, &token).await?, "account {account} has no such token");
     println!("{}", serde_json::json!({"revoked": true, "account": account.get()}));
     Ok(ExitCode::SUCCESS)
 }
 
 /// Deletes `account`: every token is revoked, and its requests answer like unknown ones.
-pub async fn delete(accounts: &dyn Accounts, account: AccountId) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(accounts.delete_account(account).await?, "there is no account {account}");
+pub async fn delete(operator: &Operator, account: AccountId) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(operator.delete_account(account).await?, "there is no account {account}");
     println!("{}", serde_json::json!({"deleted": account.get()}));
     Ok(ExitCode::SUCCESS)
 }

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use datarequest::compose::{self, Local};
+use datarequest::app::Operator;
+use datarequest::compose;
 use datarequest::config;
 use datarequest::domain::{AccountId, EmailAddress, Erasure, ProfileId, SubprofileId};
-use datarequest::ports::Accounts;
 
 /// GDPR data requests, Copernica compatible, on embedded storage.
 #[derive(Parser)]
@@ -198,8 +198,9 @@ fn env_lookup(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-fn open(data_dir: &Path) -> anyhow::Result<Local> {
-    compose::local(data_dir, &env_lookup, None)
+/// The operator's use cases on a local data dir.
+fn open(data_dir: &Path) -> anyhow::Result<Operator> {
+    Ok(compose::local(data_dir, &env_lookup, None)?.app.operator())
 }
 
 impl Cli {
@@ -215,17 +216,17 @@ impl Cli {
         match self.command {
             Command::Serve { listen, data_dir, demo } => crate::serve::run(listen, &data_dir, demo, &env_lookup).await,
             Command::Account { command } => {
-                let local = open(command.data_dir())?;
-                run_account(command, &*local.app.accounts).await
+                let operator = open(command.data_dir())?;
+                run_account(command, &operator).await
             }
             Command::Openapi => crate::openapi::print(),
-            Command::Import { file, data_dir } => crate::import::run(&file, &*open(&data_dir)?.app.subjects).await,
+            Command::Import { file, data_dir } => crate::import::run(&file, &open(&data_dir)?).await,
             Command::Erase { account, subject, data_dir } => {
                 let erasure = subject.erasure(account)?;
-                crate::erase::run(&erasure, &*open(&data_dir)?.app.subjects).await
+                crate::erase::run(&erasure, &open(&data_dir)?).await
             }
             Command::IngestKey { command: IngestKeyCommand::Create { data_dir } } => {
-                crate::ingest_key::create(&*open(&data_dir)?.app.accounts).await
+                crate::ingest_key::create(&open(&data_dir)?).await
             }
             Command::Sources { command: SourcesCommand::Check } => crate::sources::check(&env_lookup).await,
         }
@@ -235,16 +236,14 @@ impl Cli {
 /// Runs `command` on the tables and bucket named by the DATAREQUEST_* variables (`--backend
 /// aws`). Serving is the Lambda functions' job there.
 async fn run_aws(command: Command) -> anyhow::Result<ExitCode> {
-    let stack = crate::aws::Stack::open(&env_lookup).await?;
+    let operator = crate::aws::operator(&env_lookup).await?;
     match command {
-        Command::Account { command } => run_account(command, &*stack.accounts()).await,
-        Command::IngestKey { command: IngestKeyCommand::Create { .. } } => {
-            crate::ingest_key::create(&*stack.accounts()).await
-        }
-        Command::Import { file, .. } => crate::import::run(&file, &*stack.subjects()).await,
+        Command::Account { command } => run_account(command, &operator).await,
+        Command::IngestKey { command: IngestKeyCommand::Create { .. } } => crate::ingest_key::create(&operator).await,
+        Command::Import { file, .. } => crate::import::run(&file, &operator).await,
         Command::Erase { account, subject, .. } => {
             let erasure = subject.erasure(account)?;
-            crate::erase::run(&erasure, &*stack.subjects()).await
+            crate::erase::run(&erasure, &operator).await
         }
         Command::Serve { .. } | Command::Openapi | Command::Sources { .. } => {
             anyhow::bail!("serve and openapi run locally; on AWS the Lambda functions serve")
@@ -253,15 +252,15 @@ async fn run_aws(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs an account command on an account store.
-async fn run_account(command: AccountCommand, accounts: &dyn Accounts) -> anyhow::Result<ExitCode> {
+async fn run_account(command: AccountCommand, operator: &Operator) -> anyhow::Result<ExitCode> {
     match command {
-        AccountCommand::Create { .. } => crate::account::create(accounts).await,
+        AccountCommand::Create { .. } => crate::account::create(operator).await,
         AccountCommand::Token { command: TokenCommand::Add { account, .. } } => {
-            crate::account::add_token(accounts, account).await
+            crate::account::add_token(operator, account).await
         }
         AccountCommand::Token { command: TokenCommand::Revoke { account, token, .. } } => {
-            crate::account::revoke_token(accounts, account, &token).await
+            crate::account::revoke_token(operator, account, &token).await
         }
-        AccountCommand::Delete { account, .. } => crate::account::delete(accounts, account).await,
+        AccountCommand::Delete { account, .. } => crate::account::delete(operator, account).await,
     }
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use datarequest::compose::Local;
-use datarequest::domain::{AccessToken, AccountId, Line, Record};
+use datarequest::domain::{AccountId, Line};
 use datarequest::ingest::parse_line;
 use serde_json::{Value, json};
 

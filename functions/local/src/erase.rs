@@ -3,14 +3,14 @@
 
 use std::process::ExitCode;
 
+use datarequest::app::Operator;
 use datarequest::domain::Erasure;
-use datarequest::ports::SubjectData;
 use serde_json::{Value, json};
 
 /// Erases and prints what was erased as JSON. Erasing what is not there is not an error, so
 /// running it again after a failure completes the erasure.
-pub async fn run(erasure: &Erasure, subjects: &dyn SubjectData) -> anyhow::Result<ExitCode> {
-    subjects.erase(erasure).await?;
+pub async fn run(erasure: &Erasure, operator: &Operator) -> anyhow::Result<ExitCode> {
+    operator.erase(erasure).await?;
     println!("{}", json!({ "erased": describe(erasure) }));
     Ok(ExitCode::SUCCESS)
 }

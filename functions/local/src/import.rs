@@ -5,12 +5,12 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use datarequest::ingest::{ImportError, import_file};
-use datarequest::ports::SubjectData;
+use datarequest::app::Operator;
+use datarequest::ingest::ImportError;
 
 /// Loads the file and prints the summary as JSON; a bad line is reported with its number and
 /// loads nothing (exit code 1).
-pub async fn run(file: &Path, subjects: &dyn SubjectData) -> anyhow::Result<ExitCode> {
+pub async fn run(file: &Path, operator: &Operator) -> anyhow::Result<ExitCode> {
     let terminal = std::io::stderr().is_terminal();
     let mut progress = |done: u64, total: u64| {
         if terminal && total > 0 {
@@ -18,7 +18,7 @@ pub async fn run(file: &Path, subjects: &dyn SubjectData) -> anyhow::Result<Exit
             let _ = std::io::stderr().flush();
         }
     };
-    let result = import_file(subjects, file, &mut progress).await;
+    let result = operator.import(file, &mut progress).await;
     if terminal {
         eprintln!();
     }

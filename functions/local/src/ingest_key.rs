@@ -3,12 +3,12 @@
 
 use std::process::ExitCode;
 
-use datarequest::ports::Accounts;
+use datarequest::app::Operator;
 
 /// Creates an ingest key and prints it as JSON; only its hash is stored, so this is the one
 /// time it is shown.
-pub async fn create(accounts: &dyn Accounts) -> anyhow::Result<ExitCode> {
-    let key = datarequest::app::create_ingest_key(accounts).await?;
+pub async fn create(operator: &Operator) -> anyhow::Result<ExitCode> {
+    let key = operator.create_ingest_key().await?;
     println!("{}", serde_json::json!({ "ingest_key": key.expose() }));
     Ok(ExitCode::SUCCESS)
 }

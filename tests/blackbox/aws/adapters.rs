@@ -106,7 +106,11 @@ async fn exports_built_on_aws_adapters_equal_the_reference_built_in_memory() {
     assert_eq!(account.get(), 1, "a fresh table starts at account 1, as the sample data expects");
     datarequest::compose::ports(&app).subjects.load(&sample()).await.expect("load");
     let (reference, _) = datarequest::compose::memory(Settings::for_tests("https://api.example.test"));
-    datarequest::compose::ports(&reference).accounts.create(&AccessToken::generate().hash(), &WebhookSecret::generate()).await.expect("account");
+    datarequest::compose::ports(&reference)
+        .accounts
+        .create(&AccessToken::generate().hash(), &WebhookSecret::generate())
+        .await
+        .expect("account");
     datarequest::compose::ports(&reference).subjects.load(&sample()).await.expect("load");
 
     for subject in ["profile:42", "subprofile:4201", "email:guest@example.org", "email:Jane.Doe@example.com"] {
@@ -119,7 +123,7 @@ async fn exports_built_on_aws_adapters_equal_the_reference_built_in_memory() {
                 .await
                 .expect("accepted");
             app.handle_message(id, 1).await.expect("built");
-            let mut file = datarequest::compose::ports(&app)
+            let mut file = datarequest::compose::ports(app)
                 .exports
                 .open(id, ExportFormat::Json)
                 .await
