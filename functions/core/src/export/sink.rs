@@ -1,0 +1,457 @@
+//! The buffered output of a build: the JSON export and the HTML report beside it, written as
+//! records come, with progress and checkpoints kept on the way.
+
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use futures_util::TryStreamExt;
+use serde::Serialize;
+
+use super::checkpoint::{CheckpointState, Checkpoints, Position, time_is_up};
+use super::html::{self, HtmlReport, RenderedMessages};
+use super::json_string::JsonString;
+use super::records::{Render, destination_head};
+use crate::domain::{Message, Mime, RequestId, Timestamp, Transition};
+use crate::ports::{Clock, ExportWriter, RequestStore, SourceReader, SubjectData};
+
+/// Bytes buffered before a part is handed to the store.
+pub(super) const FLUSH_AT: usize = 256 * 1024;
+/// Bytes written between two updates of `available`.
+const PROGRESS_EVERY: u64 = 1024 * 1024;
+/// Time between two updates of `available` after the first. Each update is a store write that
+/// waits for the store, so a fast build reports a few times a second, not every megabyte.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Batches of messages' articles that may be rendering at once.
+const RENDERING: usize = 2;
+/// Bytes of message sources a batch gathers before it is rendered.
+pub(super) const BATCH: usize = 256 * 1024;
+
+/// The HTML report being written beside the JSON.
+pub(super) struct HtmlSink<'a> {
+    pub(super) writer: Box<dyn ExportWriter>,
+    pub(super) report: HtmlReport,
+    pub(super) clock: &'a dyn Clock,
+    pub(super) ttl: std::time::Duration,
+    /// Messages gathered for the next batch, with the bytes of their sources.
+    pub(super) batch: Vec<(Message<()>, Vec<u8>, bool)>,
+    pub(super) batch_bytes: usize,
+    /// Batches of articles rendering on blocking threads, oldest first, with their messages'
+    /// send times. Parsing and escaping a message for the report costs about as much as all
+    /// the rest of its build, so it runs beside the JSON instead of after it; in batches, so
+    /// that handing work over costs little.
+    pub(super) rendering: std::collections::VecDeque<(Vec<Timestamp>, tokio::task::JoinHandle<RenderedMessages>)>,
+    /// Buffers of batches written, for the next batches to render into.
+    pub(super) spare: Vec<RenderedMessages>,
+}
+
+impl HtmlSink<'_> {
+    pub(super) fn new<'a>(out: HtmlOutput<'a>, report: HtmlReport) -> HtmlSink<'a> {
+        HtmlSink {
+            writer: out.writer,
+            report,
+            clock: out.clock,
+            ttl: out.ttl,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            rendering: std::collections::VecDeque::with_capacity(RENDERING),
+            spare: Vec::with_capacity(RENDERING),
+        }
+    }
+
+    /// Adds a message with the `source` its article shows. Its article is rendered in a batch
+    /// on a blocking thread while the build goes on, and reaches the page in order, before
+    /// anything added after it.
+    pub(super) async fn message(&mut self, head: Message<()>, source: Vec<u8>, cut: bool) -> anyhow::Result<()> {
+        self.batch_bytes += source.len();
+        self.batch.push((head, source, cut));
+        if self.batch_bytes >= BATCH {
+            self.render_batch().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands the gathered messages to a blocking thread, once fewer than [`RENDERING`]
+    /// batches are rendering.
+    pub(super) async fn render_batch(&mut self) -> anyhow::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        if self.rendering.len() >= RENDERING {
+            self.settle_one().await?;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let mut articles = self.spare.pop().unwrap_or_default();
+        let source = std::mem::take(&mut self.batch_bytes);
+        let sent = batch.iter().map(|(m, _, _)| m.sent).collect();
+        let job = tokio::task::spawn_blocking(move || {
+            articles.reuse(source);
+            for (m, source, cut) in &batch {
+                articles.render(m, source, *cut);
+            }
+            articles
+        });
+        self.rendering.push_back((sent, job));
+        Ok(())
+    }
+
+    pub(super) async fn settle_one(&mut self) -> anyhow::Result<()> {
+        if let Some((sent, job)) = self.rendering.pop_front() {
+            let articles = job.await.context("rendering messages for the report")?;
+            self.report.rendered_messages(&sent);
+            self.flush().await?;
+            self.writer.write(articles.html()).await?;
+            self.spare.push(articles);
+        }
+        Ok(())
+    }
+
+    /// Adds every article gathered or rendering to the page: before anything else is added
+    /// to it, and before the page's state is taken.
+    pub(super) async fn settle(&mut self) -> anyhow::Result<()> {
+        self.render_batch().await?;
+        while !self.rendering.is_empty() {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn flush(&mut self) -> anyhow::Result<()> {
+        if !self.report.pending().is_empty() {
+            self.writer.write(self.report.pending()).await?;
+            self.report.clear();
+        }
+        Ok(())
+    }
+}
+
+/// The error that ends a build at a checkpoint before its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the build stopped at a checkpoint before its deadline")]
+pub(super) struct Suspended;
+
+/// The buffered output of one export, reporting progress and keeping checkpoints as it goes.
+pub(super) struct Sink<'a> {
+    /// Where the bodies of messages are read from.
+    pub(super) subjects: &'a dyn SubjectData,
+    pub(super) writer: Box<dyn ExportWriter>,
+    pub(super) buffer: Vec<u8>,
+    pub(super) written: u64,
+    pub(super) reported: u64,
+    pub(super) reported_at: Option<std::time::Instant>,
+    pub(super) requests: &'a dyn RequestStore,
+    pub(super) id: RequestId,
+    /// The export's sections, in order.
+    pub(super) names: Vec<&'static str>,
+    pub(super) counts: Vec<(&'static str, u64)>,
+    pub(super) html: Option<HtmlSink<'a>>,
+    /// Where the writing stands, for a checkpoint.
+    pub(super) at: Position,
+    pub(super) checkpoints: Option<Checkpoints<'a>>,
+    /// Where the next checkpoint is due.
+    pub(super) next_checkpoint: u64,
+    /// Whether a checkpoint is due at the next record's end.
+    pub(super) due: bool,
+    /// Records since the clock was last read.
+    pub(super) since_clock: u32,
+    pub(super) runs: u32,
+}
+
+impl Sink<'_> {
+    pub(super) async fn flush_if_full(&mut self) -> anyhow::Result<()> {
+        if self.buffer.len() >= FLUSH_AT {
+            self.flush().await?;
+        }
+        if let Some(html) = &mut self.html
+            && html.report.pending().len() >= FLUSH_AT
+        {
+            html.flush().await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn flush(&mut self) -> anyhow::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.writer.write(&self.buffer).await?;
+        self.written += self.buffer.len() as u64;
+        self.buffer.clear();
+        if let Some(plan) = &self.checkpoints {
+            self.due |= time_is_up(plan.stop_at);
+        }
+        if self.written - self.reported >= PROGRESS_EVERY
+            && self.reported_at.is_none_or(|at| at.elapsed() >= PROGRESS_INTERVAL)
+        {
+            self.reported = self.written;
+            self.reported_at = Some(std::time::Instant::now());
+            self.requests.update(self.id, &Transition::Progress { written: self.written }).await?;
+        }
+        Ok(())
+    }
+
+    /// At the end of a record: takes a checkpoint when one is due, and stops the build there
+    /// when its time is up.
+    pub(super) async fn after_record(&mut self) -> anyhow::Result<()> {
+        self.due |= self.written + self.buffer.len() as u64 >= self.next_checkpoint;
+        if !self.due {
+            // Records that come slowly (a source's rows) fill no buffer: look at the clock too.
+            self.since_clock += 1;
+            if self.since_clock < 64 {
+                return Ok(());
+            }
+            self.since_clock = 0;
+            if !time_is_up(self.checkpoints.as_ref().and_then(|plan| plan.stop_at)) {
+                return Ok(());
+            }
+        }
+        let Some(plan) = &self.checkpoints else { return Ok(()) };
+        let stop = time_is_up(plan.stop_at);
+        let held = Timestamp::from_unix(plan.lease.load(Ordering::Relaxed));
+        let every = plan.every;
+        self.flush().await?;
+        let json = self.writer.checkpoint().await?;
+        let html = match &mut self.html {
+            Some(html) => {
+                html.settle().await?;
+                html.flush().await?;
+                Some((html.writer.checkpoint().await?, html.report.state()))
+            }
+            None => None,
+        };
+        let state = CheckpointState {
+            json,
+            html,
+            written: self.written,
+            at: self.at.clone(),
+            counts: self.counts.iter().map(|(_, count)| *count).collect(),
+            runs: self.runs,
+        };
+        let checkpoint =
+            Transition::Checkpoint { held, written: self.written, checkpoint: serde_json::to_string(&state)? };
+        anyhow::ensure!(self.requests.update(self.id, &checkpoint).await?, "another builder took the build over");
+        self.reported = self.written;
+        self.next_checkpoint = self.written.saturating_add(every);
+        self.due = false;
+        if stop {
+            return Err(Suspended.into());
+        }
+        Ok(())
+    }
+
+    /// Opens the section at `index`, whose position starts at its beginning.
+    pub(super) fn open_section(&mut self, index: usize) {
+        let name = self.names[index];
+        if let Some(html) = &mut self.html {
+            html.report.open_section(name);
+        }
+        self.counts.push((name, 0));
+        if index > 0 {
+            self.buffer.push(b',');
+        }
+        self.at = Position { section: index, ..Position::default() };
+        self.buffer.extend_from_slice(b"[\"");
+        self.buffer.extend_from_slice(name.as_bytes());
+        self.buffer.push(b'"');
+    }
+
+    pub(super) fn counted(&mut self) {
+        if let Some((_, count)) = self.counts.last_mut() {
+            *count += 1;
+        }
+    }
+
+    pub(super) async fn record<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
+        self.buffer.push(b',');
+        serde_json::to_writer(&mut self.buffer, record)?;
+        self.counted();
+        self.flush_if_full().await
+    }
+
+    /// Writes a record to the JSON as `record` and to the HTML report from its `source`.
+    pub(super) async fn item<R: Render, T: Serialize>(&mut self, source: &R, record: &T) -> anyhow::Result<()> {
+        if let Some(html) = &mut self.html {
+            html.settle().await?;
+            source.render(&mut html.report);
+        }
+        self.record(record).await
+    }
+
+    /// Writes a message to the JSON, its body streamed from the store when it was left there,
+    /// and to the HTML report with the first [`html::SHOWN_MIME`] bytes of its body. The JSON
+    /// is byte for byte what serde_json writes for the whole record.
+    pub(super) async fn message(&mut self, m: Message<Mime>) -> anyhow::Result<()> {
+        self.buffer.push(b',');
+        serde_json::to_writer(&mut self.buffer, &destination_head(&m))?;
+        // The head is an object: its closing brace makes way for the last member.
+        self.buffer.pop();
+        self.buffer.extend_from_slice(b",\"mime\":\"");
+        let mut string = JsonString::default();
+        let Message { account, id, profile, subprofile, email, mailing, subject, sent, mime } = m;
+        let head = Message { account, id, profile, subprofile, email, mailing, subject, sent, mime: () };
+        match mime {
+            Mime::Text(text) => {
+                string.push_str(&mut self.buffer, &text);
+                if let Some(html) = &mut self.html {
+                    // The report takes the body itself, unless it shows only the start of it.
+                    let cut = text.len() > html::SHOWN_MIME;
+                    let shown = if cut { text.as_bytes()[..html::SHOWN_MIME].to_vec() } else { text.into_bytes() };
+                    html.message(head, shown, cut).await?;
+                }
+            }
+            Mime::Stored(body) => {
+                let showing = self.html.is_some();
+                let (mut shown, mut cut) = (Vec::new(), false);
+                let mut chunks = self.subjects.mime(&body).await.context("opening a MIME body")?;
+                while let Some(chunk) = chunks.try_next().await.context("reading a MIME body")? {
+                    if showing {
+                        let take = html::SHOWN_MIME.saturating_sub(shown.len()).min(chunk.len());
+                        shown.extend_from_slice(&chunk[..take]);
+                        cut |= take < chunk.len();
+                    }
+                    string.push(&mut self.buffer, &chunk)?;
+                    self.flush_if_full().await?;
+                }
+                string.finish()?;
+                if let Some(html) = &mut self.html {
+                    html.message(head, shown, cut).await?;
+                }
+            }
+        }
+        self.buffer.extend_from_slice(b"\"}");
+        self.counted();
+        self.flush_if_full().await
+    }
+
+    pub(super) async fn close_section(&mut self) -> anyhow::Result<()> {
+        if let Some(html) = &mut self.html {
+            html.settle().await?;
+            html.report.close_section();
+        }
+        self.buffer.push(b']');
+        Ok(())
+    }
+
+    /// Marks the store's only record of a section (a profile, a subprofile) written.
+    pub(super) async fn single_written(&mut self) -> anyhow::Result<()> {
+        self.at.store_done = true;
+        self.after_record().await
+    }
+}
+
+/// Appends the sources' rows of a section, as they come, after the first `skip` (written
+/// before a checkpoint).
+pub(super) async fn from_sources(
+    sink: &mut Sink<'_>,
+    read: &mut dyn SourceReader,
+    section: &'static str,
+) -> anyhow::Result<()> {
+    sink.at.store_done = true;
+    let mut skip = sink.at.rows;
+    while let Some(rows) = read.next(section).await? {
+        for row in &rows {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            sink.item(row, row).await?;
+            sink.at.rows += 1;
+            sink.after_record().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Pages read ahead of the writer. Reading the store and writing the export run side by
+/// side; at most this many pages wait, one more is being read and one written.
+pub(super) const READ_AHEAD: usize = 2;
+
+/// Pages through a list from where the sink's position stands, writing each record kept by
+/// `keep` as `convert` makes it (or with `write`, an async call on the sink and the record),
+/// until the last page. The pages come from `fetch`, a call for the page at a cursor, or from
+/// `stream(pages)`, a call for the pages from a cursor on ([`crate::ports::Pages`]). A reader
+/// takes pages into a short queue while the writer drains it, so neither waits for the other's
+/// every page. The position moves with each record, so a checkpoint can be taken after any.
+macro_rules! write_pages {
+    ($sink:expr, stream($pages:expr), $keep:expr, |$s:ident, $item:ident| $write:expr) => {{
+        let (pages, mut queue) = tokio::sync::mpsc::channel($crate::export::sink::READ_AHEAD);
+        let (first, mut skip) =
+            if $sink.at.store_done { (None, usize::MAX) } else { ($sink.at.page.clone(), $sink.at.skip) };
+        let done = $sink.at.store_done;
+        let read = async move {
+            if done {
+                return anyhow::Ok(());
+            }
+            let mut cursor: Option<String> = first.clone();
+            let mut stream = $pages(first);
+            while let Some(page) = futures_util::TryStreamExt::try_next(&mut stream).await? {
+                let page: $crate::ports::Page<_> = page;
+                let this = std::mem::replace(&mut cursor, page.next);
+                // A closed queue means the writer failed; its error is the one to report.
+                if pages.send((this, page.items)).await.is_err() || cursor.is_none() {
+                    break;
+                }
+            }
+            anyhow::Ok(())
+        };
+        let sink = &mut $sink;
+        let write = async move {
+            while let Some((page, items)) = queue.recv().await {
+                sink.at.page = page;
+                sink.at.skip = std::mem::take(&mut skip);
+                for (index, $item) in items.into_iter().enumerate().skip(sink.at.skip) {
+                    if $keep(&$item) {
+                        let $s = &mut *sink;
+                        $write.await?;
+                    }
+                    sink.at.skip = index + 1;
+                    sink.after_record().await?;
+                }
+            }
+            anyhow::Ok(())
+        };
+        let (read, written) = tokio::join!(read, write);
+        written?;
+        read?;
+    }};
+    ($sink:expr, stream($pages:expr), $keep:expr, $convert:expr) => {
+        write_pages!($sink, stream($pages), $keep, |sink, item| sink.item(&item, &$convert(&item)))
+    };
+    ($sink:expr, $fetch:expr, $keep:expr, $($write:tt)*) => {
+        write_pages!(
+            $sink,
+            stream(|first| $crate::ports::paged(first, move |cursor: Option<String>| async move { $fetch(cursor.as_deref()).await })),
+            $keep,
+            $($write)*
+        )
+    };
+}
+pub(super) use write_pages;
+
+/// Where the HTML report goes, and what dates it.
+pub struct HtmlOutput<'a> {
+    /// The report's writer.
+    pub writer: Box<dyn ExportWriter>,
+    /// The clock that dates the build.
+    pub clock: &'a dyn Clock,
+    /// How long the files are kept after the build.
+    pub ttl: std::time::Duration,
+}
+
+/// The writer a sink holds until its own is in place.
+pub(super) struct NoWriter;
+
+#[async_trait::async_trait]
+impl ExportWriter for NoWriter {
+    async fn write(&mut self, _: &[u8]) -> anyhow::Result<()> {
+        anyhow::bail!("no export writer")
+    }
+
+    async fn checkpoint(&mut self) -> anyhow::Result<String> {
+        anyhow::bail!("no export writer")
+    }
+
+    async fn finish(self: Box<Self>) -> anyhow::Result<u64> {
+        anyhow::bail!("no export writer")
+    }
+}
