@@ -7,7 +7,7 @@
 #   infra/emulator.sh stop             stop it
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-venv="$root/.venv/emulator"
+venv="${DATAREQUEST_VENVS:-$root/.venv}/emulator"
 state="$root/.emulator"
 python="$venv/bin/python"
 

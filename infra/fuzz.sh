@@ -8,7 +8,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 binary=${1:?the datarequest binary}
-venv="$root/.venv/fuzz"
+venv="${DATAREQUEST_VENVS:-$root/.venv}/fuzz"
 
 if [ "${2:-}" != "--inside" ]; then
   if ! "$venv/bin/schemathesis" --version > /dev/null 2>&1; then

@@ -8,6 +8,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# The Python tools' venvs: under .venv/ unless DATAREQUEST_VENVS names a folder kept between
+# clones (as .ci/run does), so a fresh clone does not install them again.
+export DATAREQUEST_VENVS="${DATAREQUEST_VENVS:-$root/.venv}"
+venvs=$DATAREQUEST_VENVS
 
 # Nothing here may reach AWS: dummy credentials, a region, and no instance-metadata probe.
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
@@ -60,16 +64,16 @@ postgres_env=$(./infra/postgres.sh start)
 while IFS= read -r line; do export "$line"; done <<< "$postgres_env"
 
 stage "cfn-lint template.yaml"
-.venv/emulator/bin/cfn-lint template.yaml
+"$venvs/emulator/bin/cfn-lint" template.yaml
 
 stage "checkov template.yaml"
-if ! .venv/checkov/bin/checkov --version > /dev/null 2>&1; then
-  python3 -m venv .venv/checkov
-  .venv/checkov/bin/pip install --quiet --disable-pip-version-check 'checkov>=3,<4'
+if ! "$venvs/checkov/bin/checkov" --version > /dev/null 2>&1; then
+  python3 -m venv "$venvs/checkov"
+  "$venvs/checkov/bin/pip" install --quiet --disable-pip-version-check 'checkov>=3,<4'
 fi
 # --skip-download: no calls to the vendor's platform; every finding is fixed or suppressed
 # with its reason next to the resource in template.yaml.
-BC_SKIP_MAPPING=TRUE .venv/checkov/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
+BC_SKIP_MAPPING=TRUE "$venvs/checkov/bin/checkov" -f template.yaml --framework cloudformation --compact --quiet --skip-download
 
 stage "cargo build (the binaries the black-box tests start)"
 cargo build --workspace --bins --all-features --locked

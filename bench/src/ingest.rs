@@ -298,7 +298,7 @@ async fn local_server(dir: &Path, bodies: Vec<String>, records: &[Record]) -> an
     let local = compose::local(dir, &|_| None, Some(url.clone()))?;
     local.app.create_account().await?;
     let key = local.app.operator().create_ingest_key().await?;
-    let routes = datarequest::inbound::http::router(local.app.clone(), datarequest::inbound::http::Part::All);
+    let routes = datarequest::inbound::http::router(local.app.clone(), datarequest::inbound::http::Routes::All);
     let server = tokio::spawn(async move { axum::serve(listener, routes).await });
     let result = async {
         let client = reqwest::Client::new();

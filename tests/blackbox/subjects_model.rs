@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use datarequest::adapters::memory::{MemoryExports, MemoryRequests};
+use datarequest::app::ingest::{apply, parse_line};
 use datarequest::domain::{AccountId, DataRequest, Line, RequestId, Subject, Timestamp};
-use datarequest::ingest::{apply, parse_line};
 use datarequest::ports::{ExportFormat, ExportStore, SubjectData};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};

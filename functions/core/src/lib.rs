@@ -15,8 +15,6 @@ pub mod config;
 pub mod domain;
 pub mod export;
 pub mod inbound;
-pub mod ingest;
-pub mod mail;
 pub mod metrics;
 pub mod ports;
 

@@ -509,7 +509,7 @@ async fn a_store_failing_after_the_first_page_fails_the_build_and_shows_no_parti
             )
         })
         .collect();
-    let more = datarequest::ingest::parse_records(&lines).expect("valid lines");
+    let more = datarequest::app::ingest::parse_records(&lines).expect("valid lines");
     assert_eq!(more.len(), 4);
     datarequest::compose::ports(&world.app).subjects.load(&more).await.expect("loads");
     let id = accept(&world, profile("42"), None).await;

@@ -9,7 +9,7 @@ use axum::http::{Request, StatusCode};
 use common::{section, section_names, world, world_with};
 use datarequest::config::Settings;
 use datarequest::domain::{EmailAddress, ProfileId, Report, RequestId, Subject};
-use datarequest::inbound::http::{Part, router};
+use datarequest::inbound::http::{Routes, router};
 use datarequest::ports::ExportFormat;
 use http_body_util::BodyExt;
 use mail_parser::MimeHeaders;
@@ -92,7 +92,7 @@ async fn the_report_is_attached_beside_the_json_while_both_fit_and_linked_otherw
 async fn get(app: &datarequest::App, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let request =
         Request::get(uri).header("authorization", "Bearer EXAMPLE_TOKEN").body(Body::empty()).expect("request");
-    let response = router(app.clone(), Part::Status).oneshot(request).await.expect("router answers");
+    let response = router(app.clone(), Routes::Status).oneshot(request).await.expect("router answers");
     let (parts, body) = response.into_parts();
     (parts.status, parts.headers, body.collect().await.expect("body").to_bytes().to_vec())
 }

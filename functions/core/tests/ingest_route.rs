@@ -13,7 +13,7 @@ use datarequest::domain::{
     AccountId, Erasure, Event, EventKind, Message, Mime, MimeRef, Profile, ProfileId, Record, Subject,
 };
 use datarequest::domain::{Subprofile, SubprofileId};
-use datarequest::inbound::http::{Part, router};
+use datarequest::inbound::http::{Routes, router};
 use datarequest::ports::{MimeChunks, Page, SubjectData};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -55,7 +55,7 @@ async fn post(app: &datarequest::App, key: &str, body: &str) -> (StatusCode, ser
         .header("content-type", "application/x-ndjson")
         .body(Body::from(body.to_owned()))
         .expect("request");
-    let response = router(app.clone(), Part::Ingest).oneshot(request).await.expect("router answers");
+    let response = router(app.clone(), Routes::Ingest).oneshot(request).await.expect("router answers");
     let status = response.status();
     let bytes = response.into_body().collect().await.expect("body").to_bytes();
     (status, serde_json::from_slice(&bytes).expect("JSON"))

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use datarequest::domain::build_message;
 use datarequest::domain::{DataRequest, RequestId, State, Subject};
-use datarequest::inbound::http::{Part, router};
+use datarequest::inbound::http::{Routes, router};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -18,7 +18,7 @@ const SQS_BUILD: &str = include_str!("fixtures/sqs-build-event.json");
 
 async fn send(
     app: &datarequest::App,
-    part: Part,
+    part: Routes,
     event: &str,
 ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
     let request = lambda_http::request::from_str(event).expect("fixture is an API Gateway event");
@@ -33,7 +33,7 @@ async fn send(
 #[tokio::test]
 async fn the_post_event_creates_a_request_with_copernica_headers_and_queues_it() {
     let world = common::world().await;
-    let (status, headers, body) = send(&world.app, Part::Intake, POST_PROFILE).await;
+    let (status, headers, body) = send(&world.app, Routes::Intake, POST_PROFILE).await;
 
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(headers["content-type"], "application/json");
@@ -52,17 +52,17 @@ async fn the_post_event_creates_a_request_with_copernica_headers_and_queues_it()
 #[tokio::test]
 async fn the_intake_function_refuses_get_routes_as_an_invalid_method() {
     let world = common::world().await;
-    let (status, _, body) = send(&world.app, Part::Intake, GET_STATUS).await;
+    let (status, _, body) = send(&world.app, Routes::Intake, GET_STATUS).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["message"], "Invalid method");
-    let (status, _, _) = send(&world.app, Part::Status, POST_PROFILE).await;
+    let (status, _, _) = send(&world.app, Routes::Status, POST_PROFILE).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
 async fn the_status_event_follows_a_request_from_unknown_to_pending_to_available() {
     let world = common::world().await;
-    let (status, headers, body) = send(&world.app, Part::Status, GET_STATUS).await;
+    let (status, headers, body) = send(&world.app, Routes::Status, GET_STATUS).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(
@@ -74,7 +74,7 @@ async fn the_status_event_follows_a_request_from_unknown_to_pending_to_available
     let subject = Subject::Profile(datarequest::domain::ProfileId::parse("42").expect("id"));
     let request = DataRequest::accepted(id, world.account, subject, None, world.app.now());
     assert!(datarequest::compose::ports(&world.app).requests.insert(&request).await.expect("insert"));
-    let (_, _, body) = send(&world.app, Part::Status, GET_STATUS).await;
+    let (_, _, body) = send(&world.app, Routes::Status, GET_STATUS).await;
     assert_eq!(body["status"], "pending");
     assert_eq!(body["state"], "accepted");
 
@@ -85,7 +85,7 @@ async fn the_status_event_follows_a_request_from_unknown_to_pending_to_available
     assert_eq!(queued, id);
     world.app.handle_message(queued, 1).await.expect("builds");
 
-    let (_, _, body) = send(&world.app, Part::Status, GET_STATUS).await;
+    let (_, _, body) = send(&world.app, Routes::Status, GET_STATUS).await;
     assert_eq!(body["status"], "available");
     assert_eq!(body["state"], "built");
     let size = world.fakes.exports.bytes(id).expect("export").len() as u64;
@@ -136,7 +136,7 @@ async fn every_operation_of_the_openapi_document_is_a_route_of_the_router() {
     for (method, uri) in &operations {
         let request =
             axum::http::Request::builder().method(method.as_str()).uri(uri).body(Body::empty()).expect("request");
-        let response = router(world.app.clone(), Part::All).oneshot(request).await.expect("router answers");
+        let response = router(world.app.clone(), Routes::All).oneshot(request).await.expect("router answers");
         let bytes = response.into_body().collect().await.expect("body").to_bytes();
         let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
         if body["error"]["message"] == "Invalid method" {

@@ -11,11 +11,11 @@ use async_trait::async_trait;
 use datarequest::adapters::folder::FolderExports;
 use datarequest::adapters::memory::{FakeClock, MemoryExports, MemoryRequests, MemorySources, MemorySubjects};
 use datarequest::adapters::sqlite::SqliteStore;
+use datarequest::app::ingest::parse_records;
 use datarequest::domain::{
     AccountId, DataRequest, ProfileId, RequestId, State, Subject, SubprofileId, Timestamp, Transition,
 };
 use datarequest::export::{self, BuildInputs, BuildOutcome as Outcome, Checkpoints, HtmlOutput};
-use datarequest::ingest::parse_records;
 use datarequest::ports::{ExportFormat, ExportStore, KeyClaim, RequestStore, SourceRow, SubjectData};
 use proptest::prelude::*;
 

@@ -3,9 +3,9 @@
 use std::path::Path;
 
 use anyhow::Context;
+use datarequest::app::ingest::parse_line;
 use datarequest::compose::Local;
 use datarequest::domain::{AccountId, Line};
-use datarequest::ingest::parse_line;
 use serde_json::{Value, json};
 
 /// A complete multipart message as a mailing platform sends it.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use datarequest::app::Operator;
-use datarequest::ingest::ImportError;
+use datarequest::app::ingest::ImportError;
 
 /// Loads the file and prints the summary as JSON; a bad line is reported with its number and
 /// loads nothing (exit code 1).

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use datarequest::adapters::aws::{self, DynamoDbAccounts, DynamoDbRequests, DynamoDbSubjects, S3Exports, SqsQueue};
+use datarequest::app::ingest::{parse_line, parse_records};
 use datarequest::config::Settings;
 use datarequest::domain::build_message;
 use datarequest::domain::{
     AccessToken, AccountId, DataRequest, Mime, ProfileId, Record, RequestId, State, Subject, Timestamp, Transition,
     WebhookSecret,
 };
-use datarequest::ingest::{parse_line, parse_records};
 use datarequest::ports::{Accounts, BuildQueue, ExportFormat, ExportStore, RequestStore, Served, SubjectData};
 
 use super::Env;

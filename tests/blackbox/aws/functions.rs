@@ -258,7 +258,7 @@ async fn big_subject(env: &Env) -> u64 {
         json!({"kind":"message","account":1,"id":"big-4300","profile":4300,"email":"big@example.com","mailing":"1",
             "subject":"big","sent":"2025-01-02 00:00:00","mime":format!("Subject: big\r\n\r\n{noise}")})
     );
-    let records = datarequest::ingest::parse_records(&lines).expect("valid");
+    let records = datarequest::app::ingest::parse_records(&lines).expect("valid");
     datarequest::ports::SubjectData::load(&subjects, &records).await.expect("load");
     4300
 }
@@ -488,7 +488,7 @@ async fn a_build_longer_than_an_invocation_goes_on_in_continuations() {
             "mime":mime}));
     }
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    subjects.load(&datarequest::ingest::parse_records(&text).expect("valid")).await.expect("load");
+    subjects.load(&datarequest::app::ingest::parse_records(&text).expect("valid")).await.expect("load");
 
     let settings = [("DATAREQUEST_CHECKPOINT_MB", "1")];
     let intake = start("intake", &env, &settings, &[]).await;

@@ -4,9 +4,9 @@
 //! its item the same way.
 
 use datarequest::adapters::memory::{MemoryExports, MemoryRequests, MemorySubjects};
+use datarequest::app::ingest::parse_records;
 use datarequest::domain::{AccountId, DataRequest, Mime, Record, RequestId, Subject, Timestamp};
 use datarequest::export::{HtmlOutput, write_export_and_report};
-use datarequest::ingest::parse_records;
 use datarequest::ports::{ExportFormat, ExportStore, NoSources, SubjectData};
 use serde_json::json;
 

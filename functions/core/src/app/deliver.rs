@@ -8,12 +8,12 @@ use tokio::io::AsyncReadExt;
 
 use super::App;
 use super::build::QueueOutcome;
+use crate::app::mail::{Content, Html, compose};
 use crate::domain::lifecycle::CLAIM_MARGIN;
 use crate::domain::{
     AuditEvent, DataRequest, DeliveryStatus, DownloadToken, Report, RequestId, RetryPolicy, State, Transition,
     WebhookSecret,
 };
-use crate::mail::{Content, Html, compose};
 use crate::ports::{ExportFormat, OutgoingMail, WebhookHeaders};
 
 /// The slowest average rate a delivery may take its export at: with the delivery timeout, it
@@ -56,9 +56,7 @@ pub(super) async fn deliver(app: &App, request: &DataRequest) -> anyhow::Result<
         Report::Email(_) => mail_method(app, request.available),
         Report::Web(_) => "web",
     };
-    let result = tokio::time::timeout(deadline, attempt)
-        .await
-        .unwrap_or_else(|_| Err(failure(method, "the delivery did not finish in time")));
+    let result = tokio::time::timeout(deadline, attempt).await.unwrap_or(Err(DeliveryError::TimedOut));
     match result {
         Ok(method) => {
             let done = Transition::Delivered { attempts, method: method.into() };
@@ -68,15 +66,13 @@ pub(super) async fn deliver(app: &App, request: &DataRequest) -> anyhow::Result<
             app.record(request.account, request.id, event).await;
             Ok(QueueOutcome::Done)
         }
-        Err(failure) => {
+        Err(error) => {
             let last = attempts >= app.settings.delivery_attempts;
-            tracing::warn!(attempts, last, error = %failure.message, "delivery failed");
-            let failed =
-                Transition::DeliveryFailed { attempts, method: failure.method.into(), error: failure.message, last };
+            tracing::warn!(attempts, last, error = %error, "delivery failed");
+            let failed = Transition::DeliveryFailed { attempts, method: method.into(), error: error.to_string(), last };
             app.requests.update(request.id, &failed).await?;
             let outcome = if last { "given_up" } else { "failed" };
-            let event =
-                AuditEvent::Delivery { attempt: attempts, method: failure.method.into(), outcome: outcome.into() };
+            let event = AuditEvent::Delivery { attempt: attempts, method: method.into(), outcome: outcome.into() };
             app.record(request.account, request.id, event).await;
             if last {
                 return Ok(QueueOutcome::Done);
@@ -87,24 +83,44 @@ pub(super) async fn deliver(app: &App, request: &DataRequest) -> anyhow::Result<
     }
 }
 
-/// A failed delivery attempt, described without personal data.
-struct Failure {
-    method: &'static str,
-    message: String,
+/// Why a delivery attempt failed, described without personal data: the text goes into the
+/// request's status and the log.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The export file is not in the store.
+    #[error("the export is missing")]
+    ExportMissing,
+    /// A link is needed and the service does not know its public address.
+    #[error("DATAREQUEST_PUBLIC_URL is not set")]
+    NoPublicUrl,
+    /// The account has no secret to sign a web delivery with.
+    #[error("the account has no webhook secret")]
+    NoWebhookSecret,
+    /// The web address answered with a status that is not a success.
+    #[error("the web address answered HTTP {0}")]
+    Refused(u16),
+    /// The attempt ran past its deadline.
+    #[error("the delivery did not finish in time")]
+    TimedOut,
+    /// A store, the mailer or the connection failed; its text (never personal data).
+    #[error("{0:#}")]
+    Failed(#[from] anyhow::Error),
 }
 
-fn failure(method: &'static str, message: impl Into<String>) -> Failure {
-    Failure { method, message: message.into() }
+impl From<std::io::Error> for DeliveryError {
+    fn from(error: std::io::Error) -> Self {
+        Self::Failed(error.into())
+    }
 }
 
-async fn read_export(app: &App, id: RequestId) -> Result<Vec<u8>, String> {
-    let file = app.exports.open(id, ExportFormat::Json).await.map_err(|e| format!("{e:#}"))?;
-    read_file(file.ok_or("the export is missing")?).await
+/// The export file of a request, read whole (it fits the attachment limit).
+async fn read_export(app: &App, id: RequestId) -> Result<Vec<u8>, DeliveryError> {
+    read_file(app.exports.open(id, ExportFormat::Json).await?.ok_or(DeliveryError::ExportMissing)?).await
 }
 
-async fn read_file(mut file: crate::ports::ExportFile) -> Result<Vec<u8>, String> {
+async fn read_file(mut file: crate::ports::ExportFile) -> Result<Vec<u8>, DeliveryError> {
     let mut bytes = Vec::with_capacity(usize::try_from(file.len).unwrap_or(0));
-    file.reader.read_to_end(&mut bytes).await.map_err(|e| e.to_string())?;
+    file.reader.read_to_end(&mut bytes).await?;
     Ok(bytes)
 }
 
@@ -117,7 +133,7 @@ async fn send_mail(
     app: &App,
     request: &DataRequest,
     to: &crate::domain::EmailAddress,
-) -> Result<&'static str, Failure> {
+) -> Result<&'static str, DeliveryError> {
     let size = request.available;
     let limit = app.settings.attachment_limit;
     let method = mail_method(app, size);
@@ -125,32 +141,32 @@ async fn send_mail(
     // The download link of the export (`…&format=html` for the report), signed until it expires.
     let link = |suffix: &str| {
         let token = DownloadToken::sign(&app.settings.link_secret, request.id, expires);
-        let base =
-            app.settings.public_url.as_deref().ok_or_else(|| failure(method, "DATAREQUEST_PUBLIC_URL is not set"))?;
-        Ok::<_, Failure>(format!("{base}/v1/datarequest/{}/download?token={}{suffix}", request.id, token.as_str()))
+        let base = app.settings.public_url.as_deref().ok_or(DeliveryError::NoPublicUrl)?;
+        Ok::<_, DeliveryError>(format!(
+            "{base}/v1/datarequest/{}/download?token={}{suffix}",
+            request.id,
+            token.as_str()
+        ))
     };
     // The HTML report goes beside the JSON while both fit the limit together; otherwise it is
     // linked. An export built before reports existed has none.
-    let report =
-        app.exports.open(request.id, ExportFormat::Html).await.map_err(|e| failure(method, format!("{e:#}")))?;
+    let report = app.exports.open(request.id, ExportFormat::Html).await?;
     let html = match report {
-        Some(file) if size <= limit && file.len <= limit - size => {
-            Html::Attached(read_file(file).await.map_err(|e| failure(method, e))?)
-        }
+        Some(file) if size <= limit && file.len <= limit - size => Html::Attached(read_file(file).await?),
         // Without a public URL the attached JSON still goes; only the report's link is left out.
         Some(_) if size <= limit => link("&format=html").map_or(Html::Missing, Html::Link),
         Some(_) => Html::Link(link("&format=html")?),
         None => Html::Missing,
     };
     let content = if size <= limit {
-        let json = read_export(app, request.id).await.map_err(|e| failure(method, e))?;
+        let json = read_export(app, request.id).await?;
         Content::Attachment { json, html, expires: expires.to_string() }
     } else {
         Content::Link { url: link("")?, html, expires: expires.to_string(), size }
     };
-    let raw = compose(&app.settings, request, to, content).map_err(|e| failure(method, format!("{e:#}")))?;
+    let raw = compose(&app.settings, request, to, content)?;
     let mail = OutgoingMail { request: request.id, from: app.settings.sender.email.to_string(), to: to.clone(), raw };
-    app.mailer.send(&mail).await.map_err(|e| failure(method, format!("{e:#}")))?;
+    app.mailer.send(&mail).await?;
     Ok(method)
 }
 
@@ -158,38 +174,31 @@ async fn post_web(
     app: &App,
     request: &DataRequest,
     target: &crate::domain::WebAddress,
-) -> Result<&'static str, Failure> {
-    let secret = app
-        .accounts
-        .webhook_secret(request.account)
-        .await
-        .map_err(|e| failure("web", format!("{e:#}")))?
-        .ok_or_else(|| failure("web", "the account has no webhook secret"))?;
+) -> Result<&'static str, DeliveryError> {
+    let secret = app.accounts.webhook_secret(request.account).await?.ok_or(DeliveryError::NoWebhookSecret)?;
     let timestamp = app.now().unix();
-    let signature = sign_export(app, request.id, &secret, timestamp).await.map_err(|e| failure("web", e))?;
+    let signature = sign_export(app, request.id, &secret, timestamp).await?;
     let headers = WebhookHeaders { id: request.id.to_string(), timestamp, signature };
-    let body = app
-        .exports
-        .open(request.id, ExportFormat::Json)
-        .await
-        .map_err(|e| failure("web", format!("{e:#}")))?
-        .ok_or_else(|| failure("web", "the export is missing"))?;
-    match app.web.post(target, &headers, body).await {
-        Ok(status) if (200..300).contains(&status) => Ok("web"),
-        Ok(status) => Err(failure("web", format!("the web address answered HTTP {status}"))),
-        Err(e) => Err(failure("web", format!("{e:#}"))),
+    let body = app.exports.open(request.id, ExportFormat::Json).await?.ok_or(DeliveryError::ExportMissing)?;
+    match app.web.post(target, &headers, body).await? {
+        status if (200..300).contains(&status) => Ok("web"),
+        status => Err(DeliveryError::Refused(status)),
     }
 }
 
 /// Signs the export as Standard Webhooks do, reading it once as a stream.
-async fn sign_export(app: &App, id: RequestId, secret: &WebhookSecret, timestamp: i64) -> Result<String, String> {
+async fn sign_export(
+    app: &App,
+    id: RequestId,
+    secret: &WebhookSecret,
+    timestamp: i64,
+) -> Result<String, DeliveryError> {
     use hmac::Mac;
-    let mut file =
-        app.exports.open(id, ExportFormat::Json).await.map_err(|e| format!("{e:#}"))?.ok_or("the export is missing")?;
+    let mut file = app.exports.open(id, ExportFormat::Json).await?.ok_or(DeliveryError::ExportMissing)?;
     let mut mac = secret.signer(&id.to_string(), timestamp);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        let n = file.reader.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        let n = file.reader.read(&mut chunk).await?;
         if n == 0 {
             break;
         }

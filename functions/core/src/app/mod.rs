@@ -6,11 +6,14 @@ mod access;
 mod build;
 mod consume;
 mod deliver;
+pub mod ingest;
+pub mod mail;
 mod operator;
 
 pub use access::DownloadError;
 pub use build::QueueOutcome;
 pub use consume::{Consumed, settle};
+pub use deliver::DeliveryError;
 pub use operator::{NewAccount, Operator};
 
 use std::sync::Arc;
@@ -149,13 +152,13 @@ pub enum SubmitError {
 }
 
 impl App {
-    /// Stores checked lines of subject data in order (see [`crate::ingest::apply`]).
+    /// Stores checked lines of subject data in order (see [`crate::app::ingest::apply`]).
     ///
     /// # Errors
     /// When the subject store fails midway; sending the same lines again converges.
     #[instrument(skip_all, fields(lines = lines.len()))]
     pub async fn ingest(&self, lines: Vec<crate::domain::Line>) -> anyhow::Result<()> {
-        crate::ingest::apply(&*self.subjects, lines).await
+        crate::app::ingest::apply(&*self.subjects, lines).await
     }
 
     /// Accepts a data request: checks that the subject exists in the account, stores the
@@ -343,6 +346,24 @@ impl App {
             }
             count += due.len();
         }
+    }
+
+    /// Deletes what is past its retention: with a subject-data retention, the messages and
+    /// events older than it; and the audit entries older than the audit retention. Stores that
+    /// expire records by themselves (DynamoDB) have nothing to do. Returns the records and the
+    /// entries deleted.
+    ///
+    /// # Errors
+    /// When a store fails.
+    pub async fn forget_past_retention(&self) -> anyhow::Result<(usize, usize)> {
+        let now = self.now();
+        let records = match self.settings.retained_since(now) {
+            Some(cutoff) => self.subjects.forget_before(cutoff).await.context("the retention sweep")?,
+            None => 0,
+        };
+        let keep = i64::try_from(self.settings.audit_retention.as_secs()).unwrap_or(i64::MAX);
+        let entries = self.audit.forget_before(now.plus_seconds(-keep)).await.context("the audit retention sweep")?;
+        Ok((records, entries))
     }
 
     /// The operator's use cases on this app's account and subject stores.

@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::app::ingest::{ImportError, Summary, import_file};
 use crate::domain::{AccessToken, AccountId, Erasure, WebhookSecret};
-use crate::ingest::{ImportError, Summary, import_file};
 use crate::ports::{Accounts, SubjectData};
 
 /// A new account, as shown once to the operator.

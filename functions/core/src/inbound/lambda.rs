@@ -14,7 +14,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::app::App;
-use crate::inbound::http::{Part, router};
+use crate::inbound::http::{Routes, router};
 use crate::inbound::sqs_ingest::handle_ingest_batch;
 
 /// What the function answers, in the shape its caller expects.
@@ -38,7 +38,7 @@ impl IngestFunction {
     /// The doors over `app`: its router's ingest part and the queue consumer.
     #[must_use]
     pub fn new(app: App) -> Self {
-        let routes = router(app.clone(), Part::Ingest);
+        let routes = router(app.clone(), Routes::Ingest);
         Self { app, routes }
     }
 

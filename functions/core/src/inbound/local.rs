@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::adapters::folder::FolderExports;
 use crate::compose::Local;
-use crate::inbound::http::{Part, router};
+use crate::inbound::http::{Routes, router};
 use crate::ports::{QueueConsumer, RequestStore};
 
 /// How long a received queue message stays hidden from other workers of this process without
@@ -29,7 +29,7 @@ pub async fn serve(
     workers: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if local.app.settings.subject_retention.is_some() {
+    if local.app.settings().subject_retention.is_some() {
         local.store.index_for_retention().await?;
     }
     let requeued = local.store.recover().await?;
@@ -54,7 +54,7 @@ pub async fn serve(
     }
     tasks.push(tokio::spawn(run_sweeper(local.clone(), stopped.clone())));
     // The peer's address goes (truncated) into the audit log of downloads.
-    let service = router(local.app.clone(), Part::All).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let service = router(local.app.clone(), Routes::All).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
     let _ = stop.send(true);
     for task in tasks {
@@ -115,17 +115,10 @@ async fn run_sweeper(local: Local, mut stopped: watch::Receiver<bool>) {
             if let Err(error) = local.app.requeue_stuck().await {
                 tracing::error!(error = format!("{error:#}"), "requeueing stuck requests failed");
             }
-            let now = local.app.now();
-            if let Some(cutoff) = local.app.settings.retained_since(now) {
-                match local.store.forget_before(cutoff).await {
-                    Ok(0) => {}
-                    Ok(gone) => tracing::info!(records = gone, "records past the retention deleted"),
-                    Err(error) => tracing::error!(error = format!("{error:#}"), "retention sweep failed"),
-                }
-            }
-            let keep = i64::try_from(local.app.settings.audit_retention.as_secs()).unwrap_or(i64::MAX);
-            if let Err(error) = local.store.forget_audit_before(now.plus_seconds(-keep)).await {
-                tracing::error!(error = format!("{error:#}"), "audit retention sweep failed");
+            match local.app.forget_past_retention().await {
+                Ok((0, _)) => {}
+                Ok((gone, _)) => tracing::info!(records = gone, "records past the retention deleted"),
+                Err(error) => tracing::error!(error = format!("{error:#}"), "retention sweep failed"),
             }
         }
         tokio::select! {

@@ -7,8 +7,8 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 
 use crate::app::App;
+use crate::app::ingest::{Summary, parse_line};
 use crate::domain::Line;
-use crate::ingest::{Summary, parse_line};
 
 /// A reason with its quoted parts left out: serde quotes the values it refuses, and those come
 /// from the body.

@@ -433,6 +433,16 @@ pub trait SubjectData: Send + Sync {
     /// # Errors
     /// When the store cannot be reached; erasing again completes the erasure.
     async fn erase(&self, erasure: &Erasure) -> anyhow::Result<()>;
+
+    /// Deletes the messages sent and the events that happened before `cutoff` (the
+    /// subject-data retention); returns how many records went. A store that expires records by
+    /// itself (DynamoDB's time to live) has nothing to do here.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn forget_before(&self, _cutoff: Timestamp) -> anyhow::Result<usize> {
+        Ok(0)
+    }
 }
 
 /// The append-only audit log of each request (see [`crate::domain::audit`]). It outlives the
@@ -451,6 +461,15 @@ pub trait AuditLog: Send + Sync {
     /// # Errors
     /// When the store cannot be reached or holds a corrupt entry.
     async fn entries(&self, account: AccountId, request: RequestId) -> anyhow::Result<Vec<AuditEntry>>;
+
+    /// Deletes the entries older than `cutoff` (the audit retention); returns how many. A store
+    /// that expires entries by itself (DynamoDB's time to live) has nothing to do here.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn forget_before(&self, _cutoff: Timestamp) -> anyhow::Result<usize> {
+        Ok(0)
+    }
 }
 
 /// Accounts, their hashed access tokens and webhook secrets.

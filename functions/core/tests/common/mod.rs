@@ -5,9 +5,9 @@
 use datarequest::App;
 use datarequest::adapters::memory::Fakes;
 use datarequest::app::QueueOutcome as Outcome;
+use datarequest::app::ingest::parse_records;
 use datarequest::config::Settings;
 use datarequest::domain::{AccessToken, AccountId, Record, RequestId, WebhookSecret};
-use datarequest::ingest::parse_records;
 use datarequest::ports::Accounts;
 
 pub const SAMPLE: &str = include_str!("../fixtures/subjects-sample.ndjson");

@@ -29,6 +29,10 @@ impl AuditLog for SqliteStore {
         })
         .await
     }
+
+    async fn forget_before(&self, cutoff: Timestamp) -> anyhow::Result<usize> {
+        self.forget_audit_before(cutoff).await
+    }
 }
 
 impl SqliteStore {

@@ -511,6 +511,10 @@ impl SubjectData for SqliteStore {
         })
         .await
     }
+
+    async fn forget_before(&self, cutoff: Timestamp) -> anyhow::Result<usize> {
+        SqliteStore::forget_before(self, cutoff).await
+    }
 }
 
 impl SqliteStore {
@@ -582,8 +586,8 @@ mod tests {
     use futures_util::TryStreamExt;
 
     use super::*;
+    use crate::app::ingest::parse_line;
     use crate::domain::Line;
-    use crate::ingest::parse_line;
 
     #[tokio::test]
     async fn the_retention_sweep_deletes_only_records_older_than_the_cutoff() {

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, ErrorBody};
 use crate::app::App;
+use crate::app::ingest::{ImportError, parse_body};
 use crate::domain::AccessToken;
-use crate::ingest::{ImportError, parse_body};
 
 /// Largest body: 8 MiB.
 pub const BODY_LIMIT: usize = 8 * 1024 * 1024;
@@ -34,7 +34,7 @@ pub const INVALID_INGEST_KEY: &str = "Invalid ingest key";
         content((String = "application/x-ndjson")),
     ),
     responses(
-        (status = 200, description = "Stored; the counts are of lines", body = crate::ingest::Summary),
+        (status = 200, description = "Stored; the counts are of lines", body = crate::app::ingest::Summary),
         (status = 400, description = "A bad line (\"line N: reason\"); nothing was stored", body = ErrorBody),
         (status = 401, description = "No ingest key, or not an ingest key", body = ErrorBody),
         (status = 413, description = "More than 8 MiB or 50,000 lines", body = ErrorBody),
@@ -49,7 +49,7 @@ pub async fn ingest(State(app): State<App>, headers: HeaderMap, body: Body) -> R
     }
 }
 
-async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<crate::ingest::Summary, ApiError> {
+async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<crate::app::ingest::Summary, ApiError> {
     authorize(app, headers).await?;
     let essence = headers
         .get(CONTENT_TYPE)

@@ -29,7 +29,7 @@ use crate::app::{App, RateLimiter};
 
 /// Which routes a router serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
+pub enum Routes {
     /// Everything (local mode).
     All,
     /// The POST routes (the intake function).
@@ -42,12 +42,12 @@ pub enum Part {
 
 /// The router for a part of the API. Unknown paths and wrong methods answer `400 Invalid
 /// method`, as Copernica does.
-pub fn router(app: App, part: Part) -> Router {
+pub fn router(app: App, part: Routes) -> Router {
     let mut routes = Router::new();
-    if matches!(part, Part::All | Part::Ingest) {
+    if matches!(part, Routes::All | Routes::Ingest) {
         routes = routes.route("/ingest", post(ingest::ingest));
     }
-    if matches!(part, Part::All | Part::Intake) {
+    if matches!(part, Routes::All | Routes::Intake) {
         routes = routes
             .route("/{version}/profile/{id}/datarequest", post(post_datarequest::profile))
             .route("/{version}/subprofile/{id}/datarequest", post(post_datarequest::subprofile))
@@ -56,7 +56,7 @@ pub fn router(app: App, part: Part) -> Router {
             .route("/{version}/subprofile/{id}/data", post(post_datarequest::subprofile))
             .route("/{version}/email/{email}/data", post(post_datarequest::email));
     }
-    if matches!(part, Part::All | Part::Status) {
+    if matches!(part, Routes::All | Routes::Status) {
         routes = routes
             .route("/{version}/datarequest/{id}", get(get_datarequest::export))
             .route("/{version}/datarequest/{id}/status", get(get_datarequest::status))
@@ -64,12 +64,12 @@ pub fn router(app: App, part: Part) -> Router {
             .route("/{version}/datarequest/{id}/download", get(download::download))
             .route("/{version}/datarequest/{id}/log", get(get_datarequest::log));
     }
-    if part == Part::All {
+    if part == Routes::All {
         routes = routes.route("/openapi.json", get(|| async { axum::Json(openapi::document()) }));
     }
     let limit = app.settings().auth_failures_per_minute;
     let routes = routes.fallback(invalid_method).method_not_allowed_fallback(invalid_method).with_state(app);
-    if part == Part::All {
+    if part == Routes::All {
         // Local mode: a client that keeps sending wrong tokens or keys is refused before any
         // lookup. On AWS, API Gateway's throttling (and an optional WAF rule) does this.
         let failures = Arc::new(RateLimiter::<IpAddr>::new(limit));
