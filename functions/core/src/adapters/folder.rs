@@ -15,7 +15,7 @@ use rand::Rng;
 use tokio::fs::{self, File};
 
 use crate::domain::RequestId;
-use crate::ports::{ExportFile, ExportFormat, ExportStore, ExportWriter, Served, UnfinishedFile};
+use crate::ports::{ExportFile, ExportFormat, ExportStore, ExportWriter, Served, UnfinishedFile, WriteError};
 
 /// A folder of `<request id>.json` files and their `<request id>.html` reports.
 pub struct FolderExports {
@@ -372,7 +372,7 @@ fn temporary_prefix(id: RequestId, format: ExportFormat) -> String {
 
 #[async_trait]
 impl ExportWriter for FolderWriter {
-    async fn write(&mut self, mut bytes: &[u8]) -> anyhow::Result<()> {
+    async fn write(&mut self, mut bytes: &[u8]) -> Result<(), WriteError> {
         self.written += bytes.len() as u64;
         while !bytes.is_empty() {
             let taken = self.chunk.fill(bytes);
@@ -384,14 +384,14 @@ impl ExportWriter for FolderWriter {
         Ok(())
     }
 
-    async fn checkpoint(&mut self) -> anyhow::Result<String> {
+    async fn checkpoint(&mut self) -> Result<String, WriteError> {
         self.sync(false).await?;
         self.kept = true;
         let file = self.temporary.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-        UnfinishedFile { file, written: self.written }.to_text()
+        Ok(UnfinishedFile { file, written: self.written }.to_text()?)
     }
 
-    async fn finish(mut self: Box<Self>) -> anyhow::Result<u64> {
+    async fn finish(mut self: Box<Self>) -> Result<u64, WriteError> {
         self.sync(true).await?;
         fs::rename(&self.temporary, &self.target).await.context("publishing an export")?;
         Ok(self.written)
@@ -430,7 +430,7 @@ impl ExportStore for FolderExports {
         id: RequestId,
         format: ExportFormat,
         checkpoint: &str,
-    ) -> anyhow::Result<Box<dyn ExportWriter>> {
+    ) -> Result<Box<dyn ExportWriter>, WriteError> {
         Ok(Box::new(self.rewriter(id, format, checkpoint).await?))
     }
 

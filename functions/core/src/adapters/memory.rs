@@ -17,7 +17,7 @@ use crate::domain::{
 use crate::ports::{
     Accounts, AuditLog, BuildQueue, Clock, ExportFile, ExportFormat, ExportStore, ExportWriter, KeyClaim, Mailer,
     MimeChunks, OutgoingMail, Page, QueueConsumer, QueueMessage, RequestStore, Served, SourceError, SourceReader,
-    SourceRow, SubjectData, SubjectSources, UnfinishedFile, WebDelivery, WebhookHeaders,
+    SourceRow, SubjectData, SubjectSources, UnfinishedFile, WebDelivery, WebhookHeaders, WriteError,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -207,17 +207,17 @@ fn unfinished_prefix(id: RequestId, format: ExportFormat) -> String {
 
 #[async_trait]
 impl ExportWriter for MemoryWriter {
-    async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
         self.buffer.extend_from_slice(bytes);
         Ok(())
     }
 
-    async fn checkpoint(&mut self) -> anyhow::Result<String> {
+    async fn checkpoint(&mut self) -> Result<String, WriteError> {
         lock(&self.unfinished).insert(self.name.clone(), self.buffer.clone());
-        UnfinishedFile { file: self.name.clone(), written: self.buffer.len() as u64 }.to_text()
+        Ok(UnfinishedFile { file: self.name.clone(), written: self.buffer.len() as u64 }.to_text()?)
     }
 
-    async fn finish(self: Box<Self>) -> anyhow::Result<u64> {
+    async fn finish(self: Box<Self>) -> Result<u64, WriteError> {
         let len = self.buffer.len() as u64;
         lock(&self.unfinished).remove(&self.name);
         lock(&self.files).insert(self.key, self.buffer);
@@ -242,11 +242,13 @@ impl ExportStore for MemoryExports {
         id: RequestId,
         format: ExportFormat,
         checkpoint: &str,
-    ) -> anyhow::Result<Box<dyn ExportWriter>> {
+    ) -> Result<Box<dyn ExportWriter>, WriteError> {
         let at = UnfinishedFile::parse(checkpoint, &unfinished_prefix(id, format))?;
         let mut buffer = lock(&self.1).get(&at.file).cloned().ok_or_else(|| anyhow::anyhow!("the file is gone"))?;
-        anyhow::ensure!(buffer.len() as u64 >= at.written, "the file is shorter than its checkpoint");
-        buffer.truncate(usize::try_from(at.written)?);
+        if (buffer.len() as u64) < at.written {
+            return Err(anyhow::anyhow!("the file is shorter than its checkpoint").into());
+        }
+        buffer.truncate(usize::try_from(at.written).map_err(anyhow::Error::from)?);
         let (files, unfinished) = (Arc::clone(&self.0), Arc::clone(&self.1));
         Ok(Box::new(MemoryWriter { key: (id, format), buffer, files, name: at.file, unfinished }))
     }
@@ -723,7 +725,7 @@ impl SubjectSources for MemorySources {
         Ok(lock(&self.0).known.iter().any(|(a, s)| *a == account && s == subject))
     }
 
-    async fn read(&self, account: AccountId, subject: &Subject) -> anyhow::Result<Box<dyn SourceReader>> {
+    async fn read(&self, account: AccountId, subject: &Subject) -> Result<Box<dyn SourceReader>, SourceError> {
         let state = lock(&self.0);
         let rows = state
             .rows
@@ -743,9 +745,9 @@ struct MemoryRead {
 
 #[async_trait]
 impl SourceReader for MemoryRead {
-    async fn next(&mut self, section: &'static str) -> anyhow::Result<Option<Vec<SourceRow>>> {
+    async fn next(&mut self, section: &'static str) -> Result<Option<Vec<SourceRow>>, SourceError> {
         if let Some(error) = self.failing.as_ref().filter(|e| e.section.as_deref() == Some(section)) {
-            return Err(error.clone().into());
+            return Err(error.clone());
         }
         if self.given == Some(section) {
             return Ok(None);
@@ -756,7 +758,7 @@ impl SourceReader for MemoryRead {
         Ok((!rows.is_empty()).then_some(rows))
     }
 
-    async fn finish(self: Box<Self>) -> anyhow::Result<()> {
+    async fn finish(self: Box<Self>) -> Result<(), SourceError> {
         Ok(())
     }
 }

@@ -6,16 +6,14 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use tracing::instrument;
 
 use super::App;
 use super::deliver::deliver;
 use crate::domain::lifecycle::{BUILD_LEASE, BUILD_RENEW_EVERY};
 use crate::domain::{AuditEvent, DataRequest, DeliveryStatus, RequestId, RetryPolicy, State, Timestamp, Transition};
-use crate::export::{self, Checkpoints};
+use crate::export::{self, BuildError, Checkpoints};
 use crate::metrics::BuildFigures;
-use crate::ports::SourceError;
 
 /// What to do with the queue message after handling it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +81,7 @@ impl App {
                     }
                     return Ok(QueueOutcome::Done);
                 }
-                Err(error) => return Err(error),
+                Err(error) => return Err(error.into_anyhow()),
             },
             _ => request,
         };
@@ -118,10 +116,12 @@ impl App {
 
 /// The reason a build that failed for the last time shows: a source's failure names the source,
 /// the kind and the section (its text holds no subject data); any other cause is logged only.
-fn build_failure(error: &anyhow::Error) -> String {
-    match error.chain().find_map(|e| e.downcast_ref::<SourceError>()) {
-        Some(source) => format!("the export could not be built: {source}"),
-        None => "the export could not be built".to_owned(),
+fn build_failure(error: &BuildError) -> String {
+    match error {
+        BuildError::Source(source) => format!("the export could not be built: {source}"),
+        BuildError::CheckpointGone | BuildError::LeaseLost | BuildError::Unexpected(_) => {
+            "the export could not be built".to_owned()
+        }
     }
 }
 
@@ -141,7 +141,7 @@ fn lease_from(now: Timestamp) -> Timestamp {
     now.plus_seconds(i64::try_from(BUILD_LEASE.as_secs()).unwrap_or(i64::MAX))
 }
 
-async fn build(app: &App, request: &DataRequest, stop_at: Option<std::time::Instant>) -> anyhow::Result<Build> {
+async fn build(app: &App, request: &DataRequest, stop_at: Option<std::time::Instant>) -> Result<Build, BuildError> {
     let now = app.now();
     let lease = lease_from(now);
     if !app.requests.update(request.id, &Transition::StartBuild { now, lease_until: lease }).await? {
@@ -194,7 +194,7 @@ async fn write(
     request: &DataRequest,
     lease: &AtomicI64,
     stop_at: Option<std::time::Instant>,
-) -> anyhow::Result<Build> {
+) -> Result<Build, BuildError> {
     let started = std::time::Instant::now();
     let build = export::BuildInputs {
         subjects: &*app.subjects,
@@ -206,9 +206,15 @@ async fn write(
         not_before: app.settings.retained_since(app.now()),
     };
     let checkpoints = Checkpoints { every: app.settings.checkpoint_every, stop_at, lease };
-    let (written, report) = match export::build(&build, request, checkpoints).await.context("writing the export")? {
+    let outcome = export::build(&build, request, checkpoints).await.map_err(|error| match error {
+        BuildError::Unexpected(error) => BuildError::Unexpected(error.context("writing the export")),
+        typed => typed,
+    })?;
+    let (written, report) = match outcome {
         export::BuildOutcome::Complete(written, Some(report)) => (written, report),
-        export::BuildOutcome::Complete(_, None) => anyhow::bail!("the HTML report was not written"),
+        export::BuildOutcome::Complete(_, None) => {
+            return Err(anyhow::anyhow!("the HTML report was not written").into());
+        }
         export::BuildOutcome::Suspended => {
             tracing::info!("the build stopped at a checkpoint; a continuation goes on");
             return Ok(Build::Suspended);

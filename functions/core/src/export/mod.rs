@@ -12,6 +12,7 @@
 //! again, and writes the same bytes.
 
 mod checkpoint;
+mod error;
 mod escape;
 pub mod html;
 mod json_string;
@@ -24,14 +25,15 @@ use anyhow::Context;
 use crate::domain::{DataRequest, Event, EventKind, Message, Subject, Timestamp};
 use crate::ports::{
     Clock, ExportFormat, ExportStore, ExportWriter, NoSources, RequestStore, SubjectData, SubjectSources,
-    UnfinishedGone,
 };
 use checkpoint::{CheckpointState, Position, resume};
 pub use checkpoint::{Checkpoints, time_is_up};
+pub use error::BuildError;
+use error::Stop;
 use html::{Expiry, HtmlReport};
 use records::{event_out, profile_out, subprofile_out};
 pub use sink::HtmlOutput;
-use sink::{FLUSH_AT, HtmlSink, NoWriter, Sink, Suspended, from_sources, write_pages};
+use sink::{FLUSH_AT, HtmlSink, NoWriter, Sink, from_sources, write_pages};
 
 /// What an export holds: its size, and the records of each section, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +72,7 @@ pub async fn write_export(
     not_before: Option<Timestamp>,
 ) -> anyhow::Result<Written> {
     let parts = Parts { subjects, sources: &NoSources, requests, request, not_before };
-    match write(parts, Start::Fresh(writer, None), None).await? {
+    match write(parts, Start::Fresh(writer, None), None).await.map_err(BuildError::into_anyhow)? {
         BuildOutcome::Complete(written, _) => Ok(written),
         BuildOutcome::Suspended => anyhow::bail!("a build without a deadline stopped"),
     }
@@ -94,7 +96,7 @@ pub async fn write_export_and_report(
     not_before: Option<Timestamp>,
 ) -> anyhow::Result<(Written, HtmlWritten)> {
     let parts = Parts { subjects, sources, requests, request, not_before };
-    match write(parts, Start::Fresh(writer, Some(html)), None).await? {
+    match write(parts, Start::Fresh(writer, Some(html)), None).await.map_err(BuildError::into_anyhow)? {
         BuildOutcome::Complete(written, Some(report)) => Ok((written, report)),
         BuildOutcome::Complete(_, None) => anyhow::bail!("the HTML report was not written"),
         BuildOutcome::Suspended => anyhow::bail!("a build without a deadline stopped"),
@@ -134,12 +136,14 @@ pub struct BuildInputs<'a> {
 /// gone (kept a day at most) is given up: the build starts again from its first byte.
 ///
 /// # Errors
-/// As [`write_export_and_report`], and when another builder took the build over.
+/// As [`write_export_and_report`]: [`BuildError::Source`] when a source failed,
+/// [`BuildError::LeaseLost`] when another builder took the build over, and
+/// [`BuildError::CheckpointGone`] when the files of a build started afresh are gone as well.
 pub async fn build(
     build: &BuildInputs<'_>,
     request: &DataRequest,
     checkpoints: Checkpoints<'_>,
-) -> anyhow::Result<BuildOutcome> {
+) -> Result<BuildOutcome, BuildError> {
     let parts = Parts {
         subjects: build.subjects,
         sources: build.sources,
@@ -153,7 +157,7 @@ pub async fn build(
             Ok((state, json, html)) => {
                 let html = html.map(|(writer, report)| (html_output(writer), report));
                 match write(parts, Start::Resumed(state, json, html), Some(checkpoints)).await {
-                    Err(error) if error.downcast_ref::<UnfinishedGone>().is_some() => {
+                    Err(BuildError::CheckpointGone) => {
                         tracing::warn!("the checkpoint's files are gone; building again");
                     }
                     done => return done,
@@ -201,7 +205,7 @@ async fn write(
     parts: Parts<'_>,
     start: Start<'_>,
     checkpoints: Option<Checkpoints<'_>>,
-) -> anyhow::Result<BuildOutcome> {
+) -> Result<BuildOutcome, BuildError> {
     let Parts { subjects, sources, requests, request, not_before } = parts;
     let kept = |time: Timestamp| not_before.is_none_or(|limit| time >= limit);
     let names = html::sections_of(&request.subject);
@@ -240,10 +244,9 @@ async fn write(
             false
         }
         Start::Resumed(state, writer, html) => {
-            anyhow::ensure!(
-                state.at.section < names.len() && state.counts.len() == state.at.section + 1,
-                "the checkpoint does not fit this export"
-            );
+            if !(state.at.section < names.len() && state.counts.len() == state.at.section + 1) {
+                return Err(anyhow::anyhow!("the checkpoint does not fit this export").into());
+            }
             sink.writer = writer;
             sink.html = html.map(|(out, report)| HtmlSink::new(out, *report));
             (sink.written, sink.reported) = (state.written, state.written);
@@ -303,14 +306,13 @@ async fn write(
             from_sources(&mut sink, &mut *read, name).await?;
             sink.close_section().await?;
         }
-        anyhow::Ok(())
+        Ok::<(), Stop>(())
     }
     .await;
-    if let Err(error) = result {
-        return match error.downcast::<Suspended>() {
-            Ok(Suspended) => Ok(BuildOutcome::Suspended),
-            Err(error) => Err(error),
-        };
+    match result {
+        Ok(()) => {}
+        Err(Stop::Suspended) => return Ok(BuildOutcome::Suspended),
+        Err(Stop::Failed(error)) => return Err(error),
     }
     // Every source must have ended its read cleanly before the export may complete.
     read.finish().await?;
@@ -338,6 +340,8 @@ mod tests {
     #![allow(clippy::expect_used, clippy::unwrap_used)]
 
     use serde::Serialize;
+
+    use std::sync::atomic::AtomicI64;
 
     use super::sink::BATCH;
     use super::*;
@@ -478,5 +482,39 @@ mod tests {
         let expected: Vec<String> = (0..12).map(|n| format!("MARK-{n:02}")).collect();
         assert_eq!(marks, expected, "each article once, in send order");
         assert_eq!(report.matches("Plain &amp; &quot;quoted&quot; text").count(), 12 * (100_000 / 32));
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_the_request_record_refuses_is_a_lost_lease() {
+        let store = MemorySubjects::default();
+        let messages: Vec<Record> =
+            (0..3).map(|n| Record::Message(message(n, "Subject: x\r\n\r\nbody".into()))).collect();
+        store.load(&messages).await.unwrap();
+        let subject = Subject::Email(EmailAddress::parse("jane@example.com").unwrap());
+        let request = DataRequest::accepted(
+            RequestId::random(),
+            AccountId::try_from(1).unwrap(),
+            subject,
+            None,
+            Timestamp::now(),
+        );
+        // The request is not in the store: no checkpoint of it can be recorded, as when another
+        // builder holds it.
+        let (requests, files) = (MemoryRequests::default(), MemoryExports::default());
+        let clock = FakeClock::at(Timestamp::from_unix(1_750_000_000));
+        let inputs = BuildInputs {
+            subjects: &store,
+            sources: &NoSources,
+            requests: &requests,
+            exports: &files,
+            clock: &clock,
+            ttl: std::time::Duration::from_secs(86_400),
+            not_before: None,
+        };
+        let lease = AtomicI64::new(1_750_000_600);
+        let checkpoints = Checkpoints { every: 1, stop_at: None, lease: &lease };
+        let outcome = build(&inputs, &request, checkpoints).await;
+        assert!(matches!(outcome, Err(BuildError::LeaseLost)), "{outcome:?}");
+        assert!(files.bytes(request.id).is_none(), "nothing is published");
     }
 }

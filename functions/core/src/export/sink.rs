@@ -8,11 +8,12 @@ use futures_util::TryStreamExt;
 use serde::Serialize;
 
 use super::checkpoint::{CheckpointState, Checkpoints, Position, time_is_up};
+use super::error::{BuildError, Stop};
 use super::html::{self, HtmlReport, RenderedMessages};
 use super::json_string::JsonString;
 use super::records::{Render, destination_head};
 use crate::domain::{Message, Mime, RequestId, Timestamp, Transition};
-use crate::ports::{Clock, ExportWriter, RequestStore, SourceReader, SubjectData};
+use crate::ports::{Clock, ExportWriter, RequestStore, SourceReader, SubjectData, WriteError};
 
 /// Bytes buffered before a part is handed to the store.
 pub(super) const FLUSH_AT: usize = 256 * 1024;
@@ -62,7 +63,7 @@ impl HtmlSink<'_> {
     /// Adds a message with the `source` its article shows. Its article is rendered in a batch
     /// on a blocking thread while the build goes on, and reaches the page in order, before
     /// anything added after it.
-    pub(super) async fn message(&mut self, head: Message<()>, source: Vec<u8>, cut: bool) -> anyhow::Result<()> {
+    pub(super) async fn message(&mut self, head: Message<()>, source: Vec<u8>, cut: bool) -> Result<(), BuildError> {
         self.batch_bytes += source.len();
         self.batch.push((head, source, cut));
         if self.batch_bytes >= BATCH {
@@ -73,7 +74,7 @@ impl HtmlSink<'_> {
 
     /// Hands the gathered messages to a blocking thread, once fewer than [`RENDERING`]
     /// batches are rendering.
-    pub(super) async fn render_batch(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn render_batch(&mut self) -> Result<(), BuildError> {
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -95,7 +96,7 @@ impl HtmlSink<'_> {
         Ok(())
     }
 
-    pub(super) async fn settle_one(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn settle_one(&mut self) -> Result<(), BuildError> {
         if let Some((sent, job)) = self.rendering.pop_front() {
             let articles = job.await.context("rendering messages for the report")?;
             self.report.rendered_messages(&sent);
@@ -108,7 +109,7 @@ impl HtmlSink<'_> {
 
     /// Adds every article gathered or rendering to the page: before anything else is added
     /// to it, and before the page's state is taken.
-    pub(super) async fn settle(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn settle(&mut self) -> Result<(), BuildError> {
         self.render_batch().await?;
         while !self.rendering.is_empty() {
             self.settle_one().await?;
@@ -116,7 +117,7 @@ impl HtmlSink<'_> {
         Ok(())
     }
 
-    pub(super) async fn flush(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn flush(&mut self) -> Result<(), BuildError> {
         if !self.report.pending().is_empty() {
             self.writer.write(self.report.pending()).await?;
             self.report.clear();
@@ -124,11 +125,6 @@ impl HtmlSink<'_> {
         Ok(())
     }
 }
-
-/// The error that ends a build at a checkpoint before its deadline.
-#[derive(Debug, thiserror::Error)]
-#[error("the build stopped at a checkpoint before its deadline")]
-pub(super) struct Suspended;
 
 /// The buffered output of one export, reporting progress and keeping checkpoints as it goes.
 pub(super) struct Sink<'a> {
@@ -158,7 +154,7 @@ pub(super) struct Sink<'a> {
 }
 
 impl Sink<'_> {
-    pub(super) async fn flush_if_full(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn flush_if_full(&mut self) -> Result<(), BuildError> {
         if self.buffer.len() >= FLUSH_AT {
             self.flush().await?;
         }
@@ -170,7 +166,7 @@ impl Sink<'_> {
         Ok(())
     }
 
-    pub(super) async fn flush(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn flush(&mut self) -> Result<(), BuildError> {
         if self.buffer.is_empty() {
             return Ok(());
         }
@@ -192,7 +188,7 @@ impl Sink<'_> {
 
     /// At the end of a record: takes a checkpoint when one is due, and stops the build there
     /// when its time is up.
-    pub(super) async fn after_record(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn after_record(&mut self) -> Result<(), Stop> {
         self.due |= self.written + self.buffer.len() as u64 >= self.next_checkpoint;
         if !self.due {
             // Records that come slowly (a source's rows) fill no buffer: look at the clock too.
@@ -229,12 +225,14 @@ impl Sink<'_> {
         };
         let checkpoint =
             Transition::Checkpoint { held, written: self.written, checkpoint: serde_json::to_string(&state)? };
-        anyhow::ensure!(self.requests.update(self.id, &checkpoint).await?, "another builder took the build over");
+        if !self.requests.update(self.id, &checkpoint).await? {
+            return Err(BuildError::LeaseLost.into());
+        }
         self.reported = self.written;
         self.next_checkpoint = self.written.saturating_add(every);
         self.due = false;
         if stop {
-            return Err(Suspended.into());
+            return Err(Stop::Suspended);
         }
         Ok(())
     }
@@ -261,7 +259,7 @@ impl Sink<'_> {
         }
     }
 
-    pub(super) async fn record<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
+    pub(super) async fn record<T: Serialize>(&mut self, record: &T) -> Result<(), BuildError> {
         self.buffer.push(b',');
         serde_json::to_writer(&mut self.buffer, record)?;
         self.counted();
@@ -269,7 +267,7 @@ impl Sink<'_> {
     }
 
     /// Writes a record to the JSON as `record` and to the HTML report from its `source`.
-    pub(super) async fn item<R: Render, T: Serialize>(&mut self, source: &R, record: &T) -> anyhow::Result<()> {
+    pub(super) async fn item<R: Render, T: Serialize>(&mut self, source: &R, record: &T) -> Result<(), BuildError> {
         if let Some(html) = &mut self.html {
             html.settle().await?;
             source.render(&mut html.report);
@@ -280,7 +278,7 @@ impl Sink<'_> {
     /// Writes a message to the JSON, its body streamed from the store when it was left there,
     /// and to the HTML report with the first [`html::SHOWN_MIME`] bytes of its body. The JSON
     /// is byte for byte what serde_json writes for the whole record.
-    pub(super) async fn message(&mut self, m: Message<Mime>) -> anyhow::Result<()> {
+    pub(super) async fn message(&mut self, m: Message<Mime>) -> Result<(), BuildError> {
         self.buffer.push(b',');
         serde_json::to_writer(&mut self.buffer, &destination_head(&m))?;
         // The head is an object: its closing brace makes way for the last member.
@@ -309,10 +307,10 @@ impl Sink<'_> {
                         shown.extend_from_slice(&chunk[..take]);
                         cut |= take < chunk.len();
                     }
-                    string.push(&mut self.buffer, &chunk)?;
+                    string.push(&mut self.buffer, &chunk).map_err(anyhow::Error::from)?;
                     self.flush_if_full().await?;
                 }
-                string.finish()?;
+                string.finish().map_err(anyhow::Error::from)?;
                 if let Some(html) = &mut self.html {
                     html.message(head, shown, cut).await?;
                 }
@@ -323,7 +321,7 @@ impl Sink<'_> {
         self.flush_if_full().await
     }
 
-    pub(super) async fn close_section(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn close_section(&mut self) -> Result<(), BuildError> {
         if let Some(html) = &mut self.html {
             html.settle().await?;
             html.report.close_section();
@@ -333,7 +331,7 @@ impl Sink<'_> {
     }
 
     /// Marks the store's only record of a section (a profile, a subprofile) written.
-    pub(super) async fn single_written(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn single_written(&mut self) -> Result<(), Stop> {
         self.at.store_done = true;
         self.after_record().await
     }
@@ -345,7 +343,7 @@ pub(super) async fn from_sources(
     sink: &mut Sink<'_>,
     read: &mut dyn SourceReader,
     section: &'static str,
-) -> anyhow::Result<()> {
+) -> Result<(), Stop> {
     sink.at.store_done = true;
     let mut skip = sink.at.rows;
     while let Some(rows) = read.next(section).await? {
@@ -408,7 +406,7 @@ macro_rules! write_pages {
                     sink.after_record().await?;
                 }
             }
-            anyhow::Ok(())
+            Ok::<(), $crate::export::error::Stop>(())
         };
         let (read, written) = tokio::join!(read, write);
         written?;
@@ -443,15 +441,15 @@ pub(super) struct NoWriter;
 
 #[async_trait::async_trait]
 impl ExportWriter for NoWriter {
-    async fn write(&mut self, _: &[u8]) -> anyhow::Result<()> {
-        anyhow::bail!("no export writer")
+    async fn write(&mut self, _: &[u8]) -> Result<(), WriteError> {
+        Err(anyhow::anyhow!("no export writer").into())
     }
 
-    async fn checkpoint(&mut self) -> anyhow::Result<String> {
-        anyhow::bail!("no export writer")
+    async fn checkpoint(&mut self) -> Result<String, WriteError> {
+        Err(anyhow::anyhow!("no export writer").into())
     }
 
-    async fn finish(self: Box<Self>) -> anyhow::Result<u64> {
-        anyhow::bail!("no export writer")
+    async fn finish(self: Box<Self>) -> Result<u64, WriteError> {
+        Err(anyhow::anyhow!("no export writer").into())
     }
 }

@@ -157,29 +157,45 @@ pub trait ExportWriter: Send {
     /// Appends bytes.
     ///
     /// # Errors
-    /// When the store refuses the bytes.
-    async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()>;
+    /// When the store refuses the bytes; [`WriteError::UnfinishedGone`] when the unfinished
+    /// file is gone.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), WriteError>;
 
     /// Makes every byte written so far durable and describes the unfinished file (opaque text,
     /// for [`ExportStore::resume`]). The file stays unfinished and unpublished; it is kept for a
     /// resume even when this writer is dropped without finishing.
     ///
     /// # Errors
-    /// When the store cannot keep the bytes.
-    async fn checkpoint(&mut self) -> anyhow::Result<String>;
+    /// When the store cannot keep the bytes; [`WriteError::UnfinishedGone`] when the unfinished
+    /// file is gone.
+    async fn checkpoint(&mut self) -> Result<String, WriteError>;
 
     /// Completes the file, which only now becomes visible. Returns its size.
     ///
     /// # Errors
-    /// When the store cannot complete it.
-    async fn finish(self: Box<Self>) -> anyhow::Result<u64>;
+    /// When the store cannot complete it; [`WriteError::UnfinishedGone`] when the unfinished
+    /// file is gone.
+    async fn finish(self: Box<Self>) -> Result<u64, WriteError>;
 }
 
-/// A resumed writer found its unfinished file gone (completed by a run that died before it
-/// could record so, or removed): the build cannot go on from the checkpoint and starts again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the unfinished export is gone")]
-pub struct UnfinishedGone;
+/// Why an export writer (or a resume of one) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A resumed writer found its unfinished file gone (completed by a run that died before it
+    /// could record so, or removed): the build cannot go on from the checkpoint and starts
+    /// again.
+    #[error("the unfinished export is gone")]
+    UnfinishedGone,
+    /// The store failed otherwise.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl From<std::io::Error> for WriteError {
+    fn from(error: std::io::Error) -> Self {
+        Self::Failed(error.into())
+    }
+}
 
 /// The checkpoint of an export written to a named file that is kept unfinished until it is
 /// complete: the stores that write such files (a folder, memory) describe it so.
@@ -266,14 +282,14 @@ pub trait ExportStore: Send + Sync {
     /// exactly the bytes written up to that checkpoint, whatever was written after it.
     ///
     /// # Errors
-    /// When the store cannot be reached, or the checkpoint is not one of this store's or its
-    /// file is gone.
+    /// When the store cannot be reached or the checkpoint is not one of this store's;
+    /// [`WriteError::UnfinishedGone`] when its file is gone.
     async fn resume(
         &self,
         id: RequestId,
         format: ExportFormat,
         checkpoint: &str,
-    ) -> anyhow::Result<Box<dyn ExportWriter>>;
+    ) -> Result<Box<dyn ExportWriter>, WriteError>;
 
     /// Opens a finished export for reading, if it exists.
     ///

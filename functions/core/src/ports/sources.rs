@@ -53,7 +53,7 @@ pub trait SubjectSources: Send + Sync {
     ///
     /// # Errors
     /// When a source cannot be reached.
-    async fn read(&self, account: AccountId, subject: &Subject) -> anyhow::Result<Box<dyn SourceReader>>;
+    async fn read(&self, account: AccountId, subject: &Subject) -> Result<Box<dyn SourceReader>, SourceError>;
 }
 
 /// One build's read of the sources. Ask for the sections in export order, each until `None`.
@@ -63,14 +63,14 @@ pub trait SourceReader: Send {
     /// source has given all of its rows of the section.
     ///
     /// # Errors
-    /// When a source fails; the error names it (a [`SourceError`]).
-    async fn next(&mut self, section: &'static str) -> anyhow::Result<Option<Vec<SourceRow>>>;
+    /// When a source fails; the error names it.
+    async fn next(&mut self, section: &'static str) -> Result<Option<Vec<SourceRow>>, SourceError>;
 
     /// Ends the read once every section was read; fails if a source did not end cleanly.
     ///
     /// # Errors
-    /// When a source failed.
-    async fn finish(self: Box<Self>) -> anyhow::Result<()>;
+    /// When a source failed; the error names it.
+    async fn finish(self: Box<Self>) -> Result<(), SourceError>;
 }
 
 /// Why a source failed, named by source, kind of subject and section. The text holds no
@@ -107,7 +107,7 @@ impl SubjectSources for NoSources {
         Ok(false)
     }
 
-    async fn read(&self, _: AccountId, _: &Subject) -> anyhow::Result<Box<dyn SourceReader>> {
+    async fn read(&self, _: AccountId, _: &Subject) -> Result<Box<dyn SourceReader>, SourceError> {
         Ok(Box::new(NoRows))
     }
 }
@@ -118,11 +118,11 @@ pub struct NoRows;
 
 #[async_trait]
 impl SourceReader for NoRows {
-    async fn next(&mut self, _: &'static str) -> anyhow::Result<Option<Vec<SourceRow>>> {
+    async fn next(&mut self, _: &'static str) -> Result<Option<Vec<SourceRow>>, SourceError> {
         Ok(None)
     }
 
-    async fn finish(self: Box<Self>) -> anyhow::Result<()> {
+    async fn finish(self: Box<Self>) -> Result<(), SourceError> {
         Ok(())
     }
 }

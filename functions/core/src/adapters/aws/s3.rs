@@ -19,7 +19,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use crate::domain::RequestId;
-use crate::ports::{ExportFile, ExportFormat, ExportStore, ExportWriter, Served, UnfinishedGone};
+use crate::ports::{ExportFile, ExportFormat, ExportStore, ExportWriter, Served, WriteError};
 
 /// Bytes per uploaded part (S3's minimum is 5 MiB for all parts but the last).
 const PART: usize = 8 * 1024 * 1024;
@@ -81,7 +81,7 @@ struct MultipartWriter {
 }
 
 impl MultipartWriter {
-    async fn upload_part(&mut self) -> anyhow::Result<()> {
+    async fn upload_part(&mut self) -> Result<(), WriteError> {
         let upload = match &self.upload {
             Some(upload) => upload.clone(),
             None => {
@@ -119,7 +119,7 @@ impl MultipartWriter {
 
 #[async_trait]
 impl ExportWriter for MultipartWriter {
-    async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
         self.buffer.extend_from_slice(bytes);
         self.written += bytes.len() as u64;
         if self.buffer.len() >= PART {
@@ -128,7 +128,7 @@ impl ExportWriter for MultipartWriter {
         Ok(())
     }
 
-    async fn checkpoint(&mut self) -> anyhow::Result<String> {
+    async fn checkpoint(&mut self) -> Result<String, WriteError> {
         if self.buffer.len() >= MIN_PART {
             self.upload_part().await?;
         }
@@ -150,10 +150,10 @@ impl ExportWriter for MultipartWriter {
         let parts = self.parts.iter().map(|p| p.e_tag.clone().unwrap_or_default()).collect();
         let state =
             Unfinished { upload: self.upload.clone(), parts, written: self.written, tails: self.tails.clone(), tail };
-        Ok(serde_json::to_string(&state)?)
+        Ok(serde_json::to_string(&state).map_err(anyhow::Error::from)?)
     }
 
-    async fn finish(mut self: Box<Self>) -> anyhow::Result<u64> {
+    async fn finish(mut self: Box<Self>) -> Result<u64, WriteError> {
         let tails = std::mem::take(&mut self.tails);
         let written = self.complete().await?;
         for end in tails {
@@ -168,7 +168,7 @@ impl ExportWriter for MultipartWriter {
 }
 
 impl MultipartWriter {
-    async fn complete(&mut self) -> anyhow::Result<u64> {
+    async fn complete(&mut self) -> Result<u64, WriteError> {
         if self.upload.is_none() {
             let body = std::mem::take(&mut self.buffer);
             self.client
@@ -214,16 +214,16 @@ impl Drop for MultipartWriter {
     }
 }
 
-/// An upload's error: [`UnfinishedGone`] when S3 no longer knows the upload (a checkpoint's
-/// upload that was completed by a run killed before it could record so, or aborted).
-fn gone_or<E>(error: aws_sdk_s3::error::SdkError<E>, doing: &'static str) -> anyhow::Error
+/// An upload's error: [`WriteError::UnfinishedGone`] when S3 no longer knows the upload (a
+/// checkpoint's upload that was completed by a run killed before it could record so, or
+/// aborted).
+fn gone_or<E>(error: aws_sdk_s3::error::SdkError<E>, doing: &'static str) -> WriteError
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     use aws_sdk_s3::error::ProvideErrorMetadata;
     let gone = error.code() == Some("NoSuchUpload") || error.raw_response().is_some_and(|r| r.status().as_u16() == 404);
-    let error = anyhow::Error::new(error).context(doing);
-    if gone { error.context(UnfinishedGone) } else { error }
+    if gone { WriteError::UnfinishedGone } else { WriteError::Failed(anyhow::Error::new(error).context(doing)) }
 }
 
 fn is_missing<E: aws_sdk_s3::error::ProvideErrorMetadata>(error: &aws_sdk_s3::error::SdkError<E>) -> bool {
@@ -257,15 +257,15 @@ impl ExportStore for S3Exports {
         id: RequestId,
         format: ExportFormat,
         checkpoint: &str,
-    ) -> anyhow::Result<Box<dyn ExportWriter>> {
+    ) -> Result<Box<dyn ExportWriter>, WriteError> {
         let at: Unfinished = serde_json::from_str(checkpoint).context("not an export checkpoint")?;
         let key = key(id, format);
         // A run killed between completing the file and recording so leaves the upload closed:
         // then the build starts again (and writes the same file).
         match self.client.head_object().bucket(&self.bucket).key(&key).send().await {
-            Ok(_) => anyhow::bail!(UnfinishedGone),
+            Ok(_) => return Err(WriteError::UnfinishedGone),
             Err(e) if is_missing(&e) => {}
-            Err(e) => return Err(anyhow::Error::new(e).context("looking for an unfinished export")),
+            Err(e) => return Err(anyhow::Error::new(e).context("looking for an unfinished export").into()),
         }
         let mut buffer = Vec::with_capacity(PART);
         if at.tail > 0 {
@@ -279,7 +279,9 @@ impl ExportStore for S3Exports {
                 .context("reading the tail of an unfinished export")?;
             let bytes = object.body.collect().await.context("reading the tail of an unfinished export")?;
             buffer.extend_from_slice(&bytes.into_bytes());
-            anyhow::ensure!(buffer.len() as u64 == at.tail, "the tail is not the checkpoint's");
+            if buffer.len() as u64 != at.tail {
+                return Err(anyhow::anyhow!("the tail is not the checkpoint's").into());
+            }
         }
         let parts = (1..)
             .zip(at.parts)

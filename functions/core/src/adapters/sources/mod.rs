@@ -140,7 +140,7 @@ impl SubjectSources for Sources {
         Ok(false)
     }
 
-    async fn read(&self, account: AccountId, subject: &Subject) -> anyhow::Result<Box<dyn SourceReader>> {
+    async fn read(&self, account: AccountId, subject: &Subject) -> Result<Box<dyn SourceReader>, SourceError> {
         let kind = subject.kind();
         let values = Values::of(account, subject);
         let feeds = self
@@ -192,25 +192,25 @@ struct Reading {
 
 #[async_trait]
 impl SourceReader for Reading {
-    async fn next(&mut self, section: &'static str) -> anyhow::Result<Option<Vec<SourceRow>>> {
+    async fn next(&mut self, section: &'static str) -> Result<Option<Vec<SourceRow>>, SourceError> {
         while let Some(feed) = self.feeds.get_mut(self.at) {
             match feed.rows.recv().await {
                 Some(Message::Rows(rows)) => return Ok(Some(rows)),
                 Some(Message::End(ended)) if ended == section => self.at += 1,
-                Some(Message::Failed(error)) => return Err(error.into()),
-                Some(Message::End(_) | Message::Done) | None => return Err(feed.broken(Some(section)).into()),
+                Some(Message::Failed(error)) => return Err(error),
+                Some(Message::End(_) | Message::Done) | None => return Err(feed.broken(Some(section))),
             }
         }
         self.at = 0;
         Ok(None)
     }
 
-    async fn finish(mut self: Box<Self>) -> anyhow::Result<()> {
+    async fn finish(mut self: Box<Self>) -> Result<(), SourceError> {
         for feed in &mut self.feeds {
             match feed.rows.recv().await {
                 Some(Message::Done) => {}
-                Some(Message::Failed(error)) => return Err(error.into()),
-                Some(_) | None => return Err(feed.broken(None).into()),
+                Some(Message::Failed(error)) => return Err(error),
+                Some(_) | None => return Err(feed.broken(None)),
             }
         }
         Ok(())
