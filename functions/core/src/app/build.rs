@@ -60,12 +60,12 @@ impl App {
         };
         let request = match request.state {
             State::Accepted | State::Building => match build(app, &request, stop_at).await {
-                Ok(Build::Held(until)) => {
+                Ok(BuildStep::Held(until)) => {
                     return Ok(QueueOutcome::RetryAfter(RetryPolicy::while_held(app.now(), until)));
                 }
-                Ok(Build::Lost) => return Ok(QueueOutcome::Done),
-                Ok(Build::Suspended) => return Ok(QueueOutcome::Continue),
-                Ok(Build::Done) => match app.requests.get(id).await? {
+                Ok(BuildStep::Lost) => return Ok(QueueOutcome::Done),
+                Ok(BuildStep::Suspended) => return Ok(QueueOutcome::Continue),
+                Ok(BuildStep::Done) => match app.requests.get(id).await? {
                     Some(request) => request,
                     None => return Ok(QueueOutcome::Done),
                 },
@@ -126,7 +126,7 @@ fn build_failure(error: &BuildError) -> String {
 }
 
 /// How a build attempt ended.
-enum Build {
+enum BuildStep {
     /// Built, or there was nothing to build any more.
     Done,
     /// Another builder holds the build until then.
@@ -141,17 +141,17 @@ fn lease_from(now: Timestamp) -> Timestamp {
     now.plus_seconds(i64::try_from(BUILD_LEASE.as_secs()).unwrap_or(i64::MAX))
 }
 
-async fn build(app: &App, request: &DataRequest, stop_at: Option<std::time::Instant>) -> Result<Build, BuildError> {
+async fn build(app: &App, request: &DataRequest, stop_at: Option<std::time::Instant>) -> Result<BuildStep, BuildError> {
     let now = app.now();
     let lease = lease_from(now);
     if !app.requests.update(request.id, &Transition::StartBuild { now, lease_until: lease }).await? {
         return Ok(match app.requests.get(request.id).await? {
-            Some(stored) if stored.state == State::Building => stored.lease_until.map_or(Build::Done, Build::Held),
-            _ => Build::Done,
+            Some(stored) if stored.state == State::Building => stored.lease_until.map_or(BuildStep::Done, BuildStep::Held),
+            _ => BuildStep::Done,
         });
     }
     // Read again: the checkpoint to go on from is the one the last holder left.
-    let Some(request) = app.requests.get(request.id).await? else { return Ok(Build::Done) };
+    let Some(request) = app.requests.get(request.id).await? else { return Ok(BuildStep::Done) };
     if request.checkpoint.is_none() {
         app.record(request.account, request.id, AuditEvent::BuildStarted).await;
     }
@@ -160,10 +160,10 @@ async fn build(app: &App, request: &DataRequest, stop_at: Option<std::time::Inst
         built = write(app, &request, &held, stop_at) => built,
         () = renew(app, request.id, &held) => {
             tracing::warn!("the build was taken over by another builder; this one stops");
-            return Ok(Build::Lost);
+            return Ok(BuildStep::Lost);
         }
     };
-    if !matches!(result, Ok(Build::Done)) {
+    if !matches!(result, Ok(BuildStep::Done)) {
         // The next receive (or the continuation) may start at once rather than wait for the
         // lease to run out.
         let held = Timestamp::from_unix(held.load(Ordering::Relaxed));
@@ -194,7 +194,7 @@ async fn write(
     request: &DataRequest,
     lease: &AtomicI64,
     stop_at: Option<std::time::Instant>,
-) -> Result<Build, BuildError> {
+) -> Result<BuildStep, BuildError> {
     let started = std::time::Instant::now();
     let build = export::BuildInputs {
         subjects: &*app.subjects,
@@ -217,7 +217,7 @@ async fn write(
         }
         export::BuildOutcome::Suspended => {
             tracing::info!("the build stopped at a checkpoint; a continuation goes on");
-            return Ok(Build::Suspended);
+            return Ok(BuildStep::Suspended);
         }
     };
     let size = written.bytes;
@@ -235,5 +235,5 @@ async fn write(
         let records = written.sections.into_iter().map(|(name, count)| (name.to_owned(), count)).collect();
         app.record(request.account, request.id, AuditEvent::Built { bytes: size, records }).await;
     }
-    Ok(Build::Done)
+    Ok(BuildStep::Done)
 }

@@ -21,7 +21,7 @@ use crate::config::{self, ConfigError};
 use crate::domain::{AccountId, Subject};
 use crate::ports::{SourceError, SourceReader, SourceRow, SubjectSources};
 pub use mapping::{Mapping, Mistake};
-use postgres::{Message, Postgres, Values};
+use postgres::{Postgres, RowsMessage, Values};
 
 /// Batches of rows waiting between a source's task and the export, per source.
 const QUEUE: usize = 2;
@@ -161,7 +161,7 @@ impl SubjectSources for Sources {
 struct Feed {
     name: String,
     kind: &'static str,
-    rows: mpsc::Receiver<Message>,
+    rows: mpsc::Receiver<RowsMessage>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -195,10 +195,10 @@ impl SourceReader for Reading {
     async fn next(&mut self, section: &'static str) -> Result<Option<Vec<SourceRow>>, SourceError> {
         while let Some(feed) = self.feeds.get_mut(self.at) {
             match feed.rows.recv().await {
-                Some(Message::Rows(rows)) => return Ok(Some(rows)),
-                Some(Message::End(ended)) if ended == section => self.at += 1,
-                Some(Message::Failed(error)) => return Err(error),
-                Some(Message::End(_) | Message::Done) | None => return Err(feed.broken(Some(section))),
+                Some(RowsMessage::Rows(rows)) => return Ok(Some(rows)),
+                Some(RowsMessage::End(ended)) if ended == section => self.at += 1,
+                Some(RowsMessage::Failed(error)) => return Err(error),
+                Some(RowsMessage::End(_) | RowsMessage::Done) | None => return Err(feed.broken(Some(section))),
             }
         }
         self.at = 0;
@@ -208,8 +208,8 @@ impl SourceReader for Reading {
     async fn finish(mut self: Box<Self>) -> Result<(), SourceError> {
         for feed in &mut self.feeds {
             match feed.rows.recv().await {
-                Some(Message::Done) => {}
-                Some(Message::Failed(error)) => return Err(error),
+                Some(RowsMessage::Done) => {}
+                Some(RowsMessage::Failed(error)) => return Err(error),
                 Some(_) | None => return Err(feed.broken(None)),
             }
         }

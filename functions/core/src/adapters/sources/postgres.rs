@@ -55,7 +55,7 @@ impl Values {
 /// What a reading task hands to the build, in order: each section's rows then its end, and at
 /// last `Done` (or `Failed` at any point).
 #[derive(Debug)]
-pub enum Message {
+pub enum RowsMessage {
     /// Rows of the current section.
     Rows(Vec<SourceRow>),
     /// The current section has no more rows.
@@ -280,20 +280,20 @@ impl Postgres {
     }
 
     /// Reads every section the kind's queries supply, in export order, in one snapshot, and
-    /// hands the rows to `out` (see [`Message`]). Stops when `out` is closed.
-    pub async fn read(self: Arc<Self>, kind: SubjectKind, values: Values, out: mpsc::Sender<Message>) {
+    /// hands the rows to `out` (see [`RowsMessage`]). Stops when `out` is closed.
+    pub async fn read(self: Arc<Self>, kind: SubjectKind, values: Values, out: mpsc::Sender<RowsMessage>) {
         let result = tokio::select! {
             result = self.read_all(kind, &values, &out) => result,
             () = out.closed() => return,
         };
-        let _ = out.send(result.map_or_else(Message::Failed, |()| Message::Done)).await;
+        let _ = out.send(result.map_or_else(RowsMessage::Failed, |()| RowsMessage::Done)).await;
     }
 
     async fn read_all(
         &self,
         kind: SubjectKind,
         values: &Values,
-        out: &mpsc::Sender<Message>,
+        out: &mpsc::Sender<RowsMessage>,
     ) -> Result<(), SourceError> {
         let gone = || self.error(Some(kind), None, "the build stopped reading".into());
         let mut client = self.connect().await?;
@@ -303,7 +303,7 @@ impl Postgres {
             if let Some(query) = queries.and_then(|q| q.section(section)) {
                 self.stream(&transaction, kind, query, values, out).await?;
             }
-            out.send(Message::End(section)).await.map_err(|_| gone())?;
+            out.send(RowsMessage::End(section)).await.map_err(|_| gone())?;
         }
         transaction
             .commit()
@@ -317,7 +317,7 @@ impl Postgres {
         kind: SubjectKind,
         query: &Query,
         values: &Values,
-        out: &mpsc::Sender<Message>,
+        out: &mpsc::Sender<RowsMessage>,
     ) -> Result<(), SourceError> {
         let failed = |what: String| self.error(Some(kind), Some(query.name), what);
         let prepared = prepare(transaction, query).await.map_err(|problems| failed(problems.join("; ")))?;
@@ -342,7 +342,7 @@ impl Postgres {
                 if batch.len() >= BATCH_ROWS || bytes >= BATCH_BYTES {
                     bytes = 0;
                     let rows = std::mem::take(&mut batch);
-                    out.send(Message::Rows(rows)).await.map_err(|_| failed("the build stopped reading".into()))?;
+                    out.send(RowsMessage::Rows(rows)).await.map_err(|_| failed("the build stopped reading".into()))?;
                 }
             }
             if count < PAGE_ROWS {
@@ -350,7 +350,7 @@ impl Postgres {
             }
         }
         if !batch.is_empty() {
-            out.send(Message::Rows(batch)).await.map_err(|_| failed("the build stopped reading".into()))?;
+            out.send(RowsMessage::Rows(batch)).await.map_err(|_| failed("the build stopped reading".into()))?;
         }
         Ok(())
     }
