@@ -146,7 +146,9 @@ async fn build(app: &App, request: &DataRequest, stop_at: Option<std::time::Inst
     let lease = lease_from(now);
     if !app.requests.update(request.id, &Transition::StartBuild { now, lease_until: lease }).await? {
         return Ok(match app.requests.get(request.id).await? {
-            Some(stored) if stored.state == State::Building => stored.lease_until.map_or(BuildStep::Done, BuildStep::Held),
+            Some(stored) if stored.state == State::Building => {
+                stored.lease_until.map_or(BuildStep::Done, BuildStep::Held)
+            }
             _ => BuildStep::Done,
         });
     }

@@ -7,6 +7,7 @@ mod email;
 pub mod idempotency;
 mod ids;
 pub mod lifecycle;
+pub mod ndjson;
 mod report;
 mod request;
 pub mod ses;

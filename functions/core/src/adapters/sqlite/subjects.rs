@@ -586,8 +586,8 @@ mod tests {
     use futures_util::TryStreamExt;
 
     use super::*;
-    use crate::app::ingest::parse_line;
     use crate::domain::Line;
+    use crate::domain::ndjson::parse_line;
 
     #[tokio::test]
     async fn the_retention_sweep_deletes_only_records_older_than_the_cutoff() {
