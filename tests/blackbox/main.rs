@@ -8,6 +8,7 @@ mod aws;
 mod bad_input;
 mod commands;
 mod delivery;
+mod erasure;
 mod faults;
 mod helpers;
 mod html_report;

@@ -14,9 +14,9 @@ use anyhow::Context;
 use crate::adapters::memory::{FakeClock, Fakes};
 use crate::adapters::token_cache::TokenCache;
 use crate::adapters::webhook::HttpWebDelivery;
-#[cfg(feature = "aws")]
-use crate::app::Operator;
 use crate::app::{App, RateLimiter};
+#[cfg(feature = "aws")]
+use crate::app::{Operator, OperatorStores};
 use crate::config::Settings;
 use crate::domain::Timestamp;
 use crate::ports::{
@@ -270,21 +270,26 @@ pub async fn aws_with_secret(
     aws(clients, resources, &with_secret)
 }
 
-/// The operator's use cases on a deployed stack: only the accounts table, the subjects table
-/// and the bucket (for large MIME bodies) need naming, so the `datarequest` command works with
-/// just those of the stack's variables.
+/// The operator's use cases on a deployed stack: only the tables and the bucket need naming
+/// (`DATAREQUEST_ACCOUNTS_TABLE`, `…_SUBJECTS_TABLE`, `…_REQUESTS_TABLE`, `…_EXPORTS_BUCKET`),
+/// so the `datarequest` command works with just those of the stack's variables.
 ///
 /// # Errors
 /// When one of those variables is missing; the error names it.
 #[cfg(feature = "aws")]
 pub async fn aws_operator(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Operator> {
-    use crate::config::{ACCOUNTS_TABLE, EXPORTS_BUCKET, SUBJECTS_TABLE, required};
+    use crate::config::{ACCOUNTS_TABLE, EXPORTS_BUCKET, REQUESTS_TABLE, SUBJECTS_TABLE, required};
     let (accounts_table, subjects_table) = (required(lookup, ACCOUNTS_TABLE)?, required(lookup, SUBJECTS_TABLE)?);
-    let bucket = required(lookup, EXPORTS_BUCKET)?;
+    let (requests_table, bucket) = (required(lookup, REQUESTS_TABLE)?, required(lookup, EXPORTS_BUCKET)?);
     let clients = Clients::from_env().await;
-    let accounts = DynamoDbAccounts::new(clients.dynamodb.clone(), accounts_table);
-    let subjects = DynamoDbSubjects::new(clients.dynamodb.clone(), subjects_table, clients.s3.clone(), bucket);
-    Ok(Operator::new(Arc::new(accounts), Arc::new(subjects)))
+    let subjects = DynamoDbSubjects::new(clients.dynamodb.clone(), subjects_table, clients.s3.clone(), bucket.clone());
+    Ok(Operator::new(OperatorStores {
+        accounts: Arc::new(DynamoDbAccounts::new(clients.dynamodb.clone(), accounts_table)),
+        subjects: Arc::new(subjects),
+        requests: Arc::new(DynamoDbRequests::new(clients.dynamodb.clone(), requests_table)),
+        exports: Arc::new(S3Exports::new(clients.s3.clone(), bucket)),
+        mailer: Arc::new(SesMailer::new(clients.ses.clone())),
+    }))
 }
 
 /// The ports an app was put together from, for tests and benchmarks to arrange data and look

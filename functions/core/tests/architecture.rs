@@ -1,8 +1,9 @@
 //! The structure the docs promise, held by tests that read the sources: adapters stay outbound
-//! (docs/architecture.md), each Lambda main stays a thin wrapper, and the README stays short
-//! with no link to a file that is gone.
+//! (docs/architecture.md), the files of a folder import each other without loops, each Lambda
+//! main stays a thin wrapper, and the README stays short with no link to a file that is gone.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -149,6 +150,53 @@ fn inline_module_at(code: &[u8], i: usize) -> Option<(String, usize)> {
     let (name, end) = ident_at(code, skip_space(code, i + 3));
     let open = skip_space(code, end);
     (!name.is_empty() && code.get(open) == Some(&b'{')).then_some((name, open))
+}
+
+/// Blanks every `#[cfg(test)] mod NAME { … }`: a test module may use anything.
+fn without_test_modules(code: &[u8]) -> Vec<u8> {
+    let mut out = code.to_vec();
+    let mut from = 0;
+    while let Some(n) = code[from..].windows(12).position(|w| w == b"#[cfg(test)]") {
+        let start = from + n;
+        let mut i = skip_space(code, start + 12);
+        // Further attributes, and a visibility, may stand between the cfg and the module.
+        while code[i..].starts_with(b"#[") {
+            i = skip_space(code, block_end_brackets(code, i + 1));
+        }
+        if code[i..].starts_with(b"pub") {
+            i = skip_space(code, i + 3);
+            if code.get(i) == Some(&b'(') {
+                i = skip_space(code, code[i..].iter().position(|&b| b == b')').map_or(code.len(), |p| i + p + 1));
+            }
+        }
+        match inline_module_at(code, i) {
+            Some((_, open)) => {
+                let end = block_end(code, open);
+                blank(&mut out, start, end);
+                from = end;
+            }
+            None => from = start + 12,
+        }
+    }
+    out
+}
+
+/// Where the `[ … ]` whose `[` is at `open` ends (just after its `]`).
+fn block_end_brackets(code: &[u8], open: usize) -> usize {
+    let mut depth = 0usize;
+    for (n, &byte) in code[open..].iter().enumerate() {
+        match byte {
+            b'[' => depth += 1,
+            b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return open + n + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    code.len()
 }
 
 /// Every path the use tree or path expression at `i` names, each with where its last segment
@@ -334,6 +382,132 @@ fn no_adapter_imports_a_use_case_a_door_or_the_composition_root() {
         broken.is_empty(),
         "an adapter is outbound only and never imports app/, inbound/ or compose.rs (docs/architecture.md), but:\n{}",
         broken.join("\n")
+    );
+}
+
+/// Where an edge between two files of a folder comes from: the first reference that makes it.
+struct Evidence {
+    file: String,
+    line: usize,
+    text: String,
+    path: String,
+}
+
+/// The node a folder's parent file (`mod.rs`, `lib.rs`, `main.rs`) is in its folder's graph.
+const PARENT: &str = "(parent)";
+
+/// The graph of one folder's files: an edge from a child (a file, or a subfolder with all the
+/// files in it) to each sibling, or to the parent file, its code outside test modules refers to.
+/// The parent file's own references to its children are allowed and left out.
+fn folder_graph(files: &[SourceFile], folder: &[String]) -> BTreeMap<String, BTreeMap<String, Evidence>> {
+    let depth = folder.len();
+    let children: BTreeSet<&String> = files
+        .iter()
+        .filter(|f| f.module.len() > depth && f.module[..depth] == *folder)
+        .map(|f| &f.module[depth])
+        .collect();
+    let mut graph: BTreeMap<String, BTreeMap<String, Evidence>> = BTreeMap::new();
+    for file in files.iter().filter(|f| f.module.len() > depth && f.module[..depth] == *folder) {
+        let from = &file.module[depth];
+        for reference in references(&without_test_modules(&file.code), &file.module) {
+            if reference.path.len() < depth || reference.path[..depth] != *folder {
+                continue;
+            }
+            let to = match reference.path.get(depth) {
+                Some(child) if children.contains(child) => child.as_str(),
+                _ => PARENT,
+            };
+            if to == from {
+                continue;
+            }
+            graph.entry(from.clone()).or_default().entry(to.to_string()).or_insert_with(|| Evidence {
+                file: shown(&file.path),
+                line: reference.line,
+                text: file.line(reference.line).to_string(),
+                path: reference.path.join("::"),
+            });
+        }
+    }
+    graph
+}
+
+/// A cycle of the graph, if it has one: its nodes in order, the first again at the end.
+fn cycle(graph: &BTreeMap<String, BTreeMap<String, Evidence>>) -> Option<Vec<String>> {
+    fn visit<'a>(
+        node: &'a str,
+        graph: &'a BTreeMap<String, BTreeMap<String, Evidence>>,
+        done: &mut BTreeSet<&'a str>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = stack.iter().position(|&n| n == node) {
+            return Some(stack[at..].iter().chain([&node]).map(|n| n.to_string()).collect());
+        }
+        if !done.insert(node) {
+            return None;
+        }
+        stack.push(node);
+        for next in graph.get(node).into_iter().flat_map(BTreeMap::keys) {
+            if let Some(found) = visit(next, graph, done, stack) {
+                return Some(found);
+            }
+        }
+        stack.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph.keys().find_map(|node| visit(node, graph, &mut done, &mut Vec::new()))
+}
+
+#[test]
+fn the_files_of_each_folder_import_each_other_without_loops() {
+    let root = workspace();
+    let mut loops = Vec::new();
+    let mut edges = 0;
+    for (crate_dir, root_file) in [("functions/core/src", "lib.rs"), ("functions/local/src", "main.rs")] {
+        let files = crate_files(&root.join(crate_dir), root_file);
+        let folders: BTreeSet<Vec<String>> = files
+            .iter()
+            .map(|f| {
+                let name = f.path.file_name().unwrap().to_string_lossy();
+                let is_parent = name == "mod.rs" || (f.module.is_empty() && name == root_file);
+                if is_parent { f.module.clone() } else { f.module[..f.module.len() - 1].to_vec() }
+            })
+            .collect();
+        for folder in folders {
+            let mut graph = folder_graph(&files, &folder);
+            edges += graph.values().map(BTreeMap::len).sum::<usize>();
+            let dir = [crate_dir.to_string()].into_iter().chain(folder.iter().cloned()).collect::<Vec<_>>().join("/");
+            let name = |node: &str| match node {
+                PARENT => "the folder's parent file".to_string(),
+                _ if root.join(&dir).join(node).is_dir() => format!("{node}/"),
+                _ => format!("{node}.rs"),
+            };
+            // Every loop: each one found is reported, then broken at its last edge to look for more.
+            while let Some(nodes) = cycle(&graph) {
+                let names: Vec<String> = nodes.iter().map(|node| name(node)).collect();
+                let why: Vec<String> = nodes
+                    .windows(2)
+                    .map(|pair| {
+                        let evidence = &graph[&pair[0]][&pair[1]];
+                        format!(
+                            "  {}:{} refers to crate::{}: `{}`",
+                            evidence.file, evidence.line, evidence.path, evidence.text
+                        )
+                    })
+                    .collect();
+                loops.push(format!("in {dir}/: {}\n{}", names.join(" -> "), why.join("\n")));
+                let [.., last, first] = nodes.as_slice() else { break };
+                if let Some(edges) = graph.get_mut(last) {
+                    edges.remove(first);
+                }
+            }
+        }
+    }
+    assert!(edges > 0, "found no imports between the files of a folder at all: the reading of paths is broken");
+    assert!(
+        loops.is_empty(),
+        "the files of one folder import each other without loops (docs/architecture.md), but:\n{}",
+        loops.join("\n")
     );
 }
 

@@ -90,13 +90,8 @@ async fn post_ingest_through_the_http_api_stores_lines_and_refuses_a_wrong_key_o
     let env = Env::provision();
     let clients = env.clients().await;
     let accounts = DynamoDbAccounts::new(clients.dynamodb.clone(), env.resources().accounts_table);
-    let key = datarequest::app::Operator::new(
-        std::sync::Arc::new(accounts),
-        std::sync::Arc::new(datarequest::adapters::memory::MemorySubjects::default()),
-    )
-    .create_ingest_key()
-    .await
-    .expect("ingest key");
+    let key = datarequest::domain::AccessToken::generate();
+    datarequest::ports::Accounts::add_ingest_key(&accounts, &key.hash()).await.expect("ingest key");
     let ingest = start(&env).await;
 
     let ok = ingest.invoke(ingest_event(key.expose(), &format!("{PROFILE}\n{MESSAGE}\n"))).await.expect("answers");

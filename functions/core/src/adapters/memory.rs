@@ -99,6 +99,18 @@ impl RequestStore for MemoryRequests {
         ids.sort();
         Ok(ids)
     }
+
+    async fn requests_of(&self, account: AccountId) -> anyhow::Result<Vec<DataRequest>> {
+        let mut requests: Vec<DataRequest> = lock(&self.0).values().filter(|r| r.account == account).cloned().collect();
+        requests.sort_by_key(|r| r.id);
+        Ok(requests)
+    }
+
+    async fn forget_account(&self, account: AccountId) -> anyhow::Result<()> {
+        lock(&self.0).retain(|_, r| r.account != account);
+        lock(&self.1).retain(|(owner, _), _| *owner != account);
+        Ok(())
+    }
 }
 
 /// A queue that only collects what was enqueued, and how its consumer settled each message.
@@ -474,6 +486,15 @@ impl SubjectData for MemorySubjects {
                 }
             }
         }
+        Ok(())
+    }
+
+    async fn erase_account(&self, account: AccountId) -> anyhow::Result<()> {
+        let mut data = lock(&self.data);
+        data.profiles.retain(|(owner, _), _| *owner != account);
+        data.subprofiles.retain(|(owner, _), _| *owner != account);
+        data.messages.retain(|(owner, _), _| *owner != account);
+        data.events.retain(|(owner, _), _| *owner != account);
         Ok(())
     }
 

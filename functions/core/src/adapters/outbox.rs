@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use lettre::address::Envelope;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
+use crate::domain::RequestId;
 use crate::ports::{Mailer, OutgoingMail};
 
 /// Writes each mail to `<dir>/<request id>.eml`, atomically.
@@ -32,6 +33,18 @@ impl Mailer for OutboxMailer {
         let temporary = self.dir.join(format!(".{}.eml.part", mail.request));
         tokio::fs::write(&temporary, &mail.raw).await.context("writing to the outbox")?;
         tokio::fs::rename(&temporary, &target).await.context("writing to the outbox")?;
+        Ok(())
+    }
+
+    async fn forget(&self, request: RequestId) -> anyhow::Result<()> {
+        for name in [format!("{request}.eml"), format!(".{request}.eml.part")] {
+            match tokio::fs::remove_file(self.dir.join(name)).await {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(anyhow::Error::new(error).context("deleting a mail from the outbox"));
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 }

@@ -4,29 +4,15 @@
 //! message finds nothing to do.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
 
 use tracing::instrument;
 
-use super::App;
 use super::deliver::deliver;
+use super::{App, QueueOutcome};
 use crate::domain::lifecycle::{BUILD_LEASE, BUILD_RENEW_EVERY};
 use crate::domain::{AuditEvent, DataRequest, DeliveryStatus, RequestId, RetryPolicy, State, Timestamp, Transition};
 use crate::export::{self, BuildError, Checkpoints};
 use crate::metrics::BuildFigures;
-
-/// What to do with the queue message after handling it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueOutcome {
-    /// Nothing more to do: delete the message.
-    Done,
-    /// Deliver the message again after this long: a delivery to retry, or a build or delivery
-    /// another worker holds.
-    RetryAfter(Duration),
-    /// The run stopped before its deadline, the build at a checkpoint: queue the message again
-    /// at once (a continuation), as a new message that has not failed.
-    Continue,
-}
 
 impl App {
     /// Handles one queue message for a request. `receives` is how often the queue has handed this

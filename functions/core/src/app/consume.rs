@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::App;
-use super::build::QueueOutcome;
+use super::QueueOutcome;
 use crate::domain::RetryPolicy;
 use crate::ports::{QueueConsumer, QueueMessage};
 

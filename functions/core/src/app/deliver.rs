@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use super::App;
-use super::build::QueueOutcome;
+use super::QueueOutcome;
 use crate::app::mail::{Content, Html, compose};
 use crate::domain::lifecycle::CLAIM_MARGIN;
 use crate::domain::{

@@ -6,15 +6,15 @@ mod access;
 mod build;
 mod consume;
 mod deliver;
+mod erase;
 pub mod ingest;
 pub mod mail;
 mod operator;
 
 pub use access::DownloadError;
-pub use build::QueueOutcome;
 pub use consume::{Consumed, settle};
 pub use deliver::DeliveryError;
-pub use operator::{NewAccount, Operator};
+pub use operator::{NewAccount, Operator, OperatorStores};
 
 use std::sync::Arc;
 
@@ -30,6 +30,19 @@ use crate::ports::{
     Accounts, AuditLog, BuildQueue, Clock, ExportStore, KeyClaim, Mailer, RequestStore, SubjectData, SubjectSources,
     WebDelivery,
 };
+
+/// What to do with the queue message after handling it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueOutcome {
+    /// Nothing more to do: delete the message.
+    Done,
+    /// Deliver the message again after this long: a delivery to retry, or a build or delivery
+    /// another worker holds.
+    RetryAfter(std::time::Duration),
+    /// The run stopped before its deadline, the build at a checkpoint: queue the message again
+    /// at once (a continuation), as a new message that has not failed.
+    Continue,
+}
 
 /// Every port the service uses, injected once by [`crate::compose`]; the doors call the use
 /// cases, never a port.
@@ -158,7 +171,11 @@ impl App {
     /// When the subject store fails midway; sending the same lines again converges.
     #[instrument(skip_all, fields(lines = lines.len()))]
     pub async fn ingest(&self, lines: Vec<crate::domain::Line>) -> anyhow::Result<()> {
-        crate::app::ingest::apply(&*self.subjects, lines).await
+        let eraser = self.eraser();
+        let erases = lines.iter().any(|line| matches!(line, crate::domain::Line::Erase(_)));
+        let related = if erases { eraser.before_lines(&lines).await? } else { Vec::new() };
+        crate::app::ingest::apply(&*self.subjects, lines).await?;
+        eraser.after_lines(&related, erases).await
     }
 
     /// Accepts a data request: checks that the subject exists in the account, stores the
@@ -292,8 +309,11 @@ impl App {
     /// When a store cannot be reached.
     pub async fn expire(&self, id: RequestId) -> anyhow::Result<()> {
         self.exports.delete(id).await.context("deleting an expired export")?;
+        self.mailer.forget(id).await.context("deleting the mail of an expired export")?;
         if self.requests.update(id, &Transition::Expire).await? {
             tracing::info!(request_id = %id, "export expired");
+            // The request's addresses were overwritten: the store rewrites what it kept.
+            self.subjects.scrub().await?;
             if let Some(request) = self.requests.get(id).await? {
                 self.record(request.account, id, AuditEvent::Expired).await;
             }
@@ -363,13 +383,22 @@ impl App {
         };
         let keep = i64::try_from(self.settings.audit_retention.as_secs()).unwrap_or(i64::MAX);
         let entries = self.audit.forget_before(now.plus_seconds(-keep)).await.context("the audit retention sweep")?;
+        if records > 0 || entries > 0 {
+            self.subjects.scrub().await?;
+        }
         Ok((records, entries))
     }
 
     /// The operator's use cases on this app's account and subject stores.
     #[must_use]
     pub fn operator(&self) -> Operator {
-        Operator::new(self.accounts.clone(), self.subjects.clone())
+        Operator::new(OperatorStores {
+            accounts: self.accounts.clone(),
+            subjects: self.subjects.clone(),
+            requests: self.requests.clone(),
+            exports: self.exports.clone(),
+            mailer: self.mailer.clone(),
+        })
     }
 
     /// Creates an account with a fresh token and webhook secret.

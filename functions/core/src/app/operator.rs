@@ -1,14 +1,14 @@
 //! The operator's use cases, the `datarequest` command's subcommands on either backend:
-//! accounts and their tokens, ingest keys, imports and erasures. They need only the account
-//! and subject stores, so an operator can run them against a deployed stack without the rest
-//! of its configuration ([`crate::compose::aws_operator`]).
+//! accounts and their tokens, ingest keys, imports and erasures. They need only the stores,
+//! so an operator can run them against a deployed stack without the rest of its
+//! configuration ([`crate::compose::aws_operator`]).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::app::ingest::{ImportError, Summary, import_file};
 use crate::domain::{AccessToken, AccountId, Erasure, WebhookSecret};
-use crate::ports::{Accounts, SubjectData};
+use crate::ports::{Accounts, ExportStore, Mailer, RequestStore, SubjectData};
 
 /// A new account, as shown once to the operator.
 #[derive(Debug)]
@@ -21,18 +21,37 @@ pub struct NewAccount {
     pub webhook_secret: WebhookSecret,
 }
 
-/// The operator's use cases on one backend's account and subject stores.
+/// The stores the operator's use cases work on.
+#[derive(Clone)]
+pub struct OperatorStores {
+    /// Accounts, tokens and ingest keys.
+    pub accounts: Arc<dyn Accounts>,
+    /// Subject data.
+    pub subjects: Arc<dyn SubjectData>,
+    /// Data requests (an erasure or a deleted account erases theirs).
+    pub requests: Arc<dyn RequestStore>,
+    /// Export files.
+    pub exports: Arc<dyn ExportStore>,
+    /// The mailer, for the copies of mails it keeps.
+    pub mailer: Arc<dyn Mailer>,
+}
+
+/// The operator's use cases on one backend's stores.
 #[derive(Clone)]
 pub struct Operator {
     accounts: Arc<dyn Accounts>,
-    subjects: Arc<dyn SubjectData>,
+    pub(crate) subjects: Arc<dyn SubjectData>,
+    pub(crate) requests: Arc<dyn RequestStore>,
+    pub(crate) exports: Arc<dyn ExportStore>,
+    pub(crate) mailer: Arc<dyn Mailer>,
 }
 
 impl Operator {
     /// The use cases on these stores.
     #[must_use]
-    pub fn new(accounts: Arc<dyn Accounts>, subjects: Arc<dyn SubjectData>) -> Self {
-        Self { accounts, subjects }
+    pub fn new(stores: OperatorStores) -> Self {
+        let OperatorStores { accounts, subjects, requests, exports, mailer } = stores;
+        Self { accounts, subjects, requests, exports, mailer }
     }
 
     /// Creates an account with a fresh token and webhook secret.
@@ -63,12 +82,14 @@ impl Operator {
         self.accounts.revoke_token(account, &token.hash()).await
     }
 
-    /// Deletes an account and revokes its tokens; `false` when there is no such account.
+    /// Deletes an account: its tokens are refused at once, then its requests (their files
+    /// and kept mails), idempotency keys and subject data go. `false` when there is no such
+    /// account.
     ///
     /// # Errors
-    /// When the account store cannot be reached.
+    /// When a store cannot be reached; deleting again completes the deletion.
     pub async fn delete_account(&self, account: AccountId) -> anyhow::Result<bool> {
-        self.accounts.delete_account(account).await
+        self.eraser().delete_account(&*self.accounts, account).await
     }
 
     /// Creates an ingest key (the platform's key for `POST /ingest`); only its hash is stored.
@@ -96,6 +117,6 @@ impl Operator {
     /// # Errors
     /// When the subject store fails.
     pub async fn erase(&self, erasure: &Erasure) -> anyhow::Result<()> {
-        self.subjects.erase(erasure).await
+        self.eraser().erase(erasure).await
     }
 }

@@ -68,7 +68,31 @@ impl EmailAddress {
     pub fn normalized(&self) -> String {
         self.0.to_ascii_lowercase()
     }
+
+    /// The address's erased stand-in, `<SHA-256 of the lower-cased address, hex>@erased.invalid`:
+    /// what a request keeps once its export is gone. It still tells whether two requests named
+    /// the same address, never which (`.invalid` is reserved: no mail can go there). An erased
+    /// address stays as it is.
+    #[must_use]
+    pub fn erased(&self) -> Self {
+        if self.is_erased() {
+            return self.clone();
+        }
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.normalized().as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Self(format!("{hex}@{ERASED_DOMAIN}"))
+    }
+
+    /// Whether this is an erased stand-in ([`EmailAddress::erased`]).
+    #[must_use]
+    pub fn is_erased(&self) -> bool {
+        self.0.ends_with(ERASED_DOMAIN) && self.0.len() == 64 + 1 + ERASED_DOMAIN.len()
+    }
 }
+
+/// The domain of erased addresses.
+const ERASED_DOMAIN: &str = "erased.invalid";
 
 impl fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -78,6 +102,18 @@ impl fmt::Display for EmailAddress {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_erased_address_holds_only_its_hash_and_erasing_it_again_changes_nothing() {
+        let address = EmailAddress::parse("Jane.Doe@Example.com").unwrap_or_else(|e| panic!("{e}"));
+        let erased = address.erased();
+        assert!(erased.is_erased() && !address.is_erased());
+        assert!(!erased.as_str().to_ascii_lowercase().contains("jane"), "{erased}");
+        assert_eq!(EmailAddress::parse(erased.as_str()).as_ref(), Ok(&erased), "it parses back");
+        assert_eq!(erased.erased(), erased);
+        let same = EmailAddress::parse("jane.doe@example.com").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(same.erased(), erased, "the same address, case aside, has the same stand-in");
+    }
+
     use super::*;
 
     #[test]

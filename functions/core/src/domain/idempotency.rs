@@ -40,12 +40,15 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// What a POST asked for, to tell a replay from another call under the same key: the subject
-/// in clear, the report only as a hash (it is personal data, and the store keeps this).
+/// What a POST asked for, to tell a replay from another call under the same key: the subject's
+/// kind, and the subject and the report only as hashes (they may be personal data, and the
+/// store keeps this for a day).
 #[must_use]
 pub fn fingerprint(subject: &Subject, report: Option<&Report>) -> String {
+    // Hashes only: an idempotency key outlives neither its day nor an erasure in clear text.
     let report = report.map_or_else(String::new, |r| hex(&Sha256::digest(r.to_string().as_bytes())));
-    format!("{}:{}|{report}", subject.kind().as_str(), subject.value())
+    let subject_hash = hex(&Sha256::digest(subject.redacted().value().as_bytes()));
+    format!("{}:{subject_hash}|{report}", subject.kind().as_str())
 }
 
 /// Which part of a fingerprint differs from another: `subject` or `report`.
@@ -76,6 +79,8 @@ mod tests {
         let report = Report::parse("dpo@example.com", super::super::WebPolicy::PublicOnly).ok();
         let asked = fingerprint(&profile, report.as_ref());
         assert!(!asked.contains("dpo@example.com"), "the report is kept only as a hash");
+        let address = Subject::from_parts("email", "jane@example.com").unwrap_or_else(|e| panic!("{e}"));
+        assert!(!fingerprint(&address, None).contains("jane"), "an address subject is kept only as a hash");
         assert_eq!(conflict(&asked, &fingerprint(&profile, None)), "report");
         assert_eq!(conflict(&asked, &fingerprint(&other, report.as_ref())), "subject");
     }

@@ -122,6 +122,10 @@ pub enum Transition {
     },
     /// The export's time is up: its file is gone.
     Expire,
+    /// The subject's data was erased, or its account deleted: whatever the request holds goes
+    /// (its files are deleted by the caller), and a request still to be built or delivered is
+    /// not. A failed request keeps its state and loses its addresses.
+    Erase,
 }
 
 /// Which stored request a transition may touch.
@@ -179,6 +183,9 @@ pub struct Change {
     pub delivery: Option<Delivery>,
     /// The build's checkpoint: `Some(None)` clears it.
     pub checkpoint: Option<Option<String>>,
+    /// Whether the subject's address and the report address go: the subject keeps its erased
+    /// stand-in, the report none (its hash stays in the audit log).
+    pub redact: bool,
 }
 
 impl Change {
@@ -207,6 +214,10 @@ impl Change {
         }
         if let Some(checkpoint) = &self.checkpoint {
             request.checkpoint.clone_from(checkpoint);
+        }
+        if self.redact {
+            request.subject = request.subject.redacted();
+            request.report = None;
         }
     }
 }
@@ -238,6 +249,7 @@ impl Transition {
             }
             Self::Delivered { .. } | Self::DeliveryFailed { .. } => Guard::in_states(&[Built]),
             Self::Expire => Guard::in_states(&[Built, Delivered]),
+            Self::Erase => Guard::in_states(&[Accepted, Building, Built, Delivered, State::Failed]),
         }
     }
 
@@ -309,6 +321,17 @@ impl Transition {
                 state: Some(State::Expired),
                 reason: Some("the export expired".into()),
                 available: Some(0),
+                redact: true,
+                ..Change::default()
+            },
+            Self::Erase if stored.state == State::Failed => Change { redact: true, ..Change::default() },
+            Self::Erase => Change {
+                state: Some(State::Expired),
+                reason: Some("the subject's data was erased".into()),
+                available: Some(0),
+                lease_until: Some(None),
+                checkpoint: Some(None),
+                redact: true,
                 ..Change::default()
             },
         }
@@ -457,6 +480,7 @@ mod tests {
                 last
             }),
             Just(Transition::Expire),
+            Just(Transition::Erase),
         ]
     }
 
@@ -491,7 +515,7 @@ mod tests {
                 if replay {
                     let once = r.clone();
                     let again = step.apply(&mut r);
-                    if matches!(step, Transition::Progress { .. } | Transition::Checkpoint { .. } | Transition::Renew { .. } | Transition::DeliveryFailed { .. } | Transition::Requeue { .. }) {
+                    if matches!(step, Transition::Progress { .. } | Transition::Checkpoint { .. } | Transition::Renew { .. } | Transition::DeliveryFailed { .. } | Transition::Requeue { .. } | Transition::Erase) {
                         prop_assert_eq!(&r, &once, "replaying {:?} changed the request", step);
                     } else {
                         prop_assert!(!again, "{:?} applied twice", step);

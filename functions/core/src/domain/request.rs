@@ -76,6 +76,16 @@ impl Subject {
         }
     }
 
+    /// The subject as a request keeps it once its export is gone: an address is replaced by
+    /// its erased stand-in ([`EmailAddress::erased`]); ids name no one by themselves.
+    #[must_use]
+    pub fn redacted(&self) -> Self {
+        match self {
+            Self::Email(address) => Self::Email(address.erased()),
+            other => other.clone(),
+        }
+    }
+
     /// `info.id` of the export: the number, or the address.
     #[must_use]
     pub fn info_id(&self) -> serde_json::Value {

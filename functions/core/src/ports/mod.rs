@@ -85,6 +85,24 @@ pub trait RequestStore: Send + Sync {
     /// # Errors
     /// When the store cannot be reached.
     async fn unfinished(&self) -> anyhow::Result<Vec<RequestId>>;
+
+    /// Every request of `account`, in any state (for an erasure or the deletion of the
+    /// account, which are rare: a store may scan).
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn requests_of(&self, _account: AccountId) -> anyhow::Result<Vec<DataRequest>> {
+        anyhow::bail!("this request store cannot list an account's requests")
+    }
+
+    /// Deletes every request and idempotency key of `account` (its account was deleted and
+    /// its files are gone).
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn forget_account(&self, _account: AccountId) -> anyhow::Result<()> {
+        anyhow::bail!("this request store cannot forget an account")
+    }
 }
 
 /// Queues a request for the builder. Delivery is at least once: the worker tolerates
@@ -459,6 +477,25 @@ pub trait SubjectData: Send + Sync {
     async fn forget_before(&self, _cutoff: Timestamp) -> anyhow::Result<usize> {
         Ok(0)
     }
+
+    /// Deletes every profile, subprofile, message and event of `account` (its account was
+    /// deleted).
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn erase_account(&self, _account: AccountId) -> anyhow::Result<()> {
+        anyhow::bail!("this subject store cannot erase an account")
+    }
+
+    /// Makes what was deleted unrecoverable from the store's own files: a store that keeps
+    /// deleted pages or a log of them (SQLite's write-ahead log) rewrites them; others have
+    /// nothing to do. Called after each erasure and each sweep that deleted something.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn scrub(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// The append-only audit log of each request (see [`crate::domain::audit`]). It outlives the
@@ -563,6 +600,16 @@ pub trait Mailer: Send + Sync {
     /// # Errors
     /// When the message could not be handed over; the text is safe to show the account.
     async fn send(&self, mail: &OutgoingMail) -> anyhow::Result<()>;
+
+    /// Deletes any copy of a request's mail that this mailer keeps (local mode's outbox), when
+    /// its export expires or its subject is erased. A mail already handed to a mail server
+    /// cannot be called back: there is nothing to do then.
+    ///
+    /// # Errors
+    /// When the copy cannot be deleted.
+    async fn forget(&self, _request: RequestId) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Standard Webhooks headers of one delivery.

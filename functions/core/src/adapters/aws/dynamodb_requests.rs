@@ -249,4 +249,58 @@ impl RequestStore for DynamoDbRequests {
             "#state IN (:accepted, :building) OR (#state = :built AND delivery_status IN (:pending, :sending))";
         self.scan_ids(filter, &values, usize::MAX).await
     }
+
+    async fn requests_of(&self, account: AccountId) -> anyhow::Result<Vec<DataRequest>> {
+        let values = [(":account", n(account.get()))];
+        let ids = self.scan_ids("account = :account AND attribute_exists(#state)", &values, usize::MAX).await?;
+        let mut requests = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some((request, _)) = self.read(id).await? {
+                requests.push(request);
+            }
+        }
+        Ok(requests)
+    }
+
+    async fn forget_account(&self, account: AccountId) -> anyhow::Result<()> {
+        let values = [(":account", n(account.get()))];
+        let mut keys: Vec<String> = self
+            .scan_ids("account = :account AND attribute_exists(#state)", &values, usize::MAX)
+            .await?
+            .into_iter()
+            .map(|id| id.to_string())
+            .collect();
+        // The account's idempotency keys live beside its requests, named by the account.
+        let prefix = format!("IDEM#{account}#");
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(id, :prefix)")
+                .expression_attribute_values(":prefix", s(prefix.clone()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .context("scanning idempotency keys")?;
+            for item in page.items() {
+                keys.push(get_s(item, "id")?.to_owned());
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        for key in keys {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("id", s(key))
+                .send()
+                .await
+                .context("deleting a request of a deleted account")?;
+        }
+        Ok(())
+    }
 }

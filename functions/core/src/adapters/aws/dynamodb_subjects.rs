@@ -19,7 +19,7 @@
 //! copy; events without an id are keyed by their content ([`Event::key`]), so a replay lands on
 //! the same item. MIME bodies are stored gzip-compressed: in the item when tiny, otherwise in
 //! the bucket under `subjects/`, where a DynamoDB write of every kilobyte would cost far more
-//! (see the README's cost table). With a retention, items carry a `ttl` of their own send or
+//! (see the cost table in docs/aws.md). With a retention, items carry a `ttl` of their own send or
 //! event time plus the retention.
 //!
 //! A page of messages reads the first [`PREFETCH`] bytes of each body in the bucket, a few at a
@@ -661,6 +661,37 @@ impl SubjectData for DynamoDbSubjects {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         self.write_batch(writes).await
+    }
+
+    async fn erase_account(&self, account: AccountId) -> anyhow::Result<()> {
+        // Every item of the account's subjects lives in a partition named by the account.
+        let prefix = format!("A#{account}#");
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(PK, :prefix)")
+                .expression_attribute_values(":prefix", s(prefix.clone()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .context("scanning a deleted account's subject data")?;
+            // A record's delete takes its id pointer along; a pointer whose record is on
+            // another page goes by itself (one key may not come twice in a batch).
+            let (pointers, records): (Vec<Item>, Vec<Item>) =
+                page.items().iter().cloned().partition(|item| opt_s(item, "SK") == Some("ID"));
+            let taken: std::collections::HashSet<&str> = records.iter().filter_map(|r| opt_s(r, "pointer")).collect();
+            let pointers: Vec<Item> =
+                pointers.into_iter().filter(|p| opt_s(p, "PK").is_none_or(|pk| !taken.contains(pk))).collect();
+            self.delete_items(&records).await?;
+            self.delete_items(&pointers).await?;
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(());
+            }
+        }
     }
 
     async fn erase(&self, erasure: &Erasure) -> anyhow::Result<()> {

@@ -54,6 +54,9 @@ impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let mut connection = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         connection.busy_timeout(Duration::from_secs(10))?;
+        // What is deleted is overwritten with zeros, so an erased subject leaves nothing in
+        // the database file's free space (the write-ahead log is truncated by `scrub`).
+        connection.pragma_update(None, "secure_delete", "ON")?;
         schema::create(&mut connection).context("creating the schema")?;
         let (jobs, receiver) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new().name("datarequest-sqlite".into()).spawn(move || {

@@ -181,6 +181,33 @@ impl RequestStore for SqliteStore {
         })
         .await
     }
+
+    async fn requests_of(&self, account: AccountId) -> anyhow::Result<Vec<DataRequest>> {
+        self.run(move |c| {
+            let mut statement =
+                c.prepare_cached(&format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE account = ?1 ORDER BY id"))?;
+            let mut rows = statement.query([to_i64(account.get())])?;
+            let mut requests = Vec::new();
+            while let Some(row) = rows.next()? {
+                requests.push(request_from_row(row)?);
+            }
+            Ok(requests)
+        })
+        .await
+    }
+
+    async fn forget_account(&self, account: AccountId) -> anyhow::Result<()> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let account = to_i64(account.get());
+            tx.execute("DELETE FROM queue WHERE request IN (SELECT id FROM requests WHERE account = ?1)", [account])?;
+            tx.execute("DELETE FROM requests WHERE account = ?1", [account])?;
+            tx.execute("DELETE FROM idempotency WHERE account = ?1", [account])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

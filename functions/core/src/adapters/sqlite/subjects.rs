@@ -515,6 +515,37 @@ impl SubjectData for SqliteStore {
     async fn forget_before(&self, cutoff: Timestamp) -> anyhow::Result<usize> {
         SqliteStore::forget_before(self, cutoff).await
     }
+
+    async fn erase_account(&self, account: AccountId) -> anyhow::Result<()> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for table in ["events", "messages", "subprofiles", "profiles"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE account = ?1"), [to_i64(account.get())])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn scrub(&self) -> anyhow::Result<()> {
+        // Deleted rows are zeroed in the database file as they go (`secure_delete`); their
+        // page images in the write-ahead log go when it is checkpointed and truncated. A
+        // reader of an older snapshot (a MIME body being streamed) holds the log: wait a
+        // little for it, and otherwise leave it to the next scrub.
+        self.run(|c| {
+            for _ in 0..40 {
+                let busy: i64 = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+                if busy == 0 {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            tracing::warn!("the write-ahead log is still read; the next scrub truncates it");
+            Ok(())
+        })
+        .await
+    }
 }
 
 impl SqliteStore {
