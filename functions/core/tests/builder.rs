@@ -593,3 +593,41 @@ impl datarequest::ports::SubjectData for FailingLaterPages {
         self.inner.erase(erasure).await
     }
 }
+
+/// Sources whose read erases the request being built (as an erasure arriving mid-build does).
+struct EraseMidway(std::sync::Arc<dyn RequestStore>, RequestId);
+
+#[async_trait::async_trait]
+impl datarequest::ports::SubjectSources for EraseMidway {
+    async fn exists(&self, _: datarequest::domain::AccountId, _: &Subject) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+
+    async fn read(
+        &self,
+        _: datarequest::domain::AccountId,
+        _: &Subject,
+    ) -> Result<Box<dyn datarequest::ports::SourceReader>, datarequest::ports::SourceError> {
+        let erased = self.0.update(self.1, &datarequest::domain::Transition::Erase).await;
+        assert!(erased.expect("the store answers"), "the request is erased mid-build");
+        Ok(Box::new(datarequest::ports::NoRows))
+    }
+}
+
+#[tokio::test]
+async fn a_request_erased_while_it_builds_leaves_no_file_behind() {
+    let world = world().await;
+    let profile = Subject::Profile(ProfileId::parse("42").expect("id"));
+    let id = accept(&world, profile, None).await;
+    let ports = datarequest::compose::ports(&world.app);
+    let sources = std::sync::Arc::new(EraseMidway(ports.requests.clone(), id));
+    let app = datarequest::compose::rewire(&world.app, datarequest::compose::Ports { sources, ..ports });
+
+    assert_eq!(app.handle_message(id, 1).await.expect("handled"), Outcome::Done);
+
+    for format in datarequest::ports::ExportFormat::ALL {
+        assert_eq!(world.fakes.exports.bytes_of(id, format), None, "the {format:?} file went with the request");
+    }
+    let request = world.fakes.requests.get(id).await.expect("store").expect("request");
+    assert_eq!(request.state, State::Expired);
+}

@@ -222,6 +222,14 @@ async fn write(
         });
         let records = written.sections.into_iter().map(|(name, count)| (name.to_owned(), count)).collect();
         app.record(request.account, request.id, AuditEvent::Built { bytes: size, records }).await;
+    } else if app
+        .requests
+        .get(request.id)
+        .await?
+        .is_none_or(|stored| matches!(stored.state, State::Failed | State::Expired))
+    {
+        // Erased (or its account deleted) while this run wrote: what it wrote goes too.
+        app.exports.delete(request.id).await?;
     }
     Ok(BuildStep::Done)
 }
