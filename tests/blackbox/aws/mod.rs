@@ -3,6 +3,7 @@
 //! Lambda Runtime API.
 
 mod adapters;
+mod erasure;
 mod functions;
 mod ingest;
 mod mime;
