@@ -14,6 +14,38 @@ pub async fn put(client: &aws_sdk_dynamodb::Client, table: &str, item: Item, wha
     Ok(())
 }
 
+/// Every item of a table whose `key` attribute starts with `prefix`, a page at a time (a scan:
+/// for the rare erasure of a whole account).
+///
+/// # Errors
+/// When the table cannot be read.
+pub async fn scan_prefixed(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &str,
+    prefix: &str,
+    mut each_page: impl FnMut(&[Item]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .filter_expression("begins_with(#key, :prefix)")
+            .expression_attribute_names("#key", key)
+            .expression_attribute_values(":prefix", s(prefix))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .context("scanning a table")?;
+        each_page(page.items())?;
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return Ok(());
+        }
+    }
+}
+
 pub fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::attributes::{Item, get_n, get_s, n, opt_n, opt_s, put_opt_n, put_opt_s, s};
+use super::attributes::{Item, get_n, get_s, n, opt_n, opt_s, put_opt_n, put_opt_s, s, scan_prefixed};
 use crate::domain::{
     AccountId, DataRequest, Delivery, Report, RequestId, State, Subject, Timestamp, Transition, WebPolicy,
 };
@@ -272,26 +272,13 @@ impl RequestStore for DynamoDbRequests {
             .collect();
         // The account's idempotency keys live beside its requests, named by the account.
         let prefix = format!("IDEM#{account}#");
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("begins_with(id, :prefix)")
-                .expression_attribute_values(":prefix", s(prefix.clone()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .context("scanning idempotency keys")?;
-            for item in page.items() {
+        scan_prefixed(&self.client, &self.table, "id", &prefix, |items| {
+            for item in items {
                 keys.push(get_s(item, "id")?.to_owned());
             }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
+            Ok(())
+        })
+        .await?;
         for key in keys {
             self.client
                 .delete_item()

@@ -39,7 +39,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 use futures_util::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
-use super::attributes::{Item, cursor_of, get_s, n, opt_s, s, start_key};
+use super::attributes::{Item, cursor_of, get_s, n, opt_s, s, scan_prefixed, start_key};
 use crate::domain::{
     AccountId, Erasure, Event, EventKind, Message, Mime, MimeRef, Profile, ProfileId, Record, Subject, Subprofile,
     SubprofileId,
@@ -666,32 +666,24 @@ impl SubjectData for DynamoDbSubjects {
     async fn erase_account(&self, account: AccountId) -> anyhow::Result<()> {
         // Every item of the account's subjects lives in a partition named by the account.
         let prefix = format!("A#{account}#");
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("begins_with(PK, :prefix)")
-                .expression_attribute_values(":prefix", s(prefix.clone()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .context("scanning a deleted account's subject data")?;
+        let mut pages = Vec::new();
+        scan_prefixed(&self.client, &self.table, "PK", &prefix, |items| {
+            pages.push(items.to_vec());
+            Ok(())
+        })
+        .await?;
+        for items in pages {
             // A record's delete takes its id pointer along; a pointer whose record is on
             // another page goes by itself (one key may not come twice in a batch).
             let (pointers, records): (Vec<Item>, Vec<Item>) =
-                page.items().iter().cloned().partition(|item| opt_s(item, "SK") == Some("ID"));
+                items.into_iter().partition(|item| opt_s(item, "SK") == Some("ID"));
             let taken: std::collections::HashSet<&str> = records.iter().filter_map(|r| opt_s(r, "pointer")).collect();
             let pointers: Vec<Item> =
                 pointers.into_iter().filter(|p| opt_s(p, "PK").is_none_or(|pk| !taken.contains(pk))).collect();
             self.delete_items(&records).await?;
             self.delete_items(&pointers).await?;
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(());
-            }
         }
+        Ok(())
     }
 
     async fn erase(&self, erasure: &Erasure) -> anyhow::Result<()> {
