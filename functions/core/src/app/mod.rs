@@ -152,15 +152,6 @@ pub enum SubmitError {
 }
 
 impl App {
-    /// Stores checked lines of subject data in order (see [`crate::app::ingest::apply`]).
-    ///
-    /// # Errors
-    /// When the subject store fails midway; sending the same lines again converges.
-    #[instrument(skip_all, fields(lines = lines.len()))]
-    pub async fn ingest(&self, lines: Vec<crate::domain::Line>) -> anyhow::Result<()> {
-        crate::app::ingest::apply(&*self.subjects, lines).await
-    }
-
     /// Accepts a data request: checks that the subject exists in the account, stores the
     /// request and queues it. A request that could not be queued is marked failed, so nothing
     /// is left waiting forever. With an idempotency key, a call that repeats an earlier one of
