@@ -727,6 +727,48 @@ mod tests {
         }
     }
 
+    /// A store failing at the last line of a body leaves none of its lines stored.
+    #[tokio::test]
+    async fn a_body_failing_at_its_last_line_leaves_nothing_of_it_stored() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db.sqlite3");
+        let store = SqliteStore::open(&path).unwrap_or_else(|e| panic!("{e:#}"));
+        let profile = |id: u64| {
+            record(&serde_json::json!({"kind":"profile","account":1,"id":id,"database":1,
+                "created":"2024-01-01 00:00:00","modified":"2024-01-01 00:00:00"}))
+        };
+        store.load(&[profile(11)]).await.unwrap_or_else(|e| panic!("{e:#}"));
+        Connection::open(&path)
+            .and_then(|c| {
+                c.execute_batch(
+                    "CREATE TRIGGER refuse AFTER INSERT ON profiles WHEN NEW.id = 13 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+                )
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let account = AccountId::try_from(1).unwrap_or_else(|_| unreachable!());
+        let lines = vec![
+            Line::Record(profile(12)),
+            Line::Erase(Erasure::Profile(account, ProfileId::try_from(11).unwrap_or_else(|_| unreachable!()))),
+            Line::Record(message_line("m", "x")),
+            Line::Record(profile(13)),
+        ];
+
+        let failed = store.apply(lines).await;
+
+        assert!(failed.is_err(), "the trigger refuses the last line");
+        let found = |id: u64| {
+            let store = store.clone();
+            async move {
+                let id = ProfileId::try_from(id).unwrap_or_else(|_| unreachable!());
+                store.profile(account, id).await.unwrap_or_else(|e| panic!("{e:#}")).is_some()
+            }
+        };
+        assert!(!found(12).await, "the first line was rolled back");
+        assert!(found(11).await, "the erasure was rolled back");
+        let subject = Subject::Profile(ProfileId::parse("7").unwrap_or_else(|_| unreachable!()));
+        assert!(all_messages(&store, &subject).await.0.is_empty(), "the message was rolled back");
+    }
+
     #[tokio::test]
     async fn event_pages_from_a_cursor_of_another_store_end_with_its_error() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
