@@ -539,11 +539,14 @@ fn timed_inserts(
     Ok(start.elapsed())
 }
 
-/// In a child process with the emulator's environment: creates an ingest key in the accounts
-/// table and prints it.
+/// In a child process with the emulator's environment: creates account 1 (the lines name it)
+/// and an ingest key in the accounts table, and prints the key.
 pub async fn key_child() -> anyhow::Result<()> {
     let lookup = |name: &str| std::env::var(name).ok();
-    let key = datarequest::compose::aws_operator(&lookup).await?.create_ingest_key().await?;
+    let operator = datarequest::compose::aws_operator(&lookup).await?;
+    let account = operator.create_account().await?.account;
+    anyhow::ensure!(account.get() == 1, "the lines are of account 1; the accounts table made account {account}");
+    let key = operator.create_ingest_key().await?;
     println!("{}", json!({"ingest_key": key.expose()}));
     Ok(())
 }

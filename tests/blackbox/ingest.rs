@@ -662,3 +662,47 @@ async fn the_import_command_takes_ses_records_too_and_a_second_import_stores_not
     assert_eq!(opens.len(), 2, "{opens:?}");
     assert_eq!(opens.iter().filter(|o| o["data"]["open"].is_object()).count(), 1);
 }
+
+#[tokio::test]
+async fn a_line_of_an_account_that_never_was_or_was_deleted_refuses_the_body_naming_its_number() {
+    let (app, account, key) = start();
+    let created = app.create_account();
+    assert_eq!(created.id, 2);
+    let deleted = app.cli(&["account", "delete", "--account", "2"]);
+    assert!(deleted.status.success(), "account delete: {}", String::from_utf8_lossy(&deleted.stderr));
+    let mut of_deleted = profile(902, "nine@example.net");
+    of_deleted["account"] = json!(2);
+    let mut never_created = erase("profile", json!(42));
+    never_created["account"] = json!(3);
+    let mut ses_of_unknown: Value = serde_json::from_str(SES_EVENTS.lines().next().expect("a record")).expect("JSON");
+    ses_of_unknown["mail"]["tags"]["account"] = json!(["4"]);
+
+    for (what, bad) in [("deleted", of_deleted), ("never created", never_created), ("SES record", ses_of_unknown)] {
+        // A blank line 2: the number counts the lines of the body.
+        let body = format!("{}\n\n{bad}\n{}\n", profile(901, "nine@example.net"), erase("profile", json!(42)));
+
+        let response = post(&app, Some(&key), Some(NDJSON), body.as_bytes()).await;
+
+        assert_error(&response, 400, "line 3: no such account");
+        assert_unknown(&app, &account, "profile/901").await;
+        let (_, sample) = export(&app, &account, "profile/42").await;
+        assert_eq!(ids(&sample, "profile"), ["42"], "{what}: the erase line on line 4 was applied");
+    }
+}
+
+#[tokio::test]
+async fn the_import_command_refuses_a_file_with_a_line_of_an_account_that_does_not_exist() {
+    let (mut app, account) = TestApp::new(&[]);
+    let path = app.data_dir().join("foreign.ndjson");
+    let mut foreign = profile(904, "nine@example.net");
+    foreign["account"] = json!(7);
+    std::fs::write(&path, ndjson(&[profile(903, "nine@example.net"), foreign])).expect("write");
+
+    let output = app.cli(&["import", path.to_str().expect("path")]);
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("line 2: no such account") && stderr.contains("nothing was loaded"), "{stderr}");
+    app.spawn();
+    assert_unknown(&app, &account, "profile/903").await;
+}

@@ -13,6 +13,7 @@ mod faults;
 mod helpers;
 mod html_report;
 mod ingest;
+mod ingest_kills;
 mod lifecycle;
 mod postgres;
 mod subjects_model;

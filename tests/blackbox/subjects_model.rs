@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use datarequest::adapters::memory::{MemoryExports, MemoryRequests};
-use datarequest::app::ingest::{apply, parse_line};
+use datarequest::app::ingest::parse_line;
 use datarequest::domain::{AccountId, DataRequest, Line, RequestId, Subject, Timestamp};
 use datarequest::ports::{ExportFormat, ExportStore, SubjectData};
 use proptest::prelude::*;
@@ -112,7 +112,7 @@ pub async fn write(store: &dyn SubjectData, account: AccountId, ops: &[Op], time
             lines.push(line.clone());
         }
     }
-    apply(store, lines).await.expect("the store takes the lines");
+    store.apply(lines).await.expect("the store takes the lines");
 }
 
 /// Every subject the writes can touch.

@@ -28,9 +28,10 @@ async fn an_sqs_batch_is_answered_with_its_failed_messages() {
 async fn an_http_api_request_is_answered_as_an_http_api_response() {
     let (app, _) = compose::memory(Settings::for_tests("https://api.example.test"));
     let key = app.operator().create_ingest_key().await.expect("key");
-    let body = r#"{"kind":"erase","account":1,"profile":77}"#;
+    let account = app.operator().create_account().await.expect("account").account;
+    let body = format!(r#"{{"kind":"erase","account":{account},"profile":77}}"#);
 
-    let answer = answer(&app, datarequest_tests::events::ingest_event(key.expose(), body)).await;
+    let answer = answer(&app, datarequest_tests::events::ingest_event(key.expose(), &body)).await;
 
     assert_eq!(answer["statusCode"], 200, "{answer}");
     assert_eq!(answer["isBase64Encoded"], false);

@@ -253,7 +253,7 @@ pub async fn seed_and_print(local: &Local, data_dir: &Path) -> anyhow::Result<()
                 Err(e) => anyhow::bail!("demo data: {e}"),
             }
         }
-        local.app.ingest(records).await?;
+        local.app.ingest_lines(records).await?;
         std::fs::write(&marker, created.account.to_string()).context("writing the demo marker")?;
         (created.account, created.token)
     } else {

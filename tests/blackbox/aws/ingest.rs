@@ -59,6 +59,23 @@ async fn stored_events(store: &DynamoDbSubjects) -> Vec<(EventKind, usize, usize
     all
 }
 
+/// The operator's commands on the emulator's accounts table, with account 1 created: the
+/// lines name it, and lines of an account that does not exist are not stored.
+async fn operator(env: &Env, clients: &datarequest::adapters::aws::Clients) -> datarequest::app::Operator {
+    let accounts = DynamoDbAccounts::new(clients.dynamodb.clone(), env.resources().accounts_table);
+    // Only the accounts table matters here; the other stores are fakes.
+    let operator = datarequest::app::Operator::new(datarequest::app::OperatorStores {
+        accounts: std::sync::Arc::new(accounts),
+        subjects: std::sync::Arc::new(datarequest::adapters::memory::MemorySubjects::default()),
+        requests: std::sync::Arc::new(datarequest::adapters::memory::MemoryRequests::default()),
+        exports: std::sync::Arc::new(datarequest::adapters::memory::MemoryExports::default()),
+        mailer: std::sync::Arc::new(datarequest::adapters::memory::MemoryMailer::default()),
+    });
+    let created = operator.create_account().await.expect("account");
+    assert_eq!(created.account.get(), 1, "the lines name account 1");
+    operator
+}
+
 fn body_of(response: &Value) -> Value {
     serde_json::from_str(response["body"].as_str().expect("a text body")).expect("a JSON body")
 }
@@ -68,6 +85,7 @@ async fn the_ingest_function_stores_kept_ses_records_from_the_queue_and_fails_on
     let env = Env::provision();
     let clients = env.clients().await;
     let store = subjects(&env, &clients);
+    operator(&env, &clients).await;
     let ingest = start(&env).await;
     let event: Value = serde_json::from_str(SQS_EVENT).expect("fixture");
     let last = event["Records"][4]["messageId"].clone();
@@ -89,9 +107,7 @@ async fn the_ingest_function_stores_kept_ses_records_from_the_queue_and_fails_on
 async fn post_ingest_through_the_http_api_stores_lines_and_refuses_a_wrong_key_or_a_bad_line() {
     let env = Env::provision();
     let clients = env.clients().await;
-    let accounts = DynamoDbAccounts::new(clients.dynamodb.clone(), env.resources().accounts_table);
-    let key = datarequest::domain::AccessToken::generate();
-    datarequest::ports::Accounts::add_ingest_key(&accounts, &key.hash()).await.expect("ingest key");
+    let key = operator(&env, &clients).await.create_ingest_key().await.expect("ingest key");
     let ingest = start(&env).await;
 
     let ok = ingest.invoke(ingest_event(key.expose(), &format!("{PROFILE}\n{MESSAGE}\n"))).await.expect("answers");
@@ -118,4 +134,15 @@ async fn post_ingest_through_the_http_api_stores_lines_and_refuses_a_wrong_key_o
     assert_eq!(bad["statusCode"], 400, "{bad}");
     let message = body_of(&bad)["error"]["message"].as_str().expect("a message").to_owned();
     assert!(message.contains("line 2"), "{message}");
+
+    // Account 2 was never created: the body is refused at its line, and its first line (a
+    // new profile of account 1) is not stored either.
+    let ours = PROFILE.replace(r#""id":77"#, r#""id":79"#);
+    let foreign = PROFILE.replace(r#""account":1"#, r#""account":2"#);
+    let unknown = ingest.invoke(ingest_event(key.expose(), &format!("{ours}\n{foreign}\n"))).await;
+    let unknown = unknown.expect("answers");
+    assert_eq!(unknown["statusCode"], 400, "{unknown}");
+    assert_eq!(body_of(&unknown), json!({"error": {"message": "line 2: no such account"}}));
+    let never = store.profile(account, ProfileId::parse("79").expect("id")).await.expect("profile");
+    assert!(never.is_none(), "nothing of a refused body is stored");
 }

@@ -609,6 +609,10 @@ impl Accounts for MemoryAccounts {
     async fn is_ingest_key(&self, key: &TokenHash) -> anyhow::Result<bool> {
         Ok(lock(&self.ingest_keys).contains(key))
     }
+
+    async fn exists(&self, account: AccountId) -> anyhow::Result<bool> {
+        Ok(account.get() <= lock(&self.secrets).len() as u64 && !lock(&self.deleted).contains(&account))
+    }
 }
 
 /// Collects sent mail; can be told to fail.

@@ -107,6 +107,10 @@ impl Accounts for TokenCache {
     async fn webhook_secret(&self, account: AccountId) -> anyhow::Result<Option<WebhookSecret>> {
         self.inner.webhook_secret(account).await
     }
+
+    async fn exists(&self, account: AccountId) -> anyhow::Result<bool> {
+        self.inner.exists(account).await
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +154,9 @@ mod tests {
         }
         async fn is_ingest_key(&self, key: &TokenHash) -> anyhow::Result<bool> {
             self.store.is_ingest_key(key).await
+        }
+        async fn exists(&self, account: AccountId) -> anyhow::Result<bool> {
+            self.store.exists(account).await
         }
     }
 

@@ -114,23 +114,20 @@ impl Eraser<'_> {
         self.subjects.scrub().await
     }
 
-    /// Erases the subjects of the erase lines of a body, before the lines are stored: the
-    /// requests to purge are found now, while the data links them; they are purged by
-    /// [`Eraser::after_lines`] once the lines are stored.
-    pub(crate) async fn before_lines(&self, lines: &[Line]) -> anyhow::Result<Vec<RequestId>> {
+    /// Stores lines of subject data in order ([`SubjectData::apply`]); the erase lines among
+    /// them also reach the copies of their subjects' data: the requests to purge are found
+    /// before the lines are stored (while the data still links them), and purged after.
+    pub(crate) async fn apply(&self, lines: Vec<Line>) -> anyhow::Result<()> {
         let mut related = Vec::new();
-        for line in lines {
+        for line in &lines {
             if let Line::Erase(erasure) = line {
                 related.extend(self.related(erasure).await?);
             }
         }
-        Ok(related)
-    }
-
-    /// Purges the requests [`Eraser::before_lines`] found and scrubs the store.
-    pub(crate) async fn after_lines(&self, related: &[RequestId], erased: bool) -> anyhow::Result<()> {
-        self.purge(related).await?;
-        if erased { self.subjects.scrub().await } else { Ok(()) }
+        let erases = lines.iter().any(|line| matches!(line, Line::Erase(_)));
+        self.subjects.apply(lines).await?;
+        self.purge(&related).await?;
+        if erases { self.subjects.scrub().await } else { Ok(()) }
     }
 
     /// Deletes an account: refused at once (its tokens and keys go first), then its requests'

@@ -165,19 +165,6 @@ pub enum SubmitError {
 }
 
 impl App {
-    /// Stores checked lines of subject data in order (see [`crate::app::ingest::apply`]).
-    ///
-    /// # Errors
-    /// When the subject store fails midway; sending the same lines again converges.
-    #[instrument(skip_all, fields(lines = lines.len()))]
-    pub async fn ingest(&self, lines: Vec<crate::domain::Line>) -> anyhow::Result<()> {
-        let eraser = self.eraser();
-        let erases = lines.iter().any(|line| matches!(line, crate::domain::Line::Erase(_)));
-        let related = if erases { eraser.before_lines(&lines).await? } else { Vec::new() };
-        crate::app::ingest::apply(&*self.subjects, lines).await?;
-        eraser.after_lines(&related, erases).await
-    }
-
     /// Accepts a data request: checks that the subject exists in the account, stores the
     /// request and queues it. A request that could not be queued is marked failed, so nothing
     /// is left waiting forever. With an idempotency key, a call that repeats an earlier one of

@@ -102,13 +102,13 @@ impl Operator {
         Ok(key)
     }
 
-    /// Loads an NDJSON file of subject data, all or nothing (see [`import_file`]).
+    /// Loads an NDJSON file of subject data; a bad line loads nothing (see [`import_file`]).
     ///
     /// # Errors
-    /// [`ImportError::BadLine`] for the first bad line (nothing loaded), or a failure to read
-    /// the file or write the store.
+    /// [`ImportError::BadLine`] for the first bad line or line of an account that does not
+    /// exist (nothing loaded), or a failure to read the file or write the store.
     pub async fn import(&self, path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Summary, ImportError> {
-        import_file(&*self.subjects, path, progress).await
+        import_file(&*self.accounts, &self.eraser(), path, progress).await
     }
 
     /// Erases a subject with everything that belongs to it (GDPR Art. 17). Erasing what is not

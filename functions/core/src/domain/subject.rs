@@ -360,3 +360,15 @@ pub enum Line {
     /// Read, valid, and not kept.
     Skip,
 }
+
+impl Line {
+    /// The account the line loads or erases data of; none for a line that is skipped.
+    #[must_use]
+    pub fn account(&self) -> Option<AccountId> {
+        match self {
+            Self::Record(record) => Some(record.account()),
+            Self::Erase(erasure) => Some(erasure.account()),
+            Self::Skip => None,
+        }
+    }
+}

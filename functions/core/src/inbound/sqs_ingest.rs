@@ -2,7 +2,11 @@
 //! (an SES event record, raw or in the SNS notification that carried it, or a line of the
 //! design's format). A body that does not parse fails alone, so SQS retries it and then moves
 //! it to the ingest dead-letter queue; the good records of the batch are stored together, in
-//! order. Bodies hold personal data: logs name message ids and reasons, never a body.
+//! order. A record of an account that does not exist (never created, or deleted: SES events of
+//! mails sent before the deletion keep coming) is skipped, logged by its message id and not
+//! retried: nobody could make it succeed, as nobody can answer for an SES record that arrives
+//! without an `account` tag. Bodies hold personal data: logs name message ids and reasons,
+//! never a body.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 
@@ -59,16 +63,23 @@ pub async fn handle_ingest_batch(app: &App, event: SqsEvent) -> SqsBatchResponse
     if lines.is_empty() {
         return response;
     }
-    match app.ingest(lines).await {
-        Ok(()) => tracing::info!(
-            profiles = summary.profiles,
-            subprofiles = summary.subprofiles,
-            messages = summary.messages,
-            events = summary.events,
-            erased = summary.erased,
-            skipped = summary.skipped,
-            "ingested"
-        ),
+    match app.ingest_lines(lines).await {
+        Ok(left_out) => {
+            for position in &left_out {
+                let id = stored.get(*position).copied().unwrap_or_default();
+                tracing::warn!(message_id = %id, reason = "no such account", "ingest message skipped");
+            }
+            tracing::info!(
+                profiles = summary.profiles,
+                subprofiles = summary.subprofiles,
+                messages = summary.messages,
+                events = summary.events,
+                erased = summary.erased,
+                skipped = summary.skipped,
+                no_such_account = left_out.len(),
+                "ingested"
+            );
+        }
         Err(error) => {
             tracing::error!(messages = stored.len(), error = format!("{error:#}"), "storing ingest messages failed");
             for id in stored {
@@ -103,6 +114,14 @@ mod tests {
         serde_json::from_str(EVENT).expect("the fixture is an SQS event")
     }
 
+    /// An app on fakes with account 1, which the fixture's records name.
+    async fn with_account() -> App {
+        let (app, _) = crate::compose::memory(Settings::for_tests("https://api.example.test"));
+        let created = app.create_account().await.expect("account");
+        assert_eq!(created.account.get(), 1);
+        app
+    }
+
     fn failed(response: &SqsBatchResponse) -> Vec<&str> {
         response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect()
     }
@@ -128,7 +147,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_unreadable_message_fails_and_the_kept_records_are_stored() {
-        let (app, _) = crate::compose::memory(Settings::for_tests("https://api.example.test"));
+        let app = with_account().await;
 
         let response = handle_ingest_batch(&app, event()).await;
 
@@ -148,7 +167,7 @@ mod tests {
 
     #[tokio::test]
     async fn handling_the_same_batch_again_stores_nothing_more() {
-        let (app, _) = crate::compose::memory(Settings::for_tests("https://api.example.test"));
+        let app = with_account().await;
         let first = handle_ingest_batch(&app, event()).await;
         let before = stored(&app).await;
 
@@ -160,7 +179,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_of_design_lines_is_stored_in_order() {
-        let (app, _) = crate::compose::memory(Settings::for_tests("https://api.example.test"));
+        let app = with_account().await;
         let mut event = event();
         event.records.truncate(2);
         event.records[0].body =
@@ -172,6 +191,34 @@ mod tests {
 
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(stored(&app).await, []);
+    }
+
+    #[tokio::test]
+    async fn records_of_an_account_that_does_not_exist_are_skipped_and_not_sent_again() {
+        let app = with_account().await;
+        let mut event = event();
+        event.records.truncate(3);
+        let click = |account: u64| {
+            format!(
+                r#"{{"kind":"event","account":{account},"type":"click","profile":1001,"time":"2025-01-01 00:00:00"}}"#
+            )
+        };
+        event.records[0].body = Some(click(1));
+        event.records[1].body = Some(click(2));
+        event.records[2].body = Some(click(3));
+        assert!(app.operator().delete_account(AccountId::try_from(1).expect("id")).await.expect("deleted"));
+        let second = app.create_account().await.expect("account").account;
+        assert_eq!(second.get(), 2);
+
+        let response = handle_ingest_batch(&app, event).await;
+
+        // Account 1 is deleted and account 3 was never created: their records are not stored,
+        // and not retried either; account 2's is stored.
+        assert!(response.batch_item_failures.is_empty(), "{:?}", failed(&response));
+        assert_eq!(stored(&app).await, []);
+        let profile = Subject::Profile(ProfileId::parse("1001").expect("id"));
+        let clicks = app.subjects.events(second, &profile, EventKind::Click, None).await.expect("events").items;
+        assert_eq!(clicks.len(), 1);
     }
 
     #[test]
@@ -220,7 +267,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_storage_failure_fails_every_record_to_store_but_not_the_skipped_one() {
-        let (mut app, _) = crate::compose::memory(Settings::for_tests("https://api.example.test"));
+        let mut app = with_account().await;
         app.subjects = Arc::new(Down);
 
         let response = handle_ingest_batch(&app, event()).await;

@@ -14,7 +14,7 @@ use tokio::io::AsyncRead;
 pub use sources::{NoRows, NoSources, SourceError, SourceReader, SourceRow, SubjectSources};
 
 use crate::domain::{
-    AccountId, AuditEntry, DataRequest, EmailAddress, Erasure, Event, EventKind, Message, Mime, MimeRef, Profile,
+    AccountId, AuditEntry, DataRequest, EmailAddress, Erasure, Event, EventKind, Line, Message, Mime, MimeRef, Profile,
     ProfileId, Record, RequestId, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, Transition, WebAddress,
     WebhookSecret,
 };
@@ -468,6 +468,42 @@ pub trait SubjectData: Send + Sync {
     /// When the store cannot be reached; erasing again completes the erasure.
     async fn erase(&self, erasure: &Erasure) -> anyhow::Result<()>;
 
+    /// Stores checked lines in order: records as [`SubjectData::load`] loads them, erasures as
+    /// [`SubjectData::erase`] erases, skipped lines not at all. A store that can do so applies
+    /// them all in one transaction, so that after a failure or a crash it holds every line or
+    /// none (SQLite does). The others keep this default: consecutive records in calls to
+    /// `load` of at most [`APPLY_BATCH`], erasures one by one, in order.
+    ///
+    /// # Errors
+    /// When the store fails. With this default, the lines before the failure may then be
+    /// stored; every line is idempotent, so applying the same lines again converges.
+    async fn apply(&self, lines: Vec<Line>) -> anyhow::Result<()> {
+        let mut batch = Vec::with_capacity(APPLY_BATCH.min(lines.len()));
+        for line in lines {
+            match line {
+                Line::Record(record) => {
+                    batch.push(record);
+                    if batch.len() >= APPLY_BATCH {
+                        self.load(&batch).await?;
+                        batch.clear();
+                    }
+                }
+                Line::Erase(erasure) => {
+                    if !batch.is_empty() {
+                        self.load(&batch).await?;
+                        batch.clear();
+                    }
+                    self.erase(&erasure).await?;
+                }
+                Line::Skip => {}
+            }
+        }
+        if !batch.is_empty() {
+            self.load(&batch).await?;
+        }
+        Ok(())
+    }
+
     /// Deletes the messages sent and the events that happened before `cutoff` (the
     /// subject-data retention); returns how many records went. A store that expires records by
     /// itself (DynamoDB's time to live) has nothing to do here.
@@ -497,6 +533,9 @@ pub trait SubjectData: Send + Sync {
         Ok(())
     }
 }
+
+/// The most records [`SubjectData::apply`]'s default hands to one call of [`SubjectData::load`].
+pub const APPLY_BATCH: usize = 5_000;
 
 /// The append-only audit log of each request (see [`crate::domain::audit`]). It outlives the
 /// request's export and record: each entry carries the account, so a log is read by its owner
@@ -577,6 +616,12 @@ pub trait Accounts: Send + Sync {
     /// # Errors
     /// When the store cannot be reached.
     async fn is_ingest_key(&self, key: &TokenHash) -> anyhow::Result<bool>;
+
+    /// Whether the account exists: created, and not deleted since.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn exists(&self, account: AccountId) -> anyhow::Result<bool>;
 }
 
 /// A complete MIME message ready to send.

@@ -214,4 +214,19 @@ impl Accounts for DynamoDbAccounts {
             .context("looking up an ingest key")?;
         Ok(output.item.is_some())
     }
+
+    async fn exists(&self, account: AccountId) -> anyhow::Result<bool> {
+        // A deleted account's item is gone, and its id is never given out again.
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("ACCOUNT#{account}")))
+            .projection_expression("pk")
+            .consistent_read(true)
+            .send()
+            .await
+            .context("reading an account")?;
+        Ok(output.item.is_some())
+    }
 }

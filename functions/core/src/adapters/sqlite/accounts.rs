@@ -107,4 +107,13 @@ impl Accounts for SqliteStore {
         })
         .await
     }
+
+    async fn exists(&self, account: AccountId) -> anyhow::Result<bool> {
+        // A deleted account's row is gone, and its id is never given out again.
+        self.run(move |c| {
+            Ok(c.prepare_cached("SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?1)")?
+                .query_row([to_i64(account.get())], |row| row.get(0))?)
+        })
+        .await
+    }
 }

@@ -1,7 +1,8 @@
 //! `POST /ingest`: the platform's own door for subject data (outside `/vN`: it is no call of
 //! Copernica's API). Authenticated by an ingest key, never by an account's access token. The
 //! body is NDJSON — the lines of `datarequest import`, erase lines and SES event records — and
-//! is checked whole before anything is stored.
+//! is checked whole, the accounts it names included, before anything is stored; on SQLite it
+//! is then stored in one transaction.
 
 use axum::Json;
 use axum::body::Body;
@@ -12,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, ErrorBody};
 use crate::app::App;
-use crate::app::ingest::{ImportError, parse_body};
+use crate::app::ingest::ImportError;
 use crate::domain::AccessToken;
 
 /// Largest body: 8 MiB.
@@ -35,11 +36,11 @@ pub const INVALID_INGEST_KEY: &str = "Invalid ingest key";
     ),
     responses(
         (status = 200, description = "Stored; the counts are of lines", body = crate::app::ingest::Summary),
-        (status = 400, description = "A bad line (\"line N: reason\"); nothing was stored", body = ErrorBody),
+        (status = 400, description = "A bad line, or a line of an account that does not exist (\"line N: reason\"); nothing was stored", body = ErrorBody),
         (status = 401, description = "No ingest key, or not an ingest key", body = ErrorBody),
         (status = 413, description = "More than 8 MiB or 50,000 lines", body = ErrorBody),
         (status = 415, description = "Not application/x-ndjson", body = ErrorBody),
-        (status = 503, description = "The store failed midway; send the same body again", body = ErrorBody),
+        (status = 503, description = "The store failed (on SQLite nothing was stored; on DynamoDB the lines before the failure may have been); send the same body again", body = ErrorBody),
     ),
 )]
 pub async fn ingest(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
@@ -71,12 +72,10 @@ async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<crate::app
     if text.lines().count() > LINE_LIMIT {
         return Err(ApiError::TooLarge(format!("The body has more than {LINE_LIMIT} lines")));
     }
-    let (lines, summary) = parse_body(text).map_err(|error| match error {
+    app.ingest(text).await.map_err(|error| match error {
         ImportError::BadLine { .. } => ApiError::bad(error.to_string()),
-        ImportError::Unexpected(e) => ApiError::Internal(e),
-    })?;
-    app.ingest(lines).await.map_err(ApiError::Unavailable)?;
-    Ok(summary)
+        ImportError::Unexpected(e) => ApiError::Unavailable(e),
+    })
 }
 
 /// The ingest key from `Authorization: Bearer`; anything else is `401`.
