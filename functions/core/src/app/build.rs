@@ -15,6 +15,9 @@ use crate::domain::{AuditEvent, DataRequest, DeliveryStatus, RequestId, RetryPol
 use crate::export::{self, BuildError, Checkpoints};
 use crate::metrics::BuildFigures;
 
+/// Why a request of an account deleted before its build or delivery failed.
+pub const ACCOUNT_DELETED: &str = "the account was deleted";
+
 /// What to do with the queue message after handling it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueOutcome {
@@ -58,6 +61,15 @@ impl App {
             tracing::warn!("queued request does not exist");
             return Ok(QueueOutcome::Done);
         };
+        if matches!(request.state, State::Accepted | State::Building) && !app.account_exists(request.account).await? {
+            // Nothing is built, or delivered, for an account that is gone.
+            let reason = ACCOUNT_DELETED.to_owned();
+            if app.requests.update(id, &Transition::Fail { reason: reason.clone() }).await? {
+                tracing::warn!("the request's account was deleted; it fails");
+                app.record(request.account, id, AuditEvent::Failed { reason }).await;
+            }
+            return Ok(QueueOutcome::Done);
+        }
         let request = match request.state {
             State::Accepted | State::Building => match build(app, &request, stop_at).await {
                 Ok(BuildStep::Held(until)) => {
@@ -96,6 +108,12 @@ impl App {
             return Ok(QueueOutcome::Continue);
         }
         deliver(app, &request).await
+    }
+
+    /// Whether the account still exists (a deleted account's requests are neither built nor
+    /// delivered).
+    pub(super) async fn account_exists(&self, account: crate::domain::AccountId) -> anyhow::Result<bool> {
+        Ok(self.accounts.webhook_secret(account).await?.is_some())
     }
 
     /// Same as [`App::handle_message`], for the end of the queue's patience: the message is about to go to the
