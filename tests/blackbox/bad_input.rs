@@ -261,7 +261,7 @@ async fn a_post_repeated_with_its_idempotency_key_answers_the_same_and_creates_n
     assert_eq!(status.status, 200);
 
     let conflicts = [
-        (format!("/v2/profile/43/datarequest?access_token={}", account.token), body, "subject"),
+        (format!("/v2/email/jane.doe@example.com/datarequest?access_token={}", account.token), body, "subject"),
         (path.clone(), br#"{"report":"someone@else.example"}"#.as_slice(), "report"),
         (path.clone(), b"[]".as_slice(), "report"),
     ];
@@ -276,6 +276,41 @@ async fn a_post_repeated_with_its_idempotency_key_answers_the_same_and_creates_n
         assert_eq!(response.status, 400, "{bad:?}");
         assert_eq!(response.json()["error"]["message"], "Idempotency-Key must be 1 to 255 printable ASCII characters");
     }
+}
+
+#[tokio::test]
+async fn a_post_refused_for_its_subject_leaves_its_idempotency_key_for_a_post_that_succeeds() {
+    let (app, account) = TestApp::start(&[]);
+    let key = [("content-type", "application/json"), ("idempotency-key", "first-try")];
+    let unknown = format!("/v1/profile/43/datarequest?access_token={}", account.token);
+    let refused = app.request("POST", &unknown, &key, Some(b"[]")).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["error"]["message"], "No entity with supplied ID");
+    let known = format!("/v1/profile/42/datarequest?access_token={}", account.token);
+    let accepted = app.request("POST", &known, &key, Some(b"[]")).await;
+    assert_eq!(accepted.status, 201, "{}", String::from_utf8_lossy(&accepted.bytes));
+}
+
+#[tokio::test]
+async fn every_answer_says_nosniff() {
+    let (app, account) = TestApp::start(&[]);
+    let id = app.submit("profile/42", &account, None).await;
+    app.wait_for(id, &account, |s| s["status"] == "available").await;
+    let token = &account.token;
+    for path in [
+        format!("/v1/datarequest/{id}?access_token={token}"),
+        format!("/v1/datarequest/{id}/data?access_token={token}"),
+        format!("/v1/datarequest/{id}/status?access_token={token}"),
+        format!("/v1/datarequest/{id}/status?access_token=wrong"),
+        "/v1/nowhere".to_owned(),
+        "/openapi.json".to_owned(),
+    ] {
+        let response = app.get(&path).await;
+        assert_eq!(response.header("x-content-type-options"), Some("nosniff"), "{path}: {}", response.status);
+    }
+    let refused = crate::helpers::request_data(&app, &account, "profile/43").await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.header("x-content-type-options"), Some("nosniff"), "a refused POST");
 }
 
 #[tokio::test]

@@ -338,6 +338,9 @@ async fn a_bad_line_refuses_the_whole_body_naming_its_number_and_stores_nothing(
     let (app, account, key) = start();
     let mut ses_bad_account: Value = serde_json::from_str(SES_EVENTS.lines().next().expect("a record")).expect("JSON");
     ses_bad_account["mail"]["tags"]["account"] = json!(["one"]);
+    // A number where SES puts a string is refused the same way, not skipped.
+    let mut ses_numeric_account = ses_bad_account.clone();
+    ses_numeric_account["mail"]["tags"]["account"] = json!([1]);
     let mut ses_without_object: Value =
         serde_json::from_str(SES_EVENTS.lines().next().expect("a record")).expect("JSON");
     ses_without_object.as_object_mut().expect("object").remove("open");
@@ -355,6 +358,7 @@ async fn a_bad_line_refuses_the_whole_body_naming_its_number_and_stores_nothing(
         empty_event_id.to_string(),
         r#"{"kind":"event","account":1,"type":"survey","time":"2025-01-01 00:00:00"}"#.to_owned(),
         ses_bad_account.to_string(),
+        ses_numeric_account.to_string(),
         ses_without_object.to_string(),
         json!({"Type":"Notification","Message":"not JSON"}).to_string(),
     ];

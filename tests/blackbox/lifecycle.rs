@@ -63,6 +63,7 @@ async fn an_export_expires_its_file_is_deleted_and_the_status_says_not_available
     let data = app.get(&format!("/v1/datarequest/{id}/data?access_token={}", account.token)).await;
     assert_eq!(data.status, 404);
     assert_eq!(data.json()["error"]["message"], "Data not available");
+    assert_eq!(data.header("x-content-type-options"), Some("nosniff"));
 }
 
 #[tokio::test]

@@ -67,7 +67,7 @@ fn assemble(settings: Settings, world: World) -> anyhow::Result<App> {
         None => Arc::new(HttpWebDelivery::new(settings.web_policy, settings.webhook_timeout)?),
     };
     let accounts = if world.cache_tokens {
-        Arc::new(TokenCache::new(world.accounts, crate::config::TOKEN_CACHE_TTL))
+        Arc::new(TokenCache::new(world.accounts, settings.token_cache))
     } else {
         world.accounts
     };
@@ -169,7 +169,10 @@ pub fn local(
     public_url: Option<String>,
 ) -> anyhow::Result<Local> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data dir {}", data_dir.display()))?;
-    let fallbacks = Fallbacks { public_url, link_secret: Some(link_secret(data_dir)?) };
+    // The operator's command revokes tokens in another process: the server notices within a
+    // second.
+    let token_cache = Some(std::time::Duration::from_secs_f64(crate::config::LOCAL_TOKEN_CACHE_SECS));
+    let fallbacks = Fallbacks { public_url, link_secret: Some(link_secret(data_dir)?), token_cache };
     let settings = Settings::from_lookup(lookup, fallbacks)?;
     let sources = Sources::from_lookup(lookup)?;
     let store = SqliteStore::open(&data_dir.join("datarequest.sqlite3"))?;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::domain::{LinkSecret, Timestamp, WebPolicy};
+use crate::domain::{LinkSecret, Timestamp, TrustedProxies, WebPolicy};
 
 /// `From:` of the delivery mails, e.g. `Datarequest <privacy@example.com>`.
 pub const SENDER: &str = "DATAREQUEST_SENDER";
@@ -48,6 +48,12 @@ pub const EXPORTS_BUCKET: &str = "DATAREQUEST_EXPORTS_BUCKET";
 pub const BUILD_QUEUE_URL: &str = "DATAREQUEST_BUILD_QUEUE_URL";
 /// Local mode: failed authentications one client address may make per minute (0: no limit).
 pub const AUTH_FAILURES_PER_MINUTE: &str = "DATAREQUEST_AUTH_FAILURES_PER_MINUTE";
+/// Local mode: the reverse proxies (IP addresses or networks, separated by commas) whose
+/// `X-Forwarded-For` names the client; without it the client is the connection's peer.
+pub const TRUSTED_PROXIES: &str = "DATAREQUEST_TRUSTED_PROXIES";
+/// Seconds a process may trust a token lookup for a read (decimals allowed; default 5, and 1
+/// in local mode; 0 turns the cache off). A new data request always checks the store itself.
+pub const TOKEN_CACHE_SECS: &str = "DATAREQUEST_TOKEN_CACHE_SECS";
 /// Days the audit log of a request is kept (default 1095).
 pub const AUDIT_RETENTION_DAYS: &str = "DATAREQUEST_AUDIT_RETENTION_DAYS";
 /// Days messages and events are kept, by their own send or event time (unset: everything).
@@ -158,6 +164,10 @@ pub struct Settings {
     /// Failed authentications per client address per minute before `429` (local mode); 0 is
     /// unlimited.
     pub auth_failures_per_minute: u32,
+    /// The reverse proxies whose `X-Forwarded-For` names the client (local mode).
+    pub trusted_proxies: TrustedProxies,
+    /// How long a token lookup may be trusted for a read (see [`TOKEN_CACHE_SECS`]).
+    pub token_cache: Duration,
 }
 
 impl Settings {
@@ -175,6 +185,9 @@ pub struct Fallbacks {
     pub public_url: Option<String>,
     /// Link secret when `DATAREQUEST_LINK_SECRET` is not set (local: kept in the data dir).
     pub link_secret: Option<LinkSecret>,
+    /// Token cache bound when `DATAREQUEST_TOKEN_CACHE_SECS` is not set; `None` is
+    /// [`DEFAULT_TOKEN_CACHE_SECS`] (local: [`LOCAL_TOKEN_CACHE_SECS`]).
+    pub token_cache: Option<Duration>,
 }
 
 /// Default `From:` of delivery mails.
@@ -185,8 +198,14 @@ pub const DEFAULT_ATTACHMENT_LIMIT: u64 = 7 * 1024 * 1024;
 pub const DEFAULT_CHECKPOINT_MB: u64 = 64;
 /// Default idle timeout of a web delivery, in seconds.
 pub const DEFAULT_WEBHOOK_TIMEOUT_SECS: u64 = 30;
-/// How long a process trusts a token it has looked up (see [`crate::adapters::token_cache`]).
-pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Default seconds a process trusts a token it has looked up, for a read (see
+/// [`crate::adapters::token_cache`]).
+pub const DEFAULT_TOKEN_CACHE_SECS: f64 = 5.0;
+/// The same in local mode, where the operator's command revokes in another process: a
+/// revocation reaches the server within a second.
+pub const LOCAL_TOKEN_CACHE_SECS: f64 = 1.0;
+/// The longest token cache allowed, in seconds.
+pub const MAX_TOKEN_CACHE_SECS: f64 = 60.0;
 
 impl Settings {
     /// Reads the settings.
@@ -257,6 +276,13 @@ impl Settings {
             subject_retention: subject_retention(lookup)?,
             audit_retention: audit_retention(lookup)?,
             auth_failures_per_minute: parsed(lookup, AUTH_FAILURES_PER_MINUTE, 30, "a number of failures")?,
+            trusted_proxies: match optional(lookup, TRUSTED_PROXIES) {
+                Some(text) => TrustedProxies::parse(&text).map_err(|e| {
+                    ConfigError::new(TRUSTED_PROXIES, format!("each item {e}; separate them with commas"))
+                })?,
+                None => TrustedProxies::default(),
+            },
+            token_cache: token_cache(lookup, fallbacks.token_cache)?,
         })
     }
 
@@ -264,14 +290,27 @@ impl Settings {
     /// private web addresses allowed.
     #[must_use]
     pub fn for_tests(public_url: &str) -> Self {
-        let fallbacks =
-            Fallbacks { public_url: Some(public_url.to_owned()), link_secret: Some(LinkSecret::generate()) };
+        let fallbacks = Fallbacks {
+            public_url: Some(public_url.to_owned()),
+            link_secret: Some(LinkSecret::generate()),
+            token_cache: None,
+        };
         let lookup = |name: &str| (name == WEBHOOK_ALLOW_PRIVATE).then(|| "true".to_owned());
         match Self::from_lookup(&lookup, fallbacks) {
             Ok(settings) => settings,
             Err(e) => unreachable!("test settings are valid: {e}"),
         }
     }
+}
+
+/// `DATAREQUEST_TOKEN_CACHE_SECS`: from 0 to 60 seconds.
+fn token_cache(lookup: &dyn Fn(&str) -> Option<String>, fallback: Option<Duration>) -> Result<Duration, ConfigError> {
+    let default = fallback.map_or(DEFAULT_TOKEN_CACHE_SECS, |d| d.as_secs_f64());
+    let secs: f64 = parsed(lookup, TOKEN_CACHE_SECS, default, "a number of seconds")?;
+    if !(secs.is_finite() && (0.0..=MAX_TOKEN_CACHE_SECS).contains(&secs)) {
+        return Err(ConfigError::new(TOKEN_CACHE_SECS, "must be a number of seconds from 0 to 60"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// `DATAREQUEST_AUDIT_RETENTION_DAYS`: 1095 (three years) unless set.
@@ -316,6 +355,18 @@ mod tests {
         assert_eq!(s.web_policy, WebPolicy::PublicOnly);
         assert_eq!(s.subject_retention, None, "subject data is kept unless a retention is set");
         assert_eq!(s.checkpoint_every, 64 * 1024 * 1024);
+        assert_eq!(s.token_cache, Duration::from_secs(5), "a revoked token is trusted for reads 5 s at most");
+        assert_eq!(s.trusted_proxies, TrustedProxies::default(), "no proxy is trusted unless named");
+    }
+
+    #[test]
+    fn the_token_cache_is_set_in_seconds_and_local_mode_defaults_to_one() {
+        let Ok(s) = settings(&[(LINK_SECRET, SECRET), (TOKEN_CACHE_SECS, "0.5")]) else { panic!("valid") };
+        assert_eq!(s.token_cache, Duration::from_millis(500));
+        let local = Fallbacks { token_cache: Some(Duration::from_secs(1)), ..Fallbacks::default() };
+        let lookup = |name: &str| (name == LINK_SECRET).then(|| SECRET.to_owned());
+        let Ok(s) = Settings::from_lookup(&lookup, local) else { panic!("valid") };
+        assert_eq!(s.token_cache, Duration::from_secs(1));
     }
 
     #[test]
@@ -332,7 +383,11 @@ mod tests {
 
     #[test]
     fn a_bad_or_missing_value_names_its_variable() {
-        let cases: [(&[(&str, &str)], &str); 10] = [
+        let cases: [(&[(&str, &str)], &str); 14] = [
+            (&[(LINK_SECRET, SECRET), (TOKEN_CACHE_SECS, "61")], TOKEN_CACHE_SECS),
+            (&[(LINK_SECRET, SECRET), (TOKEN_CACHE_SECS, "-1")], TOKEN_CACHE_SECS),
+            (&[(LINK_SECRET, SECRET), (TRUSTED_PROXIES, "10.0.0.0/8, proxy.example")], TRUSTED_PROXIES),
+            (&[(LINK_SECRET, SECRET), (TRUSTED_PROXIES, "10.0.0.0/40")], TRUSTED_PROXIES),
             (&[(LINK_SECRET, SECRET), (PUBLIC_URL, "ftp://a.example")], PUBLIC_URL),
             (&[(PUBLIC_URL, "https://a.example")], LINK_SECRET),
             (&[(PUBLIC_URL, "https://a.example"), (LINK_SECRET, "short")], LINK_SECRET),

@@ -169,7 +169,9 @@ async fn the_same_idempotency_key_gives_the_same_request_and_another_call_under_
     let again = world.app.submit(world.account, profile("42"), report(), &key).await.expect("accepted");
     assert_eq!(first, again);
     assert_eq!(world.fakes.queue.drain(), [first], "one request, queued once");
-    for (subject, report, what) in [(profile("43"), report(), "subject"), (profile("42"), None, "report")] {
+    for (subject, report, what) in
+        [(email("jane.doe@example.com"), report(), "subject"), (profile("42"), None, "report")]
+    {
         let error = world.app.submit(world.account, subject, report, &key).await.err();
         assert!(matches!(error, Some(datarequest::app::SubmitError::KeyConflict(w)) if w == what), "{what}: {error:?}");
     }
@@ -181,6 +183,19 @@ async fn the_same_idempotency_key_gives_the_same_request_and_another_call_under_
     world.fakes.clock.advance(std::time::Duration::from_secs(24 * 3600 + 1));
     let later = world.app.submit(world.account, profile("42"), report(), &key).await.expect("accepted");
     assert_ne!(later, first);
+}
+
+#[tokio::test]
+async fn a_call_refused_for_its_subject_leaves_its_idempotency_key_unused() {
+    let world = world().await;
+    let key = datarequest::app::Origin {
+        key: Some(datarequest::domain::IdempotencyKey::parse("first-try").expect("key")),
+        ..datarequest::app::Origin::default()
+    };
+    let refused = world.app.submit(world.account, profile("43"), None, &key).await.err();
+    assert!(matches!(refused, Some(datarequest::app::SubmitError::NoSuchProfile)), "{refused:?}");
+    let accepted = world.app.submit(world.account, profile("42"), None, &key).await.expect("accepted under the key");
+    assert_eq!(world.fakes.queue.drain(), [accepted]);
 }
 
 #[tokio::test]
@@ -309,6 +324,39 @@ async fn a_delivery_claimed_by_another_worker_is_left_to_it() {
     world.fakes.clock.advance(Duration::from_secs(61));
     assert_eq!(world.app.handle_message(id, 3).await.expect("handled"), Outcome::Done);
     assert_eq!(world.fakes.mailer.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_request_of_an_account_deleted_before_its_build_fails_and_builds_nothing() {
+    use datarequest::ports::Accounts;
+    let world = world().await;
+    let report = Report::Email(EmailAddress::parse("dpo@customer.example").expect("address"));
+    let id = accept(&world, profile("42"), Some(report)).await;
+    assert!(world.fakes.accounts.delete_account(world.account).await.expect("deleted"));
+    assert_eq!(world.app.handle_message(id, 1).await.expect("handled"), Outcome::Done);
+    let stored = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
+    assert_eq!(stored.state, State::Failed);
+    assert_eq!(stored.reason.as_deref(), Some(datarequest::app::ACCOUNT_DELETED));
+    assert!(world.fakes.exports.bytes(id).is_none(), "nothing was built");
+    assert!(world.fakes.mailer.sent().is_empty(), "nothing was delivered");
+}
+
+#[tokio::test]
+async fn a_built_export_of_an_account_deleted_before_its_delivery_is_never_delivered() {
+    use datarequest::ports::Accounts;
+    let world = world().await;
+    let report = Report::Email(EmailAddress::parse("dpo@customer.example").expect("address"));
+    let id = accept(&world, profile("42"), Some(report)).await;
+    // The first attempt fails; the account goes before the retry.
+    world.fakes.mailer.fail_next(1);
+    assert!(matches!(world.app.handle_message(id, 1).await.expect("handled"), Outcome::RetryAfter(_)));
+    assert!(world.fakes.accounts.delete_account(world.account).await.expect("deleted"));
+    world.fakes.clock.advance(Duration::from_secs(3600));
+    assert_eq!(world.app.handle_message(id, 2).await.expect("handled"), Outcome::Done);
+    assert!(world.fakes.mailer.sent().is_empty(), "nothing was delivered");
+    let stored = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
+    assert_eq!(stored.delivery.status, DeliveryStatus::Failed);
+    assert_eq!(stored.delivery.error.as_deref(), Some(datarequest::app::ACCOUNT_DELETED));
 }
 
 #[tokio::test]

@@ -1,11 +1,14 @@
 //! A short-lived in-memory cache in front of any [`Accounts`] store for token lookups, the one
 //! store read that every API call makes before its real work.
 //!
-//! A found token is cached for `ttl`: a token revoked in another process (or by the operator's
-//! command) keeps working in a running process (or warm Lambda instance) for at most that long;
-//! one revoked through this process stops at once. An unknown token is remembered for a few
-//! seconds ([`MISS_TTL`]), so a flood of wrong tokens costs the store a read each only now and
-//! then; a new token is random, so no miss can hide it.
+//! A found token is cached for `ttl` (`DATAREQUEST_TOKEN_CACHE_SECS`: 5 s on AWS, 1 s in local
+//! mode): a token revoked in another process (or by the operator's command) keeps working for
+//! reads in a running process (or warm Lambda instance) for at most that long; one revoked
+//! through this process stops at once. [`Accounts::by_token_uncached`] (what a new data request
+//! is checked with) never reads the cache, so a revoked token submits nothing. An unknown token
+//! is remembered for a few seconds ([`MISS_TTL`], or `ttl` when shorter), so a flood of wrong
+//! tokens costs the store a read each only now and then; a new token is random, so no miss can
+//! hide it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -42,11 +45,19 @@ impl TokenCache {
             .retain(|token, (account, _)| !matches(token, *account));
     }
 
-    /// `inner` behind the service's cache ([`crate::config::TOKEN_CACHE_TTL`]), ready for an
-    /// [`crate::App`].
-    #[must_use]
-    pub fn wrap(inner: impl Accounts + 'static) -> Arc<dyn Accounts> {
-        Arc::new(Self::new(Arc::new(inner), crate::config::TOKEN_CACHE_TTL))
+    fn remember(&self, token: &TokenHash, found: Option<AccountId>, now: Instant) {
+        let ttl = if found.is_some() { self.ttl } else { MISS_TTL.min(self.ttl) };
+        if ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= CAPACITY {
+            entries.retain(|_, (_, until)| now < *until);
+            if entries.len() >= CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(*token, (found, now + ttl));
     }
 }
 
@@ -72,17 +83,15 @@ impl Accounts for TokenCache {
             }
         }
         let found = self.inner.by_token(token).await?;
-        let ttl = if found.is_some() { self.ttl } else { MISS_TTL.min(self.ttl) };
-        if !ttl.is_zero() {
-            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            if entries.len() >= CAPACITY {
-                entries.retain(|_, (_, until)| now < *until);
-                if entries.len() >= CAPACITY {
-                    entries.clear();
-                }
-            }
-            entries.insert(*token, (found, now + ttl));
-        }
+        self.remember(token, found, now);
+        Ok(found)
+    }
+
+    async fn by_token_uncached(&self, token: &TokenHash) -> anyhow::Result<Option<AccountId>> {
+        let now = Instant::now();
+        let found = self.inner.by_token_uncached(token).await?;
+        // What the store says now is the freshest answer: the reads after it get it too.
+        self.remember(token, found, now);
         Ok(found)
     }
 
@@ -214,6 +223,21 @@ mod tests {
         assert_eq!(cache.by_token(&second).await?, None);
         assert!(cache.add_token(account, &second).await?);
         assert_eq!(cache.by_token(&second).await?, Some(account));
+        assert_eq!(store.lookups.load(Ordering::SeqCst), 2);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_uncached_lookup_reads_the_store_and_sees_a_revocation_made_elsewhere() -> anyhow::Result<()> {
+        let (store, cache) = cache(Duration::from_secs(60));
+        let token = AccessToken::generate().hash();
+        let account = cache.create(&token, &WebhookSecret::generate()).await?;
+        assert_eq!(cache.by_token(&token).await?, Some(account));
+        // Revoked behind the cache's back, as another process does.
+        assert!(store.store.revoke_token(account, &token).await?);
+        assert_eq!(cache.by_token(&token).await?, Some(account), "a read may trust the cache");
+        assert_eq!(cache.by_token_uncached(&token).await?, None, "an uncached lookup never does");
+        assert_eq!(cache.by_token(&token).await?, None, "and the cache learns from it");
         assert_eq!(store.lookups.load(Ordering::SeqCst), 2);
         Ok(())
     }

@@ -24,12 +24,23 @@ impl App {
         &self.settings
     }
 
-    /// The account whose access token this is; `None` for an unknown or revoked one.
+    /// The account whose access token this is; `None` for an unknown or revoked one. For reads:
+    /// the answer may come from the process's token cache, so a token revoked in another
+    /// process works here for at most `DATAREQUEST_TOKEN_CACHE_SECS`.
     ///
     /// # Errors
     /// When the account store cannot be reached.
     pub async fn authenticate(&self, token: &AccessToken) -> anyhow::Result<Option<AccountId>> {
         self.accounts.by_token(&token.hash()).await
+    }
+
+    /// As [`App::authenticate`], read from the account store itself, never a cache: for a new
+    /// data request, so a token revoked or an account deleted anywhere submits nothing more.
+    ///
+    /// # Errors
+    /// When the account store cannot be reached.
+    pub async fn authenticate_fresh(&self, token: &AccessToken) -> anyhow::Result<Option<AccountId>> {
+        self.accounts.by_token_uncached(&token.hash()).await
     }
 
     /// Whether this is a key of `POST /ingest`.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use tracing::instrument;
 
 use super::deliver::deliver;
-use super::{App, QueueOutcome};
+use super::{ACCOUNT_DELETED, App, QueueOutcome};
 use crate::domain::lifecycle::{BUILD_LEASE, BUILD_RENEW_EVERY};
 use crate::domain::{AuditEvent, DataRequest, DeliveryStatus, RequestId, RetryPolicy, State, Timestamp, Transition};
 use crate::export::{self, BuildError, Checkpoints};
@@ -44,6 +44,15 @@ impl App {
             tracing::warn!("queued request does not exist");
             return Ok(QueueOutcome::Done);
         };
+        if matches!(request.state, State::Accepted | State::Building) && !app.account_exists(request.account).await? {
+            // Nothing is built, or delivered, for an account that is gone.
+            let reason = ACCOUNT_DELETED.to_owned();
+            if app.requests.update(id, &Transition::Fail { reason: reason.clone() }).await? {
+                tracing::warn!("the request's account was deleted; it fails");
+                app.record(request.account, id, AuditEvent::Failed { reason }).await;
+            }
+            return Ok(QueueOutcome::Done);
+        }
         let request = match request.state {
             State::Accepted | State::Building => match build(app, &request, stop_at).await {
                 Ok(BuildStep::Held(until)) => {
@@ -82,6 +91,12 @@ impl App {
             return Ok(QueueOutcome::Continue);
         }
         deliver(app, &request).await
+    }
+
+    /// Whether the account still exists (a deleted account's requests are neither built nor
+    /// delivered).
+    pub(super) async fn account_exists(&self, account: crate::domain::AccountId) -> anyhow::Result<bool> {
+        Ok(self.accounts.webhook_secret(account).await?.is_some())
     }
 
     /// Same as [`App::handle_message`], for the end of the queue's patience: the message is about to go to the

@@ -46,15 +46,28 @@ pub(super) async fn deliver(app: &App, request: &DataRequest) -> anyhow::Result<
         });
     }
     let attempts = request.delivery.attempts + 1;
+    let method = match report {
+        Report::Email(_) => mail_method(app, request.available),
+        Report::Web(_) => "web",
+    };
+    if !app.account_exists(request.account).await? {
+        // Claimed, so no other worker sends it either: the delivery is given up.
+        let error = super::ACCOUNT_DELETED.to_owned();
+        let failed = Transition::DeliveryFailed {
+            attempts: request.delivery.attempts,
+            method: method.into(),
+            error,
+            last: true,
+        };
+        app.requests.update(request.id, &failed).await?;
+        tracing::warn!("the request's account was deleted; its delivery is given up");
+        return Ok(QueueOutcome::Done);
+    }
     let attempt = async {
         match report {
             Report::Email(to) => send_mail(app, request, to).await,
             Report::Web(target) => post_web(app, request, target).await,
         }
-    };
-    let method = match report {
-        Report::Email(_) => mail_method(app, request.available),
-        Report::Web(_) => "web",
     };
     let result = tokio::time::timeout(deadline, attempt).await.unwrap_or(Err(DeliveryError::TimedOut));
     match result {

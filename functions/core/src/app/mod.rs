@@ -31,6 +31,9 @@ use crate::ports::{
     WebDelivery,
 };
 
+/// Why a request of an account deleted before its build or delivery failed.
+pub const ACCOUNT_DELETED: &str = "the account was deleted";
+
 /// What to do with the queue message after handling it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueOutcome {
@@ -166,8 +169,8 @@ pub enum SubmitError {
 
 impl App {
     /// Accepts a data request: checks that the subject exists in the account, stores the
-    /// request and queues it. A request that could not be queued is marked failed, so nothing
-    /// is left waiting forever. With an idempotency key, a call that repeats an earlier one of
+    /// request and queues it. A refused subject uses up no idempotency key. A request that
+    /// could not be queued is marked failed, so nothing is left waiting forever. With an idempotency key, a call that repeats an earlier one of
     /// the last 24 hours gets the earlier request's id and creates nothing (if the earlier call
     /// stopped before storing its request, this one stores it, under the same id).
     ///
@@ -182,6 +185,20 @@ impl App {
         report: Option<Report>,
         origin: &Origin,
     ) -> Result<RequestId, SubmitError> {
+        // A subject exists when the store has it or a source's `exists` query finds it; an
+        // address is always accepted. Checked before the idempotency key is claimed: a refused
+        // call claims nothing, so its key still serves a call that can succeed.
+        let stored = match &subject {
+            Subject::Profile(p) => self.subjects.profile(account, *p).await?.is_some(),
+            Subject::Subprofile(s) => self.subjects.subprofile(account, *s).await?.is_some(),
+            Subject::Email(_) => true,
+        };
+        if !stored && !self.sources.exists(account, &subject).await.context("asking the sources")? {
+            return Err(match subject {
+                Subject::Subprofile(_) => SubmitError::NoSuchSubprofile,
+                _ => SubmitError::NoSuchProfile,
+            });
+        }
         let now = self.clock.now();
         let mut id = RequestId::random();
         let token = origin.token.as_ref().map(audit::token_id).unwrap_or_default();
@@ -207,19 +224,6 @@ impl App {
                 }
                 id = stored.request;
             }
-        }
-        // A subject exists when the store has it or a source's `exists` query finds it; an
-        // address is always accepted.
-        let stored = match &subject {
-            Subject::Profile(p) => self.subjects.profile(account, *p).await?.is_some(),
-            Subject::Subprofile(s) => self.subjects.subprofile(account, *s).await?.is_some(),
-            Subject::Email(_) => true,
-        };
-        if !stored && !self.sources.exists(account, &subject).await.context("asking the sources")? {
-            return Err(match subject {
-                Subject::Subprofile(_) => SubmitError::NoSuchSubprofile,
-                _ => SubmitError::NoSuchProfile,
-            });
         }
         let received = AuditEvent::Received {
             version: origin.version.to_owned(),

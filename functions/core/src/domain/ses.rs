@@ -31,12 +31,21 @@ fn kept(event_type: &str) -> Option<(EventKind, &'static str)> {
     })
 }
 
-/// The first value of a message tag (SES gives each tag as a list of strings).
-fn tag<'a>(tags: Option<&'a Map<String, Value>>, name: &str) -> Option<&'a str> {
-    match tags?.get(name)? {
-        Value::Array(values) => values.first().and_then(Value::as_str),
-        Value::String(value) => Some(value),
-        _ => None,
+/// The first value of a message tag (SES gives each tag as a list of strings; a bare string is
+/// taken too); `None` when the record has no such tag.
+///
+/// # Errors
+/// When the tag is there with a value of another JSON type (`[1]`, `7`, `[]`, `null`, …): it
+/// is refused the same way as a string that is not what the tag must hold.
+fn tag<'a>(tags: Option<&'a Map<String, Value>>, name: &str) -> Result<Option<&'a str>, String> {
+    let Some(value) = tags.and_then(|tags| tags.get(name)) else { return Ok(None) };
+    match value {
+        Value::Array(values) => match values.first() {
+            Some(Value::String(value)) => Ok(Some(value)),
+            _ => Err(format!("the {name} tag is not a list of strings")),
+        },
+        Value::String(value) => Ok(Some(value)),
+        _ => Err(format!("the {name} tag is not a list of strings")),
     }
 }
 
@@ -58,19 +67,28 @@ pub fn to_line(value: &Value) -> Result<Line, String> {
     let event_type = value.get("eventType").and_then(Value::as_str).ok_or("an SES record needs an eventType")?;
     let mail = value.get("mail").and_then(Value::as_object).ok_or("an SES record needs a mail object")?;
     let tags = mail.get("tags").and_then(Value::as_object);
-    let Some(account) = tag(tags, "account") else { return Ok(Line::Skip) };
+    // Untagged mail is not the platform's; a kind that is not kept is skipped before its tags
+    // are read, whatever they hold.
+    let account = tag(tags, "account");
+    if matches!(account, Ok(None)) {
+        return Ok(Line::Skip);
+    }
     let Some((kind, member)) = kept(event_type) else { return Ok(Line::Skip) };
     let account = account
-        .parse::<u64>()
         .ok()
+        .flatten()
+        .and_then(|a| a.parse::<u64>().ok())
         .and_then(|n| AccountId::try_from(n).ok())
         .ok_or("the account tag is not an account id")?;
     let profile = tag(tags, "profile")
+        .map_err(|_| "the profile tag is not a profile id")?
         .map(|p| ProfileId::parse(p).map_err(|_| "the profile tag is not a profile id"))
         .transpose()?;
     let subprofile = tag(tags, "subprofile")
+        .map_err(|_| "the subprofile tag is not a subprofile id")?
         .map(|s| SubprofileId::parse(s).map_err(|_| "the subprofile tag is not a subprofile id"))
         .transpose()?;
+    let message = tag(tags, "message")?.map(str::to_owned);
     let object = value
         .get(member)
         .and_then(Value::as_object)
@@ -95,17 +113,7 @@ pub fn to_line(value: &Value) -> Result<Line, String> {
     if let Some(id) = mail.get("messageId") {
         data.insert("messageId".to_owned(), id.clone());
     }
-    Ok(Line::Record(Record::Event(Event {
-        account,
-        id: None,
-        kind,
-        message: tag(tags, "message").map(str::to_owned),
-        profile,
-        subprofile,
-        email,
-        time,
-        data,
-    })))
+    Ok(Line::Record(Record::Event(Event { account, id: None, kind, message, profile, subprofile, email, time, data })))
 }
 
 #[cfg(test)]
@@ -168,6 +176,45 @@ mod tests {
         let wrapped = serde_json::json!({"Type": "Notification", "MessageId": "x", "Message": raw.to_string()});
         assert!(is_ses_record(&wrapped));
         assert_eq!(to_line(&wrapped), to_line(&raw));
+    }
+
+    #[test]
+    fn an_account_tag_that_is_no_account_id_is_refused_whatever_its_json_type() {
+        let open: Value = serde_json::from_str(RECORDS.lines().next().unwrap_or_default()).unwrap_or_default();
+        for bad in [
+            serde_json::json!(["abc"]),
+            serde_json::json!([1]),
+            serde_json::json!(1),
+            serde_json::json!([]),
+            serde_json::json!([null]),
+            serde_json::json!({"a": "1"}),
+            serde_json::json!("0"),
+        ] {
+            let mut record = open.clone();
+            record["mail"]["tags"]["account"] = bad.clone();
+            let error = to_line(&record).err().unwrap_or_default();
+            assert!(error.contains("the account tag is not an account id"), "{bad}: {error:?}");
+        }
+        for (name, reason) in
+            [("profile", "profile id"), ("subprofile", "subprofile id"), ("message", "list of strings")]
+        {
+            let mut record = open.clone();
+            record["mail"]["tags"][name] = serde_json::json!([7]);
+            let error = to_line(&record).err().unwrap_or_default();
+            assert!(error.contains(reason), "{name}: {error:?}");
+        }
+        let mut record = open.clone();
+        record["mail"]["tags"]["account"] = serde_json::json!("1");
+        assert!(matches!(to_line(&record), Ok(Line::Record(_))), "a bare string is read as SES's list of one");
+        let mut not_kept = open.clone();
+        not_kept["eventType"] = serde_json::json!("Send");
+        for tag in [serde_json::json!([1]), serde_json::json!(["abc"])] {
+            not_kept["mail"]["tags"]["account"] = tag;
+            assert_eq!(to_line(&not_kept), Ok(Line::Skip), "a kind not kept is skipped whatever its tags");
+        }
+        let mut untagged = open;
+        untagged["mail"]["tags"].as_object_mut().map(|tags| tags.remove("account"));
+        assert_eq!(to_line(&untagged), Ok(Line::Skip), "mail without an account tag is not the platform's");
     }
 
     #[test]

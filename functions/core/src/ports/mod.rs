@@ -598,6 +598,16 @@ pub trait Accounts: Send + Sync {
     /// When the store cannot be reached.
     async fn by_token(&self, token: &TokenHash) -> anyhow::Result<Option<AccountId>>;
 
+    /// The account a token belongs to, read from the store itself: a cache in front of a
+    /// store passes this through, so a token revoked anywhere is refused at once. A store
+    /// without a cache answers as [`Accounts::by_token`].
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn by_token_uncached(&self, token: &TokenHash) -> anyhow::Result<Option<AccountId>> {
+        self.by_token(token).await
+    }
+
     /// The account's webhook secret.
     ///
     /// # Errors

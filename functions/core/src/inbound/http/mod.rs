@@ -20,12 +20,16 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::http::header::X_CONTENT_TYPE_OPTIONS;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 pub use error::{ApiError, AuthFailed, INVALID_METHOD, INVALID_TOKEN, NO_ENTITY, Refusal};
 
 use crate::app::{App, RateLimiter};
+use crate::domain::TrustedProxies;
+use params::ClientAddress;
 
 /// Which routes a router serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +45,7 @@ pub enum Routes {
 }
 
 /// The router for a part of the API. Unknown paths and wrong methods answer `400 Invalid
-/// method`, as Copernica does.
+/// method`, as Copernica does. Every response says `X-Content-Type-Options: nosniff`.
 pub fn router(app: App, part: Routes) -> Router {
     let mut routes = Router::new();
     if matches!(part, Routes::All | Routes::Ingest) {
@@ -67,33 +71,54 @@ pub fn router(app: App, part: Routes) -> Router {
     if part == Routes::All {
         routes = routes.route("/openapi.json", get(|| async { axum::Json(openapi::document()) }));
     }
-    let limit = app.settings().auth_failures_per_minute;
-    let routes = routes.fallback(invalid_method).method_not_allowed_fallback(invalid_method).with_state(app);
+    let guard = Guard {
+        failures: Arc::new(RateLimiter::<IpAddr>::new(app.settings().auth_failures_per_minute)),
+        proxies: app.settings().trusted_proxies.clone(),
+    };
+    let mut routes = routes.fallback(invalid_method).method_not_allowed_fallback(invalid_method).with_state(app);
     if part == Routes::All {
         // Local mode: a client that keeps sending wrong tokens or keys is refused before any
         // lookup. On AWS, API Gateway's throttling (and an optional WAF rule) does this.
-        let failures = Arc::new(RateLimiter::<IpAddr>::new(limit));
-        return routes.layer(axum::middleware::from_fn_with_state(failures, auth_guard));
+        routes = routes.layer(axum::middleware::from_fn_with_state(Arc::new(guard), auth_guard));
     }
-    routes
+    routes.layer(axum::middleware::map_response(nosniff))
+}
+
+/// No browser may read a response as anything but its `Content-Type` says.
+async fn nosniff(mut response: Response) -> Response {
+    response.headers_mut().insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+/// Local mode's guard against clients guessing tokens.
+struct Guard {
+    /// Failed authentications per client address.
+    failures: Arc<RateLimiter<IpAddr>>,
+    /// The proxies whose `X-Forwarded-For` names the client.
+    proxies: TrustedProxies,
 }
 
 /// Refuses a client address over its limit of failed authentications with `429`, and counts
-/// the failures ([`AuthFailed`] on a response).
+/// the failures ([`AuthFailed`] on a response). The client address is the connection's peer,
+/// or behind a trusted proxy the address it forwarded (see [`TrustedProxies::client`]): each
+/// client behind a proxy has a count of its own.
 async fn auth_guard(
-    State(failures): State<Arc<RateLimiter<IpAddr>>>,
-    request: axum::extract::Request,
+    State(guard): State<Arc<Guard>>,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let peer = request.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
     let Some(peer) = peer else { return next.run(request).await };
+    let forwarded = request.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+    let client = guard.proxies.client(peer, forwarded);
+    request.extensions_mut().insert(ClientAddress(client));
     let now = crate::domain::Timestamp::now();
-    if let Some(wait) = failures.over(peer, now) {
+    if let Some(wait) = guard.failures.over(client, now) {
         return ApiError::TooManyFailures(wait).into_response();
     }
     let response = next.run(request).await;
     if response.extensions().get::<AuthFailed>().is_some() {
-        failures.count(peer, now);
+        guard.failures.count(client, now);
     }
     response
 }

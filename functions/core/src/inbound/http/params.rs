@@ -95,21 +95,31 @@ pub fn format(query: &HashMap<&'static str, String>) -> Result<ExportFormat, Api
 }
 
 /// The account of the access token in the query (`access_token`) or the `Authorization:
-/// Bearer` header. Both may be given if they agree. Any failure is "Invalid access token".
+/// Bearer` header, for a read (the process's token cache may answer). Both may be given if they
+/// agree. Any failure is "Invalid access token".
 pub async fn authenticate(
     app: &App,
     query: &HashMap<&'static str, String>,
     headers: &HeaderMap,
 ) -> Result<AccountId, ApiError> {
-    Ok(authenticate_token(app, query, headers).await?.0)
+    let token = access_token(query, headers)?;
+    app.authenticate(&token).await?.ok_or(ApiError::InvalidToken)
 }
 
-/// As [`authenticate`], with the hash of the token that was used.
-pub async fn authenticate_token(
+/// As [`authenticate`], checked against the account store itself (for a new data request: a
+/// revoked token submits nothing), with the hash of the token that was used.
+pub async fn authenticate_fresh(
     app: &App,
     query: &HashMap<&'static str, String>,
     headers: &HeaderMap,
 ) -> Result<(AccountId, TokenHash), ApiError> {
+    let token = access_token(query, headers)?;
+    let account = app.authenticate_fresh(&token).await?.ok_or(ApiError::InvalidToken)?;
+    Ok((account, token.hash()))
+}
+
+/// The access token of the query or the `Authorization: Bearer` header, well formed.
+fn access_token(query: &HashMap<&'static str, String>, headers: &HeaderMap) -> Result<AccessToken, ApiError> {
     let invalid = || ApiError::InvalidToken;
     let mut bearer = None;
     let mut values = headers.get_all(AUTHORIZATION).iter();
@@ -129,15 +139,20 @@ pub async fn authenticate_token(
         (Some(t), _) | (None, Some(t)) => t,
         (None, None) => return Err(invalid()),
     };
-    let token = AccessToken::parse(token).map_err(|_| invalid())?;
-    let account = app.authenticate(&token).await?.ok_or_else(invalid)?;
-    Ok((account, token.hash()))
+    AccessToken::parse(token).map_err(|_| invalid())
 }
 
-/// The client's network for the audit log: the connection's peer when the server knows it
-/// (local mode), else the address API Gateway appended last to `X-Forwarded-For`.
+/// The client's address as local mode's guard found it (the connection's peer, or the address
+/// a trusted proxy forwarded), for the audit log.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub IpAddr);
+
+/// The client's network for the audit log: in local mode the client address its guard found
+/// (the connection's peer, or the address a trusted proxy forwarded), else the peer when the
+/// server knows it, else the address API Gateway appended last to `X-Forwarded-For`.
 pub(crate) fn client_network(extensions: &Extensions, headers: &HeaderMap) -> String {
-    let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
+    let guarded = extensions.get::<ClientAddress>().map(|client| client.0);
+    let peer = guarded.or_else(|| extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip()));
     let forwarded = || {
         headers
             .get("x-forwarded-for")

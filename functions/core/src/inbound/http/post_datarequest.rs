@@ -306,7 +306,7 @@ async fn accept(
         let (version, id) = path.map_err(|_| ApiError::bad("The path is not valid UTF-8 after percent-decoding"))?;
         let version = params::version(&version)?;
         let mut query = params::query(query.as_deref(), &["access_token", "report"])?;
-        let (account, token) = params::authenticate_token(&app, &query, &headers).await?;
+        let (account, token) = params::authenticate_fresh(&app, &query, &headers).await?;
         app.count_request(account).map_err(ApiError::TooMany)?;
         let subject = subject(&id)?;
         let from_body = params::body_report(&headers, body).await?;
