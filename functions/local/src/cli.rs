@@ -106,7 +106,8 @@ pub enum AccountCommand {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Delete an account: every token is revoked, and its requests answer like unknown ones.
+    /// Delete an account: its tokens are refused at once, then its requests (their files and
+    /// mails), idempotency keys and subject data are deleted.
     Delete {
         /// The account.
         #[arg(long, value_parser = AccountId::parse)]
@@ -128,8 +129,8 @@ pub enum TokenCommand {
         #[arg(long, env = config::DATA_DIR, default_value = config::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
-    /// Revoke a token of an account. Running servers stop taking it within a minute (their
-    /// token cache).
+    /// Revoke a token of an account. A new data request with it is refused at once; running
+    /// servers stop reading with it within DATAREQUEST_TOKEN_CACHE_SECS (their token cache).
     Revoke {
         /// The account.
         #[arg(long, value_parser = AccountId::parse)]
