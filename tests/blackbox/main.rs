@@ -9,6 +9,7 @@ mod bad_input;
 mod commands;
 mod delivery;
 mod faults;
+mod floods;
 mod helpers;
 mod html_report;
 mod ingest;

@@ -71,6 +71,16 @@ pub const DATA_DIR: &str = "DATAREQUEST_DATA_DIR";
 pub const SMTP_URL: &str = "DATAREQUEST_SMTP_URL";
 /// Concurrent build workers.
 pub const WORKERS: &str = "DATAREQUEST_WORKERS";
+/// Local mode: connections served at once (default 1024, capped by the open-file limit). Past
+/// it, the connection that has waited longest for a request is closed to make room.
+pub const MAX_CONNECTIONS: &str = "DATAREQUEST_MAX_CONNECTIONS";
+/// Local mode: seconds a connection may take to send a request head (default 10), whether it is
+/// new or idle between two requests; then it is closed.
+pub const HEADER_TIMEOUT_SECS: &str = "DATAREQUEST_HEADER_TIMEOUT_SECS";
+/// Local mode: seconds a request body may send nothing (default 30); then the request ends.
+pub const BODY_IDLE_TIMEOUT_SECS: &str = "DATAREQUEST_BODY_IDLE_TIMEOUT_SECS";
+/// `POST /ingest` bodies read into memory at once (default 4); past it `503` with `Retry-After`.
+pub const INGEST_BODIES: &str = "DATAREQUEST_INGEST_BODIES";
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -158,6 +168,8 @@ pub struct Settings {
     /// Failed authentications per client address per minute before `429` (local mode); 0 is
     /// unlimited.
     pub auth_failures_per_minute: u32,
+    /// `POST /ingest` bodies read into memory at once (see [`INGEST_BODIES`]).
+    pub ingest_bodies: usize,
 }
 
 impl Settings {
@@ -257,6 +269,7 @@ impl Settings {
             subject_retention: subject_retention(lookup)?,
             audit_retention: audit_retention(lookup)?,
             auth_failures_per_minute: parsed(lookup, AUTH_FAILURES_PER_MINUTE, 30, "a number of failures")?,
+            ingest_bodies: in_range(lookup, INGEST_BODIES, DEFAULT_INGEST_BODIES, 1..=256, "a number of bodies")?,
         })
     }
 
@@ -271,6 +284,64 @@ impl Settings {
             Ok(settings) => settings,
             Err(e) => unreachable!("test settings are valid: {e}"),
         }
+    }
+}
+
+/// Default `POST /ingest` bodies in memory at once: 4 bodies of at most 8 MiB, 32 MiB.
+pub const DEFAULT_INGEST_BODIES: usize = 4;
+/// Default connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default seconds to send a request head.
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+/// Default seconds a request body may send nothing.
+pub const DEFAULT_BODY_IDLE_TIMEOUT_SECS: u64 = 30;
+
+/// A whole number in `range`, or `default` when unset.
+fn in_range<T>(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+    what: &str,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let value = parsed(lookup, variable, default, what)?;
+    if !range.contains(&value) {
+        return Err(ConfigError::new(variable, format!("must be {what} from {} to {}", range.start(), range.end())));
+    }
+    Ok(value)
+}
+
+/// How the local server holds against floods of connections and slow clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Connections served at once (see [`MAX_CONNECTIONS`]).
+    pub max_connections: usize,
+    /// Time to send a request head (see [`HEADER_TIMEOUT_SECS`]).
+    pub header_timeout: Duration,
+    /// Time a request body may send nothing (see [`BODY_IDLE_TIMEOUT_SECS`]).
+    pub body_idle_timeout: Duration,
+}
+
+impl ServerLimits {
+    /// Reads the limits.
+    ///
+    /// # Errors
+    /// When a variable is malformed or out of its range; the error names it.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let max_connections =
+            in_range(lookup, MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS, 1..=1_000_000, "a number of connections")?;
+        let header =
+            in_range(lookup, HEADER_TIMEOUT_SECS, DEFAULT_HEADER_TIMEOUT_SECS, 1..=3_600, "a number of seconds")?;
+        let body =
+            in_range(lookup, BODY_IDLE_TIMEOUT_SECS, DEFAULT_BODY_IDLE_TIMEOUT_SECS, 1..=3_600, "a number of seconds")?;
+        Ok(Self {
+            max_connections,
+            header_timeout: Duration::from_secs(header),
+            body_idle_timeout: Duration::from_secs(body),
+        })
     }
 }
 
@@ -316,6 +387,31 @@ mod tests {
         assert_eq!(s.web_policy, WebPolicy::PublicOnly);
         assert_eq!(s.subject_retention, None, "subject data is kept unless a retention is set");
         assert_eq!(s.checkpoint_every, 64 * 1024 * 1024);
+        assert_eq!(s.ingest_bodies, 4);
+    }
+
+    #[test]
+    fn the_server_limits_default_to_1024_connections_10_s_for_a_head_and_30_s_of_body_silence() {
+        let none = |_: &str| None;
+        let limits = ServerLimits::from_lookup(&none).ok();
+        let expected = ServerLimits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(30),
+        };
+        assert_eq!(limits, Some(expected));
+        for (variable, value) in [
+            (MAX_CONNECTIONS, "0"),
+            (MAX_CONNECTIONS, "many"),
+            (HEADER_TIMEOUT_SECS, "0"),
+            (HEADER_TIMEOUT_SECS, "1.5"),
+            (BODY_IDLE_TIMEOUT_SECS, "0"),
+            (BODY_IDLE_TIMEOUT_SECS, "7200"),
+        ] {
+            let lookup = |name: &str| (name == variable).then(|| value.to_owned());
+            let error = ServerLimits::from_lookup(&lookup).err().map(|e| e.variable);
+            assert_eq!(error, Some(variable), "{variable}={value}");
+        }
     }
 
     #[test]
@@ -332,7 +428,7 @@ mod tests {
 
     #[test]
     fn a_bad_or_missing_value_names_its_variable() {
-        let cases: [(&[(&str, &str)], &str); 10] = [
+        let cases: [(&[(&str, &str)], &str); 12] = [
             (&[(LINK_SECRET, SECRET), (PUBLIC_URL, "ftp://a.example")], PUBLIC_URL),
             (&[(PUBLIC_URL, "https://a.example")], LINK_SECRET),
             (&[(PUBLIC_URL, "https://a.example"), (LINK_SECRET, "short")], LINK_SECRET),
@@ -343,6 +439,8 @@ mod tests {
             (&[(LINK_SECRET, SECRET), (SUBJECT_RETENTION_DAYS, "a year")], SUBJECT_RETENTION_DAYS),
             (&[(LINK_SECRET, SECRET), (CHECKPOINT_MB, "0")], CHECKPOINT_MB),
             (&[(LINK_SECRET, SECRET), (CHECKPOINT_MB, "2048")], CHECKPOINT_MB),
+            (&[(LINK_SECRET, SECRET), (INGEST_BODIES, "0")], INGEST_BODIES),
+            (&[(LINK_SECRET, SECRET), (INGEST_BODIES, "four")], INGEST_BODIES),
         ];
         for (vars, variable) in cases {
             let error = settings(vars).err().map(|e| e.variable);
