@@ -163,6 +163,29 @@ async fn status_gets_keep_answering_while_six_times_the_connection_bound_is_held
     drop(open);
 }
 
+#[tokio::test]
+async fn slowloris_connections_past_the_bound_are_closed_at_once_not_after_the_header_timeout() {
+    let (app, _) = TestApp::start(&[("DATAREQUEST_MAX_CONNECTIONS", "5"), ("DATAREQUEST_HEADER_TIMEOUT_SECS", "120")]);
+    let address = address(&app);
+    let mut slow = Vec::new();
+    for _ in 0..5 {
+        let mut stream = TcpStream::connect(&address).await.expect("connect");
+        let head = format!("GET /v1/datarequest/1/status HTTP/1.1\r\nHost: {address}\r\nX-Padding: aaa");
+        stream.write_all(head.as_bytes()).await.expect("write");
+        slow.push(stream);
+    }
+    // Five newer connections take their places: the partial heads are not waited for.
+    let mut newer = Vec::new();
+    for _ in 0..5 {
+        newer.push(TcpStream::connect(&address).await.expect("connect"));
+    }
+    for mut stream in slow {
+        let closed = closed_within(&mut stream, SLACK).await;
+        assert!(closed.is_some(), "a slowloris connection past the bound was still open after {SLACK:?}");
+    }
+    drop(newer);
+}
+
 /// A data dir with the sample subjects, an ingest key, and the server started with `env`.
 fn start_with_key(env: &[(&str, &str)]) -> (TestApp, String) {
     let (mut app, _) = TestApp::new(env);

@@ -3,9 +3,10 @@
 //! - At most [`ServerLimits::max_connections`] connections are served at once. A new connection
 //!   past the bound takes the place of the connection that has waited longest for a request
 //!   (one that sent nothing yet, a partial head, or is idle between requests): that one is
-//!   closed. So idle and slow connections, however many, cannot keep a client that sends its
-//!   request out. Only when every connection is in the middle of a request do new ones wait in
-//!   the kernel's backlog until one ends or goes idle.
+//!   closed (at once, or after [`CLOSING_GRACE`] when it sent part of a head). So idle and slow
+//!   connections, however many, cannot keep a client that sends its request out. Only when
+//!   every connection is in the middle of a request do new ones wait in the kernel's backlog
+//!   until one ends or goes idle.
 //! - A connection has [`ServerLimits::header_timeout`] to send a request head, whether it is new
 //!   or idle between two requests (hyper's `header_read_timeout`); then it is closed.
 //! - A request body that sends nothing for [`ServerLimits::body_idle_timeout`] ends with an
@@ -20,6 +21,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -39,6 +41,9 @@ use crate::config::ServerLimits;
 
 /// File descriptors kept free of connections (the database, export files, the listener).
 const SPARE_FILES: usize = 64;
+/// How long a connection told to close may go on without a request under way (a partial head
+/// that hyper's graceful shutdown would wait for up to the header timeout) before it is dropped.
+const CLOSING_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves `router` on `listener` within `limits` until `shutdown` resolves, then lets the
 /// requests under way finish.
@@ -137,8 +142,10 @@ impl Connection {
     async fn run(mut self, stream: TcpStream) {
         let (registry, id, peer, body_idle) = (self.ticket.registry.clone(), self.ticket.id, self.peer, self.body_idle);
         let router = self.router.clone();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let requests = in_flight.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let busy = registry.busy(id);
+            let busy = registry.busy(id, &requests);
             let (mut parts, body) = request.into_parts();
             parts.extensions.insert(ConnectInfo(peer));
             let request = axum::http::Request::from_parts(parts, Body::new(IdleBody::new(body, body_idle)));
@@ -173,6 +180,12 @@ impl Connection {
                 _ = self.stopping.changed(), if !closing => {
                     closing = true;
                     connection.as_mut().graceful_shutdown();
+                }
+                () = tokio::time::sleep(CLOSING_GRACE), if closing => {
+                    // No request under way: nothing is cut by dropping it.
+                    if in_flight.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
                 }
             }
         }
@@ -245,7 +258,8 @@ impl Registry {
     }
 
     /// Marks a connection busy with a request until the guard is dropped.
-    fn busy(self: &Arc<Self>, id: u64) -> Busy {
+    fn busy(self: &Arc<Self>, id: u64, in_flight: &Arc<AtomicUsize>) -> Busy {
+        in_flight.fetch_add(1, Ordering::SeqCst);
         let mut state = self.lock();
         let waited = state.slots.get_mut(&id).and_then(|slot| {
             slot.requests += 1;
@@ -254,7 +268,7 @@ impl Registry {
         if let Some(since) = waited {
             state.waiting.remove(&since);
         }
-        Busy { registry: self.clone(), id }
+        Busy { registry: self.clone(), id, in_flight: in_flight.clone() }
     }
 
     fn idle(&self, id: u64) {
@@ -300,10 +314,13 @@ impl Drop for Ticket {
 struct Busy {
     registry: Arc<Registry>,
     id: u64,
+    /// The requests under way on the connection.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.registry.idle(self.id);
     }
 }
@@ -371,17 +388,19 @@ mod tests {
         let registry = Arc::new(Registry::new(2));
         let first = registry.admit();
         let second = registry.admit();
-        let busy = registry.busy(first.id);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let busy = registry.busy(first.id, &in_flight);
         // The second has waited longest among those waiting (the first is busy).
         let third = registry.admit();
         assert!(tokio::time::timeout(Duration::from_millis(10), second.evict.notified()).await.is_ok());
         assert!(tokio::time::timeout(Duration::from_millis(10), first.evict.notified()).await.is_err());
         // Both counted ones are busy: no room until one goes idle.
-        let also_busy = registry.busy(third.id);
+        let also_busy = registry.busy(third.id, &in_flight);
         assert!(tokio::time::timeout(Duration::from_millis(10), registry.room()).await.is_err());
         drop(busy);
         assert!(tokio::time::timeout(Duration::from_millis(10), registry.room()).await.is_ok());
         drop(also_busy);
+        assert_eq!(in_flight.load(Ordering::SeqCst), 0);
         drop((first, second, third));
         assert!(registry.lock().slots.is_empty() && registry.lock().waiting.is_empty());
     }
