@@ -16,8 +16,11 @@
 //!   [`webhook`]);
 //! - `bench postgres` only: subject data read from PostgreSQL through the shipped mapping,
 //!   against `COPY` of the same queries, and Fides' shape from POST to `available` (see
-//!   [`postgres`]).
+//!   [`postgres`]);
+//! - `bench abuse` only: the local server under floods of idle, slowloris and slow-body
+//!   connections (see [`abuse`]).
 
+mod abuse;
 mod continuations;
 mod faults;
 mod ingest;
@@ -61,6 +64,15 @@ fn main() -> anyhow::Result<()> {
         }
         // `bench load`: only the local server under wrk.
         Some("load") => runtime.block_on(load_only()),
+        // `bench abuse [SECONDS]`: only the local server under floods (idle, slowloris, slow
+        // bodies); an attacker whose connection is closed opens another SECONDS later (default 1).
+        Some("abuse") => {
+            let Ok(seconds) = args.get(1).map_or(Ok(1.0), |n| n.parse::<f64>()) else {
+                anyhow::bail!("usage: bench abuse [SECONDS]");
+            };
+            let reconnect = Duration::from_secs_f64(seconds.max(0.0));
+            runtime.block_on(alone(async |_, release, work, report| abuse::run(release, work, report, reconnect).await))
+        }
         // `bench ingest [LINES [LAMBDA_LINES]]`: only the ingest figures (LAMBDA_LINES 0: no Lambda).
         Some("ingest") => {
             let count = |i: usize, default: usize| args.get(i).map_or(Ok(default), |n| n.parse::<usize>());
@@ -128,7 +140,7 @@ fn main() -> anyhow::Result<()> {
         Some("all") | None => runtime.block_on(all()),
         Some(other) => {
             anyhow::bail!(
-                "unknown command {other}: use `bench`, `bench all`, `bench load`, `bench ingest`, `bench mail`, `bench webhook`, `bench postgres`, `bench faults`, `bench continuations`, `bench builder` or `bench prepare`"
+                "unknown command {other}: use `bench`, `bench all`, `bench load`, `bench abuse`, `bench ingest`, `bench mail`, `bench webhook`, `bench postgres`, `bench faults`, `bench continuations`, `bench builder` or `bench prepare`"
             )
         }
     }

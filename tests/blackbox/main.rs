@@ -10,6 +10,7 @@ mod commands;
 mod delivery;
 mod erasure;
 mod faults;
+mod floods;
 mod helpers;
 mod html_report;
 mod ingest;

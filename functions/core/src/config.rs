@@ -77,6 +77,16 @@ pub const DATA_DIR: &str = "DATAREQUEST_DATA_DIR";
 pub const SMTP_URL: &str = "DATAREQUEST_SMTP_URL";
 /// Concurrent build workers.
 pub const WORKERS: &str = "DATAREQUEST_WORKERS";
+/// Local mode: connections served at once (default 1024, capped by the open-file limit). Past
+/// it, the connection that has waited longest for a request is closed to make room.
+pub const MAX_CONNECTIONS: &str = "DATAREQUEST_MAX_CONNECTIONS";
+/// Local mode: seconds a connection may take to send a request head (default 10), whether it is
+/// new or idle between two requests; then it is closed.
+pub const HEADER_TIMEOUT_SECS: &str = "DATAREQUEST_HEADER_TIMEOUT_SECS";
+/// Local mode: seconds a request body may send nothing (default 30); then the request ends.
+pub const BODY_IDLE_TIMEOUT_SECS: &str = "DATAREQUEST_BODY_IDLE_TIMEOUT_SECS";
+/// `POST /ingest` bodies read into memory at once (default 4); past it `503` with `Retry-After`.
+pub const INGEST_BODIES: &str = "DATAREQUEST_INGEST_BODIES";
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -168,6 +178,8 @@ pub struct Settings {
     pub trusted_proxies: TrustedProxies,
     /// How long a token lookup may be trusted for a read (see [`TOKEN_CACHE_SECS`]).
     pub token_cache: Duration,
+    /// `POST /ingest` bodies read into memory at once (see [`INGEST_BODIES`]).
+    pub ingest_bodies: usize,
 }
 
 impl Settings {
@@ -283,6 +295,7 @@ impl Settings {
                 None => TrustedProxies::default(),
             },
             token_cache: token_cache(lookup, fallbacks.token_cache)?,
+            ingest_bodies: in_range(lookup, INGEST_BODIES, DEFAULT_INGEST_BODIES, 1..=256, "a number of bodies")?,
         })
     }
 
@@ -311,6 +324,64 @@ fn token_cache(lookup: &dyn Fn(&str) -> Option<String>, fallback: Option<Duratio
         return Err(ConfigError::new(TOKEN_CACHE_SECS, "must be a number of seconds from 0 to 60"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Default `POST /ingest` bodies in memory at once: 4 bodies of at most 8 MiB, 32 MiB.
+pub const DEFAULT_INGEST_BODIES: usize = 4;
+/// Default connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default seconds to send a request head.
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+/// Default seconds a request body may send nothing.
+pub const DEFAULT_BODY_IDLE_TIMEOUT_SECS: u64 = 30;
+
+/// A whole number in `range`, or `default` when unset.
+fn in_range<T>(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+    what: &str,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let value = parsed(lookup, variable, default, what)?;
+    if !range.contains(&value) {
+        return Err(ConfigError::new(variable, format!("must be {what} from {} to {}", range.start(), range.end())));
+    }
+    Ok(value)
+}
+
+/// How the local server holds against floods of connections and slow clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Connections served at once (see [`MAX_CONNECTIONS`]).
+    pub max_connections: usize,
+    /// Time to send a request head (see [`HEADER_TIMEOUT_SECS`]).
+    pub header_timeout: Duration,
+    /// Time a request body may send nothing (see [`BODY_IDLE_TIMEOUT_SECS`]).
+    pub body_idle_timeout: Duration,
+}
+
+impl ServerLimits {
+    /// Reads the limits.
+    ///
+    /// # Errors
+    /// When a variable is malformed or out of its range; the error names it.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let max_connections =
+            in_range(lookup, MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS, 1..=1_000_000, "a number of connections")?;
+        let header =
+            in_range(lookup, HEADER_TIMEOUT_SECS, DEFAULT_HEADER_TIMEOUT_SECS, 1..=3_600, "a number of seconds")?;
+        let body =
+            in_range(lookup, BODY_IDLE_TIMEOUT_SECS, DEFAULT_BODY_IDLE_TIMEOUT_SECS, 1..=3_600, "a number of seconds")?;
+        Ok(Self {
+            max_connections,
+            header_timeout: Duration::from_secs(header),
+            body_idle_timeout: Duration::from_secs(body),
+        })
+    }
 }
 
 /// `DATAREQUEST_AUDIT_RETENTION_DAYS`: 1095 (three years) unless set.
@@ -357,6 +428,7 @@ mod tests {
         assert_eq!(s.checkpoint_every, 64 * 1024 * 1024);
         assert_eq!(s.token_cache, Duration::from_secs(5), "a revoked token is trusted for reads 5 s at most");
         assert_eq!(s.trusted_proxies, TrustedProxies::default(), "no proxy is trusted unless named");
+        assert_eq!(s.ingest_bodies, 4);
     }
 
     #[test]
@@ -367,6 +439,30 @@ mod tests {
         let lookup = |name: &str| (name == LINK_SECRET).then(|| SECRET.to_owned());
         let Ok(s) = Settings::from_lookup(&lookup, local) else { panic!("valid") };
         assert_eq!(s.token_cache, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_server_limits_default_to_1024_connections_10_s_for_a_head_and_30_s_of_body_silence() {
+        let none = |_: &str| None;
+        let limits = ServerLimits::from_lookup(&none).ok();
+        let expected = ServerLimits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(30),
+        };
+        assert_eq!(limits, Some(expected));
+        for (variable, value) in [
+            (MAX_CONNECTIONS, "0"),
+            (MAX_CONNECTIONS, "many"),
+            (HEADER_TIMEOUT_SECS, "0"),
+            (HEADER_TIMEOUT_SECS, "1.5"),
+            (BODY_IDLE_TIMEOUT_SECS, "0"),
+            (BODY_IDLE_TIMEOUT_SECS, "7200"),
+        ] {
+            let lookup = |name: &str| (name == variable).then(|| value.to_owned());
+            let error = ServerLimits::from_lookup(&lookup).err().map(|e| e.variable);
+            assert_eq!(error, Some(variable), "{variable}={value}");
+        }
     }
 
     #[test]
@@ -383,7 +479,7 @@ mod tests {
 
     #[test]
     fn a_bad_or_missing_value_names_its_variable() {
-        let cases: [(&[(&str, &str)], &str); 14] = [
+        let cases: [(&[(&str, &str)], &str); 16] = [
             (&[(LINK_SECRET, SECRET), (TOKEN_CACHE_SECS, "61")], TOKEN_CACHE_SECS),
             (&[(LINK_SECRET, SECRET), (TOKEN_CACHE_SECS, "-1")], TOKEN_CACHE_SECS),
             (&[(LINK_SECRET, SECRET), (TRUSTED_PROXIES, "10.0.0.0/8, proxy.example")], TRUSTED_PROXIES),
@@ -398,6 +494,8 @@ mod tests {
             (&[(LINK_SECRET, SECRET), (SUBJECT_RETENTION_DAYS, "a year")], SUBJECT_RETENTION_DAYS),
             (&[(LINK_SECRET, SECRET), (CHECKPOINT_MB, "0")], CHECKPOINT_MB),
             (&[(LINK_SECRET, SECRET), (CHECKPOINT_MB, "2048")], CHECKPOINT_MB),
+            (&[(LINK_SECRET, SECRET), (INGEST_BODIES, "0")], INGEST_BODIES),
+            (&[(LINK_SECRET, SECRET), (INGEST_BODIES, "four")], INGEST_BODIES),
         ];
         for (vars, variable) in cases {
             let error = settings(vars).err().map(|e| e.variable);

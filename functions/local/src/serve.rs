@@ -34,12 +34,13 @@ pub async fn run(
             .filter(|n| (1..=64).contains(n))
             .context("DATAREQUEST_WORKERS: must be a number from 1 to 64")?,
     };
+    let limits = config::ServerLimits::from_lookup(lookup)?;
     if demo {
         crate::demo::seed_and_print(&local, data_dir).await?;
     }
     println!("Datarequest listening on http://{address}");
     let _ = std::io::stdout().flush();
-    datarequest::inbound::local::serve(local, listener, workers, shutdown()).await?;
+    datarequest::inbound::local::serve(local, listener, &limits, workers, shutdown()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,21 +11,24 @@ use tokio::sync::watch;
 
 use crate::adapters::folder::FolderExports;
 use crate::compose::Local;
+use crate::config::ServerLimits;
 use crate::inbound::http::{Routes, router};
+use crate::inbound::server;
 use crate::ports::{QueueConsumer, RequestStore};
 
 /// How long a received queue message stays hidden from other workers of this process without
 /// a heartbeat; the worker handling it renews this every third of it.
 const VISIBILITY: Duration = Duration::from_secs(60);
 
-/// Serves the API of `local` with `workers` build workers and the expiry sweeper, until
-/// `shutdown` resolves.
+/// Serves the API of `local` within `limits` with `workers` build workers and the expiry
+/// sweeper, until `shutdown` resolves.
 ///
 /// # Errors
 /// When the server fails.
 pub async fn serve(
     local: Local,
     listener: TcpListener,
+    limits: &ServerLimits,
     workers: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -53,9 +56,9 @@ pub async fn serve(
         tasks.push(tokio::spawn(run_worker(local.clone(), stopped.clone())));
     }
     tasks.push(tokio::spawn(run_sweeper(local.clone(), stopped.clone())));
-    // The peer's address goes (truncated) into the audit log of downloads.
-    let service = router(local.app.clone(), Routes::All).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
+    // The peer's address goes (truncated) into the audit log of downloads: the accept loop puts
+    // it into every request.
+    let served = server::serve(listener, router(local.app.clone(), Routes::All), limits, shutdown).await;
     let _ = stop.send(true);
     for task in tasks {
         let _ = task.await;

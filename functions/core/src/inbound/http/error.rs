@@ -75,6 +75,12 @@ pub enum ApiError {
     TooManyFailures(u64),
     /// `503`: a store failed midway; the same call may be sent again. The cause is logged.
     Unavailable(anyhow::Error),
+    /// `503`: as many bodies as may be read at once are being read; retry after this many
+    /// seconds. The body is not read, and the connection is closed.
+    Busy(u64),
+    /// `400`: the body broke off, or sent nothing for too long, before its end. The connection
+    /// is closed.
+    Incomplete,
     /// `500`: ours; the cause is logged.
     Internal(anyhow::Error),
 }
@@ -149,12 +155,16 @@ impl IntoResponse for ApiError {
                 response.extensions_mut().insert(AuthFailed);
                 response
             }
-            Self::TooLarge(message) => {
-                // The rest of the body is not read: the connection cannot carry another request,
-                // and a client must not send one on it.
-                let mut response = error_response(StatusCode::PAYLOAD_TOO_LARGE, &message);
-                let close = axum::http::HeaderValue::from_static("close");
-                response.headers_mut().insert(axum::http::header::CONNECTION, close);
+            // The rest of the body is not read: the connection cannot carry another request, and
+            // a client must not send one on it.
+            Self::TooLarge(message) => closing(error_response(StatusCode::PAYLOAD_TOO_LARGE, &message)),
+            Self::Incomplete => {
+                closing(error_response(StatusCode::BAD_REQUEST, "The body broke off before its end; send it again"))
+            }
+            Self::Busy(seconds) => {
+                let message = format!("Too many bodies are being read; retry after {seconds} seconds");
+                let mut response = closing(error_response(StatusCode::SERVICE_UNAVAILABLE, &message));
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
                 response
             }
             Self::UnsupportedType(message) => error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, &message),
@@ -180,6 +190,13 @@ impl IntoResponse for ApiError {
             }
         }
     }
+}
+
+/// A response after which the connection is closed.
+fn closing(mut response: Response) -> Response {
+    let close = axum::http::HeaderValue::from_static("close");
+    response.headers_mut().insert(axum::http::header::CONNECTION, close);
+    response
 }
 
 #[cfg(test)]

@@ -4,12 +4,14 @@
 //! is checked whole, the accounts it names included, before anything is stored; on SQLite it
 //! is then stored in one transaction.
 
-use axum::Json;
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 
 use super::error::{ApiError, ErrorBody};
 use crate::app::App;
@@ -22,6 +24,21 @@ pub const BODY_LIMIT: usize = 8 * 1024 * 1024;
 pub const LINE_LIMIT: usize = 50_000;
 /// The message of a missing or wrong ingest key.
 pub const INVALID_INGEST_KEY: &str = "Invalid ingest key";
+/// The `Retry-After` of a body refused because as many as may be are being read.
+pub const BUSY_RETRY_SECS: u64 = 5;
+
+/// The bodies that may be read into memory at once (a body is read whole, up to
+/// [`BODY_LIMIT`]): one permit each, taken before the first byte is read.
+#[derive(Clone)]
+pub struct Bodies(Arc<tokio::sync::Semaphore>);
+
+impl Bodies {
+    /// At most `count` bodies at once.
+    #[must_use]
+    pub fn new(count: usize) -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(count)))
+    }
+}
 
 /// Load and erase subject data (the platform's own door, with an ingest key; not a call of Copernica's API)
 #[utoipa::path(
@@ -40,17 +57,27 @@ pub const INVALID_INGEST_KEY: &str = "Invalid ingest key";
         (status = 401, description = "No ingest key, or not an ingest key", body = ErrorBody),
         (status = 413, description = "More than 8 MiB or 50,000 lines", body = ErrorBody),
         (status = 415, description = "Not application/x-ndjson", body = ErrorBody),
-        (status = 503, description = "The store failed (on SQLite nothing was stored; on DynamoDB the lines before the failure may have been); send the same body again", body = ErrorBody),
+        (status = 503, description = "The store failed (on SQLite nothing was stored; on DynamoDB the lines before the failure may have been), or too many bodies are being read (with Retry-After); send the same body again", body = ErrorBody),
     ),
 )]
-pub async fn ingest(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
-    match handle(&app, &headers, body).await {
+pub async fn ingest(
+    State(app): State<App>,
+    Extension(bodies): Extension<Bodies>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match handle(&app, &bodies, &headers, body).await {
         Ok(summary) => Json(summary).into_response(),
         Err(error) => error.into_response(),
     }
 }
 
-async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<crate::app::ingest::Summary, ApiError> {
+async fn handle(
+    app: &App,
+    bodies: &Bodies,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<crate::app::ingest::Summary, ApiError> {
     authorize(app, headers).await?;
     let essence = headers
         .get(CONTENT_TYPE)
@@ -64,7 +91,12 @@ async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<crate::app
     if declared.is_some_and(|n| n > BODY_LIMIT) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| too_large())?;
+    // Held until the body's lines are stored: the memory of a body is bounded by the permits.
+    let _permit = bodies.0.try_acquire().map_err(|_| ApiError::Busy(BUSY_RETRY_SECS))?;
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|error| {
+        let over = error.into_inner().downcast_ref::<http_body_util::LengthLimitError>().is_some();
+        if over { too_large() } else { ApiError::Incomplete }
+    })?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
         ApiError::bad(format!("line {line}: not valid UTF-8"))

@@ -1,5 +1,6 @@
 //! The HTTP API: one axum router for both worlds. The Lambda functions each serve their part
-//! of it through `lambda_http`; the local command serves all of it with `axum::serve`.
+//! of it through `lambda_http`; the local command serves all of it through its own accept loop
+//! ([`crate::inbound::server`]).
 //!
 //! The files import one another in one direction only: this one and [`openapi`] (the document,
 //! built from the handlers) at the top; the handlers below them; and what the handlers share
@@ -49,7 +50,9 @@ pub enum Routes {
 pub fn router(app: App, part: Routes) -> Router {
     let mut routes = Router::new();
     if matches!(part, Routes::All | Routes::Ingest) {
-        routes = routes.route("/ingest", post(ingest::ingest));
+        // Bodies are read whole: only so many at once, whatever the number of connections.
+        let bodies = ingest::Bodies::new(app.settings().ingest_bodies);
+        routes = routes.route("/ingest", post(ingest::ingest).layer(axum::Extension(bodies)));
     }
     if matches!(part, Routes::All | Routes::Intake) {
         routes = routes
