@@ -71,26 +71,23 @@ impl Eraser<'_> {
             };
             // A profile or subprofile whose address is the erased one is erased with it.
             let owned_by_address = matches!(erasure, Erasure::Email(..))
-                && match &request.subject {
-                    Subject::Profile(id) => self
-                        .subjects
-                        .profile(account, *id)
-                        .await?
-                        .and_then(|p| p.email)
-                        .is_some_and(|e| addresses.contains(&e.to_ascii_lowercase())),
-                    Subject::Subprofile(id) => self
-                        .subjects
-                        .subprofile(account, *id)
-                        .await?
-                        .and_then(|s| s.email)
-                        .is_some_and(|e| addresses.contains(&e.to_ascii_lowercase())),
-                    Subject::Email(_) => false,
-                };
+                && self.address_of(account, &request.subject).await?.is_some_and(|e| addresses.contains(&e));
+
             if named || owned_by_address {
                 related.push(request.id);
             }
         }
         Ok(related)
+    }
+
+    /// The lower-cased address of a profile or subprofile subject, as stored now.
+    async fn address_of(&self, account: AccountId, subject: &Subject) -> anyhow::Result<Option<String>> {
+        let email = match subject {
+            Subject::Profile(id) => self.subjects.profile(account, *id).await?.and_then(|p| p.email),
+            Subject::Subprofile(id) => self.subjects.subprofile(account, *id).await?.and_then(|s| s.email),
+            Subject::Email(_) => None,
+        };
+        Ok(email.map(|e| e.to_ascii_lowercase()))
     }
 
     /// Deletes the files and the kept mail of these requests and erases what they hold.
