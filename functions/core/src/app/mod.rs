@@ -299,17 +299,26 @@ impl App {
     /// # Errors
     /// When a store cannot be reached.
     pub async fn expire(&self, id: RequestId) -> anyhow::Result<()> {
-        self.exports.delete(id).await.context("deleting an expired export")?;
-        self.mailer.forget(id).await.context("deleting the mail of an expired export")?;
-        if self.requests.update(id, &Transition::Expire).await? {
-            tracing::info!(request_id = %id, "export expired");
+        if self.expire_unscrubbed(id).await? {
             // The request's addresses were overwritten: the store rewrites what it kept.
             self.subjects.scrub().await?;
-            if let Some(request) = self.requests.get(id).await? {
-                self.record(request.account, id, AuditEvent::Expired).await;
-            }
         }
         Ok(())
+    }
+
+    /// [`App::expire`] but for the scrub, which a sweep does once for all it expired.
+    /// Returns whether this call expired the request.
+    async fn expire_unscrubbed(&self, id: RequestId) -> anyhow::Result<bool> {
+        self.exports.delete(id).await.context("deleting an expired export")?;
+        self.mailer.forget(id).await.context("deleting the mail of an expired export")?;
+        if !self.requests.update(id, &Transition::Expire).await? {
+            return Ok(false);
+        }
+        tracing::info!(request_id = %id, "export expired");
+        if let Some(request) = self.requests.get(id).await? {
+            self.record(request.account, id, AuditEvent::Expired).await;
+        }
+        Ok(true)
     }
 
     /// Queues again every request stuck before its build (see
@@ -352,8 +361,12 @@ impl App {
             if due.is_empty() {
                 return Ok(count);
             }
+            let mut expired = false;
             for id in &due {
-                self.expire(*id).await?;
+                expired |= self.expire_unscrubbed(*id).await?;
+            }
+            if expired {
+                self.subjects.scrub().await?;
             }
             count += due.len();
         }
