@@ -16,7 +16,10 @@ use datarequest::domain::{
     AccountId, DataRequest, ProfileId, RequestId, State, Subject, SubprofileId, Timestamp, Transition,
 };
 use datarequest::export::{self, BuildInputs, BuildOutcome as Outcome, Checkpoints, HtmlOutput};
-use datarequest::ports::{ExportFormat, ExportStore, KeyClaim, RequestStore, SourceRow, SubjectData};
+use datarequest::ports::{
+    ExportFile, ExportFormat, ExportStore, ExportWriter, KeyClaim, RequestStore, Served, SourceRow, SubjectData,
+    WriteError,
+};
 use proptest::prelude::*;
 
 /// Requests in memory, failing the `n`-th checkpoint from when it is armed: a build killed
@@ -329,6 +332,119 @@ fn a_subprofile_build_resumes_after_every_record() {
                 break;
             }
         }
-        assert_eq!(runs, 2, "one run per record, and the last one completes");
+        assert_eq!(runs, 3, "one run per record, then one with the time to complete the files");
+    });
+}
+
+/// Exports in memory whose writers say completing a file takes an hour.
+#[derive(Default)]
+struct SlowToComplete(MemoryExports);
+
+struct SlowWriter(Box<dyn ExportWriter>);
+
+#[async_trait]
+impl ExportWriter for SlowWriter {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+        self.0.write(bytes).await
+    }
+
+    async fn checkpoint(&mut self) -> Result<String, WriteError> {
+        self.0.checkpoint().await
+    }
+
+    fn finish_cost(&self) -> Duration {
+        Duration::from_secs(3_600)
+    }
+
+    async fn finish(self: Box<Self>) -> Result<u64, WriteError> {
+        self.0.finish().await
+    }
+}
+
+#[async_trait]
+impl ExportStore for SlowToComplete {
+    async fn create(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Box<dyn ExportWriter>> {
+        Ok(Box::new(SlowWriter(self.0.create(id, format).await?)))
+    }
+
+    async fn resume(&self, id: RequestId, format: ExportFormat, at: &str) -> Result<Box<dyn ExportWriter>, WriteError> {
+        Ok(Box::new(SlowWriter(self.0.resume(id, format, at).await?)))
+    }
+
+    async fn open(&self, id: RequestId, format: ExportFormat) -> anyhow::Result<Option<ExportFile>> {
+        self.0.open(id, format).await
+    }
+
+    async fn serve(&self, id: RequestId, format: ExportFormat, ttl: Duration) -> anyhow::Result<Option<Served>> {
+        self.0.serve(id, format, ttl).await
+    }
+
+    async fn delete(&self, id: RequestId) -> anyhow::Result<()> {
+        self.0.delete(id).await
+    }
+}
+
+/// A run whose time left cannot hold the completion of its files writes every record, takes a
+/// checkpoint after the last section and stops; the continuation only completes the files,
+/// whatever its own time left, and they are byte for byte an uninterrupted build's.
+#[test]
+fn a_run_without_the_time_to_complete_its_files_leaves_that_to_a_continuation() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let stores = Stores {
+            subjects: Box::new(MemorySubjects::default()),
+            exports: Box::new(SlowToComplete::default()),
+            reference: Box::new(MemoryExports::default()),
+            _dir: None,
+        };
+        let data = Data { subprofiles: 2, bodies: vec![10, 140_000], events: vec![(0, 1), (2, 3)], rows: vec![(1, 7)] };
+        stores.subjects.load(&parse_records(&lines(&data)).unwrap()).await.unwrap();
+        let account = AccountId::try_from(1).unwrap();
+        let subject = Subject::Profile(ProfileId::try_from(42).unwrap());
+        let sources = sources(&data, account, &subject);
+        let request = DataRequest::accepted(RequestId::random(), account, subject, None, Timestamp::from_unix(1));
+        let requests = MemoryRequests::default();
+        requests.insert(&request).await.unwrap();
+        let clock = FakeClock::at(Timestamp::from_unix(1_750_000_000));
+        let ttl = Duration::from_secs(60);
+        let writer = stores.reference.create(request.id, ExportFormat::Json).await.unwrap();
+        let html = HtmlOutput {
+            writer: stores.reference.create(request.id, ExportFormat::Html).await.unwrap(),
+            clock: &clock,
+            ttl,
+        };
+        export::write_export_and_report(&*stores.subjects, &sources, &requests, &request, writer, html, None)
+            .await
+            .unwrap();
+
+        let build = build_of(&stores, &sources, &requests, &clock, ttl);
+        let mut outcomes = Vec::new();
+        for run in 1..=3 {
+            let now = Timestamp::from_unix(100 * run);
+            let lease_until = now.plus_seconds(60);
+            assert!(requests.update(request.id, &Transition::StartBuild { now, lease_until }).await.unwrap());
+            let stored = requests.get(request.id).await.unwrap().unwrap();
+            let held = AtomicI64::new(lease_until.unix());
+            // Ten minutes: plenty for the records, not for the hour the completion would take.
+            let stop_at = Some(Instant::now() + Duration::from_secs(600));
+            let checkpoints = Checkpoints { every: u64::MAX, stop_at, lease: &held };
+            let outcome = export::build(&build, &stored, checkpoints).await.unwrap();
+            let complete = matches!(outcome, Outcome::Complete(..));
+            outcomes.push(complete);
+            if complete {
+                break;
+            }
+            assert!(
+                stores.exports.open(request.id, ExportFormat::Json).await.unwrap().is_none(),
+                "a suspended build has published nothing"
+            );
+        }
+        assert_eq!(outcomes, [false, true], "the first run stops before completing, the second completes");
+        for format in [ExportFormat::Json, ExportFormat::Html] {
+            assert!(
+                read(&*stores.exports, request.id, format).await == read(&*stores.reference, request.id, format).await,
+                "{format:?} differs"
+            );
+        }
     });
 }

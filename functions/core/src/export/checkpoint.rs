@@ -47,6 +47,13 @@ pub(super) struct Position {
     pub(super) rows: u64,
 }
 
+impl Position {
+    /// After the last of `sections`: every section is written, the files are left to complete.
+    pub(super) fn ended(sections: usize) -> Self {
+        Self { section: sections, store_done: true, ..Self::default() }
+    }
+}
+
 /// A build's checkpoint, as the request record keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

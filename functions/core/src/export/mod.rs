@@ -244,7 +244,11 @@ async fn write(
             false
         }
         Start::Resumed(state, writer, html) => {
-            if !(state.at.section < names.len() && state.counts.len() == state.at.section + 1) {
+            // A checkpoint is taken within a section, or after the last one (the files left
+            // to complete).
+            let within = state.at.section < names.len() && state.counts.len() == state.at.section + 1;
+            let at_end = state.at == Position::ended(names.len()) && state.counts.len() == names.len();
+            if !(within || at_end) {
                 return Err(anyhow::anyhow!("the checkpoint does not fit this export").into());
             }
             sink.writer = writer;
@@ -316,6 +320,17 @@ async fn write(
     }
     // Every source must have ended its read cleanly before the export may complete.
     read.finish().await?;
+    // Completing the files is the last step, and not always a short one (S3 assembles the
+    // parts): when the time left cannot hold it, a continuation does it. A run that went on
+    // from such a checkpoint completes them whatever its time, or no run ever would.
+    if first < names.len() && !sink.can_finish_in_time() {
+        sink.at = Position::ended(names.len());
+        match sink.checkpoint(true).await {
+            Ok(()) => {}
+            Err(Stop::Suspended) => return Ok(BuildOutcome::Suspended),
+            Err(Stop::Failed(error)) => return Err(error),
+        }
+    }
     sink.buffer.extend_from_slice(b"]}");
     sink.flush().await?;
     let report = match sink.html.take() {

@@ -2,6 +2,7 @@
 //! records come, with progress and checkpoints kept on the way.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::TryStreamExt;
@@ -203,6 +204,13 @@ impl Sink<'_> {
         }
         let Some(plan) = &self.checkpoints else { return Ok(()) };
         let stop = time_is_up(plan.stop_at);
+        self.checkpoint(stop).await
+    }
+
+    /// Takes a checkpoint where the writing stands (without a plan of checkpoints: none), and
+    /// ends the run there when `stop` says so.
+    pub(super) async fn checkpoint(&mut self, stop: bool) -> Result<(), Stop> {
+        let Some(plan) = &self.checkpoints else { return Ok(()) };
         let held = Timestamp::from_unix(plan.lease.load(Ordering::Relaxed));
         let every = plan.every;
         self.flush().await?;
@@ -235,6 +243,15 @@ impl Sink<'_> {
             return Err(Stop::Suspended);
         }
         Ok(())
+    }
+
+    /// Whether the files can be completed before the run's time is up: what is left to write,
+    /// and the writers' own estimates of completing (always, for a run without a deadline).
+    pub(super) fn can_finish_in_time(&self) -> bool {
+        let Some(stop_at) = self.checkpoints.as_ref().and_then(|plan| plan.stop_at) else { return true };
+        let html = self.html.as_ref().map_or(Duration::ZERO, |html| html.writer.finish_cost());
+        let cost = self.writer.finish_cost().saturating_add(html);
+        Instant::now().checked_add(cost).is_some_and(|done| done <= stop_at)
     }
 
     /// Opens the section at `index`, whose position starts at its beginning.

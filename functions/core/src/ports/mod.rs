@@ -188,6 +188,13 @@ pub trait ExportWriter: Send {
     /// file is gone.
     async fn checkpoint(&mut self) -> Result<String, WriteError>;
 
+    /// How long [`ExportWriter::finish`] is expected to take, from what this writer has seen of
+    /// its store: a run with less time left takes a checkpoint instead and leaves the completion
+    /// to a continuation. Zero for stores that complete a file at once.
+    fn finish_cost(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// Completes the file, which only now becomes visible. Returns its size.
     ///
     /// # Errors

@@ -10,7 +10,7 @@
 //! from the checkpoint, reads the tail back and goes on; the tails go when the file completes,
 //! and the bucket's lifecycle rules catch what a build that never completes leaves.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -26,6 +26,8 @@ const PART: usize = 8 * 1024 * 1024;
 
 /// S3's smallest part but the last.
 const MIN_PART: usize = 5 * 1024 * 1024;
+/// What uploading or completing one part is taken to cost until a writer has measured it.
+const PART_COST: Duration = Duration::from_millis(100);
 
 /// The exports bucket.
 pub struct S3Exports {
@@ -78,6 +80,8 @@ struct MultipartWriter {
     tails: Vec<u64>,
     /// Whether a checkpoint keeps the upload for a resume.
     kept: bool,
+    /// The time the parts this writer uploaded took, and how many they were.
+    uploading: (Duration, u32),
 }
 
 impl MultipartWriter {
@@ -101,6 +105,7 @@ impl MultipartWriter {
         };
         let number = i32::try_from(self.parts.len() + 1).context("too many parts")?;
         let body = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART));
+        let started = Instant::now();
         let part = self
             .client
             .upload_part()
@@ -113,6 +118,8 @@ impl MultipartWriter {
             .await
             .map_err(|e| gone_or(e, "uploading an export part"))?;
         self.parts.push(CompletedPart::builder().part_number(number).set_e_tag(part.e_tag).build());
+        self.uploading.0 += started.elapsed();
+        self.uploading.1 += 1;
         Ok(())
     }
 }
@@ -151,6 +158,22 @@ impl ExportWriter for MultipartWriter {
         let state =
             Unfinished { upload: self.upload.clone(), parts, written: self.written, tails: self.tails.clone(), tail };
         Ok(serde_json::to_string(&state).map_err(anyhow::Error::from)?)
+    }
+
+    /// Completing an upload assembles its parts: it is taken to cost, per part, what uploading
+    /// one cost this writer (on the emulator, completing 64 parts of 8 MiB took 36 ms a part
+    /// against 43 ms to upload one), [`PART_COST`] before it has uploaded any; the last part
+    /// is uploaded first.
+    fn finish_cost(&self) -> Duration {
+        if self.upload.is_none() {
+            return if self.buffer.is_empty() { Duration::ZERO } else { PART_COST };
+        }
+        let per_part = match self.uploading {
+            (_, 0) => PART_COST,
+            (took, parts) => took / parts,
+        };
+        let parts = u32::try_from(self.parts.len()).unwrap_or(u32::MAX).saturating_add(1);
+        per_part.saturating_mul(parts).saturating_add(per_part)
     }
 
     async fn finish(mut self: Box<Self>) -> Result<u64, WriteError> {
@@ -249,6 +272,7 @@ impl ExportStore for S3Exports {
             written: 0,
             tails: Vec::new(),
             kept: false,
+            uploading: (Duration::ZERO, 0),
         }))
     }
 
@@ -298,6 +322,7 @@ impl ExportStore for S3Exports {
             written: at.written,
             tails: at.tails,
             kept: true,
+            uploading: (Duration::ZERO, 0),
         }))
     }
 
