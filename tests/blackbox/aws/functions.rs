@@ -3,6 +3,8 @@
 //! event made from it, the export lands in S3 and the mail in SES (or at a web address), and
 //! `status` reports it and redirects `/data` to a URL that serves the same bytes.
 
+use std::time::Duration;
+
 use base64::Engine;
 use hmac::Mac;
 use mail_parser::MessageParser;
@@ -526,4 +528,74 @@ async fn a_build_longer_than_an_invocation_goes_on_in_continuations() {
         .expect("the uninterrupted build");
     let expected = files.bytes(request.id).expect("the reference");
     assert!(exported == expected, "the export differs ({} against {} bytes)", exported.len(), expected.len());
+}
+
+/// Runs the operator's command with `--backend aws`; its JSON answer.
+fn operator(env: &Env, args: &[&str]) -> Value {
+    let output = std::process::Command::new(binary("datarequest"))
+        .env_clear()
+        .envs(env.0.iter())
+        .args(["--backend", "aws"])
+        .args(args)
+        .output()
+        .expect("runs datarequest");
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+/// Reads a request's status through the `status` function until the token is refused; the time
+/// from `since` to that first refusal.
+async fn first_refused_read(function: &Function, account: &Account, id: u64, since: std::time::Instant) -> Duration {
+    loop {
+        let response =
+            function.invoke(get_event(&account.token, &format!("/v1/datarequest/{id}/status"))).await.expect("status");
+        if response["statusCode"] == 400 {
+            assert_eq!(response["body"], json!({"error": {"message": "Invalid access token"}}).to_string());
+            return since.elapsed();
+        }
+        assert_eq!(response["statusCode"], 200, "{response}");
+        assert!(since.elapsed() < Duration::from_secs(30), "the token still reads after 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The cache bound the AWS functions are given in this test.
+const CACHE_SECS: &str = "2";
+
+#[tokio::test]
+async fn on_aws_a_revoked_or_deleted_accounts_token_submits_nothing_and_reads_nothing_past_the_cache_bound() {
+    let env = Env::provision();
+    let bound = Duration::from_secs(CACHE_SECS.parse().expect("seconds"));
+    let cache = [("DATAREQUEST_TOKEN_CACHE_SECS", CACHE_SECS)];
+    let intake = start("intake", &env, &cache, &[]).await;
+    let status_fn = start("status", &env, &cache, &[]).await;
+
+    // A revoked token.
+    let account = seed(&env);
+    let added = operator(&env, &["account", "token", "add", "--account", &account.id.to_string()]);
+    let doomed = Account { token: added["token"].as_str().expect("token").to_owned(), ..account.clone() };
+    let id = submit(&intake, &doomed, "profile/42", None).await;
+    assert_eq!(status(&status_fn, &doomed, id).await["status"], "pending", "the cache holds the token now");
+    let revoked = operator(&env, &["account", "token", "revoke", "--account", &account.id.to_string(), &doomed.token]);
+    assert_eq!(revoked["revoked"], true);
+    let since = std::time::Instant::now();
+    let post = intake.invoke(post_event(&doomed.token, "profile/42", None)).await.expect("intake answers");
+    assert_eq!(post["statusCode"], 400, "a POST checks the store: {post}");
+    let took = first_refused_read(&status_fn, &doomed, id, since).await;
+    eprintln!("revoked token on the emulator: first refused read {} ms after the command", took.as_millis());
+    assert!(took <= bound + Duration::from_millis(500), "a read was allowed {took:?} after the revocation");
+
+    // A deleted account's token.
+    let id = submit(&intake, &account, "profile/42", None).await;
+    assert_eq!(status(&status_fn, &account, id).await["status"], "pending", "the cache holds the token now");
+    let deleted = operator(&env, &["account", "delete", "--account", &account.id.to_string()]);
+    assert_eq!(deleted["deleted"].as_u64(), Some(account.id));
+    let since = std::time::Instant::now();
+    for _ in 0..3 {
+        let post = intake.invoke(post_event(&account.token, "profile/42", None)).await.expect("intake answers");
+        assert_eq!(post["statusCode"], 400, "a deleted account's token never gets a 201: {post}");
+    }
+    let took = first_refused_read(&status_fn, &account, id, since).await;
+    eprintln!("deleted account on the emulator: first refused read {} ms after the command", took.as_millis());
+    assert!(took <= bound + Duration::from_millis(500), "a read was allowed {took:?} after the deletion");
 }
