@@ -127,6 +127,33 @@ async fn deleting_an_account_leaves_no_byte_of_its_data_in_any_file_of_the_data_
 }
 
 #[tokio::test]
+async fn an_account_deleted_in_the_background_is_refused_at_once_and_erased_by_the_servers_sweep() {
+    let (mut app, _) = TestApp::new(&[]);
+    let second = app.create_account();
+    import(&app, second.id);
+    app.spawn();
+    deliver_both(&app, &second).await;
+
+    let output = app.cli(&["account", "delete", "--account", &second.id.to_string(), "--background"]);
+    assert!(output.status.success(), "account delete: {}", String::from_utf8_lossy(&output.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(answer, serde_json::json!({"deleted": second.id, "erased": false}));
+    crate::helpers::assert_refused_token(&crate::helpers::request_data(&app, &second, "profile/42").await);
+
+    // The server's sweep runs every five seconds.
+    let start = Instant::now();
+    loop {
+        let left = files_holding(app.data_dir(), &[MARKER, ADDRESS, SUB_ADDRESS, REPORT]);
+        if left.is_empty() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the deleted account's data is still on disk: {left:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!("erased by the sweep {} ms after the command", start.elapsed().as_millis());
+}
+
+#[tokio::test]
 async fn an_expired_export_leaves_neither_its_files_nor_its_mail_nor_its_report_address() {
     // Exports are kept for about two seconds.
     let (mut app, account) = TestApp::new(&[("DATAREQUEST_EXPORT_TTL_DAYS", "0.00002")]);

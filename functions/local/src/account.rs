@@ -34,9 +34,10 @@ pub async fn revoke_token(operator: &Operator, account: AccountId, token: &str) 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Deletes `account`: every token is revoked, and its requests answer like unknown ones.
-pub async fn delete(operator: &Operator, account: AccountId) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(operator.delete_account(account).await?, "there is no account {account}");
-    println!("{}", serde_json::json!({"deleted": account.get()}));
+/// Deletes `account`: every token is revoked, and its requests answer like unknown ones; its
+/// data is erased now, or by the sweep when `background`.
+pub async fn delete(operator: &Operator, account: AccountId, background: bool) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(operator.delete_account(account, !background).await?, "there is no account {account}");
+    println!("{}", serde_json::json!({"deleted": account.get(), "erased": !background}));
     Ok(ExitCode::SUCCESS)
 }

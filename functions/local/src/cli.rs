@@ -112,6 +112,10 @@ pub enum AccountCommand {
         /// The account.
         #[arg(long, value_parser = AccountId::parse)]
         account: AccountId,
+        /// Refuse the account at once and leave the erasure of its data to the server's sweep
+        /// (the `sweeper` function on AWS): for a large account.
+        #[arg(long)]
+        background: bool,
         /// Folder of the database.
         #[arg(long, env = config::DATA_DIR, default_value = config::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
@@ -262,6 +266,8 @@ async fn run_account(command: AccountCommand, operator: &Operator) -> anyhow::Re
         AccountCommand::Token { command: TokenCommand::Revoke { account, token, .. } } => {
             crate::account::revoke_token(operator, account, &token).await
         }
-        AccountCommand::Delete { account, .. } => crate::account::delete(operator, account).await,
+        AccountCommand::Delete { account, background, .. } => {
+            crate::account::delete(operator, account, background).await
+        }
     }
 }

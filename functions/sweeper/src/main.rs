@@ -15,8 +15,9 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
         let requeued = app.requeue_stuck().await?;
         let expired = app.sweep_expired().await?;
-        lambda_runtime::tracing::info!(requeued, expired, "sweep done");
-        Ok::<Value, Error>(json!({"requeued": requeued, "expired": expired}))
+        let erased_accounts = app.erase_deleted_accounts().await?;
+        lambda_runtime::tracing::info!(requeued, expired, erased_accounts, "sweep done");
+        Ok::<Value, Error>(json!({"requeued": requeued, "expired": expired, "erased_accounts": erased_accounts}))
     }))
     .await
 }

@@ -119,8 +119,29 @@ async fn a_deleted_account_leaves_no_item_and_no_object() {
     let env = Env::provision();
     let (app, account) = arranged(&env).await;
 
-    assert!(app.operator().delete_account(account).await.expect("deleted"));
+    assert!(app.operator().delete_account(account, true).await.expect("deleted"));
 
     let left = holding(&env).await;
     assert!(left.is_empty(), "the deleted account's data is still stored: {left:?}");
+    assert_eq!(app.erase_deleted_accounts().await.expect("swept"), 0, "no erasure is left to the sweep");
+}
+
+#[tokio::test]
+async fn an_account_deleted_in_the_background_is_refused_at_once_and_erased_by_the_sweep() {
+    let env = Env::provision();
+    let (app, account) = arranged(&env).await;
+
+    assert!(app.operator().delete_account(account, false).await.expect("deleted"));
+    let accounts = &datarequest::compose::ports(&app).accounts;
+    assert!(!accounts.exists(account).await.expect("read"), "the account is refused at once");
+    assert!(!holding(&env).await.is_empty(), "the data waits for the sweep");
+    assert!(
+        app.operator().delete_account(account, false).await.expect("again"),
+        "deleting again finds its erasure due"
+    );
+
+    assert_eq!(app.erase_deleted_accounts().await.expect("swept"), 1, "the sweep erases the account");
+    let left = holding(&env).await;
+    assert!(left.is_empty(), "the deleted account's data is still stored: {left:?}");
+    assert_eq!(app.erase_deleted_accounts().await.expect("swept"), 0, "and only once");
 }

@@ -555,6 +555,7 @@ pub struct MemoryAccounts {
     secrets: Mutex<Vec<WebhookSecret>>,
     ingest_keys: Mutex<std::collections::HashSet<TokenHash>>,
     deleted: Mutex<std::collections::HashSet<AccountId>>,
+    erasing: Mutex<std::collections::BTreeSet<AccountId>>,
 }
 
 #[async_trait]
@@ -590,7 +591,20 @@ impl Accounts for MemoryAccounts {
 
     async fn delete_account(&self, account: AccountId) -> anyhow::Result<bool> {
         lock(&self.tokens).retain(|_, a| *a != account);
-        Ok(lock(&self.deleted).insert(account) && account.get() <= lock(&self.secrets).len() as u64)
+        let gone = lock(&self.deleted).insert(account) && account.get() <= lock(&self.secrets).len() as u64;
+        if gone {
+            lock(&self.erasing).insert(account);
+        }
+        Ok(gone)
+    }
+
+    async fn erasing(&self) -> anyhow::Result<Vec<AccountId>> {
+        Ok(lock(&self.erasing).iter().copied().collect())
+    }
+
+    async fn erased(&self, account: AccountId) -> anyhow::Result<()> {
+        lock(&self.erasing).remove(&account);
+        Ok(())
     }
 
     async fn webhook_secret(&self, account: AccountId) -> anyhow::Result<Option<WebhookSecret>> {

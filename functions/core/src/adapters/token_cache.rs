@@ -105,6 +105,14 @@ impl Accounts for TokenCache {
         self.inner.delete_account(account).await
     }
 
+    async fn erasing(&self) -> anyhow::Result<Vec<AccountId>> {
+        self.inner.erasing().await
+    }
+
+    async fn erased(&self, account: AccountId) -> anyhow::Result<()> {
+        self.inner.erased(account).await
+    }
+
     async fn add_ingest_key(&self, key: &TokenHash) -> anyhow::Result<()> {
         self.inner.add_ingest_key(key).await
     }
@@ -154,6 +162,12 @@ mod tests {
         }
         async fn delete_account(&self, account: AccountId) -> anyhow::Result<bool> {
             self.store.delete_account(account).await
+        }
+        async fn erasing(&self) -> anyhow::Result<Vec<AccountId>> {
+            self.store.erasing().await
+        }
+        async fn erased(&self, account: AccountId) -> anyhow::Result<()> {
+            self.store.erased(account).await
         }
         async fn webhook_secret(&self, account: AccountId) -> anyhow::Result<Option<WebhookSecret>> {
             self.store.webhook_secret(account).await

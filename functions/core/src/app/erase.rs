@@ -127,12 +127,32 @@ impl Eraser<'_> {
         if erases { self.subjects.scrub().await } else { Ok(()) }
     }
 
-    /// Deletes an account: refused at once (its tokens and keys go first), then its requests'
-    /// files and kept mails, its requests and idempotency keys, and its subject data.
-    pub(crate) async fn delete_account(&self, accounts: &dyn Accounts, account: AccountId) -> anyhow::Result<bool> {
-        if !accounts.delete_account(account).await? {
+    /// Deletes an account: refused at once (its tokens go, and the store records the erasure
+    /// to come), then, when `erase_now`, its data is erased as [`Eraser::erase_deleted`] says
+    /// (otherwise the sweep does it). `false` when there is no such account, nor one whose
+    /// erasure is still to finish.
+    pub(crate) async fn delete_account(
+        &self,
+        accounts: &dyn Accounts,
+        account: AccountId,
+        erase_now: bool,
+    ) -> anyhow::Result<bool> {
+        let deleted = accounts.delete_account(account).await?;
+        if !deleted && !accounts.erasing().await?.contains(&account) {
             return Ok(false);
         }
+        if erase_now {
+            self.erase_deleted(accounts, account).await?;
+        }
+        Ok(true)
+    }
+
+    /// Erases a deleted account's data: its requests' files and kept mails, its requests and
+    /// idempotency keys, and its subject data; then the store forgets the erasure was due.
+    /// Running it again after a failure completes it.
+    pub(crate) async fn erase_deleted(&self, accounts: &dyn Accounts, account: AccountId) -> anyhow::Result<()> {
+        // An account whose deletion a failure cut short is deleted first.
+        accounts.delete_account(account).await?;
         for request in self.requests.requests_of(account).await? {
             self.exports.delete(request.id).await?;
             self.mailer.forget(request.id).await?;
@@ -140,7 +160,7 @@ impl Eraser<'_> {
         self.requests.forget_account(account).await?;
         self.subjects.erase_account(account).await?;
         self.subjects.scrub().await?;
-        Ok(true)
+        accounts.erased(account).await
     }
 }
 

@@ -297,7 +297,7 @@ mod tests {
         let (app, _) = crate::compose::memory(crate::config::Settings::for_tests("https://api.example.test"));
         let one = app.create_account().await.unwrap_or_else(|e| panic!("{e:#}")).account;
         let two = app.create_account().await.unwrap_or_else(|e| panic!("{e:#}")).account;
-        assert!(app.operator().delete_account(two).await.unwrap_or_else(|e| panic!("{e:#}")));
+        assert!(app.operator().delete_account(two, true).await.unwrap_or_else(|e| panic!("{e:#}")));
         let profile = r#"{"kind":"profile","account":1,"id":7,"database":1,"created":"2025-01-01 00:00:00","modified":"2025-01-01 00:00:00"}"#;
         let body = format!(
             "{profile}\n\n{}\n{}\n",

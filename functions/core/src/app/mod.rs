@@ -372,6 +372,19 @@ impl App {
         }
     }
 
+    /// Erases the data of the accounts deleted without it (`account delete --background`) or
+    /// whose erasure a failure cut short. Returns how many accounts were erased.
+    ///
+    /// # Errors
+    /// When a store fails; the erasures not done are done by the next sweep.
+    pub async fn erase_deleted_accounts(&self) -> anyhow::Result<usize> {
+        let due = self.accounts.erasing().await?;
+        for account in &due {
+            self.eraser().erase_deleted(&*self.accounts, *account).await?;
+        }
+        Ok(due.len())
+    }
+
     /// Deletes what is past its retention: with a subject-data retention, the messages and
     /// events older than it; and the audit entries older than the audit retention. Stores that
     /// expire records by themselves (DynamoDB) have nothing to do. Returns the records and the

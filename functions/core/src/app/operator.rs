@@ -83,13 +83,14 @@ impl Operator {
     }
 
     /// Deletes an account: its tokens are refused at once, then its requests (their files
-    /// and kept mails), idempotency keys and subject data go. `false` when there is no such
-    /// account.
+    /// and kept mails), idempotency keys and subject data go: here when `erase_now`, else (and
+    /// after a failure) in the next sweep ([`crate::app::App::erase_deleted_accounts`]). `false`
+    /// when there is no such account, nor one whose erasure is still to finish.
     ///
     /// # Errors
     /// When a store cannot be reached; deleting again completes the deletion.
-    pub async fn delete_account(&self, account: AccountId) -> anyhow::Result<bool> {
-        self.eraser().delete_account(&*self.accounts, account).await
+    pub async fn delete_account(&self, account: AccountId, erase_now: bool) -> anyhow::Result<bool> {
+        self.eraser().delete_account(&*self.accounts, account, erase_now).await
     }
 
     /// Creates an ingest key (the platform's key for `POST /ingest`); only its hash is stored.

@@ -104,7 +104,8 @@ async fn run_worker(local: Local, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// Expires exports whose time has come, every few seconds, and every minute queues stuck
+/// Expires exports whose time has come and erases the data of deleted accounts, every few
+/// seconds, and every minute queues stuck
 /// requests again (as the sweeper function does on AWS) and deletes audit entries past the
 /// audit retention and (with a subject-data retention) messages and events past that.
 async fn run_sweeper(local: Local, mut stopped: watch::Receiver<bool>) {
@@ -112,6 +113,11 @@ async fn run_sweeper(local: Local, mut stopped: watch::Receiver<bool>) {
     while !*stopped.borrow() {
         if let Err(error) = local.app.sweep_expired().await {
             tracing::error!(error = format!("{error:#}"), "expiry sweep failed");
+        }
+        match local.app.erase_deleted_accounts().await {
+            Ok(0) => {}
+            Ok(accounts) => tracing::info!(accounts, "deleted accounts' data erased"),
+            Err(error) => tracing::error!(error = format!("{error:#}"), "erasing deleted accounts failed"),
         }
         if last_forget.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
             last_forget = Some(std::time::Instant::now());

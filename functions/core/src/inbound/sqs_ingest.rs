@@ -206,7 +206,7 @@ mod tests {
         event.records[0].body = Some(click(1));
         event.records[1].body = Some(click(2));
         event.records[2].body = Some(click(3));
-        assert!(app.operator().delete_account(AccountId::try_from(1).expect("id")).await.expect("deleted"));
+        assert!(app.operator().delete_account(AccountId::try_from(1).expect("id"), true).await.expect("deleted"));
         let second = app.create_account().await.expect("account").account;
         assert_eq!(second.get(), 2);
 

@@ -599,6 +599,20 @@ pub trait Accounts: Send + Sync {
     /// When the store cannot be reached.
     async fn delete_account(&self, account: AccountId) -> anyhow::Result<bool>;
 
+    /// The deleted accounts whose data is still to be erased: [`Accounts::delete_account`]
+    /// adds the account (before it goes, on a store without transactions), [`Accounts::erased`]
+    /// takes it off once its data is gone.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn erasing(&self) -> anyhow::Result<Vec<AccountId>>;
+
+    /// Records that a deleted account's data is all erased.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn erased(&self, account: AccountId) -> anyhow::Result<()>;
+
     /// The account a token belongs to.
     ///
     /// # Errors

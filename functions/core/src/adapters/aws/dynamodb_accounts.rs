@@ -1,7 +1,7 @@
 //! Accounts and hashed access tokens in DynamoDB, keyed by `pk`: `ACCOUNT#<id>` holds the
 //! webhook secret and the set of its token hashes (`tokens`, so an account is deleted with its
-//! tokens without a scan), `TOKEN#<sha256 hex>` the account of a token, `INGEST#<sha256 hex>` an ingest key, and `COUNTER`
-//! the last id.
+//! tokens without a scan), `TOKEN#<sha256 hex>` the account of a token, `INGEST#<sha256 hex>` an ingest key, `COUNTER`
+//! the last id, and `ERASING` the set of deleted accounts whose data is still to be erased.
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -12,6 +12,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, Transact
 use super::attributes::{Item, get_n, get_s, n, put, s};
 use crate::domain::{AccountId, Timestamp, TokenHash, WebhookSecret};
 use crate::ports::Accounts;
+
+/// The item holding the set of deleted accounts whose data is still to be erased.
+const ERASING: &str = "ERASING";
 
 /// The accounts table.
 pub struct DynamoDbAccounts {
@@ -24,6 +27,20 @@ impl DynamoDbAccounts {
     #[must_use]
     pub fn new(client: Client, table: String) -> Self {
         Self { client, table }
+    }
+
+    /// Adds an account to the set of those being erased (`ADD`) or takes it off (`DELETE`).
+    async fn change_erasing(&self, action: &str, account: AccountId) -> anyhow::Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ERASING))
+            .update_expression(format!("{action} accounts :account"))
+            .expression_attribute_values(":account", AttributeValue::Ns(vec![account.to_string()]))
+            .send()
+            .await
+            .context("recording an account's erasure")?;
+        Ok(())
     }
 
     fn put(&self, item: Item) -> anyhow::Result<TransactWriteItem> {
@@ -150,6 +167,8 @@ impl Accounts for DynamoDbAccounts {
             .await
             .context("reading an account")?;
         let Some(item) = output.item else { return Ok(false) };
+        // The erasure is recorded first: an account half-deleted by a failure is still erased.
+        self.change_erasing("ADD", account).await?;
         let tokens = item.get("tokens").and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default();
         // Tokens first: an account left half-deleted by a failure still takes the command again.
         for hash in tokens {
@@ -169,6 +188,24 @@ impl Accounts for DynamoDbAccounts {
             .await
             .context("deleting an account")?;
         Ok(true)
+    }
+
+    async fn erasing(&self) -> anyhow::Result<Vec<AccountId>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(ERASING))
+            .consistent_read(true)
+            .send()
+            .await
+            .context("reading the accounts being erased")?;
+        let ids = output.item.as_ref().and_then(|item| item.get("accounts")).and_then(|v| v.as_ns().ok());
+        ids.into_iter().flatten().map(|id| Ok(AccountId::try_from(id.parse::<u64>()?)?)).collect()
+    }
+
+    async fn erased(&self, account: AccountId) -> anyhow::Result<()> {
+        self.change_erasing("DELETE", account).await
     }
 
     async fn by_token(&self, token: &TokenHash) -> anyhow::Result<Option<AccountId>> {

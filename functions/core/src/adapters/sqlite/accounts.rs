@@ -57,8 +57,28 @@ impl Accounts for SqliteStore {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM tokens WHERE account = ?1", [to_i64(account.get())])?;
             let gone = tx.execute("DELETE FROM accounts WHERE id = ?1", [to_i64(account.get())])? == 1;
+            if gone {
+                tx.execute("INSERT OR IGNORE INTO erasing (account) VALUES (?1)", [to_i64(account.get())])?;
+            }
             tx.commit()?;
             Ok(gone)
+        })
+        .await
+    }
+
+    async fn erasing(&self) -> anyhow::Result<Vec<AccountId>> {
+        self.run(|c| {
+            let mut rows = c.prepare("SELECT account FROM erasing ORDER BY account")?;
+            let ids = rows.query_map([], |row| row.get::<_, i64>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+            ids.into_iter().map(|id| Ok(AccountId::try_from(to_u64(id))?)).collect()
+        })
+        .await
+    }
+
+    async fn erased(&self, account: AccountId) -> anyhow::Result<()> {
+        self.run(move |c| {
+            c.execute("DELETE FROM erasing WHERE account = ?1", [to_i64(account.get())])?;
+            Ok(())
         })
         .await
     }

@@ -19,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::to_i64;
 use crate::domain::Event;
 
-const VERSION: i64 = 8;
+const VERSION: i64 = 9;
 
 const SCHEMA: &str = r"
 CREATE TABLE IF NOT EXISTS accounts (
@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS accounts (
 CREATE TABLE IF NOT EXISTS tokens (
     hash TEXT PRIMARY KEY,
     account INTEGER NOT NULL REFERENCES accounts(id)
+);
+CREATE TABLE IF NOT EXISTS erasing (
+    account INTEGER PRIMARY KEY
 );
 CREATE TABLE IF NOT EXISTS ingest_keys (
     hash TEXT PRIMARY KEY,
