@@ -220,6 +220,9 @@ async fn every_kind_of_subject_reads_its_own_queries_within_its_account() {
     assert_eq!(column(&records(&email, "destinations"), "ID"), [json!("shop-7001-1")]);
     assert_eq!(records(&email, "impressions").len(), 1);
     assert!(section(&email, "profile").is_none(), "the layout of an e-mail export does not change");
+    // The shop's own section, after Copernica's.
+    assert_eq!(column(&records(&email, "customers"), "name"), [json!("Ana Silva")]);
+    assert_eq!(email["data"].as_array().and_then(|data| data.last()).map(|s| s[0].clone()), Some(json!("customers")));
 
     // The store's records come first, then the shop's.
     let jane = export(&app, &account, "email/jane.doe%40example.com").await;
@@ -517,7 +520,7 @@ async fn sources_check_reports_every_mistake_by_source_kind_and_section() {
     let shop = Shop::new().await;
     let fine = sources_check(MAPPING, &shop.url);
     assert!(fine.status.success(), "{}", String::from_utf8_lossy(&fine.stdout));
-    assert_eq!(String::from_utf8_lossy(&fine.stdout), "source \"shop\": connected, 25 queries prepared\n");
+    assert_eq!(String::from_utf8_lossy(&fine.stdout), "source \"shop\": connected, 26 queries prepared\n");
 
     let broken = r#"
 [[source]]

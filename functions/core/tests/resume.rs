@@ -123,7 +123,7 @@ fn lines(data: &Data) -> String {
 
 fn sources(data: &Data, account: AccountId, subject: &Subject) -> MemorySources {
     let sources = MemorySources::default();
-    let sections = ["profile", "subprofiles", "destinations", "clicks"];
+    let sections = ["profile", "subprofiles", "destinations", "clicks", "subscriptions"];
     let columns: Arc<[String]> = vec!["n".to_owned(), "text".to_owned()].into();
     for (section, n) in &data.rows {
         let values = vec![serde_json::json!(n), serde_json::json!(format!("row {n} <b>&</b>"))];
@@ -147,7 +147,7 @@ fn data() -> impl Strategy<Value = Data> {
         0usize..5,
         proptest::collection::vec(prop_oneof![0usize..400, 1_000usize..6_000, Just(140_000usize)], 0..7),
         proptest::collection::vec((0usize..4, 0u32..60), 0..12),
-        proptest::collection::vec((0usize..4, 0u32..1_000), 0..6),
+        proptest::collection::vec((0usize..5, 0u32..1_000), 0..6),
     )
         .prop_map(|(subprofiles, bodies, events, rows)| Data { subprofiles, bodies, events, rows })
 }

@@ -56,6 +56,32 @@ async fn a_section_holds_the_stores_records_first_then_each_sources_rows_as_they
 }
 
 #[tokio::test]
+async fn sections_of_the_platforms_own_follow_copernicas_in_the_json_and_in_the_report_in_any_kind() {
+    let world = world().await;
+    let sources = &world.fakes.sources;
+    let address = datarequest::domain::EmailAddress::parse("jane@example.com").expect("address");
+    let email = Subject::Email(address);
+    sources.add(world.account, email.clone(), "subscriptions", row("shop", &[("list", json!("News"))]));
+    sources.add(world.account, email.clone(), "consents", row("crm", &[("given", json!("2024-01-01 00:00:00"))]));
+    sources.add(world.account, profile("42"), "subscriptions", row("shop", &[("list", json!("Deals"))]));
+
+    let id = world.app.submit(world.account, email, None, &Origin::default()).await.expect("accepted");
+    world.run_queue().await;
+
+    let export = world.export(id);
+    let names: Vec<&str> =
+        export["data"].as_array().expect("data").iter().map(|s| s[0].as_str().expect("name")).collect();
+    let mut expected = datarequest::domain::SubjectKind::Email.standard_sections().to_vec();
+    expected.extend(["consents", "subscriptions"]);
+    assert_eq!(names, expected, "Copernica's sections first, then the platform's own alphabetically");
+    assert_eq!(section(&export, "subscriptions").expect("subscriptions"), [&json!({"list": "News"})]);
+    assert_eq!(section(&export, "consents").expect("consents"), [&json!({"given": "2024-01-01 00:00:00"})]);
+    let html = String::from_utf8(world.fakes.exports.bytes_of(id, ExportFormat::Html).expect("report")).expect("utf-8");
+    assert!(html.contains("<section id=\"subscriptions\"><h2>subscriptions"), "under its own name");
+    assert!(html.contains("News") && !html.contains("Deals"), "only the subject's rows");
+}
+
+#[tokio::test]
 async fn a_subject_only_a_source_knows_is_accepted_and_an_unknown_one_is_not() {
     let world = world().await;
     world.fakes.sources.know(world.account, profile("9001"));

@@ -11,8 +11,8 @@ use tokio::io::AsyncReadExt;
 
 use crate::domain::{
     AccountId, AuditEntry, DataRequest, Erasure, Event, EventKind, Message, Mime, MimeRef, Owner, Profile, ProfileId,
-    Record, RequestId, State, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, Transition, WebAddress,
-    WebhookSecret,
+    Record, RequestId, State, Subject, SubjectKind, Subprofile, SubprofileId, Timestamp, TokenHash, Transition,
+    WebAddress, WebhookSecret,
 };
 use crate::ports::{
     Accounts, AuditLog, BuildQueue, Clock, ExportFile, ExportFormat, ExportStore, ExportWriter, KeyClaim, Mailer,
@@ -760,6 +760,16 @@ impl MemorySources {
 
 #[async_trait]
 impl SubjectSources for MemorySources {
+    fn sections(&self, kind: SubjectKind) -> Vec<&'static str> {
+        // Copernica's, then the sections of its own any row was added to.
+        let standard = SubjectKind::Profile.standard_sections();
+        let mut own: Vec<&'static str> =
+            lock(&self.0).rows.iter().map(|(_, _, section, _)| *section).filter(|s| !standard.contains(s)).collect();
+        own.sort_unstable();
+        own.dedup();
+        kind.standard_sections().iter().copied().chain(own).collect()
+    }
+
     async fn exists(&self, account: AccountId, subject: &Subject) -> anyhow::Result<bool> {
         Ok(lock(&self.0).known.iter().any(|(a, s)| *a == account && s == subject))
     }

@@ -31,6 +31,30 @@ impl SubjectKind {
     /// Every kind.
     pub const ALL: [SubjectKind; 3] = [Self::Profile, Self::Subprofile, Self::Email];
 
+    /// Copernica's sections of an export of this kind of subject, in export order: a profile's
+    /// has them all, a subprofile's no `profile`, an e-mail address's neither `profile` nor
+    /// `subprofiles`. A mapping's sources may add sections of their own after them.
+    #[must_use]
+    pub fn standard_sections(self) -> &'static [&'static str] {
+        const ALL: [&str; 10] = [
+            "profile",
+            "subprofiles",
+            "destinations",
+            "impressions",
+            "clicks",
+            "deliveries",
+            "errors",
+            "abuses",
+            "unsubscribes",
+            "surveys",
+        ];
+        match self {
+            Self::Profile => &ALL,
+            Self::Subprofile => &ALL[1..],
+            Self::Email => &ALL[2..],
+        }
+    }
+
     /// The name used in exports, storage and the API.
     #[must_use]
     pub fn as_str(self) -> &'static str {

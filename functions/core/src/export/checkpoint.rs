@@ -77,13 +77,19 @@ pub(super) type Resumed =
     (Box<CheckpointState>, Box<dyn ExportWriter>, Option<(Box<dyn ExportWriter>, Box<HtmlReport>)>);
 
 /// Reads a build's checkpoint and resumes its files' writers.
-pub(super) async fn resume(exports: &dyn ExportStore, request: &DataRequest, text: &str) -> anyhow::Result<Resumed> {
+/// `sections` are the export's, in order.
+pub(super) async fn resume(
+    exports: &dyn ExportStore,
+    request: &DataRequest,
+    sections: &[&'static str],
+    text: &str,
+) -> anyhow::Result<Resumed> {
     let state: Box<CheckpointState> = serde_json::from_str(text).context("reading the checkpoint")?;
     let json = exports.resume(request.id, ExportFormat::Json, &state.json).await?;
     let html = match &state.html {
         Some((writer, report)) => {
             let writer = exports.resume(request.id, ExportFormat::Html, writer).await?;
-            Some((writer, Box::new(HtmlReport::resume(request.id, &request.subject, report.clone())?)))
+            Some((writer, Box::new(HtmlReport::resume(request.id, &request.subject, sections, report.clone())?)))
         }
         None => None,
     };

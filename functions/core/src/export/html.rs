@@ -13,7 +13,7 @@ use mail_parser::{Address, Header, HeaderValue, MessageParser, MimeHeaders, Part
 use serde_json::{Map, Value};
 
 use super::mime::Part;
-use crate::domain::{Event, EventKind, Message, Profile, RequestId, Subject, Subprofile, Timestamp};
+use crate::domain::{Event, Message, Profile, RequestId, Subject, Subprofile, Timestamp};
 use crate::ports::SourceRow;
 
 /// The policy of the page: nothing but its own inline style. Sent as a header by the API and
@@ -62,7 +62,7 @@ pub struct Expiry {
 }
 
 /// Each section's title for a person, and what it holds.
-fn title(section: &str) -> (&'static str, &'static str) {
+fn title(section: &'static str) -> (&'static str, &'static str) {
     match section {
         "profile" => ("Profile", "The profile's fields and interests."),
         "subprofiles" => ("Subprofiles", "Records held under the profile, such as subscriptions or orders."),
@@ -74,7 +74,8 @@ fn title(section: &str) -> (&'static str, &'static str) {
         "abuses" => ("Complaints", "Messages reported as unwanted (abuse or spam reports)."),
         "unsubscribes" => ("Unsubscribes", "Requests to receive no more messages."),
         "surveys" => ("Surveys", "Answers given to surveys."),
-        _ => ("Other records", ""),
+        // A section of the platform's own, under its own name.
+        _ => (section, "Records the platform keeps under this name."),
     }
 }
 
@@ -138,12 +139,17 @@ impl HtmlReport {
         }
     }
 
-    /// Continues the page of a request's export where `state` left it.
+    /// Continues the page of a request's export, whose sections are `known`, where `state`
+    /// left it.
     ///
     /// # Errors
-    /// When the state names a section the export of this subject does not have.
-    pub fn resume(request: RequestId, subject: &Subject, state: ReportState) -> anyhow::Result<Self> {
-        let known = sections_of(subject);
+    /// When the state names a section the export does not have.
+    pub fn resume(
+        request: RequestId,
+        subject: &Subject,
+        known: &[&'static str],
+        state: ReportState,
+    ) -> anyhow::Result<Self> {
         let sections = state
             .sections
             .into_iter()
@@ -696,14 +702,7 @@ fn content_type(kind: &mail_parser::ContentType<'_>) -> String {
 /// subprofiles).
 #[must_use]
 pub fn sections_of(subject: &Subject) -> Vec<&'static str> {
-    let mut names = match subject {
-        Subject::Profile(_) => vec!["profile", "subprofiles"],
-        Subject::Subprofile(_) => vec!["subprofiles"],
-        Subject::Email(_) => Vec::new(),
-    };
-    names.push("destinations");
-    names.extend(EventKind::ALL.map(EventKind::section));
-    names
+    subject.kind().standard_sections().to_vec()
 }
 
 #[cfg(test)]
@@ -711,7 +710,7 @@ mod tests {
     #![allow(clippy::expect_used, clippy::unwrap_used)]
 
     use super::*;
-    use crate::domain::{AccountId, EmailAddress, ProfileId, SubprofileId};
+    use crate::domain::{AccountId, EmailAddress, EventKind, ProfileId, SubprofileId};
 
     const SCRIPT: &str = "<script>document.title='pwned'</script>";
     const IMG: &str = "\"><img src=x onerror=alert(1)>";
@@ -782,7 +781,7 @@ mod tests {
     }
 
     /// The summary's row of a section: its title, name and count.
-    fn summary_row(name: &str, count: u64) -> String {
+    fn summary_row(name: &'static str, count: u64) -> String {
         format!(
             "<tr><td><a href=\"#{name}\">{}</a></td><td>{name}</td><td class=\"count\">{count}</td></tr>",
             title(name).0

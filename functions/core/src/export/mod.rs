@@ -153,7 +153,8 @@ pub async fn build(
     };
     let html_output = |writer| HtmlOutput { writer, clock: build.clock, ttl: build.ttl };
     if let Some(text) = &request.checkpoint {
-        match resume(build.exports, request, text).await {
+        let sections = build.sources.sections(request.subject.kind());
+        match resume(build.exports, request, &sections, text).await {
             Ok((state, json, html)) => {
                 let html = html.map(|(writer, report)| (html_output(writer), report));
                 match write(parts, Start::Resumed(state, json, html), Some(checkpoints)).await {
@@ -208,7 +209,7 @@ async fn write(
 ) -> Result<BuildOutcome, BuildError> {
     let Parts { subjects, sources, requests, request, not_before } = parts;
     let kept = |time: Timestamp| not_before.is_none_or(|limit| time >= limit);
-    let names = html::sections_of(&request.subject);
+    let names = sources.sections(request.subject.kind());
     let every = checkpoints.as_ref().map_or(u64::MAX, |plan| plan.every);
     let mut sink = Sink {
         subjects,

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-use crate::domain::{AccountId, Subject};
+use crate::domain::{AccountId, Subject, SubjectKind};
 
 /// One row of a source: a record of its section, written as a JSON object whose members are
 /// the columns, in the query's order.
@@ -42,6 +42,13 @@ impl Serialize for SourceRow {
 /// Reads subjects from the sources of a mapping.
 #[async_trait]
 pub trait SubjectSources: Send + Sync {
+    /// The sections of an export of this kind of subject, in export order: Copernica's (see
+    /// [`SubjectKind::standard_sections`]), then those of the operator's own that a source
+    /// supplies.
+    fn sections(&self, kind: SubjectKind) -> Vec<&'static str> {
+        kind.standard_sections().to_vec()
+    }
+
     /// Whether any source's `exists` query for the subject's kind returns a row.
     ///
     /// # Errors

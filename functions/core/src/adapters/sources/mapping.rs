@@ -30,26 +30,61 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The kinds of subject, in the order of the mapping's tables.
 pub const KINDS: [SubjectKind; 3] = [SubjectKind::Profile, SubjectKind::Subprofile, SubjectKind::Email];
 
-/// The sections an export of this kind of subject holds, in export order.
+/// Copernica's sections of an export of this kind of subject, in export order.
 #[must_use]
 pub fn sections(kind: SubjectKind) -> &'static [&'static str] {
-    const ALL: [&str; 10] = [
-        "profile",
-        "subprofiles",
-        "destinations",
-        "impressions",
-        "clicks",
-        "deliveries",
-        "errors",
-        "abuses",
-        "unsubscribes",
-        "surveys",
-    ];
-    match kind {
-        SubjectKind::Profile => &ALL,
-        SubjectKind::Subprofile => &ALL[1..],
-        SubjectKind::Email => &ALL[2..],
+    kind.standard_sections()
+}
+
+/// The longest name a section of the operator's own may have.
+const MAX_OWN_NAME: usize = 64;
+
+/// Whether `name` may name a section of the operator's own: lowercase words (letters, digits
+/// after the first letter, joined by `_`), never one of Copernica's sections.
+#[must_use]
+pub fn is_own_section(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= MAX_OWN_NAME
+        && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.ends_with('_')
+        && !name.contains("__")
+        && !sections(SubjectKind::Profile).contains(&name)
+}
+
+/// The one `&'static` copy of a section name of the operator's own: a process reads its
+/// mapping once (twice with a check), so the copies are few.
+fn interned(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = names.iter().find(|known| **known == name) {
+        return known;
     }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.push(leaked);
+    leaked
+}
+
+impl Mapping {
+    /// The sections of an export of this kind of subject, in export order: Copernica's, then
+    /// those of the operator's own that any source supplies, in alphabetical order.
+    #[must_use]
+    pub fn sections(&self, kind: SubjectKind) -> Vec<&'static str> {
+        sections_with_own(kind, self.sources.iter().filter_map(|source| source.queries(kind)))
+    }
+}
+
+/// Copernica's sections of `kind`, then the operator's own from `queries`, alphabetically.
+pub(super) fn sections_with_own<'a>(
+    kind: SubjectKind,
+    queries: impl Iterator<Item = &'a KindQueries>,
+) -> Vec<&'static str> {
+    let standard = sections(kind);
+    let mut own: Vec<&'static str> =
+        queries.flat_map(|q| q.sections.iter().map(|s| s.name)).filter(|name| !standard.contains(name)).collect();
+    own.sort_unstable();
+    own.dedup();
+    standard.iter().copied().chain(own).collect()
 }
 
 /// The parameters the queries of this kind of subject may use.
@@ -306,16 +341,25 @@ fn kind_queries(source: &str, kind: SubjectKind, table: &toml::Table, mistakes: 
     let mut queries = KindQueries { kind, exists: None, sections: Vec::new() };
     for (key, value) in table {
         let mistake = |message: String| Mistake::of_query(source, kind, key, message);
-        let name = if key == "exists" { Some("exists") } else { allowed.iter().copied().find(|s| s == key) };
+        let name = if key == "exists" {
+            Some("exists")
+        } else if is_own_section(key) {
+            Some(interned(key))
+        } else {
+            allowed.iter().copied().find(|s| s == key)
+        };
         let Some(name) = name else {
             let reason = if sections(SubjectKind::Profile).contains(&key.as_str()) {
                 let article = if kind == SubjectKind::Email { "an" } else { "a" };
                 format!("{article} {} export has no section {key}", kind.as_str())
             } else {
-                "unknown section".to_owned()
+                format!(
+                    "not a section name: a section of your own is named in lowercase words (letters, digits and \
+                     `_`, at most {MAX_OWN_NAME} characters)"
+                )
             };
             mistakes.push(mistake(format!(
-                "{reason}; [source.{}] takes exists, {}",
+                "{reason}; [source.{}] takes exists, {} or sections of your own",
                 kind.as_str(),
                 allowed.join(", ")
             )));
@@ -347,7 +391,8 @@ fn kind_queries(source: &str, kind: SubjectKind, table: &toml::Table, mistakes: 
             Err(error) => mistakes.push(mistake(error.to_string())),
         }
     }
-    queries.sections.sort_by_key(|q| allowed.iter().position(|s| *s == q.name));
+    // Copernica's sections in export order, then the operator's own alphabetically.
+    queries.sections.sort_by_key(|q| (allowed.iter().position(|s| *s == q.name).unwrap_or(usize::MAX), q.name));
     queries
 }
 
@@ -398,6 +443,49 @@ subprofiles = "SELECT * FROM contacts WHERE id = :subprofile"
     }
 
     #[test]
+    fn sections_of_the_operators_own_follow_copernicas_alphabetically_in_every_kind() {
+        let text = r#"
+[[source]]
+name = "shop"
+kind = "postgres"
+url_env = "SHOP_DATABASE_URL"
+
+[source.email]
+subscriptions = "SELECT list FROM subscription WHERE email = :email"
+clicks = "SELECT * FROM click WHERE email = :email"
+consents_2024 = "SELECT * FROM consent WHERE email = :email"
+
+[source.profile]
+orders = "SELECT * FROM orders WHERE customer = :profile"
+
+[[source]]
+name = "crm"
+kind = "postgres"
+url_env = "CRM_DATABASE_URL"
+
+[source.email]
+subscriptions = "SELECT list FROM optin WHERE email = :email"
+account_notes = "SELECT note FROM notes WHERE email = :email"
+"#;
+        let mapping = parse(text).expect("valid");
+        let email = mapping.sources[0].queries(SubjectKind::Email).expect("email");
+        let names: Vec<&str> = email.sections.iter().map(|q| q.name).collect();
+        assert_eq!(names, ["clicks", "consents_2024", "subscriptions"]);
+        let mut expected = sections(SubjectKind::Email).to_vec();
+        expected.extend(["account_notes", "consents_2024", "subscriptions"]);
+        assert_eq!(mapping.sections(SubjectKind::Email), expected);
+        assert_eq!(mapping.sections(SubjectKind::Profile).last(), Some(&"orders"));
+        assert_eq!(mapping.sections(SubjectKind::Subprofile), sections(SubjectKind::Subprofile));
+        for bad in ["Orders", "my-orders", "_x", "x_", "a__b", "1st", "subprofiles", "profile"] {
+            assert!(!is_own_section(bad), "{bad}");
+        }
+        for good in ["orders", "list_subscriptions", "consents_2024", "x"] {
+            assert!(is_own_section(good), "{good}");
+        }
+        assert!(!is_own_section(&"a".repeat(65)));
+    }
+
+    #[test]
     fn every_mistake_is_reported_by_source_kind_and_section() {
         let text = r#"
 [[source]]
@@ -408,7 +496,7 @@ colour = "blue"
 
 [source.profile]
 profile = "SELECT * FROM customer WHERE id = :subprofile"
-orders = "SELECT * FROM orders"
+Orders = "SELECT * FROM orders"
 
 [source.email]
 profile = "SELECT * FROM customer WHERE email = :email"
@@ -424,7 +512,7 @@ statement_timeout_secs = 0
         let has = |needle: &str| assert!(lines.iter().any(|l| l.contains(needle)), "no `{needle}` in {lines:#?}");
         has("source \"shop\": unknown key `colour`");
         has("source \"shop\", [source.profile] profile: unknown parameter :subprofile");
-        has("source \"shop\", [source.profile] orders: unknown section");
+        has("source \"shop\", [source.profile] Orders: not a section name");
         has("source \"shop\", [source.email] profile: an email export has no section profile");
         has("source \"shop\", [source.email] clicks: numbered placeholders");
         has("source \"shop\": `kind` must be \"postgres\"");

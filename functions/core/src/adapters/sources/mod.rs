@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::config::{self, ConfigError};
-use crate::domain::{AccountId, Subject};
+use crate::domain::{AccountId, Subject, SubjectKind};
 use crate::ports::{SourceError, SourceReader, SourceRow, SubjectSources};
 pub use mapping::{Mapping, Mistake};
 use postgres::{Postgres, RowsMessage, Values};
@@ -130,6 +130,10 @@ pub fn url_names(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
 
 #[async_trait]
 impl SubjectSources for Sources {
+    fn sections(&self, kind: SubjectKind) -> Vec<&'static str> {
+        mapping::sections_with_own(kind, self.sources.iter().filter_map(|source| source.spec().queries(kind)))
+    }
+
     async fn exists(&self, account: AccountId, subject: &Subject) -> anyhow::Result<bool> {
         let values = Values::of(account, subject);
         for source in &self.sources {
@@ -146,11 +150,12 @@ impl SubjectSources for Sources {
         let feeds = self
             .sources
             .iter()
-            .filter(|source| source.spec().queries(kind).is_some_and(|q| !q.sections.is_empty()))
-            .map(|source| {
+            .filter_map(|source| source.spec().queries(kind).filter(|q| !q.sections.is_empty()).map(|q| (source, q)))
+            .map(|(source, queries)| {
                 let (out, rows) = mpsc::channel(QUEUE);
                 let task = tokio::spawn(Arc::clone(source).read(kind, values.clone(), out));
-                Feed { name: source.name().to_owned(), kind: kind.as_str(), rows, task }
+                let supplies = queries.sections.iter().map(|q| q.name).collect();
+                Feed { name: source.name().to_owned(), kind: kind.as_str(), supplies, rows, task }
             })
             .collect();
         Ok(Box::new(Reading { feeds, at: 0 }))
@@ -161,6 +166,8 @@ impl SubjectSources for Sources {
 struct Feed {
     name: String,
     kind: &'static str,
+    /// The sections the source supplies (it ends each of them, and only them).
+    supplies: Vec<&'static str>,
     rows: mpsc::Receiver<RowsMessage>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -194,6 +201,10 @@ struct Reading {
 impl SourceReader for Reading {
     async fn next(&mut self, section: &'static str) -> Result<Option<Vec<SourceRow>>, SourceError> {
         while let Some(feed) = self.feeds.get_mut(self.at) {
+            if !feed.supplies.contains(&section) {
+                self.at += 1;
+                continue;
+            }
             match feed.rows.recv().await {
                 Some(RowsMessage::Rows(rows)) => return Ok(Some(rows)),
                 Some(RowsMessage::End(ended)) if ended == section => self.at += 1,

@@ -17,7 +17,7 @@ use tokio_postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, State
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::convert::{self, Cell, TextParam};
-use super::mapping::{self, Mistake, Query, SourceSpec};
+use super::mapping::{Mistake, Query, SourceSpec};
 use super::sql::Param;
 use crate::domain::{AccountId, Subject, SubjectKind};
 use crate::ports::{SourceError, SourceRow};
@@ -280,7 +280,7 @@ impl Postgres {
     }
 
     /// Reads every section the kind's queries supply, in export order, in one snapshot, and
-    /// hands the rows to `out` (see [`RowsMessage`]). Stops when `out` is closed.
+    /// hands the rows to `out` (see [`RowsMessage`]): each section's rows, then its end. Stops when `out` is closed.
     pub async fn read(self: Arc<Self>, kind: SubjectKind, values: Values, out: mpsc::Sender<RowsMessage>) {
         let result = tokio::select! {
             result = self.read_all(kind, &values, &out) => result,
@@ -298,12 +298,10 @@ impl Postgres {
         let gone = || self.error(Some(kind), None, "the build stopped reading".into());
         let mut client = self.connect().await?;
         let transaction = self.begin(&mut client, kind).await?;
-        let queries = self.spec.queries(kind);
-        for section in mapping::sections(kind) {
-            if let Some(query) = queries.and_then(|q| q.section(section)) {
-                self.stream(&transaction, kind, query, values, out).await?;
-            }
-            out.send(RowsMessage::End(section)).await.map_err(|_| gone())?;
+        // The sections this source supplies, in export order; the others are not its to end.
+        for query in self.spec.queries(kind).map(|q| q.sections.as_slice()).unwrap_or_default() {
+            self.stream(&transaction, kind, query, values, out).await?;
+            out.send(RowsMessage::End(query.name)).await.map_err(|_| gone())?;
         }
         transaction
             .commit()
