@@ -250,23 +250,39 @@ pub async fn aws_from_env() -> anyhow::Result<(App, Arc<SqsQueue>)> {
     aws_with_secret(&clients, &resources, &env).await
 }
 
-/// [`aws`], the sources' connection strings also read from the secret that
-/// `DATAREQUEST_SOURCES_SECRET_ARN` names (see [`secrets`]), when it is set.
+/// [`aws`], the mapping also read from the bucket's object that `DATAREQUEST_SOURCES_OBJECT`
+/// names, and the sources' connection strings also from the secret that
+/// `DATAREQUEST_SOURCES_SECRET_ARN` names (see [`secrets`]), when they are set.
 ///
 /// # Errors
-/// As [`aws`], and when the secret cannot be read.
+/// As [`aws`], and when the object or the secret cannot be read, or the object is named beside
+/// another mapping.
 #[cfg(feature = "aws")]
 pub async fn aws_with_secret(
     clients: &Clients,
     resources: &Resources,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<(App, Arc<SqsQueue>)> {
-    let secret = match crate::config::optional(lookup, crate::config::SOURCES_SECRET_ARN) {
+    use crate::config::{ConfigError, SOURCES, SOURCES_OBJECT, SOURCES_SECRET_ARN, SOURCES_TOML, optional};
+    let mapping = match optional(lookup, SOURCES_OBJECT) {
+        Some(_) if optional(lookup, SOURCES_TOML).is_some() || optional(lookup, SOURCES).is_some() => {
+            return Err(ConfigError::new(SOURCES_OBJECT, format!("set it or {SOURCES_TOML}, not both")).into());
+        }
+        Some(key) => Some(
+            S3Exports::new(clients.s3.clone(), resources.exports_bucket.clone())
+                .read_text(&key)
+                .await
+                .map_err(|e| ConfigError::new(SOURCES_OBJECT, format!("cannot read the mapping {key}: {e:#}")))?,
+        ),
+        None => None,
+    };
+    let lookup = |name: &str| if name == SOURCES_TOML && mapping.is_some() { mapping.clone() } else { lookup(name) };
+    let secret = match optional(&lookup, SOURCES_SECRET_ARN) {
         Some(arn) => Some(secrets::fetch(&clients.secrets, &arn).await?),
         None => None,
     };
     // The secret answers only for the variables the mapping names as connection strings.
-    let urls = crate::adapters::sources::url_names(lookup);
+    let urls = crate::adapters::sources::url_names(&lookup);
     let with_secret = |name: &str| {
         lookup(name).or_else(|| secret.as_ref().filter(|_| urls.iter().any(|u| u == name)).and_then(|s| s.url(name)))
     };

@@ -64,6 +64,9 @@ pub const DEAD_LETTER_QUEUE_ARN: &str = "DATAREQUEST_DEAD_LETTER_QUEUE_ARN";
 pub const SOURCES: &str = "DATAREQUEST_SOURCES";
 /// The mapping itself, instead of a file (on AWS, where the functions have no file of it).
 pub const SOURCES_TOML: &str = "DATAREQUEST_SOURCES_TOML";
+/// AWS: the key of an object in the exports bucket that holds the mapping (of any size), instead
+/// of `DATAREQUEST_SOURCES_TOML`.
+pub const SOURCES_OBJECT: &str = "DATAREQUEST_SOURCES_OBJECT";
 /// AWS: a Secrets Manager secret with the sources' connection strings.
 pub const SOURCES_SECRET_ARN: &str = "DATAREQUEST_SOURCES_SECRET_ARN";
 

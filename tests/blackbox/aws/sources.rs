@@ -54,3 +54,48 @@ async fn the_functions_read_the_connection_string_from_the_secret_and_build_from
     file.reader.read_to_string(&mut text).await.expect("read");
     assert!(text.contains(r#"["profile",{"ID":7001,"name":"Ana Silva","balance":"98765432109.99"}]"#), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mapping_of_any_size_comes_from_an_object_in_the_bucket() {
+    let shop = Shop::new().await;
+    let env = Env::provision();
+    let clients = env.clients().await;
+    // Beyond the 4 KB Lambda allows for all of a function's variables.
+    let mapping = format!("{}\n{}", "# a long comment\n".repeat(400), MAPPING);
+    assert!(mapping.len() > 4_096);
+    let key = "config/sources.toml";
+    let bucket = env.get("DATAREQUEST_EXPORTS_BUCKET");
+    clients.s3.put_object().bucket(bucket).key(key).body(mapping.into_bytes().into()).send().await.expect("put");
+    let url = shop.url.clone();
+    let lookup = |name: &str| match name {
+        "DATAREQUEST_SOURCES_OBJECT" => Some(key.to_owned()),
+        "SHOP_DATABASE_URL" => Some(url.clone()),
+        "DATAREQUEST_LINK_SECRET" => Some("0123456789abcdef0123456789abcdef".to_owned()),
+        _ => env.0.get(name).cloned(),
+    };
+
+    let (app, _) = app_with_secret(&clients, &env.resources(), &lookup).await.expect("the app starts");
+    let account = app.create_account().await.expect("account").account;
+    let subject = Subject::Profile(ProfileId::parse("7001").expect("id"));
+    let id = app.submit(account, subject, None, &Origin::default()).await.expect("the shop knows 7001");
+    app.handle_message(id, 1).await.expect("built");
+    let mut file = datarequest::compose::ports(&app)
+        .exports
+        .open(id, ExportFormat::Json)
+        .await
+        .expect("store")
+        .expect("the export");
+    let mut text = String::new();
+    file.reader.read_to_string(&mut text).await.expect("read");
+    assert!(text.contains(r#"["profile",{"ID":7001,"name":"Ana Silva""#), "{text}");
+
+    // Named beside another mapping, or missing: the app does not start, and says why.
+    let both = |name: &str| if name == "DATAREQUEST_SOURCES_TOML" { Some(MAPPING.to_owned()) } else { lookup(name) };
+    let refused = app_with_secret(&clients, &env.resources(), &both).await.err().expect("refused");
+    assert!(format!("{refused:#}").contains("DATAREQUEST_SOURCES_OBJECT"), "{refused:#}");
+    let missing = |name: &str| {
+        if name == "DATAREQUEST_SOURCES_OBJECT" { Some("config/none.toml".to_owned()) } else { lookup(name) }
+    };
+    let refused = app_with_secret(&clients, &env.resources(), &missing).await.err().expect("refused");
+    assert!(format!("{refused:#}").contains("cannot read the mapping config/none.toml"), "{refused:#}");
+}

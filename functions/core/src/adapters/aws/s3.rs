@@ -41,6 +41,16 @@ impl S3Exports {
     pub fn new(client: Client, bucket: String) -> Self {
         Self { client, bucket }
     }
+
+    /// The text of an object of the bucket that is not an export (the sources' mapping).
+    ///
+    /// # Errors
+    /// When the object cannot be read or is not UTF-8.
+    pub async fn read_text(&self, key: &str) -> anyhow::Result<String> {
+        let object = self.client.get_object().bucket(&self.bucket).key(key).send().await?;
+        let bytes = object.body.collect().await?.into_bytes();
+        Ok(String::from_utf8(bytes.to_vec()).context("the object is not UTF-8 text")?)
+    }
 }
 
 fn key(id: RequestId, format: ExportFormat) -> String {
