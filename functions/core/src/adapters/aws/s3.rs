@@ -49,7 +49,7 @@ impl S3Exports {
     pub async fn read_text(&self, key: &str) -> anyhow::Result<String> {
         let object = self.client.get_object().bucket(&self.bucket).key(key).send().await?;
         let bytes = object.body.collect().await?.into_bytes();
-        Ok(String::from_utf8(bytes.to_vec()).context("the object is not UTF-8 text")?)
+        String::from_utf8(bytes.to_vec()).context("the object is not UTF-8 text")
     }
 }
 
