@@ -1,6 +1,7 @@
 //! The database schema, and the step that brings a database of an earlier version up to date.
 //!
-//! Version 8 (this one) keeps each event's body in the index of events by owner, so that a
+//! Version 9 (this one) keeps each account's signing profile for web delivery (no value: the
+//! default, Standard Webhooks). Version 8 keeps each event's body in the index of events by owner, so that a
 //! profile's events of one kind are read from that index alone, in order, and not row by row
 //! from the table, where they lie among the other events in the order they arrived. Version 7
 //! keeps on each message and event its owner, the profile whose export holds it (the profile
@@ -19,13 +20,14 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::to_i64;
 use crate::domain::Event;
 
-const VERSION: i64 = 8;
+const VERSION: i64 = 9;
 
 const SCHEMA: &str = r"
 CREATE TABLE IF NOT EXISTS accounts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     webhook_secret TEXT NOT NULL,
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    signing TEXT
 );
 CREATE TABLE IF NOT EXISTS tokens (
     hash TEXT PRIMARY KEY,
@@ -191,6 +193,10 @@ pub fn create(connection: &mut Connection) -> anyhow::Result<()> {
             ))?;
         }
     }
+    // Version 8 and before: accounts without a signing profile.
+    if has_column(&tx, "accounts", "id")? && !has_column(&tx, "accounts", "signing")? {
+        tx.execute_batch("ALTER TABLE accounts ADD COLUMN signing TEXT;")?;
+    }
     // Version 7 and before: the index by owner without the events' bodies.
     tx.execute_batch("DROP INDEX IF EXISTS events_of_owner;")?;
     tx.execute_batch(SCHEMA)?;
@@ -330,6 +336,7 @@ CREATE INDEX events_by_email ON events(account, email_lc, kind, time, seq);
             })
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(owners, (7, 7), "the event names profile 7; the message's subprofile is profile 7's");
+        assert!(has_column(&c, "accounts", "signing").unwrap_or(false), "accounts gain their signing profile");
         create(&mut c).unwrap_or_else(|e| panic!("opening again changes nothing: {e:#}"));
     }
 }
