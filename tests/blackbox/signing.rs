@@ -28,7 +28,7 @@ fn python() -> PathBuf {
 
 /// What the independent verifier says of a received call: `Ok(signing string)` or
 /// `Err(why it refused)`.
-fn verify(post: &Received, headers: &[(String, String)], body: &[u8], txt: &str) -> Result<String, String> {
+pub fn verify(post: &Received, headers: &[(String, String)], body: &[u8], txt: &str) -> Result<String, String> {
     let call = json!({
         "method": "POST",
         "target": post.target,
@@ -56,11 +56,11 @@ fn verify(post: &Received, headers: &[(String, String)], body: &[u8], txt: &str)
 }
 
 /// The received headers as (lower-case name, value) pairs.
-fn pairs(post: &Received) -> Vec<(String, String)> {
+pub fn pairs(post: &Received) -> Vec<(String, String)> {
     post.headers.iter().map(|(n, v)| (n.as_str().to_owned(), v.to_str().expect("ASCII").to_owned())).collect()
 }
 
-fn header<'a>(post: &'a Received, name: &str) -> &'a str {
+pub fn header<'a>(post: &'a Received, name: &str) -> &'a str {
     post.headers.get(name).map_or("", |v| v.to_str().expect("ASCII"))
 }
 
