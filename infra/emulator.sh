@@ -16,13 +16,14 @@ ensure_venv() {
 import sys
 from importlib.metadata import version
 def v(name): return tuple(int(p) for p in version(name).split(".")[:3])
-# moto before 5.2.5 breaks multipart upload completion.
-sys.exit(0 if v("moto") >= (5, 2, 5) and v("cfn-lint") >= (1, 0, 0) else 1)
+# moto before 5.2.5 breaks multipart upload completion. cryptography verifies Copernica-signed
+# deliveries in the black-box tests (tests/verify_copernica.py).
+sys.exit(0 if v("moto") >= (5, 2, 5) and v("cfn-lint") >= (1, 0, 0) and v("cryptography") >= (42, 0, 0) else 1)
 PY
   then
-    echo "installing moto server and cfn-lint into $venv" >&2
+    echo "installing moto server, cfn-lint and cryptography into $venv" >&2
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5.2.5' 'cfn-lint>=1.20' >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5.2.5' 'cfn-lint>=1.20' 'cryptography>=42' >&2
   fi
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Creates in a running AWS emulator every data resource of template.yaml (tables with their keys,
-indexes and TTL, the queues with their redrive policy, the bucket, the SNS topics with their queue
-subscriptions, the SES sender identity) and prints the environment the functions need, one KEY=value
+indexes and TTL, the queues with their redrive policy, the bucket, the secret of the signing keys,
+the SNS topics with their queue subscriptions, the SES sender identity) and prints the environment the functions need, one KEY=value
 a line, then DATAREQUEST_INGEST_QUEUE_URL and DATAREQUEST_SES_TOPIC_ARN for tests (no function
 settings). Reading the template itself keeps the template, the emulator and the tests from drifting
 apart."""
@@ -38,6 +38,7 @@ def main():
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     client = lambda service: boto3.client(service, endpoint_url=args.endpoint, region_name=REGION)  # noqa: E731
     dynamodb, sqs, s3, ses, sns = client("dynamodb"), client("sqs"), client("s3"), client("sesv2"), client("sns")
+    secretsmanager = client("secretsmanager")
 
     parameters = {}
     for name, spec in template.get("Parameters", {}).items():
@@ -73,6 +74,10 @@ def main():
             if "PublicAccessBlockConfiguration" in props:
                 s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
             refs[logical_id], arns[logical_id] = name, f"arn:aws:s3:::{name}"
+        elif resource["Type"] == "AWS::SecretsManager::Secret":
+            # Without a value, as the template makes it (a secret's Ref is its ARN).
+            arn = secretsmanager.create_secret(Name=name_for(logical_id))["ARN"]
+            refs[logical_id], arns[logical_id] = arn, arn
 
     # Queues: the ones a redrive policy points at first.
     queues = [lid for lid, r in resources.items() if r["Type"] == "AWS::SQS::Queue"]

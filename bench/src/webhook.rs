@@ -52,7 +52,7 @@ pub async fn child(url: &str, path: &Path) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(DEFAULT_WEBHOOK_TIMEOUT_SECS);
     let delivery = HttpWebDelivery::new(WebPolicy::AllowPrivate, timeout)?;
     let target = WebAddress::parse(url, WebPolicy::AllowPrivate)?;
-    let headers = WebhookHeaders { id: "1".into(), timestamp: 1_700_000_000, signature: "v1,bench".into() };
+    let headers = WebhookHeaders::standard("1".into(), 1_700_000_000, "v1,bench".into());
     let file = tokio::fs::File::open(path).await.context("opening the export")?;
     let export = ExportFile { len: file.metadata().await?.len(), reader: Box::pin(file) };
     let before = peak_rss_kb();

@@ -205,7 +205,7 @@ fn sha256(bytes: &[u8]) -> Option<[u8; 32]> {
 async fn post_timed(receiver: &SlowReceiver, bytes: &[u8], timeout: Duration) -> (anyhow::Result<u16>, Duration) {
     let delivery = HttpWebDelivery::new(WebPolicy::AllowPrivate, timeout).expect("client");
     let target = WebAddress::parse(&receiver.url, WebPolicy::AllowPrivate).expect("address");
-    let headers = WebhookHeaders { id: "1".into(), timestamp: 1_700_000_000, signature: "v1,x".into() };
+    let headers = WebhookHeaders::standard("1".into(), 1_700_000_000, "v1,x".into());
     let file = ExportFile { len: bytes.len() as u64, reader: Box::pin(std::io::Cursor::new(bytes.to_vec())) };
     let start = Instant::now();
     // A hang is a failure of its own, not a stuck test run.

@@ -63,7 +63,9 @@ impl TestApp {
         if !env.iter().any(|(k, _)| k == "DATAREQUEST_WEBHOOK_ALLOW_PRIVATE") {
             env.push(("DATAREQUEST_WEBHOOK_ALLOW_PRIVATE".into(), "true".into()));
         }
-        env.push(("DATAREQUEST_DELIVERY_BACKOFF_SECS".into(), "0.1".into()));
+        if !env.iter().any(|(k, _)| k == "DATAREQUEST_DELIVERY_BACKOFF_SECS") {
+            env.push(("DATAREQUEST_DELIVERY_BACKOFF_SECS".into(), "0.1".into()));
+        }
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
         let app = Self { dir, url: String::new(), env, server: None, client };
         let account = app.create_account();
@@ -202,6 +204,8 @@ impl Drop for TestApp {
 /// One POST received by [`Receiver`].
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The request target: the path and query as received.
+    pub target: String,
     pub headers: axum::http::HeaderMap,
     pub body: Vec<u8>,
 }
@@ -222,10 +226,11 @@ impl Receiver {
         let (log, answers) = (Arc::clone(&received), Arc::clone(&queue));
         let app = axum::Router::new().route(
             "/hook",
-            post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            post(move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                 let (log, answers) = (Arc::clone(&log), Arc::clone(&answers));
                 async move {
-                    log.lock().expect("lock").push(Received { headers, body: body.to_vec() });
+                    let target = uri.path_and_query().map(ToString::to_string).unwrap_or_default();
+                    log.lock().expect("lock").push(Received { target, headers, body: body.to_vec() });
                     let status = answers.lock().expect("lock").pop().unwrap_or(200);
                     if status == 0 {
                         std::future::pending::<()>().await;

@@ -17,6 +17,7 @@ mod ingest;
 mod ingest_kills;
 mod lifecycle;
 mod postgres;
+mod signing;
 mod subjects_model;
 mod subjects_property;
 mod tenancy;

@@ -15,10 +15,14 @@ use crate::adapters::memory::{FakeClock, Fakes};
 use crate::adapters::token_cache::TokenCache;
 use crate::adapters::webhook::HttpWebDelivery;
 use crate::app::{App, RateLimiter};
-#[cfg(feature = "aws")]
+#[cfg(any(feature = "local", feature = "aws"))]
 use crate::app::{Operator, OperatorStores};
 use crate::config::Settings;
 use crate::domain::Timestamp;
+#[cfg(any(feature = "local", feature = "aws"))]
+use crate::domain::{Keyring, SigningKey};
+#[cfg(feature = "aws")]
+use crate::ports::SigningKeyStore;
 use crate::ports::{
     Accounts, AuditLog, BuildQueue, Clock, ExportStore, Mailer, RequestStore, SubjectData, SubjectSources, SystemClock,
     WebDelivery,
@@ -27,6 +31,7 @@ use crate::ports::{
 #[cfg(feature = "local")]
 use crate::adapters::{
     folder::FolderExports,
+    key_file::KeyFile,
     outbox::{OutboxMailer, SmtpMailer},
     sources::Sources,
     sqlite::SqliteStore,
@@ -38,8 +43,8 @@ use crate::domain::LinkSecret;
 
 #[cfg(feature = "aws")]
 use crate::adapters::aws::{
-    Clients, DynamoDbAccounts, DynamoDbAudit, DynamoDbRequests, DynamoDbSubjects, Resources, S3Exports, SesMailer,
-    SqsQueue, secrets,
+    Clients, DynamoDbAccounts, DynamoDbAudit, DynamoDbRequests, DynamoDbSubjects, Resources, S3Exports,
+    SecretSigningKeys, SesMailer, SqsQueue, secrets,
 };
 
 /// The adapters of one world, before the shared parts are added.
@@ -173,15 +178,15 @@ pub fn local(
     // second.
     let token_cache = Some(std::time::Duration::from_secs_f64(crate::config::LOCAL_TOKEN_CACHE_SECS));
     let fallbacks = Fallbacks { public_url, link_secret: Some(link_secret(data_dir)?), token_cache };
-    let settings = Settings::from_lookup(lookup, fallbacks)?;
+    let mut settings = Settings::from_lookup(lookup, fallbacks)?;
+    if !settings.signing_keys.is_empty() {
+        let file = key_file(data_dir, lookup);
+        let keyring = file.read()?;
+        settings.signer = signing_key(keyring, &settings.signing_keys, &file.path().display().to_string())?;
+    }
     let sources = Sources::from_lookup(lookup)?;
     let store = SqliteStore::open(&data_dir.join("datarequest.sqlite3"))?;
-    let mailer: Arc<dyn Mailer> = match crate::config::optional(lookup, crate::config::SMTP_URL) {
-        Some(url) => {
-            Arc::new(SmtpMailer::new(&url).map_err(|e| ConfigError::new(crate::config::SMTP_URL, format!("{e:#}")))?)
-        }
-        None => Arc::new(OutboxMailer::new(data_dir.join("outbox"))?),
-    };
+    let mailer = local_mailer(data_dir, lookup)?;
     let world = World {
         requests: Arc::new(store.clone()),
         queue: Arc::new(store.clone()),
@@ -199,6 +204,60 @@ pub fn local(
     Ok(Local { app, store, sources, data_dir: data_dir.to_owned() })
 }
 
+/// The mailer of local mode: SMTP when `DATAREQUEST_SMTP_URL` names a server, else the outbox.
+#[cfg(feature = "local")]
+fn local_mailer(data_dir: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Arc<dyn Mailer>> {
+    Ok(match crate::config::optional(lookup, crate::config::SMTP_URL) {
+        Some(url) => {
+            Arc::new(SmtpMailer::new(&url).map_err(|e| ConfigError::new(crate::config::SMTP_URL, format!("{e:#}")))?)
+        }
+        None => Arc::new(OutboxMailer::new(data_dir.join("outbox"))?),
+    })
+}
+
+/// The file of signing keys: `DATAREQUEST_SIGNING_KEY_FILE`, or `signing-keys.json` in the data
+/// dir.
+#[cfg(feature = "local")]
+fn key_file(data_dir: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> KeyFile {
+    let path = crate::config::optional(lookup, crate::config::SIGNING_KEY_FILE)
+        .map_or_else(|| data_dir.join("signing-keys.json"), PathBuf::from);
+    KeyFile::new(path)
+}
+
+/// The key that signs among the `configured` ones of a keyring kept at `place`.
+#[cfg(any(feature = "local", feature = "aws"))]
+fn signing_key(
+    keyring: Keyring,
+    configured: &[crate::domain::KeyId],
+    place: &str,
+) -> Result<Option<Arc<SigningKey>>, crate::config::ConfigError> {
+    keyring.into_signer(configured).map(|key| key.map(Arc::new)).map_err(|missing| {
+        crate::config::ConfigError::new(
+            crate::config::SIGNING_KEYS,
+            format!("names the key {missing}, which {place} does not hold (see `datarequest signing-key create`)"),
+        )
+    })
+}
+
+/// The operator's use cases on a data dir: the stores only, so they work before the service's
+/// other settings (or its signing keys) are in place.
+///
+/// # Errors
+/// When the data dir cannot be used or `DATAREQUEST_SMTP_URL` is bad.
+#[cfg(feature = "local")]
+pub fn local_operator(data_dir: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Operator> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+    let store = SqliteStore::open(&data_dir.join("datarequest.sqlite3"))?;
+    Ok(Operator::new(OperatorStores {
+        accounts: Arc::new(store.clone()),
+        subjects: Arc::new(store.clone()),
+        requests: Arc::new(store),
+        exports: Arc::new(FolderExports::new(data_dir.join("exports"))?),
+        mailer: local_mailer(data_dir, lookup)?,
+        signing_keys: Some(Arc::new(key_file(data_dir, lookup))),
+    }))
+}
+
 /// The application on AWS, and the queue (the builder re-enqueues delivery retries on it).
 ///
 /// # Errors
@@ -209,7 +268,19 @@ pub fn aws(
     resources: &Resources,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<(App, Arc<SqsQueue>)> {
-    let settings = Settings::from_lookup(lookup, crate::config::Fallbacks::default())?;
+    aws_signed(clients, resources, lookup, None)
+}
+
+/// [`aws`] with the key that signs Copernica-profile deliveries.
+#[cfg(feature = "aws")]
+fn aws_signed(
+    clients: &Clients,
+    resources: &Resources,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    signer: Option<Arc<SigningKey>>,
+) -> anyhow::Result<(App, Arc<SqsQueue>)> {
+    let mut settings = Settings::from_lookup(lookup, crate::config::Fallbacks::default())?;
+    settings.signer = signer;
     let queue = Arc::new(SqsQueue::new(clients.sqs.clone(), resources.build_queue_url.clone()));
     let subjects = DynamoDbSubjects::new(
         clients.dynamodb.clone(),
@@ -252,11 +323,13 @@ pub async fn aws_from_env() -> anyhow::Result<(App, Arc<SqsQueue>)> {
 
 /// [`aws`], the mapping also read from the bucket's object that `DATAREQUEST_SOURCES_OBJECT`
 /// names, and the sources' connection strings also from the secret that
-/// `DATAREQUEST_SOURCES_SECRET_ARN` names (see [`secrets`]), when they are set.
+/// `DATAREQUEST_SOURCES_SECRET_ARN` names (see [`secrets`]), when they are set; and, when
+/// `DATAREQUEST_SIGNING_KEYS` names keys, the key that signs read from the secret that
+/// `DATAREQUEST_SIGNING_SECRET_ARN` names.
 ///
 /// # Errors
-/// As [`aws`], and when the object or the secret cannot be read, or the object is named beside
-/// another mapping.
+/// As [`aws`], and when the object or a secret cannot be read, the object is named beside
+/// another mapping, or the signing secret lacks a configured key.
 #[cfg(feature = "aws")]
 pub async fn aws_with_secret(
     clients: &Clients,
@@ -286,7 +359,15 @@ pub async fn aws_with_secret(
     let with_secret = |name: &str| {
         lookup(name).or_else(|| secret.as_ref().filter(|_| urls.iter().any(|u| u == name)).and_then(|s| s.url(name)))
     };
-    aws(clients, resources, &with_secret)
+    let configured = Settings::from_lookup(&lookup, crate::config::Fallbacks::default())?.signing_keys;
+    let signer = if configured.is_empty() {
+        None
+    } else {
+        let secret = crate::config::required(&lookup, crate::config::SIGNING_SECRET_ARN)?;
+        let keyring = SecretSigningKeys::new(clients.secrets.clone(), secret).load().await?;
+        signing_key(keyring, &configured, "the signing keys' secret")?
+    };
+    aws_signed(clients, resources, &with_secret, signer)
 }
 
 /// The operator's use cases on a deployed stack: only the tables and the bucket need naming
@@ -308,6 +389,9 @@ pub async fn aws_operator(lookup: &dyn Fn(&str) -> Option<String>) -> anyhow::Re
         requests: Arc::new(DynamoDbRequests::new(clients.dynamodb.clone(), requests_table)),
         exports: Arc::new(S3Exports::new(clients.s3.clone(), bucket)),
         mailer: Arc::new(SesMailer::new(clients.ses.clone())),
+        signing_keys: crate::config::optional(lookup, crate::config::SIGNING_SECRET_ARN).map(|secret| {
+            Arc::new(SecretSigningKeys::new(clients.secrets.clone(), secret)) as Arc<dyn SigningKeyStore>
+        }),
     }))
 }
 

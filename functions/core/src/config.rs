@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::domain::{LinkSecret, Timestamp, TrustedProxies, WebPolicy};
+use std::sync::Arc;
+
+use crate::domain::{KeyId, LinkSecret, SigningKey, Timestamp, TrustedProxies, WebPolicy};
 
 /// `From:` of the delivery mails, e.g. `Datarequest <privacy@example.com>`.
 pub const SENDER: &str = "DATAREQUEST_SENDER";
@@ -26,6 +28,14 @@ pub const DELIVERY_BACKOFF_SECS: &str = "DATAREQUEST_DELIVERY_BACKOFF_SECS";
 /// the export, or without an answer once the whole export is sent. There is no limit on the
 /// delivery as a whole, so an export of any size reaches a receiver that keeps reading.
 pub const WEBHOOK_TIMEOUT_SECS: &str = "DATAREQUEST_WEBHOOK_TIMEOUT_SECS";
+/// The ids of the signing keys (at most two, separated by commas) that may sign the web
+/// deliveries of accounts on the Copernica profile; the newest of them signs. Unset: none, and
+/// such deliveries fail.
+pub const SIGNING_KEYS: &str = "DATAREQUEST_SIGNING_KEYS";
+/// The prefix of the account id in `X-Copernica-ID` (default `account_`, as Copernica's own).
+pub const COPERNICA_ID_PREFIX: &str = "DATAREQUEST_COPERNICA_ID_PREFIX";
+/// AWS: the Secrets Manager secret (name or ARN) that holds the signing keys.
+pub const SIGNING_SECRET_ARN: &str = "DATAREQUEST_SIGNING_SECRET_ARN";
 /// Receives of a build message before the request is marked failed.
 pub const BUILD_ATTEMPTS: &str = "DATAREQUEST_BUILD_ATTEMPTS";
 /// Megabytes (MiB) a build writes between two checkpoints, at most (default 64): a build that
@@ -78,6 +88,8 @@ pub const LISTEN: &str = "DATAREQUEST_LISTEN";
 pub const DATA_DIR: &str = "DATAREQUEST_DATA_DIR";
 /// SMTP server for delivery mails; without it they go to `<data dir>/outbox`.
 pub const SMTP_URL: &str = "DATAREQUEST_SMTP_URL";
+/// Local mode: the file of signing keys (default `<data dir>/signing-keys.json`, mode 0600).
+pub const SIGNING_KEY_FILE: &str = "DATAREQUEST_SIGNING_KEY_FILE";
 /// Concurrent build workers.
 pub const WORKERS: &str = "DATAREQUEST_WORKERS";
 /// Local mode: connections served at once (default 1024, capped by the open-file limit). Past
@@ -183,6 +195,13 @@ pub struct Settings {
     pub token_cache: Duration,
     /// `POST /ingest` bodies read into memory at once (see [`INGEST_BODIES`]).
     pub ingest_bodies: usize,
+    /// The signing keys that may sign Copernica-profile deliveries (see [`SIGNING_KEYS`]).
+    pub signing_keys: Vec<KeyId>,
+    /// The prefix of `X-Copernica-ID` (see [`COPERNICA_ID_PREFIX`]).
+    pub copernica_id_prefix: String,
+    /// The key that signs Copernica-profile deliveries: the newest of [`Settings::signing_keys`],
+    /// read from the key store when the service starts (the composition root sets it).
+    pub signer: Option<Arc<SigningKey>>,
 }
 
 impl Settings {
@@ -299,6 +318,9 @@ impl Settings {
             },
             token_cache: token_cache(lookup, fallbacks.token_cache)?,
             ingest_bodies: in_range(lookup, INGEST_BODIES, DEFAULT_INGEST_BODIES, 1..=256, "a number of bodies")?,
+            signing_keys: signing_keys(lookup)?,
+            copernica_id_prefix: copernica_id_prefix(lookup)?,
+            signer: None,
         })
     }
 
@@ -327,6 +349,35 @@ fn token_cache(lookup: &dyn Fn(&str) -> Option<String>, fallback: Option<Duratio
         return Err(ConfigError::new(TOKEN_CACHE_SECS, "must be a number of seconds from 0 to 60"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// `DATAREQUEST_SIGNING_KEYS`: key ids separated by commas, at most two, each once.
+fn signing_keys(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<KeyId>, ConfigError> {
+    let Some(text) = optional(lookup, SIGNING_KEYS) else { return Ok(Vec::new()) };
+    let mut ids: Vec<KeyId> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let id = KeyId::parse(part).map_err(|e| ConfigError::new(SIGNING_KEYS, e.0))?;
+        if ids.contains(&id) {
+            return Err(ConfigError::new(SIGNING_KEYS, "names a key twice"));
+        }
+        ids.push(id);
+    }
+    if ids.len() > 2 {
+        return Err(ConfigError::new(SIGNING_KEYS, "names at most two keys: the current one and the previous one"));
+    }
+    Ok(ids)
+}
+
+/// Default prefix of `X-Copernica-ID`.
+pub const DEFAULT_COPERNICA_ID_PREFIX: &str = "account_";
+
+/// `DATAREQUEST_COPERNICA_ID_PREFIX`: letters, digits, `_` and `-`, 64 at most.
+fn copernica_id_prefix(lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let prefix = optional(lookup, COPERNICA_ID_PREFIX).unwrap_or_else(|| DEFAULT_COPERNICA_ID_PREFIX.to_owned());
+    if prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(ConfigError::new(COPERNICA_ID_PREFIX, "must be at most 64 letters, digits, _ or -"));
+    }
+    Ok(prefix)
 }
 
 /// Default `POST /ingest` bodies in memory at once: 4 bodies of at most 8 MiB, 32 MiB.
@@ -432,6 +483,21 @@ mod tests {
         assert_eq!(s.token_cache, Duration::from_secs(5), "a revoked token is trusted for reads 5 s at most");
         assert_eq!(s.trusted_proxies, TrustedProxies::default(), "no proxy is trusted unless named");
         assert_eq!(s.ingest_bodies, 4);
+        assert_eq!(s.copernica_id_prefix, "account_", "as in Copernica's own X-Copernica-ID");
+        assert!(s.signing_keys.is_empty() && s.signer.is_none(), "no key signs unless configured");
+    }
+
+    #[test]
+    fn two_signing_keys_may_be_configured_and_the_copernica_prefix_changed() {
+        let s = settings(&[
+            (LINK_SECRET, SECRET),
+            (SIGNING_KEYS, "new.example.com, old.example.com"),
+            (COPERNICA_ID_PREFIX, "environment_"),
+        ]);
+        let Ok(s) = s else { panic!("valid") };
+        let ids: Vec<&str> = s.signing_keys.iter().map(KeyId::as_str).collect();
+        assert_eq!(ids, ["new.example.com", "old.example.com"]);
+        assert_eq!(s.copernica_id_prefix, "environment_");
     }
 
     #[test]
@@ -482,7 +548,11 @@ mod tests {
 
     #[test]
     fn a_bad_or_missing_value_names_its_variable() {
-        let cases: [(&[(&str, &str)], &str); 16] = [
+        let cases: [(&[(&str, &str)], &str); 20] = [
+            (&[(LINK_SECRET, SECRET), (SIGNING_KEYS, "a.example,b.example,c.example")], SIGNING_KEYS),
+            (&[(LINK_SECRET, SECRET), (SIGNING_KEYS, "a.example,a.example")], SIGNING_KEYS),
+            (&[(LINK_SECRET, SECRET), (SIGNING_KEYS, "not a name")], SIGNING_KEYS),
+            (&[(LINK_SECRET, SECRET), (COPERNICA_ID_PREFIX, "account: ")], COPERNICA_ID_PREFIX),
             (&[(LINK_SECRET, SECRET), (TOKEN_CACHE_SECS, "61")], TOKEN_CACHE_SECS),
             (&[(LINK_SECRET, SECRET), (TOKEN_CACHE_SECS, "-1")], TOKEN_CACHE_SECS),
             (&[(LINK_SECRET, SECRET), (TRUSTED_PROXIES, "10.0.0.0/8, proxy.example")], TRUSTED_PROXIES),

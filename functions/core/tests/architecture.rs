@@ -581,3 +581,38 @@ fn the_readme_fits_on_a_screen_or_five() {
     }
     assert!(dead.is_empty(), "a link in the docs points at a file that is gone:\n{}", dead.join("\n"));
 }
+
+/// The template's resource (a line `  Name:` at two spaces) each line of it belongs to.
+fn template_resources(template: &str) -> Vec<(String, &str)> {
+    let mut current = String::new();
+    template
+        .lines()
+        .map(|line| {
+            let top = line.strip_prefix("  ").filter(|rest| !rest.starts_with(' ') && rest.ends_with(':'));
+            if let Some(name) = top {
+                current = name.trim_end_matches(':').to_owned();
+            }
+            (current.clone(), line)
+        })
+        .collect()
+}
+
+#[test]
+fn only_the_builder_is_told_of_the_signing_keys_secret_and_only_its_role_may_read_it() {
+    let template = read(&workspace().join("template.yaml"));
+    let lines = template_resources(&template);
+    let readers: Vec<&str> = lines
+        .iter()
+        .filter(|(_, line)| line.trim() == "Resource: !Ref SigningKeySecret")
+        .map(|(resource, _)| resource.as_str())
+        .collect();
+    assert_eq!(readers, ["BuilderRole"], "one grant, to the builder's role");
+    let told: Vec<&str> = lines
+        .iter()
+        .filter(|(_, line)| line.contains("DATAREQUEST_SIGNING_SECRET_ARN:"))
+        .map(|(resource, _)| resource.as_str())
+        .collect();
+    assert_eq!(told, ["BuilderFunction"], "only the builder's environment names the secret");
+    let grant = lines.iter().position(|(_, line)| line.trim() == "Resource: !Ref SigningKeySecret").unwrap();
+    assert_eq!(lines[grant - 1].1.trim(), "Action: secretsmanager:GetSecretValue", "read rights only");
+}

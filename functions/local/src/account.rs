@@ -1,11 +1,11 @@
 //! `datarequest account …`: create an account (its access token and webhook secret), add and
-//! revoke its tokens, delete it.
+//! revoke its tokens, set how its web deliveries are signed, delete it.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use datarequest::app::Operator;
-use datarequest::domain::{AccessToken, AccountId};
+use datarequest::domain::{AccessToken, AccountId, SigningProfile};
 
 /// Creates an account and prints it as JSON; the token and secret are shown only here.
 pub async fn create(operator: &Operator) -> anyhow::Result<ExitCode> {
@@ -39,5 +39,12 @@ pub async fn revoke_token(operator: &Operator, account: AccountId, token: &str) 
 pub async fn delete(operator: &Operator, account: AccountId, background: bool) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(operator.delete_account(account, !background).await?, "there is no account {account}");
     println!("{}", serde_json::json!({"deleted": account.get(), "erased": !background}));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sets how `account`'s web deliveries are signed.
+pub async fn signing(operator: &Operator, account: AccountId, profile: SigningProfile) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(operator.set_signing_profile(account, profile).await?, "there is no account {account}");
+    println!("{}", serde_json::json!({"account": account.get(), "signing": profile.as_str()}));
     Ok(ExitCode::SUCCESS)
 }

@@ -10,15 +10,15 @@ use clap::{Args, Parser, Subcommand};
 use datarequest::app::Operator;
 use datarequest::compose;
 use datarequest::config;
-use datarequest::domain::{AccountId, EmailAddress, Erasure, ProfileId, SubprofileId};
+use datarequest::domain::{AccountId, EmailAddress, Erasure, KeyId, ProfileId, SigningProfile, SubprofileId};
 
 /// GDPR data requests, Copernica compatible, on embedded storage.
 #[derive(Parser)]
 #[command(name = "datarequest", version, about)]
 pub struct Cli {
-    /// Where the data lives: the local data dir, or (for `account`, `import`, `erase` and
-    /// `ingest-key`) the AWS tables and bucket named by the DATAREQUEST_* variables, as
-    /// `template.yaml` sets them.
+    /// Where the data lives: the local data dir, or (for `account`, `import`, `erase`,
+    /// `ingest-key` and `signing-key`) the AWS tables, bucket and secret named by the
+    /// DATAREQUEST_* variables, as `template.yaml` sets them.
     #[arg(long, global = true, value_enum, default_value_t = Backend::Local)]
     pub backend: Backend,
     #[command(subcommand)]
@@ -78,6 +78,11 @@ pub enum Command {
         #[command(subcommand)]
         command: IngestKeyCommand,
     },
+    /// Manage the keys that sign web deliveries on the Copernica profile.
+    SigningKey {
+        #[command(subcommand)]
+        command: SigningKeyCommand,
+    },
     /// The sources subject data is also read from (the mapping named by DATAREQUEST_SOURCES).
     Sources {
         #[command(subcommand)]
@@ -94,6 +99,39 @@ pub enum SourcesCommand {
 }
 
 #[derive(Subcommand)]
+pub enum SigningKeyCommand {
+    /// Make a 2048-bit RSA key and keep it (locally in DATAREQUEST_SIGNING_KEY_FILE, on AWS in
+    /// the secret DATAREQUEST_SIGNING_SECRET_ARN names); prints its id and the TXT record to
+    /// publish at that name as JSON. It signs once DATAREQUEST_SIGNING_KEYS names it.
+    Create {
+        /// The key's id: the DNS name where its TXT record is published.
+        #[arg(long, value_parser = KeyId::parse)]
+        key_id: KeyId,
+        /// Folder of the database (and, unless DATAREQUEST_SIGNING_KEY_FILE says otherwise, of the key file).
+        #[arg(long, env = config::DATA_DIR, default_value = config::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// Delete a key that no longer signs (the last step of a rotation).
+    Delete {
+        /// The key's id.
+        #[arg(long, value_parser = KeyId::parse)]
+        key_id: KeyId,
+        /// Folder of the database.
+        #[arg(long, env = config::DATA_DIR, default_value = config::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+}
+
+impl SigningKeyCommand {
+    /// The data dir the command works on (local backend).
+    pub fn data_dir(&self) -> &Path {
+        match self {
+            Self::Create { data_dir, .. } | Self::Delete { data_dir, .. } => data_dir,
+        }
+    }
+}
+
+#[derive(Subcommand)]
 pub enum AccountCommand {
     /// Create an account; prints its id, access token and webhook secret as JSON.
     Create {
@@ -105,6 +143,19 @@ pub enum AccountCommand {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Set how an account's web deliveries are signed: `standard-webhooks` (the default) or
+    /// `copernica` (HTTP Signatures by the service's signing key, as Copernica signs).
+    Signing {
+        /// The account.
+        #[arg(long, value_parser = AccountId::parse)]
+        account: AccountId,
+        /// The signing profile.
+        #[arg(value_parser = SigningProfile::parse)]
+        profile: SigningProfile,
+        /// Folder of the database.
+        #[arg(long, env = config::DATA_DIR, default_value = config::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
     },
     /// Delete an account: its tokens are refused at once, then its requests (their files and
     /// mails), idempotency keys and subject data are deleted.
@@ -153,6 +204,7 @@ impl AccountCommand {
         match self {
             Self::Create { data_dir }
             | Self::Delete { data_dir, .. }
+            | Self::Signing { data_dir, .. }
             | Self::Token { command: TokenCommand::Add { data_dir, .. } | TokenCommand::Revoke { data_dir, .. } } => {
                 data_dir
             }
@@ -205,7 +257,7 @@ fn env_lookup(name: &str) -> Option<String> {
 
 /// The operator's use cases on a local data dir.
 fn open(data_dir: &Path) -> anyhow::Result<Operator> {
-    Ok(compose::local(data_dir, &env_lookup, None)?.app.operator())
+    compose::local_operator(data_dir, &env_lookup)
 }
 
 impl Cli {
@@ -233,6 +285,10 @@ impl Cli {
             Command::IngestKey { command: IngestKeyCommand::Create { data_dir } } => {
                 crate::ingest_key::create(&open(&data_dir)?).await
             }
+            Command::SigningKey { command } => {
+                let operator = open(command.data_dir())?;
+                run_signing_key(command, &operator).await
+            }
             Command::Sources { command: SourcesCommand::Check } => crate::sources::check(&env_lookup).await,
         }
     }
@@ -246,6 +302,7 @@ async fn run_aws(command: Command) -> anyhow::Result<ExitCode> {
         Command::Account { command } => run_account(command, &operator).await,
         Command::IngestKey { command: IngestKeyCommand::Create { .. } } => crate::ingest_key::create(&operator).await,
         Command::Import { file, .. } => crate::import::run(&file, &operator).await,
+        Command::SigningKey { command } => run_signing_key(command, &operator).await,
         Command::Erase { account, subject, .. } => {
             let erasure = subject.erasure(account)?;
             crate::erase::run(&erasure, &operator).await
@@ -269,5 +326,14 @@ async fn run_account(command: AccountCommand, operator: &Operator) -> anyhow::Re
         AccountCommand::Delete { account, background, .. } => {
             crate::account::delete(operator, account, background).await
         }
+        AccountCommand::Signing { account, profile, .. } => crate::account::signing(operator, account, profile).await,
+    }
+}
+
+/// Runs a signing key command on a key store.
+async fn run_signing_key(command: SigningKeyCommand, operator: &Operator) -> anyhow::Result<ExitCode> {
+    match command {
+        SigningKeyCommand::Create { key_id, .. } => crate::signing_key::create(operator, key_id).await,
+        SigningKeyCommand::Delete { key_id, .. } => crate::signing_key::delete(operator, &key_id).await,
     }
 }

@@ -1,5 +1,5 @@
 //! The `datarequest` command: the whole service in one process on embedded storage, and the
-//! operator's tools (accounts, imports, erasures, ingest keys).
+//! operator's tools (accounts, signing keys, imports, erasures, ingest keys).
 
 mod account;
 mod aws;
@@ -10,6 +10,7 @@ mod import;
 mod ingest_key;
 mod openapi;
 mod serve;
+mod signing_key;
 mod sources;
 
 use std::process::ExitCode;

@@ -7,10 +7,12 @@ use datarequest::app::ingest::{parse_line, parse_records};
 use datarequest::config::Settings;
 use datarequest::domain::build_message;
 use datarequest::domain::{
-    AccessToken, AccountId, DataRequest, Mime, ProfileId, Record, RequestId, State, Subject, Timestamp, Transition,
-    WebhookSecret,
+    AccessToken, AccountId, DataRequest, KeyId, Keyring, Mime, ProfileId, Record, RequestId, SigningKey,
+    SigningProfile, State, Subject, Timestamp, Transition, WebhookSecret,
 };
-use datarequest::ports::{Accounts, BuildQueue, ExportFormat, ExportStore, RequestStore, Served, SubjectData};
+use datarequest::ports::{
+    Accounts, BuildQueue, ExportFormat, ExportStore, RequestStore, Served, SigningKeyStore, SubjectData,
+};
 
 use super::Env;
 use crate::helpers::SAMPLE;
@@ -95,6 +97,29 @@ async fn dynamodb_accounts_store_only_token_hashes_and_find_the_account_by_token
     let scan = clients.dynamodb.scan().table_name(env.resources().accounts_table).send().await.expect("scan");
     let dump = format!("{:?}", scan.items());
     assert!(!dump.contains(first.expose()) && !dump.contains(third.expose()));
+}
+
+#[tokio::test]
+async fn dynamodb_accounts_keep_a_signing_profile_and_the_secret_keeps_the_signing_keys() {
+    let env = Env::provision();
+    let clients = env.clients().await;
+    let accounts = DynamoDbAccounts::new(clients.dynamodb.clone(), env.resources().accounts_table.clone());
+    let account = accounts.create(&AccessToken::generate().hash(), &WebhookSecret::generate()).await.expect("create");
+    let unknown = AccountId::try_from(999).expect("id");
+    assert_eq!(accounts.signing_profile(account).await.expect("read"), Some(SigningProfile::StandardWebhooks));
+    assert!(accounts.set_signing_profile(account, SigningProfile::Copernica).await.expect("set"));
+    assert_eq!(accounts.signing_profile(account).await.expect("read"), Some(SigningProfile::Copernica));
+    assert!(!accounts.set_signing_profile(unknown, SigningProfile::Copernica).await.expect("set"));
+    assert_eq!(accounts.signing_profile(unknown).await.expect("read"), None, "no item is made for it");
+
+    // The stack's secret starts without a value: no keys; then it keeps what is saved.
+    let secret = aws::SecretSigningKeys::new(clients.secrets.clone(), env.get("DATAREQUEST_SIGNING_SECRET_ARN").into());
+    assert!(secret.load().await.expect("load").ids().is_empty());
+    let id = KeyId::parse("dr1._domainkey.shop.test").expect("id");
+    let mut keyring = Keyring::default();
+    keyring.add(SigningKey::generate(id.clone(), Timestamp::now()).expect("key"));
+    secret.save(&keyring).await.expect("save");
+    assert_eq!(secret.load().await.expect("load").ids(), vec![&id]);
 }
 
 #[tokio::test]

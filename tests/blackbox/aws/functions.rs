@@ -328,6 +328,49 @@ async fn a_poisoned_message_fails_alone_web_delivery_is_signed_and_dead_letters_
     assert_eq!(report["reason"], "the export could not be built");
 }
 
+/// The Copernica profile on AWS: the key made with `signing-key create --backend aws` into the
+/// stack's secret, the profile stored in DynamoDB with `account signing --backend aws`, and the
+/// builder (given the key's id) signing a delivery that the independent verifier accepts.
+#[tokio::test]
+async fn on_aws_the_builder_signs_a_copernica_profile_delivery_with_the_key_from_the_secret() {
+    use crate::signing::{header, pairs, verify};
+    let env = Env::provision();
+    let account = seed(&env);
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(binary("datarequest"))
+            .env_clear()
+            .envs(env.0.iter())
+            .args(["--backend", "aws"])
+            .args(args)
+            .output()
+            .expect("runs datarequest");
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<Value>(&output.stdout).expect("JSON")
+    };
+    let key_id = "dr1._domainkey.shop.test";
+    let created = run(&["signing-key", "create", "--key-id", key_id]);
+    let txt = created["txt"].as_str().expect("txt").to_owned();
+    let switched = run(&["account", "signing", "--account", &account.id.to_string(), "copernica"]);
+    assert_eq!(switched["signing"], "copernica");
+
+    let receiver = Receiver::start(&[]).await;
+    let private = [("DATAREQUEST_WEBHOOK_ALLOW_PRIVATE", "true")];
+    let intake = start("intake", &env, &private, &[]).await;
+    let builder = start("builder", &env, &[private[0], ("DATAREQUEST_SIGNING_KEYS", key_id)], &[]).await;
+    let id = submit(&intake, &account, "profile/42", Some(&receiver.url)).await;
+    let records = queued_records(&env, 1).await;
+    assert_eq!(builder.invoke(json!({"Records": records})).await.expect("builder"), json!({"batchItemFailures": []}));
+
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    let post = &received[0];
+    assert_eq!(post.body, s3_export(&env, id).await);
+    assert!(header(post, "signature").starts_with(&format!("keyId=\"{key_id}\"")));
+    let copernica_id = format!("account_{}", account.id);
+    assert_eq!(header(post, "x-copernica-id"), copernica_id);
+    verify(post, &pairs(post), &post.body, &txt).expect("the delivery verifies against the TXT record");
+}
+
 /// The `sweeper` function under the Runtime API, as its EventBridge schedule invokes it: a
 /// request whose queue message was lost (stored, never sent) is queued again once, a request
 /// still fresh is left alone, and an export whose time is up is deleted and its request

@@ -70,6 +70,7 @@ async fn operator(env: &Env, clients: &datarequest::adapters::aws::Clients) -> d
         requests: std::sync::Arc::new(datarequest::adapters::memory::MemoryRequests::default()),
         exports: std::sync::Arc::new(datarequest::adapters::memory::MemoryExports::default()),
         mailer: std::sync::Arc::new(datarequest::adapters::memory::MemoryMailer::default()),
+        signing_keys: None,
     });
     let created = operator.create_account().await.expect("account");
     assert_eq!(created.account.get(), 1, "the lines name account 1");

@@ -11,13 +11,13 @@ use tokio::io::AsyncReadExt;
 
 use crate::domain::{
     AccountId, AuditEntry, DataRequest, Erasure, Event, EventKind, Message, Mime, MimeRef, Owner, Profile, ProfileId,
-    Record, RequestId, State, Subject, SubjectKind, Subprofile, SubprofileId, Timestamp, TokenHash, Transition,
-    WebAddress, WebhookSecret,
+    Record, RequestId, SigningProfile, State, Subject, SubjectKind, Subprofile, SubprofileId, Timestamp, TokenHash,
+    Transition, WebAddress, WebhookSecret, signing::Keyring,
 };
 use crate::ports::{
     Accounts, AuditLog, BuildQueue, Clock, ExportFile, ExportFormat, ExportStore, ExportWriter, KeyClaim, Mailer,
-    MimeChunks, OutgoingMail, Page, QueueConsumer, QueueMessage, RequestStore, Served, SourceError, SourceReader,
-    SourceRow, SubjectData, SubjectSources, UnfinishedFile, WebDelivery, WebhookHeaders, WriteError,
+    MimeChunks, OutgoingMail, Page, QueueConsumer, QueueMessage, RequestStore, Served, SigningKeyStore, SourceError,
+    SourceReader, SourceRow, SubjectData, SubjectSources, UnfinishedFile, WebDelivery, WebhookHeaders, WriteError,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -556,6 +556,7 @@ pub struct MemoryAccounts {
     ingest_keys: Mutex<std::collections::HashSet<TokenHash>>,
     deleted: Mutex<std::collections::HashSet<AccountId>>,
     erasing: Mutex<std::collections::BTreeSet<AccountId>>,
+    profiles: Mutex<HashMap<AccountId, SigningProfile>>,
 }
 
 #[async_trait]
@@ -613,6 +614,21 @@ impl Accounts for MemoryAccounts {
         }
         let index = usize::try_from(account.get() - 1)?;
         Ok(lock(&self.secrets).get(index).cloned())
+    }
+
+    async fn signing_profile(&self, account: AccountId) -> anyhow::Result<Option<SigningProfile>> {
+        if !self.exists(account).await? {
+            return Ok(None);
+        }
+        Ok(Some(lock(&self.profiles).get(&account).copied().unwrap_or_default()))
+    }
+
+    async fn set_signing_profile(&self, account: AccountId, profile: SigningProfile) -> anyhow::Result<bool> {
+        if !self.exists(account).await? {
+            return Ok(false);
+        }
+        lock(&self.profiles).insert(account, profile);
+        Ok(true)
     }
 
     async fn add_ingest_key(&self, key: &TokenHash) -> anyhow::Result<()> {
@@ -703,6 +719,22 @@ impl WebDelivery for MemoryWeb {
         body.reader.read_to_end(&mut bytes).await?;
         lock(&self.posted).push(Posted { target: target.to_string(), headers: headers.clone(), body: bytes });
         Ok(lock(&self.statuses).pop().unwrap_or(200))
+    }
+}
+
+/// A keyring kept as its stored text, as the file and the secret keep it.
+#[derive(Default)]
+pub struct MemorySigningKeys(Mutex<String>);
+
+#[async_trait]
+impl SigningKeyStore for MemorySigningKeys {
+    async fn load(&self) -> anyhow::Result<Keyring> {
+        Ok(Keyring::parse(&lock(&self.0))?)
+    }
+
+    async fn save(&self, keyring: &Keyring) -> anyhow::Result<()> {
+        *lock(&self.0) = keyring.to_json();
+        Ok(())
     }
 }
 

@@ -12,6 +12,8 @@ pub mod webhook;
 #[cfg(feature = "local")]
 pub mod folder;
 #[cfg(feature = "local")]
+pub mod key_file;
+#[cfg(feature = "local")]
 pub mod outbox;
 #[cfg(feature = "local")]
 pub mod sqlite;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::domain::{AccountId, TokenHash, WebhookSecret};
+use crate::domain::{AccountId, SigningProfile, TokenHash, WebhookSecret};
 use crate::ports::Accounts;
 
 /// The most entries kept; when full, expired entries go, and if none has expired, all do.
@@ -125,6 +125,14 @@ impl Accounts for TokenCache {
         self.inner.webhook_secret(account).await
     }
 
+    async fn signing_profile(&self, account: AccountId) -> anyhow::Result<Option<SigningProfile>> {
+        self.inner.signing_profile(account).await
+    }
+
+    async fn set_signing_profile(&self, account: AccountId, profile: SigningProfile) -> anyhow::Result<bool> {
+        self.inner.set_signing_profile(account, profile).await
+    }
+
     async fn exists(&self, account: AccountId) -> anyhow::Result<bool> {
         self.inner.exists(account).await
     }
@@ -171,6 +179,12 @@ mod tests {
         }
         async fn webhook_secret(&self, account: AccountId) -> anyhow::Result<Option<WebhookSecret>> {
             self.store.webhook_secret(account).await
+        }
+        async fn signing_profile(&self, account: AccountId) -> anyhow::Result<Option<SigningProfile>> {
+            self.store.signing_profile(account).await
+        }
+        async fn set_signing_profile(&self, account: AccountId, profile: SigningProfile) -> anyhow::Result<bool> {
+            self.store.set_signing_profile(account, profile).await
         }
         async fn add_ingest_key(&self, key: &TokenHash) -> anyhow::Result<()> {
             self.store.add_ingest_key(key).await

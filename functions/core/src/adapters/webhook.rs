@@ -1,4 +1,5 @@
-//! Web delivery over HTTPS with Standard Webhooks headers. SSRF-safe: names are resolved by a
+//! Web delivery over HTTPS with a signing profile's headers (Standard Webhooks' or Copernica's,
+//! made by the delivering use case). SSRF-safe: names are resolved by a
 //! resolver that drops every address the policy refuses, so the check holds for the address
 //! actually connected to (no time-of-check/time-of-use gap); IP literals are checked before
 //! connecting; redirects are not followed and no proxy is used. Exports of any size stream out
@@ -22,7 +23,7 @@ use tokio_util::io::ReaderStream;
 use url::Host;
 
 use crate::domain::{WebAddress, WebPolicy};
-use crate::ports::{ExportFile, WebDelivery, WebhookHeaders};
+use crate::ports::{ExportFile, WEB_CONTENT_TYPE, WebDelivery, WebhookHeaders};
 
 struct PolicyResolver {
     policy: WebPolicy,
@@ -107,16 +108,16 @@ impl WebDelivery for HttpWebDelivery {
         let progress = Arc::new(Progress::new());
         let stream =
             Watched { inner: ReaderStream::with_capacity(body.reader, CHUNK), progress: Arc::clone(&progress) };
-        let send = self
+        let mut post = self
             .client
             .post(target.url().clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::CONTENT_LENGTH, body.len)
-            .header("webhook-id", &headers.id)
-            .header("webhook-timestamp", headers.timestamp.to_string())
-            .header("webhook-signature", &headers.signature)
-            .body(reqwest::Body::wrap_stream(stream))
-            .send();
+            .header(reqwest::header::CONTENT_TYPE, WEB_CONTENT_TYPE)
+            .header(reqwest::header::CONTENT_LENGTH, body.len);
+        // A `Host` among them (Copernica's profile signs it) replaces the one the client makes.
+        for (name, value) in headers.iter() {
+            post = post.header(name, value);
+        }
+        let send = post.body(reqwest::Body::wrap_stream(stream)).send();
         let response = unless_idle(send, &progress, self.idle_timeout)
             .await
             .ok_or_else(|| anyhow::anyhow!(TIMED_OUT))?
@@ -214,7 +215,7 @@ mod tests {
     }
 
     fn headers() -> WebhookHeaders {
-        WebhookHeaders { id: "1".into(), timestamp: 1, signature: "v1,x".into() }
+        WebhookHeaders::standard("1".into(), 1, "v1,x".into())
     }
 
     #[tokio::test(start_paused = true)]

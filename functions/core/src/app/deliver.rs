@@ -10,11 +10,12 @@ use super::App;
 use super::QueueOutcome;
 use crate::app::mail::{Content, Html, compose};
 use crate::domain::lifecycle::CLAIM_MARGIN;
+use crate::domain::signing::{CopernicaPost, sign_copernica};
 use crate::domain::{
-    AuditEvent, DataRequest, DeliveryStatus, DownloadToken, Report, RequestId, RetryPolicy, State, Transition,
-    WebhookSecret,
+    AuditEvent, DataRequest, DeliveryStatus, DownloadToken, Report, RequestId, RetryPolicy, SigningProfile, State,
+    Transition, WebhookSecret,
 };
-use crate::ports::{ExportFormat, OutgoingMail, WebhookHeaders};
+use crate::ports::{ExportFormat, OutgoingMail, WEB_CONTENT_TYPE, WebhookHeaders};
 
 /// The slowest average rate a delivery may take its export at: with the delivery timeout, it
 /// bounds how long one attempt may run, and so how long its claim lasts.
@@ -109,6 +110,9 @@ pub enum DeliveryError {
     /// The account has no secret to sign a web delivery with.
     #[error("the account has no webhook secret")]
     NoWebhookSecret,
+    /// The account's deliveries are signed as Copernica signs, and no signing key is configured.
+    #[error("no signing key is configured for the copernica profile (DATAREQUEST_SIGNING_KEYS)")]
+    NoSigningKey,
     /// The web address answered with a status that is not a success.
     #[error("the web address answered HTTP {0}")]
     Refused(u16),
@@ -188,10 +192,34 @@ async fn post_web(
     request: &DataRequest,
     target: &crate::domain::WebAddress,
 ) -> Result<&'static str, DeliveryError> {
-    let secret = app.accounts.webhook_secret(request.account).await?.ok_or(DeliveryError::NoWebhookSecret)?;
-    let timestamp = app.now().unix();
-    let signature = sign_export(app, request.id, &secret, timestamp).await?;
-    let headers = WebhookHeaders { id: request.id.to_string(), timestamp, signature };
+    let profile = app.accounts.signing_profile(request.account).await?.unwrap_or_default();
+    // Signed anew on every attempt: a retry carries its own date, nonce and signature.
+    let headers = match profile {
+        SigningProfile::StandardWebhooks => {
+            let secret = app.accounts.webhook_secret(request.account).await?.ok_or(DeliveryError::NoWebhookSecret)?;
+            let timestamp = app.now().unix();
+            let mut mac = secret.signer(&request.id.to_string(), timestamp);
+            read_export_chunks(app, request.id, |chunk| hmac::Mac::update(&mut mac, chunk)).await?;
+            WebhookHeaders::standard(request.id.to_string(), timestamp, WebhookSecret::signature(mac))
+        }
+        SigningProfile::Copernica => {
+            let key = app.settings.signer.as_deref().ok_or(DeliveryError::NoSigningKey)?;
+            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+            let length = read_export_chunks(app, request.id, |chunk| sha2::Digest::update(&mut hasher, chunk)).await?;
+            let nonce: String = rand::random::<[u8; 16]>().iter().map(|b| format!("{b:02x}")).collect();
+            let post = CopernicaPost {
+                url: target.url(),
+                date: app.now(),
+                content_length: length,
+                content_type: WEB_CONTENT_TYPE,
+                id_prefix: &app.settings.copernica_id_prefix,
+                account: request.account,
+                sha256: sha2::Digest::finalize(hasher).into(),
+                nonce: &nonce,
+            };
+            WebhookHeaders::from(sign_copernica(key, &post).map_err(|e| DeliveryError::Failed(e.into()))?)
+        }
+    };
     let body = app.exports.open(request.id, ExportFormat::Json).await?.ok_or(DeliveryError::ExportMissing)?;
     match app.web.post(target, &headers, body).await? {
         status if (200..300).contains(&status) => Ok("web"),
@@ -199,23 +227,18 @@ async fn post_web(
     }
 }
 
-/// Signs the export as Standard Webhooks do, reading it once as a stream.
-async fn sign_export(
-    app: &App,
-    id: RequestId,
-    secret: &WebhookSecret,
-    timestamp: i64,
-) -> Result<String, DeliveryError> {
-    use hmac::Mac;
+/// Reads the export once as a stream, handing each chunk to `consume`; returns its length.
+async fn read_export_chunks(app: &App, id: RequestId, mut consume: impl FnMut(&[u8])) -> Result<u64, DeliveryError> {
     let mut file = app.exports.open(id, ExportFormat::Json).await?.ok_or(DeliveryError::ExportMissing)?;
-    let mut mac = secret.signer(&id.to_string(), timestamp);
     let mut chunk = vec![0u8; 64 * 1024];
+    let mut length = 0u64;
     loop {
         let n = file.reader.read(&mut chunk).await?;
         if n == 0 {
             break;
         }
-        mac.update(&chunk[..n]);
+        consume(&chunk[..n]);
+        length += n as u64;
     }
-    Ok(WebhookSecret::signature(mac))
+    Ok(length)
 }

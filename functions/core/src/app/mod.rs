@@ -14,7 +14,7 @@ mod operator;
 pub use access::DownloadError;
 pub use consume::{Consumed, settle};
 pub use deliver::DeliveryError;
-pub use operator::{NewAccount, Operator, OperatorStores};
+pub use operator::{NewAccount, NewSigningKey, Operator, OperatorStores, SigningKeyError};
 
 use std::sync::Arc;
 
@@ -415,6 +415,7 @@ impl App {
             requests: self.requests.clone(),
             exports: self.exports.clone(),
             mailer: self.mailer.clone(),
+            signing_keys: None,
         })
     }
 

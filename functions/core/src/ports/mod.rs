@@ -15,8 +15,8 @@ pub use sources::{NoRows, NoSources, SourceError, SourceReader, SourceRow, Subje
 
 use crate::domain::{
     AccountId, AuditEntry, DataRequest, EmailAddress, Erasure, Event, EventKind, Line, Message, Mime, MimeRef, Profile,
-    ProfileId, Record, RequestId, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, Transition, WebAddress,
-    WebhookSecret,
+    ProfileId, Record, RequestId, SigningProfile, Subject, Subprofile, SubprofileId, Timestamp, TokenHash, Transition,
+    WebAddress, WebhookSecret, signing::Keyring,
 };
 
 /// What an idempotency key names: a request, what was asked for it, and until when.
@@ -635,6 +635,20 @@ pub trait Accounts: Send + Sync {
     /// When the store cannot be reached or holds a corrupt secret.
     async fn webhook_secret(&self, account: AccountId) -> anyhow::Result<Option<WebhookSecret>>;
 
+    /// How the account's web deliveries are signed ([`SigningProfile::StandardWebhooks`] until
+    /// it is set); `None` when there is no such account.
+    ///
+    /// # Errors
+    /// When the store cannot be reached or holds a profile it does not know.
+    async fn signing_profile(&self, account: AccountId) -> anyhow::Result<Option<SigningProfile>>;
+
+    /// Sets how the account's web deliveries are signed. Returns `false` when there is no such
+    /// account.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn set_signing_profile(&self, account: AccountId, profile: SigningProfile) -> anyhow::Result<bool>;
+
     /// Stores the hash of a new ingest key (the platform's key for `POST /ingest`; it belongs
     /// to no account and is no access token).
     ///
@@ -688,15 +702,39 @@ pub trait Mailer: Send + Sync {
     }
 }
 
-/// Standard Webhooks headers of one delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookHeaders {
-    /// `webhook-id`: the request id.
-    pub id: String,
-    /// `webhook-timestamp`: unix seconds.
-    pub timestamp: i64,
-    /// `webhook-signature`: `v1,<base64>`.
-    pub signature: String,
+/// The media type of every web delivery's body (the export's JSON).
+pub const WEB_CONTENT_TYPE: &str = "application/json";
+
+/// The headers of one web delivery beside `Content-Type` ([`WEB_CONTENT_TYPE`]) and
+/// `Content-Length` (the body's length), which the delivery sets itself: a signing profile's
+/// headers, by lower-case name, in the order they are sent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WebhookHeaders(Vec<(&'static str, String)>);
+
+impl WebhookHeaders {
+    /// Standard Webhooks' headers: `webhook-id`, `webhook-timestamp` (unix seconds) and
+    /// `webhook-signature` (`v1,<base64>`).
+    #[must_use]
+    pub fn standard(id: String, timestamp: i64, signature: String) -> Self {
+        Self(vec![("webhook-id", id), ("webhook-timestamp", timestamp.to_string()), ("webhook-signature", signature)])
+    }
+
+    /// The value of a header, by lower-case name.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every header, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.0.iter().map(|(n, v)| (*n, v.as_str()))
+    }
+}
+
+impl From<Vec<(&'static str, String)>> for WebhookHeaders {
+    fn from(fields: Vec<(&'static str, String)>) -> Self {
+        Self(fields)
+    }
 }
 
 /// POSTs exports to web addresses.
@@ -709,6 +747,24 @@ pub trait WebDelivery: Send + Sync {
     /// When no response came (refused address, connection, the receiver stalling or not
     /// answering for the idle timeout); the text is safe to show the account.
     async fn post(&self, target: &WebAddress, headers: &WebhookHeaders, body: ExportFile) -> anyhow::Result<u16>;
+}
+
+/// Where the keys that sign Copernica-profile deliveries are kept, as one [`Keyring`]: a file
+/// locally, a Secrets Manager secret on AWS. Only the operator's commands write it; the
+/// delivering functions read it once at start.
+#[async_trait]
+pub trait SigningKeyStore: Send + Sync {
+    /// The keys; an empty keyring when none were made.
+    ///
+    /// # Errors
+    /// When the store cannot be read or holds something that is not a keyring.
+    async fn load(&self) -> anyhow::Result<Keyring>;
+
+    /// Replaces the keys with `keyring`.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    async fn save(&self, keyring: &Keyring) -> anyhow::Result<()>;
 }
 
 /// Tells the time; tests substitute their own.

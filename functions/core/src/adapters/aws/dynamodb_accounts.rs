@@ -1,6 +1,7 @@
 //! Accounts and hashed access tokens in DynamoDB, keyed by `pk`: `ACCOUNT#<id>` holds the
-//! webhook secret and the set of its token hashes (`tokens`, so an account is deleted with its
-//! tokens without a scan), `TOKEN#<sha256 hex>` the account of a token, `INGEST#<sha256 hex>` an ingest key, `COUNTER`
+//! webhook secret, the signing profile (`signing`; absent: Standard Webhooks) and the set of its
+//! token hashes (`tokens`, so an account is deleted with its tokens without a scan),
+//! `TOKEN#<sha256 hex>` the account of a token, `INGEST#<sha256 hex>` an ingest key, `COUNTER`
 //! the last id, and `ERASING` the set of deleted accounts whose data is still to be erased.
 
 use anyhow::Context;
@@ -10,7 +11,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update};
 
 use super::attributes::{Item, get_n, get_s, n, put, s};
-use crate::domain::{AccountId, Timestamp, TokenHash, WebhookSecret};
+use crate::domain::{AccountId, SigningProfile, Timestamp, TokenHash, WebhookSecret};
 use crate::ports::Accounts;
 
 /// The item holding the set of deleted accounts whose data is still to be erased.
@@ -230,6 +231,43 @@ impl Accounts for DynamoDbAccounts {
             .await
             .context("reading an account")?;
         output.item.map(|item| Ok(WebhookSecret::parse(get_s(&item, "webhook_secret")?)?)).transpose()
+    }
+
+    async fn signing_profile(&self, account: AccountId) -> anyhow::Result<Option<SigningProfile>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("ACCOUNT#{account}")))
+            .projection_expression("pk, signing")
+            .send()
+            .await
+            .context("reading an account")?;
+        output
+            .item
+            .map(|item| match item.get("signing").and_then(|v| v.as_s().ok()) {
+                Some(name) => Ok(SigningProfile::parse(name)?),
+                None => Ok(SigningProfile::default()),
+            })
+            .transpose()
+    }
+
+    async fn set_signing_profile(&self, account: AccountId, profile: SigningProfile) -> anyhow::Result<bool> {
+        let written = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("ACCOUNT#{account}")))
+            .update_expression("SET signing = :profile")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":profile", s(profile.as_str()))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(anyhow::Error::new(e).context("setting an account's signing profile")),
+        }
     }
 
     async fn add_ingest_key(&self, key: &TokenHash) -> anyhow::Result<()> {

@@ -1,5 +1,5 @@
 //! AWS adapters: requests, accounts and subject data in DynamoDB, the build queue in SQS,
-//! exports (and large MIME bodies) in S3, mail through SES v2. Endpoints follow the SDK's own
+//! exports (and large MIME bodies) in S3, mail through SES v2, the signing keys in Secrets Manager. Endpoints follow the SDK's own
 //! `AWS_ENDPOINT_URL` variables, so the same code runs against a local emulator.
 
 mod attributes;
@@ -10,6 +10,7 @@ mod dynamodb_subjects;
 mod s3;
 pub mod secrets;
 mod ses;
+mod signing_secret;
 mod sqs;
 
 pub use dynamodb_accounts::DynamoDbAccounts;
@@ -18,6 +19,7 @@ pub use dynamodb_requests::DynamoDbRequests;
 pub use dynamodb_subjects::DynamoDbSubjects;
 pub use s3::S3Exports;
 pub use ses::SesMailer;
+pub use signing_secret::SecretSigningKeys;
 pub use sqs::SqsQueue;
 
 use crate::config::{self, ConfigError};

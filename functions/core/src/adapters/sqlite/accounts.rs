@@ -1,10 +1,10 @@
-//! Accounts, hashed access tokens and hashed ingest keys.
+//! Accounts (with their signing profiles), hashed access tokens and hashed ingest keys.
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteStore, to_i64, to_u64};
-use crate::domain::{AccountId, Timestamp, TokenHash, WebhookSecret};
+use crate::domain::{AccountId, SigningProfile, Timestamp, TokenHash, WebhookSecret};
 use crate::ports::Accounts;
 
 #[async_trait]
@@ -103,6 +103,27 @@ impl Accounts for SqliteStore {
                 })
                 .optional()?;
             text.map(|t| Ok(WebhookSecret::parse(&t)?)).transpose()
+        })
+        .await
+    }
+
+    async fn signing_profile(&self, account: AccountId) -> anyhow::Result<Option<SigningProfile>> {
+        self.run(move |c| {
+            let stored: Option<Option<String>> = c
+                .query_row("SELECT signing FROM accounts WHERE id = ?1", [to_i64(account.get())], |row| row.get(0))
+                .optional()?;
+            // No profile stored: the default, as before profiles existed.
+            stored.map(|p| p.map_or(Ok(SigningProfile::default()), |p| Ok(SigningProfile::parse(&p)?))).transpose()
+        })
+        .await
+    }
+
+    async fn set_signing_profile(&self, account: AccountId, profile: SigningProfile) -> anyhow::Result<bool> {
+        self.run(move |c| {
+            Ok(c.execute(
+                "UPDATE accounts SET signing = ?1 WHERE id = ?2",
+                params![profile.as_str(), to_i64(account.get())],
+            )? == 1)
         })
         .await
     }

@@ -1,6 +1,7 @@
 //! The database schema, and the step that brings a database of an earlier version up to date.
 //!
-//! Version 8 (this one) keeps each event's body in the index of events by owner, so that a
+//! Version 9 (this one) keeps each account's signing profile for web delivery (no value: the
+//! default, Standard Webhooks) and the deleted accounts whose data is still to be erased. Version 8 keeps each event's body in the index of events by owner, so that a
 //! profile's events of one kind are read from that index alone, in order, and not row by row
 //! from the table, where they lie among the other events in the order they arrived. Version 7
 //! keeps on each message and event its owner, the profile whose export holds it (the profile
@@ -25,7 +26,8 @@ const SCHEMA: &str = r"
 CREATE TABLE IF NOT EXISTS accounts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     webhook_secret TEXT NOT NULL,
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    signing TEXT
 );
 CREATE TABLE IF NOT EXISTS tokens (
     hash TEXT PRIMARY KEY,
@@ -194,6 +196,10 @@ pub fn create(connection: &mut Connection) -> anyhow::Result<()> {
             ))?;
         }
     }
+    // Version 8 and before: accounts without a signing profile.
+    if has_column(&tx, "accounts", "id")? && !has_column(&tx, "accounts", "signing")? {
+        tx.execute_batch("ALTER TABLE accounts ADD COLUMN signing TEXT;")?;
+    }
     // Version 7 and before: the index by owner without the events' bodies.
     tx.execute_batch("DROP INDEX IF EXISTS events_of_owner;")?;
     tx.execute_batch(SCHEMA)?;
@@ -333,6 +339,7 @@ CREATE INDEX events_by_email ON events(account, email_lc, kind, time, seq);
             })
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(owners, (7, 7), "the event names profile 7; the message's subprofile is profile 7's");
+        assert!(has_column(&c, "accounts", "signing").unwrap_or(false), "accounts gain their signing profile");
         create(&mut c).unwrap_or_else(|e| panic!("opening again changes nothing: {e:#}"));
     }
 }
