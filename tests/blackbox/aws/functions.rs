@@ -401,11 +401,30 @@ async fn the_sweeper_queues_stuck_requests_once_and_deletes_expired_exports() {
     let key = format!("exports/{}.json", due.id);
     clients.s3.put_object().bucket(bucket).key(&key).body(b"{}".to_vec().into()).send().await.expect("put");
 
+    // An account deleted in the background (not the requests' account 1): its data waits for the sweep.
+    let _first = seed_stranger(&env);
+    let deleted = seed_stranger(&env);
+    let line = json!({"kind":"profile","account":deleted.id,"id":77,"database":1,"email":"gone@example.com",
+        "created":"2025-01-01 00:00:00","modified":"2025-01-01 00:00:00"});
+    let records = datarequest::app::ingest::parse_records(&format!("{line}\n")).expect("valid");
+    datarequest::ports::SubjectData::load(&env.subjects().await, &records).await.expect("load");
+    let answer = operator(&env, &["account", "delete", "--account", &deleted.id.to_string(), "--background"]);
+    assert_eq!(answer, json!({"deleted": deleted.id, "erased": false}));
+    let held = |clients: &datarequest::adapters::aws::Clients| {
+        let scan = clients.dynamodb.scan().table_name(env.get("DATAREQUEST_SUBJECTS_TABLE")).send();
+        async move { scan.await.expect("scan").count() }
+    };
+    assert!(held(&clients).await > 0, "the deleted account's subject data waits for the sweep");
+
     let sweeper = start("sweeper", &env, &[], &[]).await;
     let scheduled = json!({"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events",
                            "account": "123456789012", "time": "2026-11-29T12:00:00Z", "region": "us-east-1",
                            "resources": [], "detail": {}});
-    assert_eq!(sweeper.invoke(scheduled.clone()).await.expect("sweeper answers"), json!({"requeued": 1, "expired": 1}));
+    assert_eq!(
+        sweeper.invoke(scheduled.clone()).await.expect("sweeper answers"),
+        json!({"requeued": 1, "expired": 1, "erased_accounts": 1})
+    );
+    assert_eq!(held(&clients).await, 0, "the sweeper function erased the deleted account's data");
 
     let queued = queued_records(&env, 1).await;
     assert_eq!(queued[0]["body"], json!({"request": lost.id.to_string()}).to_string());
@@ -418,7 +437,10 @@ async fn the_sweeper_queues_stuck_requests_once_and_deletes_expired_exports() {
     let gone = clients.s3.head_object().bucket(bucket).key(&key).send().await;
     assert!(gone.is_err(), "the expired export is deleted");
     // The next run finds nothing new: the requeued request is marked for another 15 minutes.
-    assert_eq!(sweeper.invoke(scheduled).await.expect("sweeper answers"), json!({"requeued": 0, "expired": 0}));
+    assert_eq!(
+        sweeper.invoke(scheduled).await.expect("sweeper answers"),
+        json!({"requeued": 0, "expired": 0, "erased_accounts": 0})
+    );
 }
 
 /// A builder invocation killed mid-delivery (SIGKILL of the function's process, as a timeout
@@ -541,15 +563,17 @@ async fn a_build_longer_than_an_invocation_goes_on_in_continuations() {
     let builder = start("builder", &env, &settings, &[]).await;
     builder.set_timeout(std::time::Duration::from_secs(3));
     let mut records = queued_records(&env, 1).await;
-    let mut invocations = 0;
+    let (mut invocations, mut slowest) = (0, Duration::ZERO);
     while !records.is_empty() {
         invocations += 1;
         assert!(invocations <= 60, "the build makes progress");
-        let (answer, _) = builder.invoke_in_time(json!({"Records": records})).await;
+        let (answer, took) = builder.invoke_in_time(json!({"Records": records})).await;
+        slowest = slowest.max(took);
         assert_eq!(answer.expect("builder answers"), json!({"batchItemFailures": []}));
         records = receive_records(&env, 1).await;
     }
     assert!(invocations >= 3, "the build took {invocations} invocations");
+    eprintln!("{invocations} invocations of 3 s, the slowest {} ms", slowest.as_millis());
 
     let status_fn = start("status", &env, &[], &[]).await;
     let report = status(&status_fn, &account, id).await;

@@ -227,7 +227,8 @@ async fn write(
         checkpoints,
         next_checkpoint: every,
         due: false,
-        since_clock: 0,
+        record_started: None,
+        slowest_record: std::time::Duration::ZERO,
         runs: 1,
     };
     let account = request.account;

@@ -149,8 +149,10 @@ pub(super) struct Sink<'a> {
     pub(super) next_checkpoint: u64,
     /// Whether a checkpoint is due at the next record's end.
     pub(super) due: bool,
-    /// Records since the clock was last read.
-    pub(super) since_clock: u32,
+    /// When the record being written started (for a run that must stop).
+    pub(super) record_started: Option<Instant>,
+    /// The longest a record of this run took to write.
+    pub(super) slowest_record: Duration,
     pub(super) runs: u32,
 }
 
@@ -191,20 +193,24 @@ impl Sink<'_> {
     /// when its time is up.
     pub(super) async fn after_record(&mut self) -> Result<(), Stop> {
         self.due |= self.written + self.buffer.len() as u64 >= self.next_checkpoint;
-        if !self.due {
-            // Records that come slowly (a source's rows) fill no buffer: look at the clock too.
-            self.since_clock += 1;
-            if self.since_clock < 64 {
-                return Ok(());
-            }
-            self.since_clock = 0;
-            if !time_is_up(self.checkpoints.as_ref().and_then(|plan| plan.stop_at)) {
-                return Ok(());
-            }
+        let stop = self.time_to_stop();
+        if !self.due && !stop {
+            return Ok(());
         }
-        let Some(plan) = &self.checkpoints else { return Ok(()) };
-        let stop = time_is_up(plan.stop_at);
         self.checkpoint(stop).await
+    }
+
+    /// Whether the run must stop at the end of this record: its time is up, or the next record
+    /// would end after it if it takes as long as the slowest of this run did (a record cannot
+    /// be cut, so the time after the stop is kept for the checkpoint, not for a record).
+    fn time_to_stop(&mut self) -> bool {
+        let Some(stop_at) = self.checkpoints.as_ref().and_then(|plan| plan.stop_at) else { return false };
+        let now = Instant::now();
+        if let Some(started) = self.record_started {
+            self.slowest_record = self.slowest_record.max(now.saturating_duration_since(started));
+        }
+        self.record_started = Some(now);
+        now.checked_add(self.slowest_record).is_none_or(|next_ends| next_ends >= stop_at)
     }
 
     /// Takes a checkpoint where the writing stands (without a plan of checkpoints: none), and
