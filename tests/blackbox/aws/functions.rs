@@ -350,7 +350,12 @@ async fn the_sweeper_queues_stuck_requests_once_and_deletes_expired_exports() {
     }
     let building = Transition::StartBuild { now, lease_until: now.plus_seconds(60) };
     assert!(requests.update(due.id, &building).await.expect("start"));
-    let built = Transition::Built { bytes: 2, completed: now.plus_seconds(-1), expires: now.plus_seconds(-1) };
+    let built = Transition::Built {
+        bytes: 2,
+        completed: now.plus_seconds(-1),
+        expires: now.plus_seconds(-1),
+        records: Vec::new(),
+    };
     assert!(requests.update(due.id, &built).await.expect("built"));
     let bucket = env.get("DATAREQUEST_EXPORTS_BUCKET");
     let key = format!("exports/{}.json", due.id);
