@@ -52,7 +52,8 @@ async fn an_empty_e_mail_export_says_we_hold_no_data_in_its_report_and_mail_and_
     let records = status["records"].as_object().expect("records once built");
     let mut names: Vec<&str> = records.keys().map(String::as_str).collect();
     let mut expected = sections.to_vec();
-    (names.sort_unstable(), expected.sort_unstable());
+    names.sort_unstable();
+    expected.sort_unstable();
     assert_eq!(names, expected, "every section");
     let export: Value = serde_json::from_slice(&app.data(full, &account).await).expect("JSON");
     for section in export["data"].as_array().expect("data") {
