@@ -64,7 +64,8 @@ async fn a_request_cancelled_while_it_waits_or_builds_is_never_built_or_delivere
     let available = |status: &Value| status["available"].as_u64().unwrap_or(0);
     let status = app.wait_for(long, &account, |s| available(s) >= 4 << 20 || s["status"] != "pending").await;
     assert_eq!(status["state"], "building", "the build ended before the cancel: {status}");
-    assert_eq!(app.status(waiting, &account).await["state"], "accepted");
+    let before = app.status(waiting, &account).await;
+    assert_eq!((&before["state"], &before["records"]), (&json!("accepted"), &Value::Null), "{before}");
     assert!(!files_of(app.data_dir(), long).is_empty(), "the build keeps unfinished files");
 
     assert_cancelled(&cancel(&app, waiting, &account).await, waiting);
@@ -108,6 +109,9 @@ async fn a_delivered_request_cancelled_loses_its_files_and_its_mail_and_a_repeat
     let answer = assert_cancelled(&first, id);
     assert_eq!(files_of(app.data_dir(), id), Vec::<String>::new());
     assert_eq!(answer["delivery"], json!({"status": "none"}), "the report address is gone");
+    assert_eq!(answer["records"], Value::Null, "no counts without a file");
+    let request = app.get(&format!("/v1/datarequest/{id}?access_token={}", account.token)).await;
+    assert_eq!(request.json()["data"], "Data not available");
     let again = cancel(&app, id, &account).await;
     assert_eq!((again.status, again.json()), (200, first.json()), "a repeat answers the same");
 

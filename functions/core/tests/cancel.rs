@@ -117,6 +117,17 @@ async fn a_delivered_export_cancelled_loses_its_files() {
 }
 
 #[tokio::test]
+async fn a_request_that_expired_stays_expired_when_cancelled() {
+    let world = world().await;
+    let id = accept(&world, profile(), None).await;
+    world.run_queue().await;
+    world.app.expire(id).await.expect("expires");
+    let answer = world.app.cancel(world.account, id, &origin()).await.expect("answers").expect("found");
+    assert_eq!(answer.state, State::Expired);
+    assert!(cancellations(&world, id).await.is_empty());
+}
+
+#[tokio::test]
 async fn a_request_that_failed_stays_failed_when_cancelled() {
     let world = world().await;
     let id = accept(&world, profile(), None).await;

@@ -251,6 +251,17 @@ mod tests {
     }
 
     #[test]
+    fn the_cancel_of_a_request_is_documented_as_an_extension_on_every_version() {
+        let document = document();
+        for version in VERSIONS {
+            let cancel = &document["paths"][format!("/{version}/datarequest/{{id}}")]["delete"];
+            assert_eq!(cancel["operationId"], format!("cancel_request_{version}"));
+            let summary = cancel["summary"].as_str().unwrap_or_default();
+            assert!(summary.contains("an extension: Copernica has no such call"), "{summary}");
+        }
+    }
+
+    #[test]
     fn every_link_leads_to_an_operation_of_the_same_version() {
         let document = document();
         let ids = operation_ids(&document);
