@@ -91,7 +91,14 @@ async fn a_request_cancelled_through_intake_before_or_after_its_build_is_never_d
     let unknown = cancel(&intake, &stranger, 1_234_567_890_123_456).await;
     assert_eq!(foreign, (400, json!({"error": {"message": "No entity with supplied ID"}})));
     assert_eq!(foreign, unknown);
-    assert_eq!(status(&status_fn, &account, built).await["state"], "built");
+    let report = status(&status_fn, &account, built).await;
+    assert_eq!(report["state"], "built");
+    assert_eq!(report["records"]["subprofiles"], 1, "the counts kept with the request: {report}");
+    assert_eq!(
+        report["records"].as_object().map(serde_json::Map::len),
+        Some(9),
+        "every section of a subprofile's export"
+    );
 
     let log =
         status_fn.invoke(get_event(&account.token, &format!("/v1/datarequest/{delivered}/log"))).await.expect("log");
