@@ -128,6 +128,17 @@ async fn a_request_that_expired_stays_expired_when_cancelled() {
 }
 
 #[tokio::test]
+async fn a_request_past_its_expiry_but_not_yet_swept_is_expired_not_cancelled() {
+    let world = world().await;
+    let id = accept(&world, profile(), None).await;
+    world.run_queue().await;
+    world.fakes.clock.advance(world.app.settings().export_ttl + std::time::Duration::from_secs(1));
+    let answer = world.app.cancel(world.account, id, &origin()).await.expect("answers").expect("found");
+    assert_eq!(answer.state, State::Expired);
+    no_files(&world, id);
+}
+
+#[tokio::test]
 async fn a_request_that_failed_stays_failed_when_cancelled() {
     let world = world().await;
     let id = accept(&world, profile(), None).await;

@@ -29,9 +29,10 @@ impl App {
         origin: &Origin,
     ) -> anyhow::Result<Option<DataRequest>> {
         match self.requests.get(id).await? {
-            Some(request) if request.account == account => {}
+            // One past its expiry is expired first, as any read of it would.
+            Some(request) if request.account == account => self.expire_if_due(request).await?,
             _ => return Ok(None),
-        }
+        };
         let cancelled = self.requests.update(id, &Transition::Cancel).await?;
         let Some(request) = self.requests.get(id).await? else { return Ok(None) };
         if request.state != State::Cancelled {
