@@ -2,8 +2,10 @@
 //! `bench faults` (a long one): requests for subjects of mixed sizes are built and delivered
 //! while the server is killed (SIGKILL) at random moments and started again, and while the
 //! queue hands messages out twice (held messages made visible again, so a second worker takes
-//! them while the first still runs). Afterwards no request may be lost: every one must end
-//! delivered, with an export byte-identical to a build of the same subject without faults.
+//! them while the first still runs), and while some requests are cancelled at random moments
+//! (waiting, building, delivering or delivered). Afterwards no request may be lost: every one not
+//! cancelled must end delivered, with an export byte-identical to a build of the same subject
+//! without faults, and every cancelled one must end cancelled, with no file left of it.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -89,8 +91,11 @@ pub struct Plan {
     pub rounds: usize,
     /// Requests submitted per round.
     pub per_round: usize,
-    /// The seed of the random choices (subjects, pauses, kills, duplicates).
+    /// The seed of the random choices (subjects, pauses, kills, duplicates, cancellations).
     pub seed: u64,
+    /// One request in this many is cancelled right after it was submitted, and as often a
+    /// round ends by cancelling an earlier request (0: none is).
+    pub cancel_one_in: usize,
 }
 
 /// What a run did; it panics instead when a request was lost or an export differs.
@@ -102,6 +107,8 @@ pub struct Summary {
     pub kills: usize,
     /// Queue messages handed out twice.
     pub duplicated: usize,
+    /// Requests cancelled.
+    pub cancelled: usize,
     /// How long the run took, the references included.
     pub elapsed: Duration,
 }
@@ -168,6 +175,29 @@ impl Client {
         }
     }
 
+    /// Cancels a request; it must answer `200` with the status of a cancelled request.
+    async fn cancel(&self, url: &str, id: u64) {
+        let response = self
+            .http
+            .delete(format!("{url}/v2/datarequest/{id}?access_token={}", self.token))
+            .send()
+            .await
+            .expect("the server answers");
+        assert_eq!(response.status().as_u16(), 200, "DELETE {id}");
+        let status: Value = response.json().await.expect("JSON");
+        assert_eq!(status["state"], "cancelled", "DELETE {id}: {status}");
+    }
+
+    async fn status(&self, url: &str, id: u64) -> Value {
+        let response = self
+            .http
+            .get(format!("{url}/v1/datarequest/{id}/status?access_token={}", self.token))
+            .send()
+            .await
+            .expect("the server answers");
+        response.json().await.expect("JSON")
+    }
+
     async fn data(&self, url: &str, id: u64) -> Vec<u8> {
         let response = self
             .http
@@ -180,12 +210,28 @@ impl Client {
     }
 }
 
+/// The files of a request in the data dir: its export and report, their unfinished files, and
+/// its kept mail.
+fn files_of(data_dir: &Path, id: u64) -> Vec<String> {
+    let mut found = Vec::new();
+    for folder in ["exports", "outbox"] {
+        for entry in std::fs::read_dir(data_dir.join(folder)).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&format!("{id}.")) || name.starts_with(&format!(".{id}.")) {
+                found.push(format!("{folder}/{name}"));
+            }
+        }
+    }
+    found
+}
+
 /// Runs `plan` against the data dir, whose account holds `token` and `subjects`; `command`
 /// makes the `datarequest` command with its environment (each start of the server takes one).
 ///
 /// # Panics
-/// When a request is lost, ends otherwise than delivered, or its export differs from the
-/// reference build of its subject (the message names the request and the seed).
+/// When a request is lost, ends otherwise than delivered (or, cancelled, otherwise than
+/// cancelled and without files), or its export differs from the reference build of its
+/// subject (the message names the request and the seed).
 pub async fn run(
     command: impl Fn() -> Command,
     data_dir: &Path,
@@ -208,13 +254,26 @@ pub async fn run(
     }
 
     let mut requests = Vec::new();
+    let mut cancelled = std::collections::HashSet::new();
     let (mut kills, mut duplicated) = (0, 0);
     for round in 0..plan.rounds {
         for _ in 0..plan.per_round {
             let subject = subjects[rng.below(subjects.len())];
-            requests.push((subject, client.submit(&server.url, subject).await));
+            let id = client.submit(&server.url, subject).await;
+            requests.push((subject, id));
+            if plan.cancel_one_in > 0 && rng.below(plan.cancel_one_in) == 0 {
+                client.cancel(&server.url, id).await;
+                cancelled.insert(id);
+            }
         }
         tokio::time::sleep(Duration::from_millis(rng.below(400) as u64)).await;
+        if plan.cancel_one_in > 0 && rng.below(plan.cancel_one_in) == 0 {
+            // An earlier request: waiting, building, being delivered or delivered by now.
+            let (_, id) = requests[rng.below(requests.len())];
+            if cancelled.insert(id) {
+                client.cancel(&server.url, id).await;
+            }
+        }
         if rng.below(2) == 0 {
             duplicated += duplicate_held_messages(data_dir);
             tokio::time::sleep(Duration::from_millis(rng.below(200) as u64)).await;
@@ -227,6 +286,9 @@ pub async fn run(
     }
 
     for (subject, id) in &requests {
+        if cancelled.contains(id) {
+            continue;
+        }
         let status = client.delivered(&server.url, *id, limit).await;
         assert_eq!(status["state"], "delivered", "request {id} for {subject} (seed {}): {status}", plan.seed);
         let data = client.data(&server.url, *id).await;
@@ -234,5 +296,16 @@ pub async fn run(
         let mail = data_dir.join("outbox").join(format!("{id}.eml"));
         assert!(mail.exists(), "request {id}: its mail went out");
     }
-    Summary { requests: requests.len(), kills, duplicated, elapsed: start.elapsed() }
+    // Every request not cancelled was delivered: no build of a cancelled one is under way.
+    for id in &cancelled {
+        let status = client.status(&server.url, *id).await;
+        assert_eq!(status["state"], "cancelled", "request {id} (seed {}): {status}", plan.seed);
+        let waited = Instant::now();
+        while !files_of(data_dir, *id).is_empty() {
+            let left = files_of(data_dir, *id);
+            assert!(waited.elapsed() < Duration::from_secs(5), "request {id} (seed {}) left {left:?}", plan.seed);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Summary { requests: requests.len(), kills, duplicated, cancelled: cancelled.len(), elapsed: start.elapsed() }
 }

@@ -43,7 +43,7 @@ pub async fn run(root: &Path, release: &Path, work: &Path, report: &mut Report, 
 
     let subjects = ["profile/42", "subprofile/4201", "email/jane.doe@example.com", "profile/77"];
     let seed = std::env::var("FAULTS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_2026_u64);
-    let plan = Plan { rounds: requests.div_ceil(4), per_round: 4, seed };
+    let plan = Plan { rounds: requests.div_ceil(4), per_round: 4, seed, cancel_one_in: 0 };
     let summary = run_faults(command, &data, &token, &subjects, plan).await;
     report.row(
         "fault injection: requests with kills and duplicate messages",

@@ -1,12 +1,12 @@
 //! Fault injection on the local server (see `datarequest_tests::faults`): a short run of the
-//! mix `bench faults` runs long. `FAULTS_SEED` repeats a run.
+//! mix `bench faults` runs long, cancellations included. `FAULTS_SEED` repeats a run.
 
 use datarequest_tests::faults::{Plan, run, write_big_subject};
 
 use crate::helpers::TestApp;
 
 #[tokio::test]
-async fn killed_at_random_and_fed_duplicates_no_request_is_lost_and_every_export_is_identical() {
+async fn killed_at_random_fed_duplicates_and_cancelling_some_no_other_request_is_lost_and_every_export_is_identical() {
     let seed = std::env::var("FAULTS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_2026_u64);
     let (app, account) = TestApp::new(&[("DATAREQUEST_WORKERS", "3")]);
     let big = app.data_dir().join("big.ndjson");
@@ -15,9 +15,10 @@ async fn killed_at_random_and_fed_duplicates_no_request_is_lost_and_every_export
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
     let subjects = ["profile/42", "subprofile/4201", "email/jane.doe@example.com", "profile/77"];
-    let plan = Plan { rounds: 8, per_round: 4, seed };
+    let plan = Plan { rounds: 8, per_round: 4, seed, cancel_one_in: 4 };
     let summary = run(|| app.command(), app.data_dir(), &account.token, &subjects, plan).await;
     assert_eq!(summary.requests, 32);
+    assert!(summary.cancelled >= 4, "the run cancelled {} requests", summary.cancelled);
     assert!(summary.kills >= 4, "the run killed the server {} times", summary.kills);
     eprintln!("{summary:?}: none lost");
 }

@@ -6,6 +6,7 @@ mod audit;
 #[cfg(feature = "emulator")]
 mod aws;
 mod bad_input;
+mod cancel;
 mod commands;
 mod delivery;
 mod erasure;
@@ -16,6 +17,7 @@ mod html_report;
 mod ingest;
 mod ingest_kills;
 mod lifecycle;
+mod nothing_held;
 mod postgres;
 mod signing;
 mod subjects_model;

@@ -261,6 +261,24 @@ async fn the_export_is_attached_up_to_the_limit_and_linked_above_it() {
 }
 
 #[tokio::test]
+async fn an_empty_export_mailed_as_a_link_opens_with_the_sentence_too_and_its_request_counts_nothing() {
+    let mut settings = Settings::for_tests(common::PUBLIC_URL);
+    settings.attachment_limit = 1;
+    let world = world_with(settings).await;
+    let report = Report::Email(EmailAddress::parse("dpo@customer.example").expect("address"));
+    let id = build(&world, email("nobody@nowhere.example"), Some(report)).await;
+
+    let sent = world.fakes.mailer.sent();
+    let message = mail_parser::MessageParser::default().parse(&sent[0].raw).expect("MIME");
+    assert_eq!(message.attachment_count(), 0, "linked");
+    let text = message.body_text(0).expect("text");
+    assert!(text.starts_with("We hold no data about this subject.\r\n\r\nThe data you requested"), "{text}");
+    let request = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
+    assert!(request.holds_nothing());
+    assert_eq!(request.records.len(), 8, "every section of an e-mail export, counted: {:?}", request.records);
+}
+
+#[tokio::test]
 async fn the_audit_log_tells_what_happened_and_when_without_personal_data() {
     let world = world().await;
     let token = datarequest::domain::AccessToken::parse("EXAMPLE_TOKEN").expect("token").hash();

@@ -49,6 +49,35 @@ async fn the_post_event_creates_a_request_with_copernica_headers_and_queues_it()
     assert_eq!(stored.report.map(|r| r.to_string()).as_deref(), Some("dpo@customer.example"));
 }
 
+/// The status fixture turned into the `DELETE` of request `id`, as API Gateway sends it.
+fn delete_event(id: RequestId) -> String {
+    let mut event: serde_json::Value = serde_json::from_str(GET_STATUS).expect("fixture");
+    let path = format!("/v3/datarequest/{id}");
+    event["rawPath"] = path.clone().into();
+    event["routeKey"] = "DELETE /{version}/datarequest/{id}".into();
+    event["requestContext"]["routeKey"] = "DELETE /{version}/datarequest/{id}".into();
+    event["requestContext"]["http"]["method"] = "DELETE".into();
+    event["requestContext"]["http"]["path"] = path.into();
+    event["pathParameters"] = serde_json::json!({"version": "v3", "id": id.to_string()});
+    event.to_string()
+}
+
+#[tokio::test]
+async fn the_intake_function_serves_the_delete_that_cancels_a_request_and_the_status_function_does_not() {
+    let world = common::world().await;
+    let (_, _, created) = send(&world.app, Routes::Intake, POST_PROFILE).await;
+    let id = RequestId::try_from(created["id"].as_u64().expect("id")).expect("request id");
+
+    let (status, _, body) = send(&world.app, Routes::Status, &delete_event(id)).await;
+    assert_eq!((status, &body["error"]["message"]), (StatusCode::BAD_REQUEST, &"Invalid method".into()));
+    let (status, headers, body) = send(&world.app, Routes::Intake, &delete_event(id)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!((&body["status"], &body["state"]), (&"not available".into(), &"cancelled".into()));
+    let stored = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("stored");
+    assert_eq!(stored.state, State::Cancelled);
+}
+
 #[tokio::test]
 async fn the_intake_function_refuses_get_routes_as_an_invalid_method() {
     let world = common::world().await;

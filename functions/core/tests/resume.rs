@@ -356,6 +356,10 @@ impl ExportWriter for SlowWriter {
         Duration::from_secs(3_600)
     }
 
+    async fn discard(self: Box<Self>) -> Result<(), WriteError> {
+        self.0.discard().await
+    }
+
     async fn finish(self: Box<Self>) -> Result<u64, WriteError> {
         self.0.finish().await
     }
@@ -381,6 +385,10 @@ impl ExportStore for SlowToComplete {
 
     async fn delete(&self, id: RequestId) -> anyhow::Result<()> {
         self.0.delete(id).await
+    }
+
+    async fn discard(&self, id: RequestId, format: ExportFormat, checkpoint: &str) -> anyhow::Result<()> {
+        self.0.discard(id, format, checkpoint).await
     }
 }
 

@@ -54,7 +54,7 @@ async fn dynamodb_requests_insert_once_and_change_only_under_their_guard() {
     assert_eq!((stored.state, stored.available, stored.lease_until), (State::Building, 10, Some(now.plus_seconds(60))));
     assert_eq!(store.unfinished().await.expect("scan"), vec![request.id]);
 
-    let built = Transition::Built { bytes: 10, completed: now, expires: now };
+    let built = Transition::Built { bytes: 10, completed: now, expires: now, records: Vec::new() };
     assert!(store.update(request.id, &built).await.expect("update"));
     assert_eq!(store.expiring(now, 10).await.expect("scan"), vec![request.id]);
     assert!(store.expiring(now.plus_seconds(-1), 10).await.expect("scan").is_empty());

@@ -19,7 +19,7 @@ const POST_EVENT: &str = include_str!("../../../functions/core/tests/fixtures/ap
 const GET_EVENT: &str = include_str!("../../../functions/core/tests/fixtures/apigw-v2-get-datarequest-status.json");
 
 /// An account and the sample data, made with the operator's command (`--backend aws`).
-fn seed(env: &Env) -> Account {
+pub(super) fn seed(env: &Env) -> Account {
     let run = |args: &[&str]| {
         let output = std::process::Command::new(binary("datarequest"))
             .env_clear()
@@ -42,7 +42,7 @@ fn seed(env: &Env) -> Account {
     }
 }
 
-fn post_event(token: &str, subject: &str, report: Option<&str>) -> Value {
+pub(super) fn post_event(token: &str, subject: &str, report: Option<&str>) -> Value {
     let mut event: Value = serde_json::from_str(POST_EVENT).expect("fixture");
     let (kind, id) = subject.split_once('/').expect("kind/id");
     let path = format!("/v1/{kind}/{id}/datarequest");
@@ -58,7 +58,7 @@ fn post_event(token: &str, subject: &str, report: Option<&str>) -> Value {
     event
 }
 
-fn get_event(token: &str, path: &str) -> Value {
+pub(super) fn get_event(token: &str, path: &str) -> Value {
     let mut event: Value = serde_json::from_str(GET_EVENT).expect("fixture");
     event["rawPath"] = json!(path);
     event["requestContext"]["http"]["path"] = json!(path);
@@ -68,12 +68,12 @@ fn get_event(token: &str, path: &str) -> Value {
 
 /// Starts a function binary with the emulator's environment and `extra` on top; `without`
 /// names variables to leave out.
-async fn start(name: &str, env: &Env, extra: &[(&'static str, &'static str)], without: &[&str]) -> Function {
+pub(super) async fn start(name: &str, env: &Env, extra: &[(&'static str, &'static str)], without: &[&str]) -> Function {
     let vars = env.0.iter().filter(|(k, _)| !without.contains(&k.as_str())).map(|(k, v)| (k.as_str(), v.as_str()));
     Function::start(&binary(name), vars.chain(extra.iter().copied())).await
 }
 
-async fn submit(intake: &Function, account: &Account, subject: &str, report: Option<&str>) -> u64 {
+pub(super) async fn submit(intake: &Function, account: &Account, subject: &str, report: Option<&str>) -> u64 {
     let response = intake.invoke(post_event(&account.token, subject, report)).await.expect("intake answers");
     assert_eq!(response["statusCode"], 201, "{response}");
     let body: Value = serde_json::from_str(response["body"].as_str().expect("body")).expect("JSON body");
@@ -83,7 +83,7 @@ async fn submit(intake: &Function, account: &Account, subject: &str, report: Opt
     id
 }
 
-async fn status(function: &Function, account: &Account, id: u64) -> Value {
+pub(super) async fn status(function: &Function, account: &Account, id: u64) -> Value {
     let response =
         function.invoke(get_event(&account.token, &format!("/v1/datarequest/{id}/status"))).await.expect("status");
     assert_eq!(response["statusCode"], 200, "{response}");
@@ -91,7 +91,7 @@ async fn status(function: &Function, account: &Account, id: u64) -> Value {
 }
 
 /// Takes every waiting message off the build queue as SQS event records.
-async fn queued_records(env: &Env, expected: usize) -> Vec<Value> {
+pub(super) async fn queued_records(env: &Env, expected: usize) -> Vec<Value> {
     let mut records = Vec::new();
     for _ in 0..10 {
         records.extend(receive_records(env, 1).await);
@@ -109,7 +109,7 @@ async fn queued_records_now(env: &Env) -> Vec<Value> {
 }
 
 /// One receive from the build queue (waiting up to `wait` seconds), as SQS event records.
-async fn receive_records(env: &Env, wait: i32) -> Vec<Value> {
+pub(super) async fn receive_records(env: &Env, wait: i32) -> Vec<Value> {
     let clients = env.clients().await;
     let url = env.get("DATAREQUEST_BUILD_QUEUE_URL");
     let arn = clients
@@ -265,7 +265,7 @@ async fn big_subject(env: &Env) -> u64 {
     4300
 }
 
-fn seed_stranger(env: &Env) -> Account {
+pub(super) fn seed_stranger(env: &Env) -> Account {
     let output = std::process::Command::new(binary("datarequest"))
         .env_clear()
         .envs(env.0.iter())
@@ -395,7 +395,12 @@ async fn the_sweeper_queues_stuck_requests_once_and_deletes_expired_exports() {
     }
     let building = Transition::StartBuild { now, lease_until: now.plus_seconds(60) };
     assert!(requests.update(due.id, &building).await.expect("start"));
-    let built = Transition::Built { bytes: 2, completed: now.plus_seconds(-1), expires: now.plus_seconds(-1) };
+    let built = Transition::Built {
+        bytes: 2,
+        completed: now.plus_seconds(-1),
+        expires: now.plus_seconds(-1),
+        records: Vec::new(),
+    };
     assert!(requests.update(due.id, &built).await.expect("built"));
     let bucket = env.get("DATAREQUEST_EXPORTS_BUCKET");
     let key = format!("exports/{}.json", due.id);

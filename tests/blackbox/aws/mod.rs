@@ -3,6 +3,7 @@
 //! Lambda Runtime API.
 
 mod adapters;
+mod cancel;
 mod erasure;
 mod functions;
 mod ingest;

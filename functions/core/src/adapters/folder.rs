@@ -396,6 +396,12 @@ impl ExportWriter for FolderWriter {
         fs::rename(&self.temporary, &self.target).await.context("publishing an export")?;
         Ok(self.written)
     }
+
+    async fn discard(mut self: Box<Self>) -> Result<(), WriteError> {
+        // Dropped unkept, the temporary file goes.
+        self.kept = false;
+        Ok(())
+    }
 }
 
 impl Drop for FolderWriter {
@@ -451,6 +457,14 @@ impl ExportStore for FolderExports {
             }
         }
         Ok(())
+    }
+
+    async fn discard(&self, id: RequestId, format: ExportFormat, checkpoint: &str) -> anyhow::Result<()> {
+        let at = UnfinishedFile::parse(checkpoint, &temporary_prefix(id, format))?;
+        match fs::remove_file(self.dir.join(&at.file)).await {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(e).context("removing an unfinished export"),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -202,6 +202,12 @@ impl MemoryExports {
     pub fn bytes_of(&self, id: RequestId, format: ExportFormat) -> Option<Vec<u8>> {
         lock(&self.0).get(&(id, format)).cloned()
     }
+
+    /// How many unfinished files of a request checkpoints keep.
+    pub fn unfinished(&self, id: RequestId) -> usize {
+        let prefix = format!("{id}.");
+        lock(&self.1).keys().filter(|name| name.starts_with(&prefix)).count()
+    }
 }
 
 struct MemoryWriter {
@@ -234,6 +240,11 @@ impl ExportWriter for MemoryWriter {
         lock(&self.unfinished).remove(&self.name);
         lock(&self.files).insert(self.key, self.buffer);
         Ok(len)
+    }
+
+    async fn discard(self: Box<Self>) -> Result<(), WriteError> {
+        lock(&self.unfinished).remove(&self.name);
+        Ok(())
     }
 }
 
@@ -278,6 +289,12 @@ impl ExportStore for MemoryExports {
         for format in ExportFormat::ALL {
             files.remove(&(id, format));
         }
+        Ok(())
+    }
+
+    async fn discard(&self, id: RequestId, format: ExportFormat, checkpoint: &str) -> anyhow::Result<()> {
+        let at = UnfinishedFile::parse(checkpoint, &unfinished_prefix(id, format))?;
+        lock(&self.1).remove(&at.file);
         Ok(())
     }
 }

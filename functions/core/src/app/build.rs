@@ -120,7 +120,7 @@ impl App {
 fn build_failure(error: &BuildError) -> String {
     match error {
         BuildError::Source(source) => format!("the export could not be built: {source}"),
-        BuildError::CheckpointGone | BuildError::LeaseLost | BuildError::Unexpected(_) => {
+        BuildError::CheckpointGone | BuildError::LeaseLost | BuildError::Withdrawn | BuildError::Unexpected(_) => {
             "the export could not be built".to_owned()
         }
     }
@@ -166,6 +166,13 @@ async fn build(app: &App, request: &DataRequest, stop_at: Option<std::time::Inst
             return Ok(BuildStep::Lost);
         }
     };
+    if matches!(result, Err(BuildError::Withdrawn)) {
+        // Cancelled or erased while it built: the unfinished files were discarded; a file
+        // completed meanwhile goes too.
+        tracing::info!("the request was withdrawn while it built; the build stopped");
+        app.exports.delete(request.id).await?;
+        return Ok(BuildStep::Done);
+    }
     if !matches!(result, Ok(BuildStep::Done)) {
         // The next receive (or the continuation) may start at once rather than wait for the
         // lease to run out.
@@ -225,7 +232,8 @@ async fn write(
     };
     let size = written.bytes;
     // The expiry the report states, so the page and the status agree.
-    let built = Transition::Built { bytes: size, completed: app.now(), expires: report.expires };
+    let records = written.sections.iter().map(|(name, count)| ((*name).to_owned(), *count)).collect();
+    let built = Transition::Built { bytes: size, completed: app.now(), expires: report.expires, records };
     if app.requests.update(request.id, &built).await? {
         tracing::info!(bytes = size, runs = written.runs, "export built");
         crate::metrics::emit(&BuildFigures {
@@ -241,9 +249,10 @@ async fn write(
         .requests
         .get(request.id)
         .await?
-        .is_none_or(|stored| matches!(stored.state, State::Failed | State::Expired))
+        .is_none_or(|stored| matches!(stored.state, State::Failed | State::Expired | State::Cancelled))
     {
-        // Erased (or its account deleted) while this run wrote: what it wrote goes too.
+        // Erased, cancelled (or its account deleted) while this run wrote: what it wrote goes
+        // too.
         app.exports.delete(request.id).await?;
     }
     Ok(BuildStep::Done)

@@ -74,7 +74,16 @@ pub(super) async fn deliver(app: &App, request: &DataRequest) -> anyhow::Result<
     match result {
         Ok(method) => {
             let done = Transition::Delivered { attempts, method: method.into() };
-            app.requests.update(request.id, &done).await?;
+            if !app.requests.update(request.id, &done).await?
+                && app
+                    .requests
+                    .get(request.id)
+                    .await?
+                    .is_none_or(|r| matches!(r.state, State::Cancelled | State::Expired))
+            {
+                // Cancelled or erased while it was sent: the copy of the mail kept goes too.
+                app.mailer.forget(request.id).await?;
+            }
             tracing::info!(attempts, method, "export delivered");
             let event = AuditEvent::Delivery { attempt: attempts, method: method.into(), outcome: "sent".into() };
             app.record(request.account, request.id, event).await;

@@ -82,10 +82,16 @@ pub fn compose(
         .message_id(Some(message_id))
         .subject(format!("Your data request {}", request.id));
     let about = describe(&request.subject);
+    // An export whose every section is empty says so first, in one plain sentence.
+    let opening = if request.holds_nothing() {
+        format!("{}\r\n\r\n", crate::export::html::nothing_held(request.subject.kind()))
+    } else {
+        String::new()
+    };
     let message = match content {
         Content::Attachment { json, html, expires } => {
             let mut text = format!(
-                "The data you requested about {about} (data request {id}) is attached as datarequest-{id}.json.\r\n",
+                "{opening}The data you requested about {about} (data request {id}) is attached as datarequest-{id}.json.\r\n",
                 id = request.id
             );
             if matches!(html, Html::Attached(_)) {
@@ -106,7 +112,7 @@ pub fn compose(
         }
         Content::Link { url, html, expires, size } => {
             let mut text = format!(
-                "The data you requested about {about} (data request {id}) is {size} bytes, too large to attach.\r\n\r\n\
+                "{opening}The data you requested about {about} (data request {id}) is {size} bytes, too large to attach.\r\n\r\n\
                  Download it here until {expires} UTC:\r\n\r\n{url}\r\n",
                 id = request.id
             );

@@ -4,6 +4,7 @@
 
 mod access;
 mod build;
+mod cancel;
 mod consume;
 mod deliver;
 mod erase;

@@ -78,6 +78,15 @@ pub enum AuditEvent {
     },
     /// The export expired and its file was deleted.
     Expired,
+    /// The account cancelled the request (`DELETE`); a build stops and its files are deleted.
+    Cancelled {
+        /// The account that cancelled it.
+        account: u64,
+        /// The API version of the call (`v1` … `v4`).
+        version: String,
+        /// Which of the account's tokens, by its short id ([`token_id`]).
+        token: String,
+    },
 }
 
 /// A report address, as the log keeps it.

@@ -12,6 +12,9 @@
 //!         failed                          expired ◀───────expire──────┘
 //! ```
 //!
+//! The account may cancel a request in any of the four live states (accepted, building, built,
+//! delivered): it ends `cancelled`, from which nothing moves it.
+//!
 //! A running build also checkpoints (fenced by its lease like a renewal): a builder that takes
 //! the build over, or the continuation of one that stopped before its deadline, goes on from the
 //! checkpoint, and `built` or `fail` clears it.
@@ -30,6 +33,9 @@ pub const BUILD_RENEW_EVERY: Duration = Duration::from_secs(20);
 /// before the sweeper queues it again: longer than a build message can wait for a retry or
 /// for the builder function's timeout to end a run that died.
 pub const STUCK_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// The reason a cancelled request shows.
+pub const CANCELLED: &str = "cancelled";
 
 /// What a delivery claim lasts beyond the delivery's own deadline: room to record the outcome.
 pub const CLAIM_MARGIN: Duration = Duration::from_secs(60);
@@ -82,6 +88,8 @@ pub enum Transition {
         completed: Timestamp,
         /// When it expires.
         expires: Timestamp,
+        /// Each section and its record count, in export order.
+        records: Vec<(String, u64)>,
     },
     /// The sweeper queues a stuck request again (one that waited past [`STUCK_AFTER`] with no
     /// builder holding it): marked so it is not queued again for that long.
@@ -124,8 +132,13 @@ pub enum Transition {
     Expire,
     /// The subject's data was erased, or its account deleted: whatever the request holds goes
     /// (its files are deleted by the caller), and a request still to be built or delivered is
-    /// not. A failed request keeps its state and loses its addresses.
+    /// not. A failed or cancelled request keeps its state and loses its addresses.
     Erase,
+    /// The account cancelled the request (from `accepted`, `building`, `built` or `delivered`):
+    /// nothing more is built or delivered, its files are deleted by the caller, and its
+    /// addresses go as when it expires. The build's checkpoint stays, so that the caller can
+    /// discard the unfinished files it names (no builder can record another).
+    Cancel,
 }
 
 /// Which stored request a transition may touch.
@@ -183,6 +196,8 @@ pub struct Change {
     pub delivery: Option<Delivery>,
     /// The build's checkpoint: `Some(None)` clears it.
     pub checkpoint: Option<Option<String>>,
+    /// The record count of each section.
+    pub records: Option<Vec<(String, u64)>>,
     /// Whether the subject's address and the report address go: the subject keeps its erased
     /// stand-in, the report none (its hash stays in the audit log).
     pub redact: bool,
@@ -214,6 +229,9 @@ impl Change {
         }
         if let Some(checkpoint) = &self.checkpoint {
             request.checkpoint.clone_from(checkpoint);
+        }
+        if let Some(records) = &self.records {
+            request.records.clone_from(records);
         }
         if self.redact {
             request.subject = request.subject.redacted();
@@ -249,7 +267,8 @@ impl Transition {
             }
             Self::Delivered { .. } | Self::DeliveryFailed { .. } => Guard::in_states(&[Built]),
             Self::Expire => Guard::in_states(&[Built, Delivered]),
-            Self::Erase => Guard::in_states(&[Accepted, Building, Built, Delivered, State::Failed]),
+            Self::Erase => Guard::in_states(&[Accepted, Building, Built, Delivered, State::Failed, State::Cancelled]),
+            Self::Cancel => Guard::in_states(&[Accepted, Building, Built, Delivered]),
         }
     }
 
@@ -273,13 +292,14 @@ impl Transition {
             Self::Release { .. } => Change { lease_until: Some(None), ..Change::default() },
             // A lease that ends now holds nothing, and dates the request's last sign of life.
             Self::Requeue { now } => Change { lease_until: Some(Some(*now)), ..Change::default() },
-            Self::Built { bytes, completed, expires } => Change {
+            Self::Built { bytes, completed, expires, records } => Change {
                 state: Some(State::Built),
                 available: Some(*bytes),
                 completed: Some(*completed),
                 expires: Some(*expires),
                 lease_until: Some(None),
                 checkpoint: Some(None),
+                records: Some(records.clone()),
                 ..Change::default()
             },
             Self::Fail { reason } => Change {
@@ -321,16 +341,29 @@ impl Transition {
                 state: Some(State::Expired),
                 reason: Some("the export expired".into()),
                 available: Some(0),
+                records: Some(Vec::new()),
                 redact: true,
                 ..Change::default()
             },
-            Self::Erase if stored.state == State::Failed => Change { redact: true, ..Change::default() },
+            Self::Erase if matches!(stored.state, State::Failed | State::Cancelled) => {
+                Change { redact: true, records: Some(Vec::new()), ..Change::default() }
+            }
             Self::Erase => Change {
                 state: Some(State::Expired),
                 reason: Some("the subject's data was erased".into()),
                 available: Some(0),
                 lease_until: Some(None),
                 checkpoint: Some(None),
+                records: Some(Vec::new()),
+                redact: true,
+                ..Change::default()
+            },
+            Self::Cancel => Change {
+                state: Some(State::Cancelled),
+                reason: Some(CANCELLED.into()),
+                available: Some(0),
+                lease_until: Some(None),
+                records: Some(Vec::new()),
                 redact: true,
                 ..Change::default()
             },
@@ -414,7 +447,7 @@ mod tests {
         assert!(!Transition::Release { held: at(130) }.apply(&mut r), "taken over");
         assert!(Transition::Release { held: at(190) }.apply(&mut r));
         assert!(Transition::StartBuild { now: at(131), lease_until: at(191) }.apply(&mut r), "released");
-        let built = Transition::Built { bytes: 9, completed: at(140), expires: at(1_000) };
+        let built = Transition::Built { bytes: 9, completed: at(140), expires: at(1_000), records: Vec::new() };
         assert!(built.apply(&mut r));
         assert_eq!((r.state, r.available, r.lease_until), (State::Built, 9, None));
         assert!(!built.apply(&mut r), "built once");
@@ -447,8 +480,30 @@ mod tests {
         assert!(Transition::StartBuild { now: at(70), lease_until: at(130) }.apply(&mut r));
         assert_eq!((r.available, r.checkpoint.as_deref()), (64, Some("c")), "the next builder goes on from it");
         assert!(!checkpoint.apply(&mut r), "the old holder is fenced off");
-        assert!(Transition::Built { bytes: 100, completed: at(80), expires: at(180) }.apply(&mut r));
+        let built = Transition::Built { bytes: 100, completed: at(80), expires: at(180), records: Vec::new() };
+        assert!(built.apply(&mut r));
         assert_eq!((r.available, r.checkpoint), (100, None));
+    }
+
+    #[test]
+    fn a_live_request_can_be_cancelled_once_and_a_finished_one_cannot() {
+        for state in [State::Accepted, State::Building, State::Built, State::Delivered] {
+            let mut r = request(state);
+            r.checkpoint = Some("c".into());
+            r.lease_until = Some(at(70));
+            r.records = vec![("destinations".into(), 2)];
+            assert!(Transition::Cancel.apply(&mut r), "{state:?}");
+            assert_eq!((r.state, r.reason.as_deref(), r.available), (State::Cancelled, Some(CANCELLED), 0));
+            assert_eq!(r.checkpoint.as_deref(), Some("c"), "kept, to discard the files it names");
+            assert!(r.lease_until.is_none() && r.records.is_empty());
+            assert!(r.subject.value().ends_with(".invalid"), "the address goes: {}", r.subject.value());
+            assert!(!Transition::Cancel.apply(&mut r), "cancelled once");
+            let checkpoint = Transition::Checkpoint { held: at(70), written: 9, checkpoint: "d".into() };
+            assert!(!checkpoint.apply(&mut r), "no builder records another checkpoint");
+        }
+        for state in [State::Failed, State::Expired] {
+            assert!(!Transition::Cancel.apply(&mut request(state)), "{state:?} has nothing left to cancel");
+        }
     }
 
     fn transition() -> impl Strategy<Value = Transition> {
@@ -467,7 +522,8 @@ mod tests {
             (0u64..1_000, t()).prop_map(|(bytes, completed)| Transition::Built {
                 bytes,
                 completed,
-                expires: completed.plus_seconds(100)
+                expires: completed.plus_seconds(100),
+                records: vec![("destinations".into(), bytes % 3)],
             }),
             Just(Transition::Fail { reason: "r".into() }),
             t().prop_map(|now| Transition::Requeue { now }),
@@ -481,6 +537,7 @@ mod tests {
             }),
             Just(Transition::Expire),
             Just(Transition::Erase),
+            Just(Transition::Cancel),
         ]
     }
 
@@ -490,14 +547,16 @@ mod tests {
             State::Building => 1,
             State::Built => 2,
             State::Delivered => 3,
-            State::Failed | State::Expired => 4,
+            State::Failed | State::Expired | State::Cancelled => 4,
         }
     }
 
     proptest! {
         /// Whatever order transitions arrive in, and however often each is replayed: the state
         /// never moves backwards, a replay of the transition just applied changes nothing but
-        /// a lease or a claim being taken again, and failed and expired requests stay at rest.
+        /// a lease or a claim being taken again, and failed, expired and cancelled requests stay
+        /// at rest. A cancelled request holds no lease, no count of records and no address, so
+        /// no builder can go on with it and nothing of it is delivered.
         #[test]
         fn transitions_only_move_forward_and_replays_are_harmless(steps in proptest::collection::vec((transition(), any::<bool>()), 1..40)) {
             let mut r = request(State::Accepted);
@@ -509,8 +568,16 @@ mod tests {
                 if !applied {
                     prop_assert_eq!(&r, &before, "a refused transition changes nothing");
                 }
-                if matches!(before.state, State::Failed | State::Expired) {
+                if matches!(before.state, State::Failed | State::Expired | State::Cancelled) {
                     prop_assert_eq!(r.state, before.state);
+                }
+                if r.state == State::Cancelled {
+                    prop_assert_eq!(r.lease_until, None);
+                    prop_assert!(r.records.is_empty() && r.report.is_none() && r.available == 0);
+                    let claim = Transition::ClaimDelivery { now: at(0), until: at(1) };
+                    prop_assert!(!claim.guard().admits(&r), "a cancelled request is never delivered");
+                    let start = Transition::StartBuild { now: at(1_000), lease_until: at(1_060) };
+                    prop_assert!(!start.guard().admits(&r), "a cancelled request is never built");
                 }
                 if replay {
                     let once = r.clone();

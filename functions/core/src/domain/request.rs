@@ -136,12 +136,15 @@ pub enum State {
     Failed,
     /// The export's time ran out and its file was deleted.
     Expired,
+    /// The account cancelled the request: nothing more is built or delivered, and its files
+    /// are deleted.
+    Cancelled,
 }
 
 impl State {
     /// Every state, for stores that list them.
-    pub const ALL: [State; 6] =
-        [Self::Accepted, Self::Building, Self::Built, Self::Delivered, Self::Failed, Self::Expired];
+    pub const ALL: [State; 7] =
+        [Self::Accepted, Self::Building, Self::Built, Self::Delivered, Self::Failed, Self::Expired, Self::Cancelled];
 
     /// The stored name.
     #[must_use]
@@ -153,6 +156,7 @@ impl State {
             Self::Delivered => "delivered",
             Self::Failed => "failed",
             Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -162,7 +166,7 @@ impl State {
         match self {
             Self::Accepted | Self::Building => "pending",
             Self::Built | Self::Delivered => "available",
-            Self::Failed | Self::Expired => "not available",
+            Self::Failed | Self::Expired | Self::Cancelled => "not available",
         }
     }
 
@@ -274,6 +278,8 @@ pub struct DataRequest {
     pub checkpoint: Option<String>,
     /// Delivery bookkeeping.
     pub delivery: Delivery,
+    /// Once built: each section of the export and its record count, in export order.
+    pub records: Vec<(String, u64)>,
 }
 
 impl DataRequest {
@@ -304,7 +310,15 @@ impl DataRequest {
             lease_until: None,
             checkpoint: None,
             delivery,
+            records: Vec::new(),
         }
+    }
+
+    /// Whether the export was built and every section of it is empty: nothing is held about
+    /// the subject.
+    #[must_use]
+    pub fn holds_nothing(&self) -> bool {
+        !self.records.is_empty() && self.records.iter().all(|(_, count)| *count == 0)
     }
 
     /// The state as the clients see it at `now`: a request whose expiry has passed is expired

@@ -1,6 +1,6 @@
 //! Why a build run did not complete its export, typed where its caller decides on it: a
 //! checkpoint whose files are gone is built again, a source's failure is the reason a failed
-//! request shows, and anything else is only logged.
+//! request shows, a request withdrawn mid-build stops it, and anything else is only logged.
 
 use crate::ports::{SourceError, WriteError};
 
@@ -16,6 +16,10 @@ pub enum BuildError {
     /// Another builder took the build over (its lease ran out).
     #[error("another builder took the build over")]
     LeaseLost,
+    /// The request is no longer to be built (it was cancelled or erased while it built): the
+    /// unfinished files were discarded.
+    #[error("the request was withdrawn while it built")]
+    Withdrawn,
     /// Anything else; logged, never shown.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),

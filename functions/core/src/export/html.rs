@@ -13,7 +13,7 @@ use mail_parser::{Address, Header, HeaderValue, MessageParser, MimeHeaders, Part
 use serde_json::{Map, Value};
 
 use super::mime::Part;
-use crate::domain::{Event, Message, Profile, RequestId, Subject, Subprofile, Timestamp};
+use crate::domain::{Event, Message, Profile, RequestId, Subject, SubjectKind, Subprofile, Timestamp};
 use crate::ports::SourceRow;
 
 /// The policy of the page: nothing but its own inline style. Sent as a header by the API and
@@ -87,6 +87,17 @@ fn describe_subject(subject: &Subject) -> (&'static str, String) {
     }
 }
 
+/// The sentence that opens the report and the delivery mail of an export whose every section is
+/// empty (the JSON keeps its empty sections).
+#[must_use]
+pub fn nothing_held(kind: SubjectKind) -> &'static str {
+    match kind {
+        SubjectKind::Email => "We hold no data about this subject.",
+        SubjectKind::Profile => "We hold no data about this profile.",
+        SubjectKind::Subprofile => "We hold no data about this subprofile.",
+    }
+}
+
 /// A span of time in words: whole days, else whole hours, else minutes.
 fn in_words(span: Duration) -> String {
     let seconds = span.as_secs();
@@ -112,6 +123,7 @@ pub struct HtmlReport {
     latest: Option<Timestamp>,
     request: RequestId,
     subject: (&'static str, String),
+    kind: SubjectKind,
 }
 
 /// Where a report stands between two runs of a build that goes on from a checkpoint (its
@@ -167,6 +179,7 @@ impl HtmlReport {
             latest: state.latest.map(Timestamp::from_unix),
             request,
             subject: describe_subject(subject),
+            kind: subject.kind(),
         })
     }
 
@@ -182,6 +195,7 @@ impl HtmlReport {
             latest: None,
             request,
             subject: describe_subject(subject),
+            kind: subject.kind(),
         };
         let (kind, id) = report.subject.clone();
         report.out.raw("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
@@ -377,7 +391,13 @@ impl HtmlReport {
 
     /// Writes the summary (shown first by the layout) and ends the page.
     pub fn finish(&mut self, built: Timestamp, expiry: Option<Expiry>) {
-        self.out.raw("</main>\n<section class=\"summary\" id=\"summary\"><h2>Summary</h2><table class=\"kv\"><tbody>");
+        self.out.raw("</main>\n<section class=\"summary\" id=\"summary\">");
+        if self.sections.iter().all(|(_, count)| *count == 0) {
+            self.out.raw("<p class=\"nothing\">");
+            self.out.raw(nothing_held(self.kind));
+            self.out.raw("</p>");
+        }
+        self.out.raw("<h2>Summary</h2><table class=\"kv\"><tbody>");
         let (kind, id) = self.subject.clone();
         self.out.row("Subject", Some(&format!("{kind} {id}")));
         self.out.row("Data request", Some(&self.request.to_string()));
@@ -842,6 +862,40 @@ mod tests {
         assert!(page.contains(&summary_row("destinations", 0)) && page.contains(&summary_row("surveys", 0)));
         assert!(page.contains("E-mail address jane@example.com"));
         assert!(page.contains("no dated records"));
+        let summary = &page[page.find("class=\"summary\"").expect("a summary")..];
+        assert!(
+            summary.starts_with(
+                "class=\"summary\" id=\"summary\"><p class=\"nothing\">We hold no data about this subject.</p><h2>"
+            ),
+            "the sentence opens the summary, shown first: {summary}"
+        );
+    }
+
+    #[test]
+    fn a_report_with_a_record_does_not_say_that_nothing_is_held() {
+        for subject in [
+            Subject::Email(EmailAddress::parse("jane@example.com").expect("address")),
+            Subject::Profile(ProfileId::parse("42").expect("id")),
+        ] {
+            let page = render(&subject, |r| {
+                for name in sections_of(&subject) {
+                    r.open_section(name);
+                    if name == "clicks" {
+                        r.event(&hostile_event(EventKind::Click, "2024-01-02 03:04:05"));
+                    }
+                    r.close_section();
+                }
+            });
+            assert!(!page.contains("We hold no data"), "{subject:?}");
+        }
+        let subject = Subject::Profile(ProfileId::parse("42").expect("id"));
+        let page = render(&subject, |r| {
+            for name in sections_of(&subject) {
+                r.open_section(name);
+                r.close_section();
+            }
+        });
+        assert!(page.contains("<p class=\"nothing\">We hold no data about this profile.</p>"));
     }
 
     #[test]

@@ -137,8 +137,10 @@ pub struct BuildInputs<'a> {
 ///
 /// # Errors
 /// As [`write_export_and_report`]: [`BuildError::Source`] when a source failed,
-/// [`BuildError::LeaseLost`] when another builder took the build over, and
-/// [`BuildError::CheckpointGone`] when the files of a build started afresh are gone as well.
+/// [`BuildError::LeaseLost`] when another builder took the build over,
+/// [`BuildError::Withdrawn`] when the request was cancelled or erased meanwhile (its unfinished
+/// files are discarded), and [`BuildError::CheckpointGone`] when the files of a build started
+/// afresh are gone as well.
 pub async fn build(
     build: &BuildInputs<'_>,
     request: &DataRequest,
@@ -318,6 +320,10 @@ async fn write(
     match result {
         Ok(()) => {}
         Err(Stop::Suspended) => return Ok(BuildOutcome::Suspended),
+        Err(Stop::Failed(BuildError::Withdrawn)) => {
+            sink.discard().await?;
+            return Err(BuildError::Withdrawn);
+        }
         Err(Stop::Failed(error)) => return Err(error),
     }
     // Every source must have ended its read cleanly before the export may complete.
@@ -363,7 +369,7 @@ mod tests {
     use super::sink::BATCH;
     use super::*;
     use crate::adapters::memory::{FakeClock, MemoryExports, MemoryRequests, MemorySubjects};
-    use crate::domain::{AccountId, EmailAddress, Record, RequestId};
+    use crate::domain::{AccountId, EmailAddress, Record, RequestId, Transition};
     use crate::ports::{ExportFormat, ExportStore};
 
     /// A destination as the writer wrote it before bodies were streamed: the whole record
@@ -515,9 +521,11 @@ mod tests {
             None,
             Timestamp::now(),
         );
-        // The request is not in the store: no checkpoint of it can be recorded, as when another
-        // builder holds it.
+        // Another builder holds the request: no checkpoint of this one can be recorded.
         let (requests, files) = (MemoryRequests::default(), MemoryExports::default());
+        requests.insert(&request).await.unwrap();
+        let other = Transition::StartBuild { now: Timestamp::now(), lease_until: Timestamp::from_unix(1_750_000_000) };
+        assert!(requests.update(request.id, &other).await.unwrap());
         let clock = FakeClock::at(Timestamp::from_unix(1_750_000_000));
         let inputs = BuildInputs {
             subjects: &store,
@@ -533,5 +541,44 @@ mod tests {
         let outcome = build(&inputs, &request, checkpoints).await;
         assert!(matches!(outcome, Err(BuildError::LeaseLost)), "{outcome:?}");
         assert!(files.bytes(request.id).is_none(), "nothing is published");
+    }
+
+    #[tokio::test]
+    async fn a_request_withdrawn_before_a_page_stops_the_build_and_its_files_go() {
+        let store = MemorySubjects::default();
+        let messages: Vec<Record> =
+            (0..3).map(|n| Record::Message(message(n, "Subject: x\r\n\r\nbody".into()))).collect();
+        store.load(&messages).await.unwrap();
+        let subject = Subject::Email(EmailAddress::parse("jane@example.com").unwrap());
+        let request = DataRequest::accepted(
+            RequestId::random(),
+            AccountId::try_from(1).unwrap(),
+            subject,
+            None,
+            Timestamp::now(),
+        );
+        let (requests, files) = (MemoryRequests::default(), MemoryExports::default());
+        requests.insert(&request).await.unwrap();
+        let lease_until = Timestamp::from_unix(1_750_000_600);
+        assert!(
+            requests.update(request.id, &Transition::StartBuild { now: Timestamp::now(), lease_until }).await.unwrap()
+        );
+        assert!(requests.update(request.id, &Transition::Cancel).await.unwrap());
+        let clock = FakeClock::at(Timestamp::from_unix(1_750_000_000));
+        let inputs = BuildInputs {
+            subjects: &store,
+            sources: &NoSources,
+            requests: &requests,
+            exports: &files,
+            clock: &clock,
+            ttl: std::time::Duration::from_secs(86_400),
+            not_before: None,
+        };
+        let lease = AtomicI64::new(lease_until.unix());
+        let checkpoints = Checkpoints { every: 1, stop_at: None, lease: &lease };
+        let outcome = build(&inputs, &request, checkpoints).await;
+        assert!(matches!(outcome, Err(BuildError::Withdrawn)), "{outcome:?}");
+        assert!(files.bytes(request.id).is_none(), "nothing is published");
+        assert_eq!(files.unfinished(request.id), 0, "nothing unfinished is kept");
     }
 }

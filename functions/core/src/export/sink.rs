@@ -13,7 +13,7 @@ use super::error::{BuildError, Stop};
 use super::html::{self, HtmlReport, RenderedMessages};
 use super::json_string::JsonString;
 use super::records::{Render, destination_head};
-use crate::domain::{Message, Mime, RequestId, Timestamp, Transition};
+use crate::domain::{Message, Mime, RequestId, State, Timestamp, Transition};
 use crate::ports::{Clock, ExportWriter, RequestStore, SourceReader, SubjectData, WriteError};
 
 /// Bytes buffered before a part is handed to the store.
@@ -240,6 +240,7 @@ impl Sink<'_> {
         let checkpoint =
             Transition::Checkpoint { held, written: self.written, checkpoint: serde_json::to_string(&state)? };
         if !self.requests.update(self.id, &checkpoint).await? {
+            self.still_wanted().await?;
             return Err(BuildError::LeaseLost.into());
         }
         self.reported = self.written;
@@ -258,6 +259,28 @@ impl Sink<'_> {
         let html = self.html.as_ref().map_or(Duration::ZERO, |html| html.writer.finish_cost());
         let cost = self.writer.finish_cost().saturating_add(html);
         Instant::now().checked_add(cost).is_some_and(|done| done <= stop_at)
+    }
+
+    /// Whether the request is still to be built: a build keeping checkpoints in its request
+    /// record looks before each page it writes, so a request cancelled or erased meanwhile
+    /// stops it within one page ([`BuildError::Withdrawn`]).
+    pub(super) async fn still_wanted(&mut self) -> Result<(), BuildError> {
+        if self.checkpoints.is_none() {
+            return Ok(());
+        }
+        match self.requests.get(self.id).await? {
+            Some(request) if request.state == State::Building => Ok(()),
+            _ => Err(BuildError::Withdrawn),
+        }
+    }
+
+    /// Gives both files up: the request was withdrawn.
+    pub(super) async fn discard(&mut self) -> Result<(), BuildError> {
+        std::mem::replace(&mut self.writer, Box::new(NoWriter)).discard().await?;
+        if let Some(html) = self.html.take() {
+            html.writer.discard().await?;
+        }
+        Ok(())
     }
 
     /// Opens the section at `index`, whose position starts at its beginning.
@@ -370,6 +393,7 @@ pub(super) async fn from_sources(
     sink.at.store_done = true;
     let mut skip = sink.at.rows;
     while let Some(rows) = read.next(section).await? {
+        sink.still_wanted().await?;
         for row in &rows {
             if skip > 0 {
                 skip -= 1;
@@ -389,7 +413,8 @@ pub(super) const READ_AHEAD: usize = 2;
 
 /// Pages through a list from where the sink's position stands, writing each record kept by
 /// `keep` as `convert` makes it (or with `write`, an async call on the sink and the record),
-/// until the last page. The pages come from `fetch`, a call for the page at a cursor, or from
+/// until the last page, looking before each page whether the request is still wanted
+/// ([`Sink::still_wanted`]). The pages come from `fetch`, a call for the page at a cursor, or from
 /// `stream(pages)`, a call for the pages from a cursor on ([`crate::ports::Pages`]). A reader
 /// takes pages into a short queue while the writer drains it, so neither waits for the other's
 /// every page. The position moves with each record, so a checkpoint can be taken after any.
@@ -418,6 +443,7 @@ macro_rules! write_pages {
         let sink = &mut $sink;
         let write = async move {
             while let Some((page, items)) = queue.recv().await {
+                sink.still_wanted().await?;
                 sink.at.page = page;
                 sink.at.skip = std::mem::take(&mut skip);
                 for (index, $item) in items.into_iter().enumerate().skip(sink.at.skip) {
@@ -474,5 +500,9 @@ impl ExportWriter for NoWriter {
 
     async fn finish(self: Box<Self>) -> Result<u64, WriteError> {
         Err(anyhow::anyhow!("no export writer").into())
+    }
+
+    async fn discard(self: Box<Self>) -> Result<(), WriteError> {
+        Ok(())
     }
 }

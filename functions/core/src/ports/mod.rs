@@ -201,6 +201,14 @@ pub trait ExportWriter: Send {
     /// When the store cannot complete it; [`WriteError::UnfinishedGone`] when the unfinished
     /// file is gone.
     async fn finish(self: Box<Self>) -> Result<u64, WriteError>;
+
+    /// Gives the file up (its request was cancelled or erased while it built): whatever this
+    /// writer wrote goes, what its checkpoints kept included, and nothing is published.
+    ///
+    /// # Errors
+    /// When the store cannot remove it; the local server's start and the bucket's lifecycle
+    /// rules remove what is left.
+    async fn discard(self: Box<Self>) -> Result<(), WriteError>;
 }
 
 /// Why an export writer (or a resume of one) failed.
@@ -334,6 +342,14 @@ pub trait ExportStore: Send + Sync {
     /// # Errors
     /// When the store cannot be reached.
     async fn delete(&self, id: RequestId) -> anyhow::Result<()>;
+
+    /// Removes the unfinished file a writer's `checkpoint` names (see
+    /// [`ExportWriter::discard`]), of a build that will not go on; one already gone is not an
+    /// error.
+    ///
+    /// # Errors
+    /// When the store cannot be reached or the checkpoint is not one of this store's.
+    async fn discard(&self, id: RequestId, format: ExportFormat, checkpoint: &str) -> anyhow::Result<()>;
 }
 
 /// The bytes of a stored MIME body, in order, in chunks of a store's choosing (a chunk may end

@@ -115,6 +115,9 @@ fn to_item(r: &DataRequest, version: u64) -> Item {
     put_opt_n(&mut item, "delivery_claimed_until", r.delivery.claimed_until.map(Timestamp::unix));
     put_opt_n(&mut item, "build_lease_until", r.lease_until.map(Timestamp::unix));
     put_opt_s(&mut item, "build_checkpoint", r.checkpoint.as_deref());
+    if !r.records.is_empty() {
+        item.insert("records".into(), s(serde_json::to_string(&r.records).unwrap_or_default()));
+    }
     item.insert("version".into(), n(version));
     item.insert("ttl".into(), n(r.expires.unwrap_or(r.created).unix().saturating_add(KEEP_RECORD)));
     item
@@ -142,6 +145,8 @@ fn from_item(item: &Item) -> anyhow::Result<DataRequest> {
         },
         lease_until: opt_n(item, "build_lease_until")?.map(Timestamp::from_unix),
         checkpoint: opt_s(item, "build_checkpoint").map(str::to_owned),
+        // JSON `[["section", count], …]`, once built.
+        records: opt_s(item, "records").map(serde_json::from_str).transpose()?.unwrap_or_default(),
     })
 }
 

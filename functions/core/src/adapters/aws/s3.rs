@@ -198,6 +198,35 @@ impl ExportWriter for MultipartWriter {
         }
         Ok(written)
     }
+
+    async fn discard(mut self: Box<Self>) -> Result<(), WriteError> {
+        let (upload, tails) = (self.upload.take(), std::mem::take(&mut self.tails));
+        abandon(&self.client, &self.bucket, &self.key, upload, &tails).await?;
+        Ok(())
+    }
+}
+
+/// Aborts an unfinished upload (one S3 no longer knows is fine) and removes the tails its
+/// checkpoints stored.
+async fn abandon(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload: Option<String>,
+    tails: &[u64],
+) -> anyhow::Result<()> {
+    if let Some(upload) = upload {
+        let aborted = client.abort_multipart_upload().bucket(bucket).key(key).upload_id(upload).send().await;
+        if let Err(error) = aborted
+            && let WriteError::Failed(error) = gone_or(error, "aborting an export upload")
+        {
+            return Err(error);
+        }
+    }
+    for end in tails {
+        client.delete_object().bucket(bucket).key(tail_key(key, *end)).send().await.context("removing a tail")?;
+    }
+    Ok(())
 }
 
 impl MultipartWriter {
@@ -378,5 +407,10 @@ impl ExportStore for S3Exports {
             self.client.delete_object().bucket(&self.bucket).key(key).send().await.context("deleting an export")?;
         }
         Ok(())
+    }
+
+    async fn discard(&self, id: RequestId, format: ExportFormat, checkpoint: &str) -> anyhow::Result<()> {
+        let at: Unfinished = serde_json::from_str(checkpoint).context("not an export checkpoint")?;
+        abandon(&self.client, &self.bucket, &key(id, format), at.upload, &at.tails).await
     }
 }

@@ -8,7 +8,7 @@ use crate::domain::{AccountId, DataRequest, Delivery, Report, RequestId, Subject
 use crate::ports::{KeyClaim, RequestStore};
 
 const REQUEST_COLUMNS: &str = "id, account, subject_kind, subject, report, state, reason, available, created, completed, \
-     expires, delivery_status, delivery_attempts, delivery_method, delivery_error, delivery_claimed_until, build_lease_until, build_checkpoint";
+     expires, delivery_status, delivery_attempts, delivery_method, delivery_error, delivery_claimed_until, build_lease_until, build_checkpoint, records";
 
 fn request_from_row(row: &Row<'_>) -> anyhow::Result<DataRequest> {
     let kind: String = row.get(2)?;
@@ -37,13 +37,23 @@ fn request_from_row(row: &Row<'_>) -> anyhow::Result<DataRequest> {
         },
         lease_until: row.get::<_, Option<i64>>(16)?.map(Timestamp::from_unix),
         checkpoint: row.get(17)?,
+        records: records_from(row.get(18)?)?,
     })
+}
+
+/// The record counts of a request as stored: JSON `[["section", count], …]`, or nothing.
+fn records_from(text: Option<String>) -> anyhow::Result<Vec<(String, u64)>> {
+    Ok(text.map(|t| serde_json::from_str(&t)).transpose()?.unwrap_or_default())
+}
+
+fn records_text(records: &[(String, u64)]) -> Option<String> {
+    (!records.is_empty()).then(|| serde_json::to_string(records).unwrap_or_default())
 }
 
 fn write_request(c: &Connection, r: &DataRequest, insert: bool) -> rusqlite::Result<usize> {
     let verb = if insert { "INSERT OR IGNORE" } else { "REPLACE" };
     c.execute(
-        &format!("{verb} INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+        &format!("{verb} INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
         params![
             to_i64(r.id.get()),
             to_i64(r.account.get()),
@@ -63,6 +73,7 @@ fn write_request(c: &Connection, r: &DataRequest, insert: bool) -> rusqlite::Res
             r.delivery.claimed_until.map(Timestamp::unix),
             r.lease_until.map(Timestamp::unix),
             r.checkpoint,
+            records_text(&r.records),
         ],
     )
 }

@@ -1,7 +1,9 @@
 //! The database schema, and the step that brings a database of an earlier version up to date.
 //!
 //! Version 9 (this one) keeps each account's signing profile for web delivery (no value: the
-//! default, Standard Webhooks) and the deleted accounts whose data is still to be erased. Version 8 keeps each event's body in the index of events by owner, so that a
+//! default, Standard Webhooks), the deleted accounts whose data is still to be erased, and the
+//! record count of each section of a built export in its request. Version 8 keeps each event's
+//! body in the index of events by owner, so that a
 //! profile's events of one kind are read from that index alone, in order, and not row by row
 //! from the table, where they lie among the other events in the order they arrived. Version 7
 //! keeps on each message and event its owner, the profile whose export holds it (the profile
@@ -58,7 +60,8 @@ CREATE TABLE IF NOT EXISTS requests (
     delivery_error TEXT,
     delivery_claimed_until INTEGER,
     build_lease_until INTEGER,
-    build_checkpoint TEXT
+    build_checkpoint TEXT,
+    records TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_expires ON requests(expires) WHERE state IN ('built', 'delivered');
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -186,6 +189,10 @@ pub fn create(connection: &mut Connection) -> anyhow::Result<()> {
     if has_column(&tx, "requests", "id")? && !has_column(&tx, "requests", "build_checkpoint")? {
         tx.execute_batch("ALTER TABLE requests ADD COLUMN build_checkpoint TEXT;")?;
     }
+    // Version 8 and before: requests without their record counts.
+    if has_column(&tx, "requests", "id")? && !has_column(&tx, "requests", "records")? {
+        tx.execute_batch("ALTER TABLE requests ADD COLUMN records TEXT;")?;
+    }
     // Version 6 and before: records without their owner, a profile's own records in an index
     // of their own, and the records without a subprofile in the index by subprofile too.
     for table in ["messages", "events"] {
@@ -259,6 +266,19 @@ CREATE INDEX events_by_profile ON events(account, profile, kind, time, seq);
 CREATE INDEX events_by_subprofile ON events(account, subprofile, kind, time, seq);
 CREATE INDEX events_by_email ON events(account, email_lc, kind, time, seq);
 ";
+
+    #[test]
+    fn a_version_8_database_gets_the_record_counts_of_its_requests() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut c = Connection::open(dir.path().join("db.sqlite3")).unwrap_or_else(|e| panic!("{e}"));
+        create(&mut c).unwrap_or_else(|e| panic!("{e:#}"));
+        c.execute_batch("ALTER TABLE requests DROP COLUMN records; PRAGMA user_version = 8;")
+            .unwrap_or_else(|e| panic!("{e}"));
+        create(&mut c).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(has_column(&c, "requests", "records").unwrap_or_default());
+        let version: i64 = c.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap_or_default();
+        assert_eq!(version, VERSION);
+    }
 
     #[test]
     fn a_version_7_database_gets_the_events_bodies_in_its_index_by_owner() {

@@ -1,6 +1,7 @@
-//! What the routes that serve an export answer with: the file itself (streamed, or a `303` to
-//! a signed URL), its schema and the descriptions of those answers. Shared by the owner's
-//! routes ([`super::get_datarequest`]) and the e-mailed links ([`super::download`]).
+//! What the routes about a request answer with: the file itself (streamed, or a `303` to a
+//! signed URL), its schema and the descriptions of those answers, and the status answer.
+//! Shared by the owner's routes ([`super::get_datarequest`], [`super::cancel_datarequest`])
+//! and the e-mailed links ([`super::download`]).
 
 use axum::body::Body;
 use axum::http::header::{
@@ -16,9 +17,12 @@ use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, ObjectBuilder, Ref, Sche
 use utoipa::openapi::{Object, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
+use axum::Json;
+use serde_json::json;
+
 use super::doc::one_of;
 use super::error::ApiError;
-use crate::domain::{DataRequest, SubjectKind};
+use crate::domain::{DataRequest, DeliveryStatus, State as Lifecycle, SubjectKind, Timestamp};
 use crate::ports::{ExportFormat, Served};
 
 /// The description of a `303`.
@@ -109,4 +113,122 @@ pub(super) fn serve_export(served: Served, format: ExportFormat, file_name: Opti
             response
         }
     }
+}
+
+/// The owner's status answer. Members in alphabetical order, as clients have always seen them.
+/// An unknown or another account's id answers with Copernica's three members only
+/// (`available`, `content-type`, `status`), so the others are not required.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Status)]
+pub(super) struct StatusAnswer<'a> {
+    available: u64,
+    #[schema(value_type = Option<String>)]
+    completed: Option<Timestamp>,
+    #[serde(rename = "content-type")]
+    #[schema(schema_with = json_only)]
+    content_type: &'static str,
+    #[schema(value_type = String, required = false)]
+    created: Timestamp,
+    #[schema(inline, required = false)]
+    delivery: DeliveryOut<'a>,
+    #[schema(value_type = Option<String>)]
+    expires: Option<Timestamp>,
+    #[schema(required = false)]
+    id: u64,
+    #[schema(required = false)]
+    info: Info,
+    #[schema(value_type = Option<String>, required = false)]
+    reason: &'a Option<String>,
+    /// Once built (while the export can be fetched): each section of the export and its
+    /// record count
+    #[schema(value_type = Option<std::collections::HashMap<String, u64>>, required = false)]
+    records: Option<Records<'a>>,
+    #[schema(schema_with = states, required = false)]
+    state: &'static str,
+    #[schema(schema_with = copernica_statuses)]
+    status: &'static str,
+}
+
+fn json_only() -> Object {
+    one_of(["application/json"])
+}
+
+fn states() -> Object {
+    one_of(Lifecycle::ALL.map(Lifecycle::as_str))
+}
+
+fn copernica_statuses() -> Object {
+    let mut statuses = Lifecycle::ALL.map(Lifecycle::copernica_status).to_vec();
+    statuses.dedup();
+    one_of(statuses)
+}
+
+/// The `delivery` member: only `status` (`none`) when no report was asked for.
+#[derive(Serialize, ToSchema)]
+struct DeliveryOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u32)]
+    attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    error: Option<&'a Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = delivery_methods)]
+    method: Option<&'a str>,
+    #[schema(schema_with = delivery_statuses)]
+    status: &'static str,
+}
+
+fn delivery_methods() -> Object {
+    // The report's kind until the first attempt, then how the builder delivered it.
+    one_of(["email", "web", "attachment", "link"])
+}
+
+fn delivery_statuses() -> Object {
+    one_of(DeliveryStatus::ALL.map(DeliveryStatus::as_str))
+}
+
+/// The record counts of an export's sections, as a JSON object in export order.
+struct Records<'a>(&'a [(String, u64)]);
+
+impl Serialize for Records<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(name, count)| (name, count)))
+    }
+}
+
+/// The owner's status answer about `request` at `now`.
+pub(super) fn status_answer(request: &DataRequest, now: Timestamp) -> Response {
+    let state = request.effective_state(now);
+    let available = if state.copernica_status() == "not available" { 0 } else { request.available };
+    let delivery = match &request.report {
+        Some(report) => DeliveryOut {
+            attempts: Some(request.delivery.attempts),
+            error: Some(&request.delivery.error),
+            method: Some(request.delivery.method.as_deref().unwrap_or(report.kind())),
+            status: request.delivery.status.as_str(),
+        },
+        None => DeliveryOut { attempts: None, error: None, method: None, status: DeliveryStatus::None.as_str() },
+    };
+    let records = (state.has_file() && !request.records.is_empty()).then_some(Records(&request.records));
+    Json(StatusAnswer {
+        available,
+        completed: request.completed,
+        content_type: "application/json",
+        created: request.created,
+        delivery,
+        expires: request.expires,
+        id: request.id.get(),
+        info: info(request),
+        reason: &request.reason,
+        records,
+        state: state.as_str(),
+        status: state.copernica_status(),
+    })
+    .into_response()
+}
+
+/// The status answer about an unknown or another account's request: Copernica's three members.
+pub(super) fn unknown_status() -> Response {
+    Json(json!({"status": "not available", "available": 0, "content-type": "application/json"})).into_response()
 }

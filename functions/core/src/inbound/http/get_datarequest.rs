@@ -6,17 +6,18 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{Extensions, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::json;
 use utoipa::ToSchema;
 use utoipa::openapi::Object;
 
-use super::answers::{EXPORT_FILE, Export, Info, REDIRECT, info, serve_export};
+use super::answers::{
+    EXPORT_FILE, Export, Info, REDIRECT, StatusAnswer, info, serve_export, status_answer, unknown_status,
+};
 use super::doc::one_of;
 use super::error::{ApiError, ErrorBody, NO_ENTITY};
 use super::params;
 use super::params::{FormatQuery, RequestPath, client_network};
 use crate::app::App;
-use crate::domain::{AccountId, AuditEntry, DataRequest, DeliveryStatus, RequestId, State as Lifecycle, Timestamp};
+use crate::domain::{AccountId, AuditEntry, DataRequest, RequestId};
 use crate::ports::ExportFormat;
 
 type RequestPathResult = Result<Path<RequestPath>, PathRejection>;
@@ -78,75 +79,6 @@ fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// The owner's status answer. Members in alphabetical order, as clients have always seen them.
-/// An unknown or another account's id answers with Copernica's three members only
-/// (`available`, `content-type`, `status`), so the others are not required.
-#[derive(Serialize, ToSchema)]
-#[schema(as = Status)]
-struct StatusOut<'a> {
-    available: u64,
-    #[schema(value_type = Option<String>)]
-    completed: Option<Timestamp>,
-    #[serde(rename = "content-type")]
-    #[schema(schema_with = json_only)]
-    content_type: &'static str,
-    #[schema(value_type = String, required = false)]
-    created: Timestamp,
-    #[schema(inline, required = false)]
-    delivery: DeliveryOut<'a>,
-    #[schema(value_type = Option<String>)]
-    expires: Option<Timestamp>,
-    #[schema(required = false)]
-    id: u64,
-    #[schema(required = false)]
-    info: Info,
-    #[schema(value_type = Option<String>, required = false)]
-    reason: &'a Option<String>,
-    #[schema(schema_with = states, required = false)]
-    state: &'static str,
-    #[schema(schema_with = copernica_statuses)]
-    status: &'static str,
-}
-
-fn json_only() -> Object {
-    one_of(["application/json"])
-}
-
-fn states() -> Object {
-    one_of(Lifecycle::ALL.map(Lifecycle::as_str))
-}
-
-fn copernica_statuses() -> Object {
-    let mut statuses = Lifecycle::ALL.map(Lifecycle::copernica_status).to_vec();
-    statuses.dedup();
-    one_of(statuses)
-}
-
-/// The `delivery` member: only `status` (`none`) when no report was asked for.
-#[derive(Serialize, ToSchema)]
-struct DeliveryOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = u32)]
-    attempts: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    error: Option<&'a Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = delivery_methods)]
-    method: Option<&'a str>,
-    #[schema(schema_with = delivery_statuses)]
-    status: &'static str,
-}
-
-fn delivery_methods() -> Object {
-    // The report's kind until the first attempt, then how the builder delivered it.
-    one_of(["email", "web", "attachment", "link"])
-}
-
-fn delivery_statuses() -> Object {
-    one_of(DeliveryStatus::ALL.map(DeliveryStatus::as_str))
-}
-
 /// Where the request stands
 #[utoipa::path(
     get,
@@ -155,7 +87,7 @@ fn delivery_statuses() -> Object {
     tag = "data requests",
     params(RequestPath),
     responses(
-        (status = 200, description = "The status; unknown and foreign ids are \"not available\"", body = StatusOut),
+        (status = 200, description = "The status; unknown and foreign ids are \"not available\"", body = StatusAnswer),
         (status = 400, description = "Bad token or id", body = ErrorBody),
     ),
 )]
@@ -167,40 +99,10 @@ pub async fn status(
 ) -> Response {
     respond(
         async {
-            let Some(request) = lookup(&app, path, query.as_deref(), &headers).await? else {
-                return Ok(Json(
-                    json!({"status": "not available", "available": 0, "content-type": "application/json"}),
-                )
-                .into_response());
-            };
-            let state = request.effective_state(app.now());
-            let available =
-                if state == Lifecycle::Failed || state == Lifecycle::Expired { 0 } else { request.available };
-            let delivery = match &request.report {
-                Some(report) => DeliveryOut {
-                    attempts: Some(request.delivery.attempts),
-                    error: Some(&request.delivery.error),
-                    method: Some(request.delivery.method.as_deref().unwrap_or(report.kind())),
-                    status: request.delivery.status.as_str(),
-                },
-                None => {
-                    DeliveryOut { attempts: None, error: None, method: None, status: DeliveryStatus::None.as_str() }
-                }
-            };
-            Ok(Json(StatusOut {
-                available,
-                completed: request.completed,
-                content_type: "application/json",
-                created: request.created,
-                delivery,
-                expires: request.expires,
-                id: request.id.get(),
-                info: info(&request),
-                reason: &request.reason,
-                state: state.as_str(),
-                status: state.copernica_status(),
+            Ok(match lookup(&app, path, query.as_deref(), &headers).await? {
+                Some(request) => status_answer(&request, app.now()),
+                None => unknown_status(),
             })
-            .into_response())
         }
         .await,
     )

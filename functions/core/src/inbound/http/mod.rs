@@ -7,6 +7,7 @@
 //! ([`params`], [`answers`], [`doc`], [`error`]) at the bottom, importing no handler.
 
 mod answers;
+mod cancel_datarequest;
 mod doc;
 mod download;
 mod error;
@@ -24,7 +25,7 @@ use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::http::header::X_CONTENT_TYPE_OPTIONS;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 pub use error::{ApiError, AuthFailed, INVALID_METHOD, INVALID_TOKEN, NO_ENTITY, Refusal};
 
@@ -37,7 +38,7 @@ use params::ClientAddress;
 pub enum Routes {
     /// Everything (local mode).
     All,
-    /// The POST routes (the intake function).
+    /// The POST routes and `DELETE /vN/datarequest/{id}` (the intake function).
     Intake,
     /// The GET routes (the status function).
     Status,
@@ -62,6 +63,10 @@ pub fn router(app: App, part: Routes) -> Router {
             .route("/{version}/profile/{id}/data", post(post_datarequest::profile))
             .route("/{version}/subprofile/{id}/data", post(post_datarequest::subprofile))
             .route("/{version}/email/{email}/data", post(post_datarequest::email));
+    }
+    if matches!(part, Routes::All | Routes::Intake) {
+        // Cancelling writes like a POST, and checks its token as a POST does.
+        routes = routes.route("/{version}/datarequest/{id}", delete(cancel_datarequest::cancel));
     }
     if matches!(part, Routes::All | Routes::Status) {
         routes = routes

@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::ErrorBody;
 use super::params::VERSIONS;
-use super::{download, get_datarequest, ingest, post_datarequest};
+use super::{cancel_datarequest, download, get_datarequest, ingest, post_datarequest};
 
 /// Copernica's calls, without their version prefix.
 #[derive(OpenApi)]
@@ -34,6 +34,7 @@ use super::{download, get_datarequest, ingest, post_datarequest};
         get_datarequest::status,
         get_datarequest::data,
         get_datarequest::log,
+        cancel_datarequest::cancel,
         download::download,
     ),
     components(schemas(post_datarequest::JsonReport, post_datarequest::FormReport)),
@@ -246,7 +247,18 @@ mod tests {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), count);
-        assert_eq!(count, 4 * 11 + 1);
+        assert_eq!(count, 4 * 12 + 1);
+    }
+
+    #[test]
+    fn the_cancel_of_a_request_is_documented_as_an_extension_on_every_version() {
+        let document = document();
+        for version in VERSIONS {
+            let cancel = &document["paths"][format!("/{version}/datarequest/{{id}}")]["delete"];
+            assert_eq!(cancel["operationId"], format!("cancel_request_{version}"));
+            let summary = cancel["summary"].as_str().unwrap_or_default();
+            assert!(summary.contains("an extension: Copernica has no such call"), "{summary}");
+        }
     }
 
     #[test]
@@ -293,6 +305,6 @@ mod tests {
                 count += 1;
             }
         }
-        assert_eq!(count, 4 * 11 + 1, "a 429 on every operation");
+        assert_eq!(count, 4 * 12 + 1, "a 429 on every operation");
     }
 }
