@@ -20,20 +20,8 @@ const GET_EVENT: &str = include_str!("../../../functions/core/tests/fixtures/api
 
 /// An account and the sample data, made with the operator's command (`--backend aws`).
 pub(super) fn seed(env: &Env) -> Account {
-    let run = |args: &[&str]| {
-        let output = std::process::Command::new(binary("datarequest"))
-            .env_clear()
-            .envs(env.0.iter())
-            .arg("--backend")
-            .arg("aws")
-            .args(args)
-            .output()
-            .expect("runs datarequest");
-        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        output.stdout
-    };
-    let account: Value = serde_json::from_slice(&run(&["account", "create"])).expect("account JSON");
-    let loaded: Value = serde_json::from_slice(&run(&["import", SAMPLE])).expect("summary");
+    let account = operator(env, &["account", "create"]);
+    let loaded = operator(env, &["import", SAMPLE]);
     assert_eq!(loaded["loaded"]["events"], 7);
     Account {
         id: account["account"].as_u64().expect("id"),

@@ -10,6 +10,15 @@ use tokio::io::AsyncReadExt;
 use super::Env;
 use crate::postgres::Shop;
 
+/// The JSON export of a request, as text.
+async fn exported(app: &datarequest::App, id: datarequest::domain::RequestId) -> String {
+    let exports = datarequest::compose::ports(app).exports;
+    let mut file = exports.open(id, ExportFormat::Json).await.expect("store").expect("the export");
+    let mut text = String::new();
+    file.reader.read_to_string(&mut text).await.expect("read");
+    text
+}
+
 const MAPPING: &str = r#"
 [[source]]
 name = "shop"
@@ -44,14 +53,7 @@ async fn the_functions_read_the_connection_string_from_the_secret_and_build_from
     let id = app.submit(account, subject, None, &Origin::default()).await.expect("the shop knows 7001");
     app.handle_message(id, 1).await.expect("built");
 
-    let mut file = datarequest::compose::ports(&app)
-        .exports
-        .open(id, ExportFormat::Json)
-        .await
-        .expect("store")
-        .expect("the export");
-    let mut text = String::new();
-    file.reader.read_to_string(&mut text).await.expect("read");
+    let text = exported(&app, id).await;
     assert!(text.contains(r#"["profile",{"ID":7001,"name":"Ana Silva","balance":"98765432109.99"}]"#), "{text}");
 }
 
@@ -79,14 +81,7 @@ async fn the_mapping_of_any_size_comes_from_an_object_in_the_bucket() {
     let subject = Subject::Profile(ProfileId::parse("7001").expect("id"));
     let id = app.submit(account, subject, None, &Origin::default()).await.expect("the shop knows 7001");
     app.handle_message(id, 1).await.expect("built");
-    let mut file = datarequest::compose::ports(&app)
-        .exports
-        .open(id, ExportFormat::Json)
-        .await
-        .expect("store")
-        .expect("the export");
-    let mut text = String::new();
-    file.reader.read_to_string(&mut text).await.expect("read");
+    let text = exported(&app, id).await;
     assert!(text.contains(r#"["profile",{"ID":7001,"name":"Ana Silva""#), "{text}");
 
     // Named beside another mapping, or missing: the app does not start, and says why.

@@ -507,35 +507,37 @@ mod tests {
         assert_eq!(report.matches("Plain &amp; &quot;quoted&quot; text").count(), 12 * (100_000 / 32));
     }
 
-    #[tokio::test]
-    async fn a_checkpoint_the_request_record_refuses_is_a_lost_lease() {
+    /// A store with three mails to an address, and a request for that address.
+    async fn three_mails() -> (MemorySubjects, DataRequest) {
         let store = MemorySubjects::default();
         let messages: Vec<Record> =
             (0..3).map(|n| Record::Message(message(n, "Subject: x\r\n\r\nbody".into()))).collect();
         store.load(&messages).await.unwrap();
         let subject = Subject::Email(EmailAddress::parse("jane@example.com").unwrap());
-        let request = DataRequest::accepted(
-            RequestId::random(),
-            AccountId::try_from(1).unwrap(),
-            subject,
-            None,
-            Timestamp::now(),
-        );
+        let id = RequestId::random();
+        (store, DataRequest::accepted(id, AccountId::try_from(1).unwrap(), subject, None, Timestamp::now()))
+    }
+
+    fn inputs<'a>(
+        store: &'a MemorySubjects,
+        requests: &'a MemoryRequests,
+        files: &'a MemoryExports,
+        clock: &'a FakeClock,
+    ) -> BuildInputs<'a> {
+        let ttl = std::time::Duration::from_secs(86_400);
+        BuildInputs { subjects: store, sources: &NoSources, requests, exports: files, clock, ttl, not_before: None }
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_the_request_record_refuses_is_a_lost_lease() {
+        let (store, request) = three_mails().await;
         // Another builder holds the request: no checkpoint of this one can be recorded.
         let (requests, files) = (MemoryRequests::default(), MemoryExports::default());
         requests.insert(&request).await.unwrap();
         let other = Transition::StartBuild { now: Timestamp::now(), lease_until: Timestamp::from_unix(1_750_000_000) };
         assert!(requests.update(request.id, &other).await.unwrap());
         let clock = FakeClock::at(Timestamp::from_unix(1_750_000_000));
-        let inputs = BuildInputs {
-            subjects: &store,
-            sources: &NoSources,
-            requests: &requests,
-            exports: &files,
-            clock: &clock,
-            ttl: std::time::Duration::from_secs(86_400),
-            not_before: None,
-        };
+        let inputs = inputs(&store, &requests, &files, &clock);
         let lease = AtomicI64::new(1_750_000_600);
         let checkpoints = Checkpoints { every: 1, stop_at: None, lease: &lease };
         let outcome = build(&inputs, &request, checkpoints).await;
@@ -545,18 +547,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_withdrawn_before_a_page_stops_the_build_and_its_files_go() {
-        let store = MemorySubjects::default();
-        let messages: Vec<Record> =
-            (0..3).map(|n| Record::Message(message(n, "Subject: x\r\n\r\nbody".into()))).collect();
-        store.load(&messages).await.unwrap();
-        let subject = Subject::Email(EmailAddress::parse("jane@example.com").unwrap());
-        let request = DataRequest::accepted(
-            RequestId::random(),
-            AccountId::try_from(1).unwrap(),
-            subject,
-            None,
-            Timestamp::now(),
-        );
+        let (store, request) = three_mails().await;
         let (requests, files) = (MemoryRequests::default(), MemoryExports::default());
         requests.insert(&request).await.unwrap();
         let lease_until = Timestamp::from_unix(1_750_000_600);
@@ -565,15 +556,7 @@ mod tests {
         );
         assert!(requests.update(request.id, &Transition::Cancel).await.unwrap());
         let clock = FakeClock::at(Timestamp::from_unix(1_750_000_000));
-        let inputs = BuildInputs {
-            subjects: &store,
-            sources: &NoSources,
-            requests: &requests,
-            exports: &files,
-            clock: &clock,
-            ttl: std::time::Duration::from_secs(86_400),
-            not_before: None,
-        };
+        let inputs = inputs(&store, &requests, &files, &clock);
         let lease = AtomicI64::new(lease_until.unix());
         let checkpoints = Checkpoints { every: 1, stop_at: None, lease: &lease };
         let outcome = build(&inputs, &request, checkpoints).await;
