@@ -66,6 +66,10 @@ pub const SOURCES: &str = "DATAREQUEST_SOURCES";
 pub const SOURCES_TOML: &str = "DATAREQUEST_SOURCES_TOML";
 /// AWS: a Secrets Manager secret with the sources' connection strings.
 pub const SOURCES_SECRET_ARN: &str = "DATAREQUEST_SOURCES_SECRET_ARN";
+/// Connections each source holds at once at most (a build holds one for its whole read).
+pub const SOURCE_POOL_SIZE: &str = "DATAREQUEST_SOURCE_POOL_SIZE";
+/// Seconds a source's pooled connection may sit unused before it is closed.
+pub const SOURCE_POOL_IDLE_SECS: &str = "DATAREQUEST_SOURCE_POOL_IDLE_SECS";
 
 // Local mode (the `datarequest` command).
 
@@ -381,6 +385,40 @@ impl ServerLimits {
             header_timeout: Duration::from_secs(header),
             body_idle_timeout: Duration::from_secs(body),
         })
+    }
+}
+
+/// Default connections per source.
+pub const DEFAULT_SOURCE_POOL_SIZE: usize = 4;
+/// Default seconds an unused source connection stays open.
+pub const DEFAULT_SOURCE_POOL_IDLE_SECS: u64 = 60;
+
+/// How many connections each source keeps and for how long (see [`SOURCE_POOL_SIZE`] and
+/// [`SOURCE_POOL_IDLE_SECS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourcePool {
+    /// Connections per source, in use or idle.
+    pub size: usize,
+    /// How long an unused connection stays open.
+    pub idle: Duration,
+}
+
+impl Default for SourcePool {
+    fn default() -> Self {
+        Self { size: DEFAULT_SOURCE_POOL_SIZE, idle: Duration::from_secs(DEFAULT_SOURCE_POOL_IDLE_SECS) }
+    }
+}
+
+impl SourcePool {
+    /// Reads the pool's settings.
+    ///
+    /// # Errors
+    /// When a variable is malformed or out of its range; the error names it.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let size = in_range(lookup, SOURCE_POOL_SIZE, DEFAULT_SOURCE_POOL_SIZE, 1..=1_000, "a number of connections")?;
+        let idle =
+            in_range(lookup, SOURCE_POOL_IDLE_SECS, DEFAULT_SOURCE_POOL_IDLE_SECS, 1..=86_400, "a number of seconds")?;
+        Ok(Self { size, idle: Duration::from_secs(idle) })
     }
 }
 

@@ -20,7 +20,7 @@ fn row(source: &str, members: &[(&str, serde_json::Value)]) -> SourceRow {
     SourceRow {
         source: Arc::from(source),
         columns: members.iter().map(|(name, _)| (*name).to_owned()).collect::<Vec<_>>().into(),
-        values: members.iter().map(|(_, value)| value.clone()).collect(),
+        values: members.iter().map(|(_, value)| value.clone().into()).collect(),
     }
 }
 
