@@ -16,6 +16,7 @@ mod html_report;
 mod ingest;
 mod ingest_kills;
 mod lifecycle;
+mod mysql;
 mod postgres;
 mod subjects_model;
 mod subjects_property;

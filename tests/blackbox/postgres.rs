@@ -427,14 +427,15 @@ async fn a_failing_query_fails_the_request_with_a_reason_naming_the_source() {
     assert_eq!(response.status, 404, "no export is complete with a source missing");
 }
 
-/// A TCP relay to the cluster that can be cut, as a network or a server going away.
-struct Relay {
-    port: u16,
+/// A TCP relay to a database server that can be cut, as a network or a server going away.
+pub struct Relay {
+    /// Where the relay listens.
+    pub port: u16,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Relay {
-    async fn to(target: SocketAddr) -> Self {
+    pub async fn to(target: SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("address").port();
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
@@ -460,7 +461,7 @@ impl Relay {
         Self { port, stop }
     }
 
-    fn cut(&self) {
+    pub fn cut(&self) {
         let _ = self.stop.send(true);
     }
 }

@@ -28,7 +28,7 @@ use serde_json::Value as Json;
 use tokio::sync::mpsc;
 
 use super::mapping::{self, Mistake, Query, SourceSpec};
-use super::pool::{FRESH, Lease, Pool};
+use super::pool::{Lease, Pool};
 use super::postgres::{BATCH_BYTES, BATCH_ROWS, RowsMessage, Values};
 use crate::config::SourcePool;
 use crate::domain::SubjectKind;
@@ -183,13 +183,14 @@ impl Mysql {
         Ok(conn)
     }
 
-    /// A connection of the pool (a kept one checked first when it has sat unused), or a new one.
+    /// A connection of the pool (a kept one checked first: nothing watches an idle one here, so
+    /// it is pinged), or a new one.
     async fn session(&self) -> Result<(Conn, Lease<Conn>), SourceError> {
         let lease = self.pool.lease(self.spec.connect_timeout).await.ok_or_else(|| {
             self.error(None, None, "could not connect: every connection of the source stayed busy".into())
         })?;
-        while let Some((mut conn, idle)) = lease.reuse() {
-            if idle < FRESH || conn.ping().await.is_ok() {
+        while let Some((mut conn, _)) = lease.reuse() {
+            if conn.ping().await.is_ok() {
                 return Ok((conn, lease));
             }
         }
