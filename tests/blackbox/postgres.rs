@@ -558,3 +558,62 @@ destinations = "SELECT id FROM messages WHERE customer_id = :email"
         "a mistake in the file itself is found before connecting"
     );
 }
+
+#[tokio::test]
+async fn json_and_jsonb_columns_come_out_byte_for_byte() {
+    let shop = Shop::new().await;
+    shop.admin
+        .batch_execute(
+            r#"CREATE TABLE docs (id bigint PRIMARY KEY, doc json, docb jsonb);
+               INSERT INTO docs VALUES (1, '{"big": 12345678901234567890.12, "tiny": 1e-400, "dime": 0.10}',
+                                           '{"big": 12345678901234567890.12, "dime": 0.10}');
+               GRANT SELECT ON docs TO PUBLIC;"#,
+        )
+        .await
+        .expect("docs");
+    let mapping = r#"
+[[source]]
+name = "docs"
+kind = "postgres"
+url_env = "SHOP_DATABASE_URL"
+[source.profile]
+exists = "SELECT 1 FROM docs WHERE id = :profile"
+profile = "SELECT id AS \"ID\", doc, docb, ARRAY[doc, NULL] AS docs FROM docs WHERE id = :profile"
+"#;
+    let (app, account) = TestApp::start(&shop.env(mapping));
+
+    let (id, status) = settle(&app, &account, "profile/1").await;
+
+    assert_eq!(status["state"], "built", "{status}");
+    let bytes = String::from_utf8(app.data(id, &account).await).expect("utf-8");
+    let doc = r#"{"big":12345678901234567890.12,"tiny":1e-400,"dime":0.10}"#;
+    // jsonb keeps the digits of a number too (it stores them as numeric), and orders keys its way.
+    let docb = r#"{"big":12345678901234567890.12,"dime":0.10}"#;
+    assert!(bytes.contains(&format!(r#"{{"ID":1,"doc":{doc},"docb":{docb},"docs":[{doc},null]}}"#)), "{bytes}");
+}
+
+const BACKEND: &str = r#"
+[[source]]
+name = "shop"
+kind = "postgres"
+url_env = "SHOP_DATABASE_URL"
+
+[source.profile]
+exists = "SELECT 1 FROM customer WHERE tenant = :account AND id = :profile"
+profile = "SELECT id AS \"ID\", pg_backend_pid() AS connection FROM customer WHERE tenant = :account AND id = :profile"
+"#;
+
+#[tokio::test]
+async fn builds_and_existence_checks_reuse_one_pooled_postgres_connection() {
+    let shop = Shop::new().await;
+    let (app, account) = TestApp::start(&shop.env(BACKEND));
+
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let export = export(&app, &account, "profile/7001").await;
+        seen.extend(column(&records(&export, "profile"), "connection"));
+    }
+
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|c| *c == seen[0]), "one connection served every POST and build: {seen:?}");
+}

@@ -540,4 +540,18 @@ mod tests {
             assert_eq!(error, Some(variable));
         }
     }
+
+    #[test]
+    fn the_source_pool_takes_its_size_and_idle_time_within_their_ranges() {
+        let lookup = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        };
+        assert_eq!(SourcePool::from_lookup(&lookup(&[])).ok(), Some(SourcePool::default()));
+        let set = SourcePool::from_lookup(&lookup(&[(SOURCE_POOL_SIZE, "2"), (SOURCE_POOL_IDLE_SECS, "5")])).ok();
+        assert_eq!(set, Some(SourcePool { size: 2, idle: Duration::from_secs(5) }));
+        for wrong in [(SOURCE_POOL_SIZE, "0"), (SOURCE_POOL_SIZE, "many"), (SOURCE_POOL_IDLE_SECS, "0")] {
+            let vars: &'static [(&'static str, &'static str)] = Box::leak(Box::new([wrong]));
+            assert_eq!(SourcePool::from_lookup(&lookup(vars)).err().map(|e| e.variable), Some(wrong.0));
+        }
+    }
 }

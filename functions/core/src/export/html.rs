@@ -537,8 +537,14 @@ impl Out {
                 self.raw("</ol>");
             }),
             Some(b'"') => serde_json::from_str::<String>(text).map(|s| self.text(&s)),
-            _ if text == "null" => Ok(self.raw("<span class=\"none\">null</span>")),
-            _ => Ok(self.text(text)),
+            _ if text == "null" => {
+                self.raw("<span class=\"none\">null</span>");
+                Ok(())
+            }
+            _ => {
+                self.text(text);
+                Ok(())
+            }
         };
         if parsed.is_err() {
             self.text(text);

@@ -35,7 +35,7 @@ const QUEUE: usize = 2;
 #[derive(Debug)]
 pub enum Source {
     /// A PostgreSQL database.
-    Postgres(Postgres),
+    Postgres(Box<Postgres>),
     /// A MySQL or MariaDB database.
     Mysql(Mysql),
 }
@@ -47,7 +47,7 @@ impl Source {
     /// When the connection string or its TLS settings are wrong (never quoting it).
     pub fn new(spec: SourceSpec, url: &str, pool: SourcePool) -> Result<Self, String> {
         match spec.kind {
-            SourceKind::Postgres => Postgres::new(spec, url, pool).map(Self::Postgres),
+            SourceKind::Postgres => Postgres::new(spec, url, pool).map(|source| Self::Postgres(Box::new(source))),
             SourceKind::Mysql => Mysql::new(spec, url, pool).map(Self::Mysql),
         }
     }
