@@ -484,3 +484,21 @@ destinations = "SELECT id, id FROM messages WHERE customer_id = :profile"
         r#"source "shop", [source.profile] destinations: column "id" appears twice: give one of them another name with AS"#
     );
 }
+
+#[tokio::test]
+async fn a_mysql_query_the_source_refuses_fails_the_build_at_once_with_its_reason() {
+    let mut shop = Shop::new().await;
+    let (app, account) = TestApp::start(&shop.env(MAPPING));
+    shop.admin.query_drop("DROP TABLE contact").await.expect("drop");
+
+    let started = Instant::now();
+    let (_, status) = settle(&app, &account, "profile/7001").await;
+
+    assert_eq!(status["state"], "failed", "{status}");
+    let reason = status["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains(r#"source "shop" (profile, subprofiles): Table '"#) && reason.contains("SQLSTATE 42S02"),
+        "{reason}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "not retried: {:?}", started.elapsed());
+}

@@ -617,3 +617,54 @@ async fn builds_and_existence_checks_reuse_one_pooled_postgres_connection() {
     assert_eq!(seen.len(), 3);
     assert!(seen.iter().all(|c| *c == seen[0]), "one connection served every POST and build: {seen:?}");
 }
+
+#[tokio::test]
+async fn sources_check_runs_every_query_and_reports_a_revoked_grant_an_unknown_table_and_a_bad_parameter_at_once() {
+    let shop = Shop::new().await;
+    let role = cluster().1.split(':').next().expect("role").to_owned();
+    shop.admin.batch_execute(&format!("REVOKE SELECT ON events FROM {role}")).await.expect("revoke");
+    let mapping = r#"
+[[source]]
+name = "shop"
+kind = "postgres"
+url_env = "SHOP_DATABASE_URL"
+[source.profile]
+exists = "SELECT 1 FROM customer WHERE tenant = :account AND id = :profile"
+profile = "SELECT id AS \"ID\" FROM customer WHERE tenant = :account AND id = :profile"
+clicks = "SELECT id AS \"ID\" FROM events WHERE customer_id = :profile"
+subprofiles = "SELECT id FROM nosuch WHERE customer_id = :profile"
+errors = "SELECT id FROM messages WHERE sent_at = :profile"
+"#;
+
+    let output = sources_check(mapping, &shop.url);
+
+    assert!(!output.status.success());
+    let lines: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(
+        lines,
+        [
+            r#"source "shop", [source.profile] subprofiles: relation "nosuch" does not exist at character 16 (SQLSTATE 42P01)"#,
+            r#"source "shop", [source.profile] clicks: permission denied for table events (SQLSTATE 42501)"#,
+            r#"source "shop", [source.profile] errors: parameter :profile is compared with a value of type timestamptz; it can only be an integer, numeric or text type"#,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_query_the_source_refuses_fails_the_build_at_once_with_its_reason() {
+    let shop = Shop::new().await;
+    let (app, account) = TestApp::start(&shop.env(MAPPING));
+    let role = cluster().1.split(':').next().expect("role").to_owned();
+    shop.admin.batch_execute(&format!("REVOKE SELECT ON messages FROM {role}")).await.expect("revoke");
+
+    let started = Instant::now();
+    let (_, status) = settle(&app, &account, "profile/7001").await;
+
+    assert_eq!(status["state"], "failed", "{status}");
+    let reason = status["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains(r#"source "shop" (profile, destinations): permission denied for table messages"#),
+        "{reason}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "not retried: {:?}", started.elapsed());
+}

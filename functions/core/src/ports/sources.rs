@@ -161,6 +161,18 @@ pub struct SourceError {
     pub section: Option<String>,
     /// What went wrong.
     pub what: String,
+    /// Whether the source refused the query itself (a permission, an unknown table or column,
+    /// a syntax error): another attempt cannot succeed, so the build fails at once.
+    pub permanent: bool,
+}
+
+impl SourceError {
+    /// The same error, permanent when `refused` (see [`SourceError::permanent`]).
+    #[must_use]
+    pub fn permanent_if(mut self, refused: bool) -> Self {
+        self.permanent = refused;
+        self
+    }
 }
 
 fn place(kind: &Option<&'static str>, section: &Option<String>) -> String {

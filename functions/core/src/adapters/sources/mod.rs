@@ -245,6 +245,7 @@ impl Feed {
             kind: Some(self.kind),
             section: section.map(str::to_owned),
             what: "the read ended before its end".into(),
+            permanent: false,
         }
     }
 }

@@ -73,6 +73,12 @@ fn describe(error: &mysql_async::Error) -> String {
     }
 }
 
+/// Whether the server refused the statement itself (SQLSTATE class 42: a permission, an
+/// unknown table or column, a syntax error): running it again cannot succeed.
+fn refused(error: &mysql_async::Error) -> bool {
+    matches!(error, mysql_async::Error::Server(server) if server.state.starts_with("42"))
+}
+
 /// `sslmode` and `sslrootcert` taken out of a `mysql://` URL.
 fn split_tls(url: &str) -> Result<(String, Option<String>, Option<String>), String> {
     let mut parsed = url::Url::parse(url).map_err(|e| format!("the connection string is not a valid URL: {e}"))?;
@@ -163,6 +169,7 @@ impl Mysql {
             kind: kind.map(SubjectKind::as_str),
             section: section.map(str::to_owned),
             what,
+            permanent: false,
         }
     }
 
@@ -212,7 +219,8 @@ impl Mysql {
     pub async fn exists(&self, kind: SubjectKind, values: &Values) -> Result<bool, SourceError> {
         let Some(query) = self.spec.queries(kind).and_then(|q| q.exists.as_ref()) else { return Ok(false) };
         let (mut conn, lease) = self.session().await?;
-        let failed = |e: mysql_async::Error| self.error(Some(kind), Some("exists"), describe(&e));
+        let failed =
+            |e: mysql_async::Error| self.error(Some(kind), Some("exists"), describe(&e)).permanent_if(refused(&e));
         let found = {
             let mut transaction = conn.start_transaction(Self::snapshot()).await.map_err(failed)?;
             let found = transaction
@@ -275,15 +283,18 @@ impl Mysql {
         out: &mpsc::Sender<RowsMessage>,
     ) -> Result<(), SourceError> {
         let failed = |what: String| self.error(Some(kind), Some(query.name), what);
-        let statement = transaction.prep(query.sql.as_str()).await.map_err(|e| failed(describe(&e)))?;
-        let columns = names(&statement).map_err(|problems| failed(problems.join("; ")))?;
+        let statement =
+            transaction.prep(query.sql.as_str()).await.map_err(|e| failed(describe(&e)).permanent_if(refused(&e)))?;
+        let columns = names(&statement).map_err(|problems| failed(problems.join("; ")).permanent_if(true))?;
         let described: Arc<[Column]> = statement.columns();
         let json = self.json_columns(transaction, &described).await.map_err(|e| failed(describe(&e)))?;
-        let mut result =
-            transaction.exec_iter(&statement, params(query, values)).await.map_err(|e| failed(describe(&e)))?;
+        let mut result = transaction
+            .exec_iter(&statement, params(query, values))
+            .await
+            .map_err(|e| failed(describe(&e)).permanent_if(refused(&e)))?;
         let mut batch = Vec::new();
         let mut bytes = 0;
-        while let Some(row) = result.next().await.map_err(|e| failed(describe(&e)))? {
+        while let Some(row) = result.next().await.map_err(|e| failed(describe(&e)).permanent_if(refused(&e)))? {
             let mut cells = Vec::with_capacity(columns.len());
             for ((value, column), json) in row.unwrap_raw().into_iter().zip(described.iter()).zip(&json) {
                 let (value, size) = cell(column, *json, value.unwrap_or(Value::NULL)).map_err(&failed)?;
@@ -354,7 +365,9 @@ impl Mysql {
     }
 
     /// Connects, prepares every query and reports each mistake: a query the server refuses
-    /// (syntax, unknown table or column), columns with the same name.
+    /// (syntax, unknown table or column, a missing grant), columns with the same name; then
+    /// runs each query that prepared once, in a read-only transaction with sample values
+    /// (account 1, id 1, an address of the reserved `.invalid` domain) that is rolled back.
     pub async fn check(&self) -> Vec<Mistake> {
         let mut conn = match self.connect().await {
             Ok(conn) => conn,
@@ -365,12 +378,16 @@ impl Mysql {
             for query in queries.all() {
                 let mistake = |message: String| Mistake::of_query(&self.spec.name, queries.kind, query.name, message);
                 match conn.prep(query.sql.as_str()).await {
-                    Ok(statement) if query.name != "exists" => {
-                        if let Err(problems) = names(&statement) {
+                    Ok(statement) => {
+                        if query.name != "exists"
+                            && let Err(problems) = names(&statement)
+                        {
                             mistakes.extend(problems.into_iter().map(mistake));
                         }
+                        if let Err(error) = sample(&mut conn, query, &statement).await {
+                            mistakes.push(mistake(describe(&error)));
+                        }
                     }
-                    Ok(_) => {}
                     Err(error) => mistakes.push(mistake(describe(&error))),
                 }
             }
@@ -378,6 +395,19 @@ impl Mysql {
         let _ = conn.disconnect().await;
         mistakes
     }
+}
+
+/// Runs a prepared query once with sample values inside a read-only transaction that is rolled
+/// back.
+async fn sample(conn: &mut Conn, query: &Query, statement: &Statement) -> Result<(), mysql_async::Error> {
+    let values = if query.params.contains(&super::sql::Param::Email) {
+        Values::sample("check@datarequest.invalid")
+    } else {
+        Values::sample("1")
+    };
+    let mut transaction = conn.start_transaction(Mysql::snapshot()).await?;
+    transaction.exec_first::<mysql_async::Row, _, _>(statement, params(query, &values)).await?;
+    transaction.rollback().await
 }
 
 /// The values of a query's placeholders, in order, each sent as text (the server converts it

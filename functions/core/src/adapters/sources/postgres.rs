@@ -47,6 +47,11 @@ impl Values {
         Self { account: account.to_string(), subject: subject.value() }
     }
 
+    /// Values for trying a query: account 1 and `subject`.
+    pub(super) fn sample(subject: &str) -> Self {
+        Self { account: "1".into(), subject: subject.into() }
+    }
+
     /// The value of a parameter (the mapping allows only the subject's own kind).
     pub(super) fn get(&self, param: Param) -> &str {
         match param {
@@ -159,8 +164,15 @@ fn tls_config(root: Option<&str>) -> Result<MakeRustlsConnect, String> {
     Ok(MakeRustlsConnect::new(config))
 }
 
-/// A problem of one query, found while preparing it.
-type Problems = Vec<String>;
+/// The problems of one query, found while preparing it, and whether they are the query's own
+/// (see [`refused`]) rather than the connection's.
+type Problems = (Vec<String>, bool);
+
+/// Whether the server refused the statement itself (SQLSTATE class 42: a permission, an
+/// unknown table or column, a syntax error): running it again cannot succeed.
+fn refused(error: &tokio_postgres::Error) -> bool {
+    error.code().is_some_and(|code| code.code().starts_with("42"))
+}
 
 /// A query prepared for reading: the statement to run and the names of its columns.
 #[derive(Clone)]
@@ -238,6 +250,7 @@ impl Postgres {
             kind: kind.map(SubjectKind::as_str),
             section: section.map(str::to_owned),
             what,
+            permanent: false,
         }
     }
 
@@ -297,7 +310,9 @@ impl Postgres {
         let found = {
             let Connection { client, prepared } = &mut connection;
             let transaction = self.begin(client, kind).await?;
-            let failed = |e: tokio_postgres::Error| self.error(Some(kind), Some("exists"), describe(&e));
+            let failed = |e: tokio_postgres::Error| {
+                self.error(Some(kind), Some("exists"), describe(&e)).permanent_if(refused(&e))
+            };
             let key = (query.name, query.sql.clone());
             let statement = match prepared.get(&key) {
                 Some(known) => known.statement.clone(),
@@ -375,25 +390,34 @@ impl Postgres {
         let prepared = match cache.get(&key) {
             Some(known) => known.clone(),
             None => {
-                let prepared = prepare(transaction, query).await.map_err(|problems| failed(problems.join("; ")))?;
+                let prepared = prepare(transaction, query)
+                    .await
+                    .map_err(|(problems, own)| failed(problems.join("; ")).permanent_if(own))?;
                 cache.insert(key, prepared.clone());
                 prepared
             }
         };
         let Some(params) = bind(query, &prepared.statement, values) else { return Ok(()) };
-        let portal = transaction.bind_raw(&prepared.statement, params).await.map_err(|e| failed(describe(&e)))?;
+        let portal = transaction
+            .bind_raw(&prepared.statement, params)
+            .await
+            .map_err(|e| failed(describe(&e)).permanent_if(refused(&e)))?;
         let width = prepared.columns.len();
         let mut batch = Vec::new();
         let mut bytes = 0;
         loop {
-            let rows = transaction.query_portal_raw(&portal, PAGE_ROWS).await.map_err(|e| failed(describe(&e)))?;
+            let rows = transaction
+                .query_portal_raw(&portal, PAGE_ROWS)
+                .await
+                .map_err(|e| failed(describe(&e)).permanent_if(refused(&e)))?;
             let mut rows = std::pin::pin!(rows);
             let mut count = 0;
-            while let Some(row) = rows.try_next().await.map_err(|e| failed(describe(&e)))? {
+            while let Some(row) = rows.try_next().await.map_err(|e| failed(describe(&e)).permanent_if(refused(&e)))? {
                 count += 1;
                 let mut values = Vec::with_capacity(width);
                 for i in 0..width {
-                    let Cell(value, size) = row.try_get::<_, Cell>(i).map_err(|e| failed(describe(&e)))?;
+                    let Cell(value, size) =
+                        row.try_get::<_, Cell>(i).map_err(|e| failed(describe(&e)).permanent_if(refused(&e)))?;
                     bytes += size;
                     values.push(value);
                 }
@@ -416,9 +440,11 @@ impl Postgres {
 
     /// Connects, prepares every query and reports each mistake: a query the server refuses
     /// (syntax, unknown table or column), a parameter compared with a type its value cannot
-    /// have, columns without a name or with the same name, a column that cannot be converted.
+    /// have, columns without a name or with the same name, a column that cannot be converted;
+    /// then runs each query that prepared once, in a read-only transaction with sample values
+    /// (what only running finds: a missing grant, a failing function).
     pub async fn check(&self) -> Vec<Mistake> {
-        let client = match self.connect().await {
+        let mut client = match self.connect().await {
             Ok(client) => client,
             Err(error) => return vec![Mistake::of_source(&self.spec.name, error.what)],
         };
@@ -431,12 +457,13 @@ impl Postgres {
                         .prepare(&query.sql)
                         .await
                         .map(|statement| Prepared { statement, columns: Arc::from([]) })
-                        .map_err(|e| vec![describe(&e)])
+                        .map_err(|e| (vec![describe(&e)], refused(&e)))
                 } else {
                     prepare(&client, query).await
                 };
                 match prepared {
                     Ok(prepared) => {
+                        let before = mistakes.len();
                         for (param, ty) in query.params.iter().zip(prepared.statement.params()) {
                             let numeric = *param != Param::Email;
                             if !convert::bindable(ty, numeric) {
@@ -447,12 +474,41 @@ impl Postgres {
                                 )));
                             }
                         }
+                        if mistakes.len() == before
+                            && let Err(error) = self.sample(&mut client, query, &prepared.statement).await
+                        {
+                            mistakes.push(mistake(describe(&error)));
+                        }
                     }
-                    Err(problems) => mistakes.extend(problems.into_iter().map(mistake)),
+                    Err((problems, _)) => mistakes.extend(problems.into_iter().map(mistake)),
                 }
             }
         }
         mistakes
+    }
+}
+
+impl Postgres {
+    /// Runs a prepared query once with sample values (account 1, id 1, an address of the
+    /// reserved `.invalid` domain) inside a read-only transaction that is rolled back, asking
+    /// for one row.
+    async fn sample(
+        &self,
+        client: &mut Client,
+        query: &Query,
+        statement: &Statement,
+    ) -> Result<(), tokio_postgres::Error> {
+        let values =
+            Values::sample(if query.params.contains(&Param::Email) { "check@datarequest.invalid" } else { "1" });
+        let Some(params) = bind(query, statement, &values) else { return Ok(()) };
+        let transaction = client.build_transaction().read_only(true).start().await?;
+        let millis = self.spec.statement_timeout.as_millis().max(1);
+        transaction.batch_execute(&format!("SET LOCAL statement_timeout = {millis}")).await?;
+        let portal = transaction.bind_raw(statement, params).await?;
+        let rows = transaction.query_portal_raw(&portal, 1).await?;
+        let mut rows = std::pin::pin!(rows);
+        while rows.try_next().await?.is_some() {}
+        transaction.rollback().await
     }
 }
 
@@ -475,7 +531,7 @@ fn bind<'v>(query: &Query, statement: &Statement, values: &'v Values) -> Option<
 /// (`SELECT r.c1, r.c2::text … FROM (query) AS r(c1, c2, …)`: a plain projection, which keeps
 /// the query's order).
 async fn prepare(client: &impl GenericClient, query: &Query) -> Result<Prepared, Problems> {
-    let statement = client.prepare(&query.sql).await.map_err(|e| vec![describe(&e)])?;
+    let statement = client.prepare(&query.sql).await.map_err(|e| (vec![describe(&e)], refused(&e)))?;
     let columns: Vec<String> = statement.columns().iter().map(|c| c.name().to_owned()).collect();
     let mut problems = Vec::new();
     for (i, name) in columns.iter().enumerate() {
@@ -486,7 +542,7 @@ async fn prepare(client: &impl GenericClient, query: &Query) -> Result<Prepared,
         }
     }
     if !problems.is_empty() {
-        return Err(problems);
+        return Err((problems, true));
     }
     let casts: Vec<Option<&str>> = statement.columns().iter().map(|c| convert::needs_text(c.type_())).collect();
     if casts.iter().all(Option::is_none) {
@@ -512,7 +568,7 @@ async fn prepare(client: &impl GenericClient, query: &Query) -> Result<Prepared,
                 .filter(|(_, cast)| cast.is_some())
                 .map(|(c, _)| format!("\"{}\" ({})", c.name(), c.type_().name()))
                 .collect();
-            Err(vec![format!("column {} cannot be converted to text: {}", odd.join(", "), describe(&error))])
+            Err((vec![format!("column {} cannot be converted to text: {}", odd.join(", "), describe(&error))], true))
         }
     }
 }
