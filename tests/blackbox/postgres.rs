@@ -668,3 +668,32 @@ async fn a_query_the_source_refuses_fails_the_build_at_once_with_its_reason() {
     );
     assert!(started.elapsed() < Duration::from_secs(10), "not retried: {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn a_parameter_the_server_cannot_type_is_named_as_written_with_the_cast_to_add() {
+    let shop = Shop::new().await;
+    let mapping = r#"
+[[source]]
+name = "shop"
+kind = "postgres"
+url_env = "SHOP_DATABASE_URL"
+[source.profile]
+profile = "SELECT :profile AS profile, name FROM customer WHERE tenant = :account AND id = :profile"
+clicks = "SELECT :email IS NULL AS nothing"
+"#;
+
+    let output = sources_check(&mapping.replace(":email", ":account"), &shop.url);
+
+    assert!(!output.status.success());
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("[source.profile] profile: inconsistent types deduced for parameter :profile")
+            && printed.contains("add a cast to say which type it is, such as :profile::bigint"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("[source.profile] clicks: could not determine data type of parameter :account"),
+        "{printed}"
+    );
+    assert!(!printed.contains('$'), "no numbered placeholder the mapping never wrote: {printed}");
+}

@@ -21,7 +21,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::convert::{self, Cell, TextParam};
 use super::mapping::{self, Mistake, Query, SourceSpec};
 use super::pool::{FRESH, Lease, Pool};
-use super::sql::Param;
+use super::sql::{Param, in_user_words};
 use crate::config::SourcePool;
 use crate::domain::{AccountId, Subject, SubjectKind};
 use crate::ports::{SourceError, SourceRow};
@@ -311,7 +311,8 @@ impl Postgres {
             let Connection { client, prepared } = &mut connection;
             let transaction = self.begin(client, kind).await?;
             let failed = |e: tokio_postgres::Error| {
-                self.error(Some(kind), Some("exists"), describe(&e)).permanent_if(refused(&e))
+                let what = in_user_words(&describe(&e), &query.params);
+                self.error(Some(kind), Some("exists"), what).permanent_if(refused(&e))
             };
             let key = (query.name, query.sql.clone());
             let statement = match prepared.get(&key) {
@@ -457,7 +458,7 @@ impl Postgres {
                         .prepare(&query.sql)
                         .await
                         .map(|statement| Prepared { statement, columns: Arc::from([]) })
-                        .map_err(|e| (vec![describe(&e)], refused(&e)))
+                        .map_err(|e| (vec![in_user_words(&describe(&e), &query.params)], refused(&e)))
                 } else {
                     prepare(&client, query).await
                 };
@@ -531,7 +532,10 @@ fn bind<'v>(query: &Query, statement: &Statement, values: &'v Values) -> Option<
 /// (`SELECT r.c1, r.c2::text … FROM (query) AS r(c1, c2, …)`: a plain projection, which keeps
 /// the query's order).
 async fn prepare(client: &impl GenericClient, query: &Query) -> Result<Prepared, Problems> {
-    let statement = client.prepare(&query.sql).await.map_err(|e| (vec![describe(&e)], refused(&e)))?;
+    let statement = client
+        .prepare(&query.sql)
+        .await
+        .map_err(|e| (vec![in_user_words(&describe(&e), &query.params)], refused(&e)))?;
     let columns: Vec<String> = statement.columns().iter().map(|c| c.name().to_owned()).collect();
     let mut problems = Vec::new();
     for (i, name) in columns.iter().enumerate() {

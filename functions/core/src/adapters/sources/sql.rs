@@ -199,6 +199,38 @@ pub fn rewrite(query: &str) -> Result<Rewritten, SqlError> {
     Ok(Rewritten { sql, params })
 }
 
+/// A database's message about a query in the words of its mapping: each numbered placeholder
+/// (`$2`) becomes the parameter written there (`:profile`), and a parameter whose type the
+/// server cannot deduce (or deduces twice, differently) gets the advice to cast it.
+#[must_use]
+pub fn in_user_words(message: &str, params: &[Param]) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut named = None;
+    let mut rest = message;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        let param = rest[at + 1..at + 1 + digits].parse::<usize>().ok().and_then(|n| params.get(n.checked_sub(1)?));
+        match param {
+            Some(param) => {
+                out.push_str(&param.to_string());
+                named = named.or(Some(*param));
+            }
+            None => out.push_str(&rest[at..=at + digits]),
+        }
+        rest = &rest[at + 1 + digits..];
+    }
+    out.push_str(rest);
+    if let Some(param) = named
+        && (message.contains("could not determine data type of parameter")
+            || message.contains("inconsistent types deduced for parameter"))
+    {
+        let cast = if param == Param::Email { "text" } else { "bigint" };
+        out.push_str(&format!("; add a cast to say which type it is, such as {param}::{cast}"));
+    }
+    out
+}
+
 /// Rewrites the named parameters of a MySQL or MariaDB query into `?` placeholders, one per
 /// use: `params` holds the parameter of each `?` in order (a name used twice is there twice).
 ///
@@ -466,6 +498,22 @@ mod tests {
         assert_eq!(rewrite_mysql("SELECT 1; DROP TABLE t"), Err(SqlError::SeveralStatements));
         assert_eq!(rewrite_mysql("SELECT 'open"), Err(SqlError::Unterminated("string")));
         assert_eq!(rewrite_mysql("SELECT 2--1 AS n").map(|r| r.sql), Ok("SELECT 2--1 AS n".to_owned()));
+    }
+
+    #[test]
+    fn database_messages_name_the_parameters_the_mapping_wrote() {
+        let params = [Param::Account, Param::Profile];
+        assert_eq!(
+            in_user_words("inconsistent types deduced for parameter $2 (SQLSTATE 42P08)", &params),
+            "inconsistent types deduced for parameter :profile (SQLSTATE 42P08); add a cast to say which type it is, \
+             such as :profile::bigint"
+        );
+        assert_eq!(
+            in_user_words("could not determine data type of parameter $1 (SQLSTATE 42P18)", &[Param::Email]),
+            "could not determine data type of parameter :email (SQLSTATE 42P18); add a cast to say which type it is, \
+             such as :email::text"
+        );
+        assert_eq!(in_user_words("costs $5 and $ more; $2 = $1", &params), "costs $5 and $ more; :profile = :account");
     }
 
     #[test]
