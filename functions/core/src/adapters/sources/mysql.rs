@@ -61,7 +61,9 @@ impl std::fmt::Debug for Mysql {
 fn describe(error: &mysql_async::Error) -> String {
     match error {
         mysql_async::Error::Server(server) => {
-            let message = if server.state.starts_with("22") || server.state.starts_with("23") {
+            // Data errors quote the value, whatever their SQLSTATE (1265, 1292, 1366, 1367 are HY000).
+            let quotes = matches!(server.code, 1265 | 1292 | 1366 | 1367);
+            let message = if quotes || server.state.starts_with("22") || server.state.starts_with("23") {
                 "a value was refused"
             } else {
                 &server.message
@@ -533,6 +535,19 @@ mod tests {
             let error = Mysql::new(spec(), wrong, pool).unwrap_err();
             assert!(!error.contains("secret"), "{error}");
         }
+    }
+
+    #[test]
+    fn an_error_that_quotes_a_value_is_told_without_it() {
+        let server = |code, state: &str, message: &str| {
+            mysql_async::Error::Server(mysql_async::ServerError { code, message: message.into(), state: state.into() })
+        };
+        let quoting = describe(&server(1292, "HY000", "Truncated incorrect DOUBLE value: 'jane@example.com'"));
+        assert_eq!(quoting, "a value was refused (error 1292, SQLSTATE HY000)");
+        let denied =
+            server(1142, "42000", "SELECT command denied to user 'datarequest'@'127.0.0.1' for table `shop`.`events`");
+        assert!(describe(&denied).starts_with("SELECT command denied") && refused(&denied));
+        assert!(!refused(&server(1969, "70100", "Query execution was interrupted (max_statement_time exceeded)")));
     }
 
     #[test]
