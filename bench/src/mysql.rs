@@ -51,10 +51,10 @@ fn server(root: &Path) -> anyhow::Result<Server> {
 /// `bench mysql [MB]`: only these figures.
 pub async fn only(bytes: u64) -> anyhow::Result<()> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let (_, work) = crate::release_and_work()?;
+    let (release, work) = crate::release_and_work()?;
     println!("{}", crate::HEADER);
     let server = server(&root)?;
-    let result = figures(&server, &work, &mut Report { rows: Vec::new() }, bytes).await;
+    let result = figures(&server, &release, &work, &mut Report { rows: Vec::new() }, bytes).await;
     if server.started {
         let _ = Command::new(root.join("infra/mariadb.sh")).arg("stop").status();
     }
@@ -93,7 +93,7 @@ fn text(value: &str) -> Value {
     Value::Bytes(value.as_bytes().to_vec())
 }
 
-async fn figures(server: &Server, work: &Path, report: &mut Report, bytes: u64) -> anyhow::Result<()> {
+async fn figures(server: &Server, release: &Path, work: &Path, report: &mut Report, bytes: u64) -> anyhow::Result<()> {
     let name = format!("bench_mysql_{}", std::process::id());
     let mut admin = mysql_async::Conn::from_url(server.admin.as_str()).await.context("connecting to MariaDB")?;
     admin.query_drop(format!("DROP DATABASE IF EXISTS {name}")).await?;
@@ -196,6 +196,10 @@ async fn figures(server: &Server, work: &Path, report: &mut Report, bytes: u64) 
     anyhow::ensure!(status.success(), "the mariadb client failed");
 
     let dir = work.join("mysql-large");
+    // The build is for account 1, the first one made in the folder.
+    let account =
+        Command::new(release.join("datarequest")).args(["account", "create", "--data-dir"]).arg(&dir).output()?;
+    anyhow::ensure!(account.status.success(), "account create failed");
     let built = crate::spawn_child(
         &dir,
         None,
