@@ -162,7 +162,7 @@ SELECT CAST(-128 AS SIGNED) AS tiny, 18446744073709551615 AS umax, -922337203685
        CAST('2025-01-02 03:04:05.678' AS DATETIME(3)) AS dt, CAST('1999-12-31' AS DATE) AS eve,
        CAST('-01:02:03' AS TIME) AS back, b'1' AS bit1, x'00ff' AS bytes, CAST('abc' AS BINARY) AS bin,
        NULL AS nothing, 'Zoë' AS text, CONVERT(:email USING utf8mb4) AS asked, CONVERT(:email USING utf8mb4) AS again,
-       @@session.time_zone AS tz, JSON_OBJECT('a', 1) AS made
+       @@session.time_zone AS tz, JSON_OBJECT('a', 1) AS made, :email AS raw
 """
 "#;
 
@@ -180,7 +180,7 @@ async fn other_types_nulls_and_extremes_take_their_documented_form() {
             "big": "12345678901234567890.000001", "f": 1.1, "d": 2.5e300, "dt": "2025-01-02 03:04:05",
             "eve": "1999-12-31", "back": "-01:02:03", "bit1": "AQ==", "bytes": "AP8=", "bin": "YWJj",
             "nothing": null, "text": "Zoë", "asked": "Types@example.com", "again": "Types@example.com",
-            "tz": "+00:00", "made": "{\"a\": 1}"
+            "tz": "+00:00", "made": "{\"a\": 1}", "raw": "VHlwZXNAZXhhbXBsZS5jb20="
         })]
     );
 }
