@@ -2,9 +2,10 @@
 # Runs every check and test from a fresh clone: formatting, lints, the template checks
 # (cfn-lint, checkov), unit and handler tests, the black-box tests of the local binary, and the
 # AWS adapters and Lambda binaries against a local AWS emulator that this script starts and stops,
-# and the PostgreSQL sources against a private cluster it starts and stops (infra/postgres.sh).
-# It installs what it needs (Python venvs under .venv/, Chromium from the distribution for the
-# HTML report's browser test, PostgreSQL when missing) on the first run.
+# and the PostgreSQL and MySQL sources against a private PostgreSQL cluster and MariaDB server it
+# starts and stops (infra/postgres.sh, infra/mariadb.sh). It installs what it needs (Python venvs
+# under .venv/, Chromium from the distribution for the HTML report's browser test, PostgreSQL and
+# MariaDB when missing) on the first run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -63,6 +64,12 @@ trap 'on_exit; ./infra/emulator.sh stop; ./infra/postgres.sh stop' EXIT
 postgres_env=$(./infra/postgres.sh start)
 while IFS= read -r line; do export "$line"; done <<< "$postgres_env"
 
+stage "MariaDB (a private server on loopback for the MySQL source tests; installed when missing)"
+./infra/mariadb.sh stop
+trap 'on_exit; ./infra/emulator.sh stop; ./infra/postgres.sh stop; ./infra/mariadb.sh stop' EXIT
+mariadb_env=$(./infra/mariadb.sh start)
+while IFS= read -r line; do export "$line"; done <<< "$mariadb_env"
+
 stage "cfn-lint template.yaml"
 "$venvs/emulator/bin/cfn-lint" template.yaml
 
@@ -84,6 +91,7 @@ target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, 
 
 stage "datarequest sources check (the sample mapping on the sample shop)"
 DATAREQUEST_SOURCES=examples/postgres/sources.toml "$target/debug/datarequest" sources check
+DATAREQUEST_SOURCES=examples/mysql/sources.toml "$target/debug/datarequest" sources check
 
 stage "chromium (renders the HTML report in the black-box tests)"
 if ! command -v chromium > /dev/null; then

@@ -24,6 +24,7 @@ mod abuse;
 mod continuations;
 mod faults;
 mod ingest;
+mod mysql;
 mod postgres;
 mod webhook;
 
@@ -82,6 +83,13 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(ingest_only(lines, lambda_lines))
         }
         Some("ingest-key-child") => runtime.block_on(ingest::key_child()),
+        // `bench mysql [MB]`: only the MySQL source figures, on MariaDB (a subject of MB, default 1000).
+        Some("mysql") => {
+            let Some(mb) = args.get(1).map_or(Some(1000), |mb| mb.parse::<u64>().ok()) else {
+                anyhow::bail!("usage: bench mysql [MB]");
+            };
+            runtime.block_on(mysql::only(mb * 1_000_000))
+        }
         // `bench postgres [MB]`: only the PostgreSQL source figures (a subject of MB, default 1000).
         Some("postgres") => {
             let Ok(mb) = args.get(1).map_or(Ok(1_000), |mb| mb.parse::<u64>()) else {
@@ -140,7 +148,7 @@ fn main() -> anyhow::Result<()> {
         Some("all") | None => runtime.block_on(all()),
         Some(other) => {
             anyhow::bail!(
-                "unknown command {other}: use `bench`, `bench all`, `bench load`, `bench abuse`, `bench ingest`, `bench mail`, `bench webhook`, `bench postgres`, `bench faults`, `bench continuations`, `bench builder` or `bench prepare`"
+                "unknown command {other}: use `bench`, `bench all`, `bench load`, `bench abuse`, `bench ingest`, `bench mail`, `bench webhook`, `bench postgres`, `bench mysql`, `bench faults`, `bench continuations`, `bench builder` or `bench prepare`"
             )
         }
     }

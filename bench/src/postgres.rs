@@ -220,7 +220,11 @@ async fn copy_limit(url: &str, profile: u64) -> anyhow::Result<(u64, Duration)> 
 }
 
 /// The build of profile `profile` of account 1 from the sources, in a child process.
-fn build_child(dir: &Path, url: &str) -> anyhow::Result<Value> {
+fn build_child(release: &Path, dir: &Path, url: &str) -> anyhow::Result<Value> {
+    // The build is for account 1, the first one made in the folder.
+    let account =
+        Command::new(release.join("datarequest")).args(["account", "create", "--data-dir"]).arg(dir).output()?;
+    anyhow::ensure!(account.status.success(), "account create failed");
     let output = Command::new(std::env::current_exe()?)
         .args(["build-child"])
         .arg(dir)
@@ -274,7 +278,7 @@ async fn figures(
     );
     let (copied, copy_time) = copy_limit(&url, 1).await?;
     let dir = work.join("postgres-large");
-    let built = build_child(&dir, &url)?;
+    let built = build_child(release, &dir, &url)?;
     let size = built["bytes"].as_f64().unwrap_or(0.0);
     let seconds = built["seconds"].as_f64().unwrap_or(1.0);
     let rss = built["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0;

@@ -17,6 +17,7 @@ mod html_report;
 mod ingest;
 mod ingest_kills;
 mod lifecycle;
+mod mysql;
 mod nothing_held;
 mod postgres;
 mod signing;

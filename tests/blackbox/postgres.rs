@@ -430,14 +430,15 @@ async fn a_failing_query_fails_the_request_with_a_reason_naming_the_source() {
     assert_eq!(response.status, 404, "no export is complete with a source missing");
 }
 
-/// A TCP relay to the cluster that can be cut, as a network or a server going away.
-struct Relay {
-    port: u16,
+/// A TCP relay to a database server that can be cut, as a network or a server going away.
+pub struct Relay {
+    /// Where the relay listens.
+    pub port: u16,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Relay {
-    async fn to(target: SocketAddr) -> Self {
+    pub async fn to(target: SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("address").port();
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
@@ -463,7 +464,7 @@ impl Relay {
         Self { port, stop }
     }
 
-    fn cut(&self) {
+    pub fn cut(&self) {
         let _ = self.stop.send(true);
     }
 }
@@ -559,4 +560,143 @@ destinations = "SELECT id FROM messages WHERE customer_id = :email"
         r#"source "shop", [source.email] destinations: unknown parameter :profile: the queries of [source.email] may use :account and :email"#,
         "a mistake in the file itself is found before connecting"
     );
+}
+
+#[tokio::test]
+async fn json_and_jsonb_columns_come_out_byte_for_byte() {
+    let shop = Shop::new().await;
+    shop.admin
+        .batch_execute(
+            r#"CREATE TABLE docs (id bigint PRIMARY KEY, doc json, docb jsonb);
+               INSERT INTO docs VALUES (1, '{"big": 12345678901234567890.12, "tiny": 1e-400, "dime": 0.10}',
+                                           '{"big": 12345678901234567890.12, "dime": 0.10}');
+               GRANT SELECT ON docs TO PUBLIC;"#,
+        )
+        .await
+        .expect("docs");
+    let mapping = r#"
+[[source]]
+name = "docs"
+kind = "postgres"
+url_env = "SHOP_DATABASE_URL"
+[source.profile]
+exists = "SELECT 1 FROM docs WHERE id = :profile"
+profile = "SELECT id AS \"ID\", doc, docb, ARRAY[doc, NULL] AS docs FROM docs WHERE id = :profile"
+"#;
+    let (app, account) = TestApp::start(&shop.env(mapping));
+
+    let (id, status) = settle(&app, &account, "profile/1").await;
+
+    assert_eq!(status["state"], "built", "{status}");
+    let bytes = String::from_utf8(app.data(id, &account).await).expect("utf-8");
+    let doc = r#"{"big":12345678901234567890.12,"tiny":1e-400,"dime":0.10}"#;
+    // jsonb keeps the digits of a number too (it stores them as numeric), and orders keys its way.
+    let docb = r#"{"big":12345678901234567890.12,"dime":0.10}"#;
+    assert!(bytes.contains(&format!(r#"{{"ID":1,"doc":{doc},"docb":{docb},"docs":[{doc},null]}}"#)), "{bytes}");
+}
+
+const BACKEND: &str = r#"
+[[source]]
+name = "shop"
+kind = "postgres"
+url_env = "SHOP_DATABASE_URL"
+
+[source.profile]
+exists = "SELECT 1 FROM customer WHERE tenant = :account AND id = :profile"
+profile = "SELECT id AS \"ID\", pg_backend_pid() AS connection FROM customer WHERE tenant = :account AND id = :profile"
+"#;
+
+#[tokio::test]
+async fn builds_and_existence_checks_reuse_one_pooled_postgres_connection() {
+    let shop = Shop::new().await;
+    let (app, account) = TestApp::start(&shop.env(BACKEND));
+
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let export = export(&app, &account, "profile/7001").await;
+        seen.extend(column(&records(&export, "profile"), "connection"));
+    }
+
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|c| *c == seen[0]), "one connection served every POST and build: {seen:?}");
+}
+
+#[tokio::test]
+async fn sources_check_runs_every_query_and_reports_a_revoked_grant_an_unknown_table_and_a_bad_parameter_at_once() {
+    let shop = Shop::new().await;
+    let role = cluster().1.split(':').next().expect("role").to_owned();
+    shop.admin.batch_execute(&format!("REVOKE SELECT ON events FROM {role}")).await.expect("revoke");
+    let mapping = r#"
+[[source]]
+name = "shop"
+kind = "postgres"
+url_env = "SHOP_DATABASE_URL"
+[source.profile]
+exists = "SELECT 1 FROM customer WHERE tenant = :account AND id = :profile"
+profile = "SELECT id AS \"ID\" FROM customer WHERE tenant = :account AND id = :profile"
+clicks = "SELECT id AS \"ID\" FROM events WHERE customer_id = :profile"
+subprofiles = "SELECT id FROM nosuch WHERE customer_id = :profile"
+errors = "SELECT id FROM messages WHERE sent_at = :profile"
+"#;
+
+    let output = sources_check(mapping, &shop.url);
+
+    assert!(!output.status.success());
+    let lines: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(
+        lines,
+        [
+            r#"source "shop", [source.profile] subprofiles: relation "nosuch" does not exist at character 16 (SQLSTATE 42P01)"#,
+            r#"source "shop", [source.profile] clicks: permission denied for table events (SQLSTATE 42501)"#,
+            r#"source "shop", [source.profile] errors: parameter :profile is compared with a value of type timestamptz; it can only be an integer, numeric or text type"#,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_query_the_source_refuses_fails_the_build_at_once_with_its_reason() {
+    let shop = Shop::new().await;
+    let (app, account) = TestApp::start(&shop.env(MAPPING));
+    let role = cluster().1.split(':').next().expect("role").to_owned();
+    shop.admin.batch_execute(&format!("REVOKE SELECT ON messages FROM {role}")).await.expect("revoke");
+
+    let started = Instant::now();
+    let (_, status) = settle(&app, &account, "profile/7001").await;
+
+    assert_eq!(status["state"], "failed", "{status}");
+    let reason = status["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains(r#"source "shop" (profile, destinations): permission denied for table messages"#),
+        "{reason}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "not retried: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_parameter_the_server_cannot_type_is_named_as_written_with_the_cast_to_add() {
+    let shop = Shop::new().await;
+    let mapping = r#"
+[[source]]
+name = "shop"
+kind = "postgres"
+url_env = "SHOP_DATABASE_URL"
+[source.profile]
+profile = "SELECT :profile AS profile, name FROM customer WHERE tenant = :account AND id = :profile"
+clicks = "SELECT :email IS NULL AS nothing"
+"#;
+
+    let output = sources_check(&mapping.replace(":email", ":account"), &shop.url);
+
+    assert!(!output.status.success());
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("[source.profile] profile: inconsistent types deduced for parameter :profile")
+            && printed.contains("add a cast to say which type it is, such as :profile::bigint"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("[source.profile] clicks: could not determine data type of parameter :account"),
+        "{printed}"
+    );
+    assert!(!printed.contains('$'), "no numbered placeholder the mapping never wrote: {printed}");
 }

@@ -79,6 +79,10 @@ pub const SOURCES_TOML: &str = "DATAREQUEST_SOURCES_TOML";
 pub const SOURCES_OBJECT: &str = "DATAREQUEST_SOURCES_OBJECT";
 /// AWS: a Secrets Manager secret with the sources' connection strings.
 pub const SOURCES_SECRET_ARN: &str = "DATAREQUEST_SOURCES_SECRET_ARN";
+/// Connections each source holds at once at most (a build holds one for its whole read).
+pub const SOURCE_POOL_SIZE: &str = "DATAREQUEST_SOURCE_POOL_SIZE";
+/// Seconds a source's pooled connection may sit unused before it is closed.
+pub const SOURCE_POOL_IDLE_SECS: &str = "DATAREQUEST_SOURCE_POOL_IDLE_SECS";
 
 // Local mode (the `datarequest` command).
 
@@ -438,6 +442,40 @@ impl ServerLimits {
     }
 }
 
+/// Default connections per source.
+pub const DEFAULT_SOURCE_POOL_SIZE: usize = 4;
+/// Default seconds an unused source connection stays open.
+pub const DEFAULT_SOURCE_POOL_IDLE_SECS: u64 = 60;
+
+/// How many connections each source keeps and for how long (see [`SOURCE_POOL_SIZE`] and
+/// [`SOURCE_POOL_IDLE_SECS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourcePool {
+    /// Connections per source, in use or idle.
+    pub size: usize,
+    /// How long an unused connection stays open.
+    pub idle: Duration,
+}
+
+impl Default for SourcePool {
+    fn default() -> Self {
+        Self { size: DEFAULT_SOURCE_POOL_SIZE, idle: Duration::from_secs(DEFAULT_SOURCE_POOL_IDLE_SECS) }
+    }
+}
+
+impl SourcePool {
+    /// Reads the pool's settings.
+    ///
+    /// # Errors
+    /// When a variable is malformed or out of its range; the error names it.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let size = in_range(lookup, SOURCE_POOL_SIZE, DEFAULT_SOURCE_POOL_SIZE, 1..=1_000, "a number of connections")?;
+        let idle =
+            in_range(lookup, SOURCE_POOL_IDLE_SECS, DEFAULT_SOURCE_POOL_IDLE_SECS, 1..=86_400, "a number of seconds")?;
+        Ok(Self { size, idle: Duration::from_secs(idle) })
+    }
+}
+
 /// `DATAREQUEST_AUDIT_RETENTION_DAYS`: 1095 (three years) unless set.
 fn audit_retention(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Duration, ConfigError> {
     let days: f64 = parsed(lookup, AUDIT_RETENTION_DAYS, 1095.0, "a number of days")?;
@@ -573,6 +611,20 @@ mod tests {
         for (vars, variable) in cases {
             let error = settings(vars).err().map(|e| e.variable);
             assert_eq!(error, Some(variable));
+        }
+    }
+
+    #[test]
+    fn the_source_pool_takes_its_size_and_idle_time_within_their_ranges() {
+        let lookup = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        };
+        assert_eq!(SourcePool::from_lookup(&lookup(&[])).ok(), Some(SourcePool::default()));
+        let set = SourcePool::from_lookup(&lookup(&[(SOURCE_POOL_SIZE, "2"), (SOURCE_POOL_IDLE_SECS, "5")])).ok();
+        assert_eq!(set, Some(SourcePool { size: 2, idle: Duration::from_secs(5) }));
+        for wrong in [(SOURCE_POOL_SIZE, "0"), (SOURCE_POOL_SIZE, "many"), (SOURCE_POOL_IDLE_SECS, "0")] {
+            let vars: &'static [(&'static str, &'static str)] = Box::leak(Box::new([wrong]));
+            assert_eq!(SourcePool::from_lookup(&lookup(vars)).err().map(|e| e.variable), Some(wrong.0));
         }
     }
 }

@@ -126,7 +126,7 @@ fn sources(data: &Data, account: AccountId, subject: &Subject) -> MemorySources 
     let sections = ["profile", "subprofiles", "destinations", "clicks", "subscriptions"];
     let columns: Arc<[String]> = vec!["n".to_owned(), "text".to_owned()].into();
     for (section, n) in &data.rows {
-        let values = vec![serde_json::json!(n), serde_json::json!(format!("row {n} <b>&</b>"))];
+        let values = vec![serde_json::json!(n).into(), serde_json::json!(format!("row {n} <b>&</b>")).into()];
         let row = SourceRow { source: "shop".into(), columns: Arc::clone(&columns), values };
         sources.add(account, subject.clone(), sections[section % sections.len()], row);
     }

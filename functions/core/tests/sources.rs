@@ -20,7 +20,7 @@ fn row(source: &str, members: &[(&str, serde_json::Value)]) -> SourceRow {
     SourceRow {
         source: Arc::from(source),
         columns: members.iter().map(|(name, _)| (*name).to_owned()).collect::<Vec<_>>().into(),
-        values: members.iter().map(|(_, value)| value.clone()).collect(),
+        values: members.iter().map(|(_, value)| value.clone().into()).collect(),
     }
 }
 
@@ -103,6 +103,7 @@ async fn a_failing_source_fails_the_build_with_a_reason_naming_it_and_leaves_no_
         kind: Some("profile"),
         section: Some("clicks".into()),
         what: "canceling statement due to statement timeout (SQLSTATE 57014)".into(),
+        permanent: false,
     });
     let id = world.app.submit(world.account, profile("42"), None, &Origin::default()).await.expect("accepted");
     let attempts = world.app.settings().build_attempts;
@@ -119,4 +120,23 @@ async fn a_failing_source_fails_the_build_with_a_reason_naming_it_and_leaves_no_
         )
     );
     assert!(world.fakes.exports.bytes(id).is_none(), "no export is complete with a source missing");
+}
+
+#[tokio::test]
+async fn a_query_the_source_refuses_fails_the_build_at_its_first_attempt() {
+    let world = world().await;
+    world.fakes.sources.fail(SourceError {
+        source_name: "shop".into(),
+        kind: Some("profile"),
+        section: Some("clicks".into()),
+        what: "permission denied for table events (SQLSTATE 42501)".into(),
+        permanent: true,
+    });
+    let id = world.app.submit(world.account, profile("42"), None, &Origin::default()).await.expect("accepted");
+
+    world.app.handle_message(id, 1).await.expect("the first attempt settles the request");
+
+    let request = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
+    assert_eq!(request.state, State::Failed);
+    assert!(request.reason.is_some_and(|r| r.ends_with("permission denied for table events (SQLSTATE 42501)")));
 }

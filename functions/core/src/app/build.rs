@@ -64,7 +64,9 @@ impl App {
                     Some(request) => request,
                     None => return Ok(QueueOutcome::Done),
                 },
-                Err(error) if receives >= app.settings.build_attempts => {
+                // A query the source refuses (a permission, an unknown table) fails the same way
+                // every time: the request fails at once with that reason.
+                Err(error) if receives >= app.settings.build_attempts || error.is_permanent() => {
                     tracing::error!(error = format!("{error:#}"), receives, "build failed for the last time");
                     let reason = build_failure(&error);
                     if app.requests.update(id, &Transition::Fail { reason: reason.clone() }).await? {

@@ -26,6 +26,13 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// Whether another attempt cannot succeed: a source refused a query itself (see
+    /// [`SourceError::permanent`]).
+    #[must_use]
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Source(source) if source.permanent)
+    }
+
     /// The error as a log carries it: the cause itself when it is [`BuildError::Unexpected`].
     #[must_use]
     pub fn into_anyhow(self) -> anyhow::Error {

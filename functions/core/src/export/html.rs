@@ -10,11 +10,12 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use mail_parser::{Address, Header, HeaderValue, MessageParser, MimeHeaders, PartType};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::mime::Part;
 use crate::domain::{Event, Message, Profile, RequestId, Subject, SubjectKind, Subprofile, Timestamp};
-use crate::ports::SourceRow;
+use crate::ports::{SourceRow, SourceValue};
 
 /// The policy of the page: nothing but its own inline style. Sent as a header by the API and
 /// repeated in the page, so it holds where the file is opened from disk or a mail client too.
@@ -371,12 +372,15 @@ impl HtmlReport {
         let mut mime = None;
         for (name, value) in row.members() {
             match value {
-                Value::String(text) if name == "mime" => mime = Some(text),
+                SourceValue::Value(Value::String(text)) if name == "mime" => mime = Some(text),
                 _ => {
                     self.out.raw("<tr><th>");
                     self.out.text(name);
                     self.out.raw("</th><td>");
-                    self.out.value(value);
+                    match value {
+                        SourceValue::Value(value) => self.out.value(value),
+                        SourceValue::Json(raw) => self.out.raw_json(raw),
+                    }
                     self.out.raw("</td></tr>");
                 }
             }
@@ -520,6 +524,56 @@ impl Out {
                 self.raw("</ol>");
             }
             Value::Object(members) => self.members(members),
+        }
+    }
+
+    /// A JSON document as a source gave it, shown as [`Self::value`] shows one, its numbers as
+    /// written.
+    fn raw_json(&mut self, raw: &RawValue) {
+        let text = raw.get();
+        let parsed = match text.as_bytes().first() {
+            Some(b'{') => {
+                serde_json::from_str::<std::collections::BTreeMap<String, Box<RawValue>>>(text).map(|members| {
+                    if members.is_empty() {
+                        self.raw("<span class=\"none\">(none)</span>");
+                        return;
+                    }
+                    self.raw("<table class=\"kv\"><tbody>");
+                    for (name, value) in &members {
+                        self.raw("<tr><th>");
+                        self.text(name);
+                        self.raw("</th><td>");
+                        self.raw_json(value);
+                        self.raw("</td></tr>");
+                    }
+                    self.raw("</tbody></table>");
+                })
+            }
+            Some(b'[') => serde_json::from_str::<Vec<Box<RawValue>>>(text).map(|items| {
+                if items.is_empty() {
+                    self.raw("<span class=\"none\">(none)</span>");
+                    return;
+                }
+                self.raw("<ol>");
+                for item in &items {
+                    self.raw("<li>");
+                    self.raw_json(item);
+                    self.raw("</li>");
+                }
+                self.raw("</ol>");
+            }),
+            Some(b'"') => serde_json::from_str::<String>(text).map(|s| self.text(&s)),
+            _ if text == "null" => {
+                self.raw("<span class=\"none\">null</span>");
+                Ok(())
+            }
+            _ => {
+                self.text(text);
+                Ok(())
+            }
+        };
+        if parsed.is_err() {
+            self.text(text);
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
-pub use sources::{NoRows, NoSources, SourceError, SourceReader, SourceRow, SubjectSources};
+pub use sources::{NoRows, NoSources, SourceError, SourceReader, SourceRow, SourceValue, SubjectSources};
 
 use crate::domain::{
     AccountId, AuditEntry, DataRequest, EmailAddress, Erasure, Event, EventKind, Line, Message, Mime, MimeRef, Profile,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::domain::{AccountId, Subject, SubjectKind};
 
@@ -19,12 +20,86 @@ pub struct SourceRow {
     /// The column names (shared by every row of a query).
     pub columns: Arc<[String]>,
     /// The values, one per column.
-    pub values: Vec<Value>,
+    pub values: Vec<SourceValue>,
+}
+
+/// One value of a source's row: JSON built from the column's type, or a JSON document exactly
+/// as the database returned it (its numbers never pass through a float).
+#[derive(Debug, Clone)]
+pub enum SourceValue {
+    /// A value converted from the column's type.
+    Value(Value),
+    /// A JSON document copied as it came (without whitespace outside its strings).
+    Json(Box<RawValue>),
+}
+
+impl SourceValue {
+    /// The JSON text of a document exactly as a database returned it, without whitespace
+    /// outside its strings.
+    ///
+    /// # Errors
+    /// When the text is not one JSON document.
+    pub fn json(text: &str) -> Result<Self, serde_json::Error> {
+        let raw: &RawValue = serde_json::from_str(text)?;
+        let mut compact = String::with_capacity(raw.get().len());
+        let (mut quoted, mut escaped) = (false, false);
+        for c in raw.get().chars() {
+            if quoted {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    quoted = false;
+                }
+            } else if c.is_ascii_whitespace() {
+                continue;
+            } else if c == '"' {
+                quoted = true;
+            }
+            compact.push(c);
+        }
+        Ok(Self::Json(RawValue::from_string(compact)?))
+    }
+
+    /// The value as text, if it is a string.
+    #[must_use]
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Value(value) => value.as_str(),
+            Self::Json(_) => None,
+        }
+    }
+}
+
+impl From<Value> for SourceValue {
+    fn from(value: Value) -> Self {
+        Self::Value(value)
+    }
+}
+
+impl PartialEq for SourceValue {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Value(a), Self::Value(b)) => a == b,
+            (Self::Json(a), Self::Json(b)) => a.get() == b.get(),
+            _ => false,
+        }
+    }
+}
+
+impl Serialize for SourceValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Value(value) => value.serialize(serializer),
+            Self::Json(raw) => raw.serialize(serializer),
+        }
+    }
 }
 
 impl SourceRow {
     /// The members, in column order.
-    pub fn members(&self) -> impl Iterator<Item = (&str, &Value)> {
+    pub fn members(&self) -> impl Iterator<Item = (&str, &SourceValue)> {
         self.columns.iter().map(String::as_str).zip(&self.values)
     }
 }
@@ -93,6 +168,18 @@ pub struct SourceError {
     pub section: Option<String>,
     /// What went wrong.
     pub what: String,
+    /// Whether the source refused the query itself (a permission, an unknown table or column,
+    /// a syntax error): another attempt cannot succeed, so the build fails at once.
+    pub permanent: bool,
+}
+
+impl SourceError {
+    /// The same error, permanent when `refused` (see [`SourceError::permanent`]).
+    #[must_use]
+    pub fn permanent_if(mut self, refused: bool) -> Self {
+        self.permanent = refused;
+        self
+    }
 }
 
 fn place(kind: &Option<&'static str>, section: &Option<String>) -> String {

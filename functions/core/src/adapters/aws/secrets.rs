@@ -59,18 +59,23 @@ impl SourceSecret {
     }
 }
 
-/// `postgres://user:password@host:port/dbname` of an RDS secret, every part encoded.
+/// `postgres://user:password@host:port/dbname` of an RDS secret, every part encoded
+/// (`mysql://…`, port 3306 by default, when its `engine` is `mysql` or `mariadb`).
 fn rds_url(members: &serde_json::Map<String, Value>) -> Result<String, String> {
     let text = |name: &str| members.get(name).and_then(Value::as_str);
     let host = text("host").ok_or("the secret's host is not a string")?;
-    let mut url = url::Url::parse("postgres://localhost").map_err(|e| e.to_string())?;
+    let (scheme, default_port) = match text("engine") {
+        Some("mysql" | "mariadb") => ("mysql", 3306),
+        _ => ("postgres", 5432),
+    };
+    let mut url = url::Url::parse(&format!("{scheme}://localhost")).map_err(|e| e.to_string())?;
     url.set_host(Some(host)).map_err(|_| "the secret's host is not a host name".to_owned())?;
     url.set_username(text("username").unwrap_or_default()).map_err(|()| "the secret's username")?;
     url.set_password(text("password")).map_err(|()| "the secret's password")?;
     let port = match members.get("port") {
         Some(Value::Number(n)) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
         Some(Value::String(p)) => p.parse().ok(),
-        _ => Some(5432),
+        _ => Some(default_port),
     };
     url.set_port(Some(port.ok_or("the secret's port is not a port")?)).map_err(|()| "the secret's port")?;
     if let Some(database) = text("dbname") {
@@ -110,6 +115,10 @@ mod tests {
             rds.url("ANY").as_deref(),
             Some("postgres://reader:p%40ss%2Fw%3Ard@db.abc.eu-west-1.rds.amazonaws.com:5432/shop")
         );
+
+        let maria =
+            SourceSecret::parse(r#"{"engine": "mariadb", "host": "db.example", "username": "r", "password": "p"}"#);
+        assert_eq!(maria.unwrap().url("ANY").as_deref(), Some("mysql://r:p@db.example:3306"));
 
         let one = SourceSecret::parse(" postgres://a:b@db/shop?sslmode=verify-full \n").unwrap();
         assert_eq!(one.url("X").as_deref(), Some("postgres://a:b@db/shop?sslmode=verify-full"));

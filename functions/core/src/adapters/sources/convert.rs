@@ -4,7 +4,8 @@
 //! library's own decoders: integers and floats become JSON numbers (a float that is not finite
 //! becomes its name, `"NaN"`, `"Infinity"`, `"-Infinity"`, as JSON has no such number),
 //! booleans booleans, text of every kind (`text`, `varchar`, `char`, `name`, `citext`) strings,
-//! `json`/`jsonb` the JSON itself, `timestamp`/`timestamptz` `YYYY-MM-DD hh:mm:ss` in UTC (a
+//! `json`/`jsonb` the JSON itself exactly as the server gives it (its numbers never pass
+//! through a float; only whitespace outside strings is dropped), `timestamp`/`timestamptz` `YYYY-MM-DD hh:mm:ss` in UTC (a
 //! `timestamp` without time zone is taken as UTC; fractions of a second are dropped), `date`
 //! `YYYY-MM-DD`, `bytea` base64, `inet`/`cidr` as the server writes them, and arrays of these
 //! JSON arrays (nested when they have several dimensions). Every other type (`numeric`, `uuid`,
@@ -16,6 +17,7 @@
 
 use std::error::Error;
 
+use crate::ports::SourceValue;
 use base64::Engine;
 use bytes::BytesMut;
 use chrono::{DateTime, Days, NaiveDate};
@@ -75,19 +77,57 @@ pub fn needs_text(ty: &Type) -> Option<&'static str> {
 
 /// One value of a row as JSON, with the size of its raw bytes.
 #[derive(Debug)]
-pub struct Cell(pub Value, pub usize);
+pub struct Cell(pub SourceValue, pub usize);
 
 impl<'a> FromSql<'a> for Cell {
     fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
-        Ok(Self(decode(ty, raw)?, raw.len()))
+        let value = match json_text(ty, raw)? {
+            Some(text) => SourceValue::json(&text)?,
+            None => SourceValue::Value(decode(ty, raw)?),
+        };
+        Ok(Self(value, raw.len()))
     }
 
     fn from_sql_null(_: &Type) -> Result<Self, BoxError> {
-        Ok(Self(Value::Null, 0))
+        Ok(Self(SourceValue::Value(Value::Null), 0))
     }
 
     fn accepts(_: &Type) -> bool {
         true
+    }
+}
+
+/// The text of a `json` or `jsonb` value (a domain over one, or an array of them, included), as
+/// the server sent it: copied, never parsed into numbers. `None` for any other type.
+fn json_text(ty: &Type, raw: &[u8]) -> Result<Option<String>, BoxError> {
+    match (ty, ty.kind()) {
+        (&Type::JSON, _) => Ok(Some(std::str::from_utf8(raw)?.to_owned())),
+        (&Type::JSONB, _) => match raw.split_first() {
+            Some((1, text)) => Ok(Some(std::str::from_utf8(text)?.to_owned())),
+            _ => Err("unsupported jsonb version".into()),
+        },
+        (_, Kind::Domain(base)) => json_text(base, raw),
+        (_, Kind::Array(element)) if matches!(*element, Type::JSON | Type::JSONB) => {
+            let array = wire::array_from_sql(raw)?;
+            let lengths: Vec<usize> =
+                array.dimensions().map(|d| Ok(usize::try_from(d.len).unwrap_or(0))).collect::<Vec<_>>()?;
+            let mut items = Vec::new();
+            let mut values = array.values();
+            while let Some(item) = values.next()? {
+                items.push(match item {
+                    Some(raw) => json_text(element, raw)?.unwrap_or_default(),
+                    None => "null".to_owned(),
+                });
+            }
+            for &len in lengths.iter().skip(1).rev() {
+                if len == 0 {
+                    break;
+                }
+                items = items.chunks(len).map(|chunk| format!("[{}]", chunk.join(","))).collect();
+            }
+            Ok(Some(format!("[{}]", items.join(","))))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -140,7 +180,10 @@ fn decode(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
         Type::INT8 => wire::int8_from_sql(raw)?.into(),
         Type::FLOAT4 => float(f64::from(wire::float4_from_sql(raw)?)),
         Type::FLOAT8 => float(wire::float8_from_sql(raw)?),
-        Type::JSON | Type::JSONB => <Value as FromSql>::from_sql(ty, raw)?,
+        Type::JSON | Type::JSONB => match json_text(ty, raw)? {
+            Some(text) => serde_json::from_str(&text)?,
+            None => Value::Null,
+        },
         Type::TIMESTAMP | Type::TIMESTAMPTZ => timestamp(wire::timestamp_from_sql(raw)?),
         Type::DATE => date(wire::date_from_sql(raw)?),
         Type::BYTEA => Value::String(base64::engine::general_purpose::STANDARD.encode(wire::bytea_from_sql(raw))),
@@ -253,7 +296,10 @@ mod tests {
     }
 
     fn value(ty: &Type, raw: &[u8]) -> Value {
-        Cell::from_sql(ty, raw).expect("decodes").0
+        match Cell::from_sql(ty, raw).expect("decodes").0 {
+            SourceValue::Value(value) => value,
+            SourceValue::Json(raw) => serde_json::from_str(raw.get()).expect("JSON"),
+        }
     }
 
     #[test]
@@ -268,7 +314,7 @@ mod tests {
         );
         assert_eq!(value(&Type::BOOL, &encoded(|b| wire::bool_to_sql(true, b))), serde_json::json!(true));
         assert_eq!(value(&Type::VARCHAR, "Zoë <z@x>".as_bytes()), serde_json::json!("Zoë <z@x>"));
-        assert_eq!(Cell::from_sql_nullable(&Type::INT4, None).expect("null").0, Value::Null);
+        assert_eq!(Cell::from_sql_nullable(&Type::INT4, None).expect("null").0, SourceValue::Value(Value::Null));
     }
 
     #[test]
@@ -290,6 +336,17 @@ mod tests {
         assert_eq!(value(&Type::INET, &ip("192.0.2.1", 32)), serde_json::json!("192.0.2.1"));
         assert_eq!(value(&Type::INET, &ip("192.0.2.1", 24)), serde_json::json!("192.0.2.1/24"));
         assert_eq!(value(&Type::CIDR, &ip("2001:db8::", 32)), serde_json::json!("2001:db8::/32"));
+    }
+
+    #[test]
+    fn json_and_jsonb_are_copied_as_the_server_wrote_them_without_blanks() {
+        let text = br#"{"big": 12345678901234567890.12, "tiny": 1e-400, "dime": 0.10, "s": "a  b\" c"}"#;
+        let exact = r#"{"big":12345678901234567890.12,"tiny":1e-400,"dime":0.10,"s":"a  b\" c"}"#;
+        let json = Cell::from_sql(&Type::JSON, text).expect("decodes").0;
+        assert!(matches!(&json, SourceValue::Json(raw) if raw.get() == exact), "{json:?}");
+        let jsonb = Cell::from_sql(&Type::JSONB, &[&[1][..], text].concat()).expect("decodes").0;
+        assert!(matches!(&jsonb, SourceValue::Json(raw) if raw.get() == exact), "{jsonb:?}");
+        assert!(Cell::from_sql(&Type::JSON, b"{nope").is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! ```toml
 //! [[source]]
 //! name = "shop"
-//! kind = "postgres"
+//! kind = "postgres"              # or "mysql" (MySQL 8, MariaDB 10.6 and later)
 //! url_env = "SHOP_DATABASE_URL"
 //! statement_timeout_secs = 30     # optional, default 30
 //! connect_timeout_secs = 10       # optional, default 10
@@ -97,6 +97,15 @@ pub fn params(kind: SubjectKind) -> [Param; 2] {
     }
 }
 
+/// The kind of database a source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// PostgreSQL: `$n` placeholders.
+    Postgres,
+    /// MySQL or MariaDB: `?` placeholders.
+    Mysql,
+}
+
 /// One query of a source, as written and as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
@@ -137,6 +146,8 @@ impl KindQueries {
 pub struct SourceSpec {
     /// Its name, unique in the file.
     pub name: String,
+    /// The kind of database.
+    pub kind: SourceKind,
     /// The environment variable that holds its connection string.
     pub url_env: String,
     /// The longest a statement may run.
@@ -286,11 +297,18 @@ fn source_spec(table: &toml::Table, n: usize, mistakes: &mut Vec<Mistake>) -> Op
         }
     };
     let mistake = |message: String| Mistake::of_source(&name, message);
-    match table.get("kind").map(toml::Value::as_str) {
-        Some(Some("postgres")) => {}
-        Some(_) => mistakes.push(mistake("`kind` must be \"postgres\" (the only kind of source)".into())),
-        None => mistakes.push(mistake("`kind` is missing (\"postgres\")".into())),
-    }
+    let source_kind = match table.get("kind").map(toml::Value::as_str) {
+        Some(Some("postgres")) => SourceKind::Postgres,
+        Some(Some("mysql")) => SourceKind::Mysql,
+        Some(_) => {
+            mistakes.push(mistake("`kind` must be \"postgres\" or \"mysql\" (MySQL and MariaDB)".into()));
+            SourceKind::Postgres
+        }
+        None => {
+            mistakes.push(mistake("`kind` is missing (\"postgres\" or \"mysql\")".into()));
+            SourceKind::Postgres
+        }
+    };
     let url_env = match table.get("url_env").map(toml::Value::as_str) {
         Some(Some(var)) if env_name(var) => var.to_owned(),
         Some(_) => {
@@ -327,16 +345,22 @@ fn source_spec(table: &toml::Table, n: usize, mistakes: &mut Vec<Mistake>) -> Op
             mistakes.push(mistake(format!("`{key}` must be a table: [source.{key}]")));
             continue;
         };
-        kinds.push(kind_queries(&name, kind, queries, mistakes));
+        kinds.push(kind_queries(&name, source_kind, kind, queries, mistakes));
     }
     kinds.sort_by_key(|k| KINDS.iter().position(|kind| *kind == k.kind));
     if kinds.is_empty() && mistakes.len() == before {
         mistakes.push(mistake("supplies nothing: add [source.profile], [source.subprofile] or [source.email]".into()));
     }
-    Some(SourceSpec { name, url_env, statement_timeout, connect_timeout, kinds })
+    Some(SourceSpec { name, kind: source_kind, url_env, statement_timeout, connect_timeout, kinds })
 }
 
-fn kind_queries(source: &str, kind: SubjectKind, table: &toml::Table, mistakes: &mut Vec<Mistake>) -> KindQueries {
+fn kind_queries(
+    source: &str,
+    dialect: SourceKind,
+    kind: SubjectKind,
+    table: &toml::Table,
+    mistakes: &mut Vec<Mistake>,
+) -> KindQueries {
     let allowed = sections(kind);
     let mut queries = KindQueries { kind, exists: None, sections: Vec::new() };
     for (key, value) in table {
@@ -369,7 +393,11 @@ fn kind_queries(source: &str, kind: SubjectKind, table: &toml::Table, mistakes: 
             mistakes.push(mistake("must be a string holding one SQL query".into()));
             continue;
         };
-        match sql::rewrite(text) {
+        let rewritten = match dialect {
+            SourceKind::Postgres => sql::rewrite(text),
+            SourceKind::Mysql => sql::rewrite_mysql(text),
+        };
+        match rewritten {
             Ok(rewritten) => {
                 let usable = params(kind);
                 if let Some(param) = rewritten.params.iter().find(|p| !usable.contains(p)) {
@@ -504,7 +532,7 @@ clicks = "SELECT * FROM events WHERE id = $1"
 
 [[source]]
 name = "shop"
-kind = "mysql"
+kind = "oracle"
 statement_timeout_secs = 0
 "#;
         let mistakes = parse(text).expect_err("broken");
@@ -515,7 +543,7 @@ statement_timeout_secs = 0
         has("source \"shop\", [source.profile] Orders: not a section name");
         has("source \"shop\", [source.email] profile: an email export has no section profile");
         has("source \"shop\", [source.email] clicks: numbered placeholders");
-        has("source \"shop\": `kind` must be \"postgres\"");
+        has("source \"shop\": `kind` must be \"postgres\" or \"mysql\"");
         has("source \"shop\": `url_env` is missing");
         has("source \"shop\": `statement_timeout_secs` must be a number of seconds");
         has("source \"shop\": the name is used by another source");

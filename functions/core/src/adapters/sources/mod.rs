@@ -1,7 +1,8 @@
 //! Subject data read where it lives: the sources of the mapping file named by
-//! `DATAREQUEST_SOURCES` (or given whole in `DATAREQUEST_SOURCES_TOML`), each a PostgreSQL
-//! database queried per request (see [`mapping`] for the file, [`postgres`] for the reading,
-//! [`convert`] for the types). [`Sources`] is the [`SubjectSources`] port on them.
+//! `DATAREQUEST_SOURCES` (or given whole in `DATAREQUEST_SOURCES_TOML`), each a PostgreSQL,
+//! MySQL or MariaDB database queried per request (see [`mapping`] for the file, [`postgres`]
+//! and [`mysql`] for the reading, [`convert`] for PostgreSQL's types, [`pool`] for the
+//! connections kept). [`Sources`] is the [`SubjectSources`] port on them.
 //!
 //! A build reads every source that supplies sections of its kind of subject side by side, each
 //! in its own task, one snapshot per source, rows handed over in small batches through a short
@@ -9,6 +10,8 @@
 
 pub mod convert;
 pub mod mapping;
+pub mod mysql;
+pub mod pool;
 pub mod postgres;
 pub mod sql;
 
@@ -17,19 +20,88 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use crate::config::{self, ConfigError};
+use crate::config::{self, ConfigError, SourcePool};
 use crate::domain::{AccountId, Subject, SubjectKind};
 use crate::ports::{SourceError, SourceReader, SourceRow, SubjectSources};
 pub use mapping::{Mapping, Mistake};
+use mapping::{SourceKind, SourceSpec};
+use mysql::Mysql;
 use postgres::{Postgres, RowsMessage, Values};
 
 /// Batches of rows waiting between a source's task and the export, per source.
 const QUEUE: usize = 2;
 
+/// One source of the mapping, of its kind.
+#[derive(Debug)]
+pub enum Source {
+    /// A PostgreSQL database.
+    Postgres(Box<Postgres>),
+    /// A MySQL or MariaDB database.
+    Mysql(Mysql),
+}
+
+impl Source {
+    /// A source from its spec, connection string and pool settings.
+    ///
+    /// # Errors
+    /// When the connection string or its TLS settings are wrong (never quoting it).
+    pub fn new(spec: SourceSpec, url: &str, pool: SourcePool) -> Result<Self, String> {
+        match spec.kind {
+            SourceKind::Postgres => Postgres::new(spec, url, pool).map(|source| Self::Postgres(Box::new(source))),
+            SourceKind::Mysql => Mysql::new(spec, url, pool).map(Self::Mysql),
+        }
+    }
+
+    /// The source's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Postgres(source) => source.name(),
+            Self::Mysql(source) => source.name(),
+        }
+    }
+
+    /// The mapping's description of this source.
+    #[must_use]
+    pub fn spec(&self) -> &SourceSpec {
+        match self {
+            Self::Postgres(source) => source.spec(),
+            Self::Mysql(source) => source.spec(),
+        }
+    }
+
+    /// Whether the kind's `exists` query returns a row for these values.
+    ///
+    /// # Errors
+    /// When the source cannot be reached or the query fails.
+    pub async fn exists(&self, kind: SubjectKind, values: &Values) -> Result<bool, SourceError> {
+        match self {
+            Self::Postgres(source) => source.exists(kind, values).await,
+            Self::Mysql(source) => source.exists(kind, values).await,
+        }
+    }
+
+    /// Reads every section of the kind into `out`, in one snapshot (see [`RowsMessage`]).
+    pub async fn read(self: Arc<Self>, kind: SubjectKind, values: Values, out: mpsc::Sender<RowsMessage>) {
+        match &*self {
+            Self::Postgres(source) => source.read_into(kind, values, out).await,
+            Self::Mysql(source) => source.read_into(kind, values, out).await,
+        }
+    }
+
+    /// Connects, prepares every query and reports each mistake.
+    pub async fn check(&self) -> Vec<Mistake> {
+        match self {
+            Self::Postgres(source) => source.check().await,
+            Self::Mysql(source) => source.check().await,
+        }
+    }
+}
+
 /// The sources of a mapping, with their connection strings; none when no mapping is set.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
-    sources: Vec<Arc<Postgres>>,
+    sources: Vec<Arc<Source>>,
 }
 
 impl Sources {
@@ -46,6 +118,7 @@ impl Sources {
     /// Every mistake of the mapping, or of a connection string (never quoted).
     pub fn from_text(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, Vec<Mistake>> {
         let mapping = mapping::parse(text)?;
+        let pool = SourcePool::from_lookup(lookup).map_err(|e| vec![Mistake::of_file(e.to_string())])?;
         let mut sources = Vec::new();
         let mut mistakes = Vec::new();
         for spec in mapping.sources {
@@ -53,7 +126,7 @@ impl Sources {
                 mistakes.push(Mistake::of_source(&spec.name, format!("{} (url_env) is not set", spec.url_env)));
                 continue;
             };
-            match Postgres::new(spec.clone(), &url) {
+            match Source::new(spec.clone(), &url, pool) {
                 Ok(source) => sources.push(Arc::new(source)),
                 Err(message) => mistakes.push(Mistake::of_source(&spec.name, format!("{}: {message}", spec.url_env))),
             }
@@ -81,7 +154,7 @@ impl Sources {
 
     /// The sources, in file order.
     #[must_use]
-    pub fn sources(&self) -> &[Arc<Postgres>] {
+    pub fn sources(&self) -> &[Arc<Source>] {
         &self.sources
     }
 
@@ -179,6 +252,7 @@ impl Feed {
             kind: Some(self.kind),
             section: section.map(str::to_owned),
             what: "the read ended before its end".into(),
+            permanent: false,
         }
     }
 }

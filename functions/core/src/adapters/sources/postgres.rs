@@ -1,4 +1,5 @@
-//! A source of kind `postgres`: one connection per read, one `READ ONLY`, `REPEATABLE READ`
+//! A source of kind `postgres`: connections from the source's pool (a kept one checked before
+//! use when it has sat unused), one `READ ONLY`, `REPEATABLE READ`
 //! transaction per build (so every section sees the same snapshot), each statement bounded by
 //! the source's `statement_timeout`, rows streamed through a portal a page at a time.
 //!
@@ -9,6 +10,7 @@
 //! is reached without TLS, and any other host only with TLS.
 
 use futures_util::TryStreamExt;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -18,16 +20,18 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::convert::{self, Cell, TextParam};
 use super::mapping::{Mistake, Query, SourceSpec};
-use super::sql::Param;
+use super::pool::{FRESH, Lease, Pool};
+use super::sql::{Param, in_user_words};
+use crate::config::SourcePool;
 use crate::domain::{AccountId, Subject, SubjectKind};
 use crate::ports::{SourceError, SourceRow};
 
 /// Rows asked of the server at a time. Each page is one statement for `statement_timeout`.
 const PAGE_ROWS: i32 = 1000;
 /// Rows handed to the export at a time, at most.
-const BATCH_ROWS: usize = 256;
+pub(super) const BATCH_ROWS: usize = 256;
 /// Bytes of values handed to the export at a time, about.
-const BATCH_BYTES: usize = 1024 * 1024;
+pub(super) const BATCH_BYTES: usize = 1024 * 1024;
 
 /// The values of a request's parameters, as text.
 #[derive(Debug, Clone)]
@@ -43,8 +47,13 @@ impl Values {
         Self { account: account.to_string(), subject: subject.value() }
     }
 
+    /// Values for trying a query: account 1 and `subject`.
+    pub(super) fn sample(subject: &str) -> Self {
+        Self { account: "1".into(), subject: subject.into() }
+    }
+
     /// The value of a parameter (the mapping allows only the subject's own kind).
-    fn get(&self, param: Param) -> &str {
+    pub(super) fn get(&self, param: Param) -> &str {
         match param {
             Param::Account => &self.account,
             Param::Profile | Param::Subprofile | Param::Email => &self.subject,
@@ -72,6 +81,14 @@ pub struct Postgres {
     name: Arc<str>,
     config: Config,
     tls: Option<MakeRustlsConnect>,
+    pool: Arc<Pool<Connection>>,
+}
+
+/// A connection of the pool, with the queries it has prepared (kept with it, so a reused
+/// connection runs them without preparing them again).
+struct Connection {
+    client: Client,
+    prepared: HashMap<(&'static str, String), Prepared>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -147,10 +164,18 @@ fn tls_config(root: Option<&str>) -> Result<MakeRustlsConnect, String> {
     Ok(MakeRustlsConnect::new(config))
 }
 
-/// A problem of one query, found while preparing it.
-type Problems = Vec<String>;
+/// The problems of one query, found while preparing it, and whether they are the query's own
+/// (see [`refused`]) rather than the connection's.
+type Problems = (Vec<String>, bool);
+
+/// Whether the server refused the statement itself (SQLSTATE class 42: a permission, an
+/// unknown table or column, a syntax error): running it again cannot succeed.
+fn refused(error: &tokio_postgres::Error) -> bool {
+    error.code().is_some_and(|code| code.code().starts_with("42"))
+}
 
 /// A query prepared for reading: the statement to run and the names of its columns.
+#[derive(Clone)]
 struct Prepared {
     statement: Statement,
     /// The names of its columns, as the query gives them.
@@ -177,12 +202,12 @@ fn describe(error: &tokio_postgres::Error) -> String {
 }
 
 impl Postgres {
-    /// A source from its spec and connection string.
+    /// A source from its spec, connection string and pool settings.
     ///
     /// # Errors
     /// When the connection string or its TLS settings are wrong; the text never holds the
     /// connection string.
-    pub fn new(spec: SourceSpec, url: &str) -> Result<Self, String> {
+    pub fn new(spec: SourceSpec, url: &str, pool: SourcePool) -> Result<Self, String> {
         let (rest, mode, root) = split_tls(url)?;
         let mut config: Config =
             rest.parse().map_err(|e: tokio_postgres::Error| format!("the connection string: {}", describe(&e)))?;
@@ -204,7 +229,7 @@ impl Postgres {
             config.application_name("datarequest");
         }
         let tls = if tls { Some(tls_config(root.as_deref())?) } else { None };
-        Ok(Self { name: Arc::from(spec.name.as_str()), spec, config, tls })
+        Ok(Self { name: Arc::from(spec.name.as_str()), spec, config, tls, pool: Pool::new(pool) })
     }
 
     /// The source's name.
@@ -225,6 +250,7 @@ impl Postgres {
             kind: kind.map(SubjectKind::as_str),
             section: section.map(str::to_owned),
             what,
+            permanent: false,
         }
     }
 
@@ -240,6 +266,21 @@ impl Postgres {
             }),
         };
         connected.map_err(|e| self.error(None, None, format!("could not connect: {}", describe(&e))))
+    }
+
+    /// A connection of the pool (a kept one checked first when it has sat unused), or a new one.
+    async fn session(&self) -> Result<(Connection, Lease<Connection>), SourceError> {
+        let lease = self.pool.lease(self.spec.connect_timeout).await.ok_or_else(|| {
+            self.error(None, None, "could not connect: every connection of the source stayed busy".into())
+        })?;
+        while let Some((connection, idle)) = lease.reuse() {
+            let client = &connection.client;
+            if !client.is_closed() && (idle < FRESH || client.check_connection().await.is_ok()) {
+                return Ok((connection, lease));
+            }
+        }
+        let client = self.connect().await?;
+        Ok((Connection { client, prepared: HashMap::new() }, lease))
     }
 
     /// Starts the read-only snapshot with the statement timeout.
@@ -265,23 +306,43 @@ impl Postgres {
     /// When the source cannot be reached or the query fails.
     pub async fn exists(&self, kind: SubjectKind, values: &Values) -> Result<bool, SourceError> {
         let Some(query) = self.spec.queries(kind).and_then(|q| q.exists.as_ref()) else { return Ok(false) };
-        let mut client = self.connect().await?;
-        let transaction = self.begin(&mut client, kind).await?;
-        let failed = |e: tokio_postgres::Error| self.error(Some(kind), Some("exists"), describe(&e));
-        let statement = transaction.prepare(&query.sql).await.map_err(failed)?;
-        let Some(params) = bind(query, &statement, values) else { return Ok(false) };
+        let (mut connection, lease) = self.session().await?;
         let found = {
-            let rows = transaction.query_raw(&statement, params).await.map_err(failed)?;
-            let mut rows = std::pin::pin!(rows);
-            rows.try_next().await.map_err(failed)?.is_some()
+            let Connection { client, prepared } = &mut connection;
+            let transaction = self.begin(client, kind).await?;
+            let failed = |e: tokio_postgres::Error| {
+                let what = in_user_words(&describe(&e), &query.params);
+                self.error(Some(kind), Some("exists"), what).permanent_if(refused(&e))
+            };
+            let key = (query.name, query.sql.clone());
+            let statement = match prepared.get(&key) {
+                Some(known) => known.statement.clone(),
+                None => {
+                    let statement = transaction.prepare(&query.sql).await.map_err(failed)?;
+                    let known = Prepared { statement: statement.clone(), columns: Arc::from([]) };
+                    prepared.insert(key, known);
+                    statement
+                }
+            };
+            let found = match bind(query, &statement, values) {
+                None => false,
+                Some(params) => {
+                    let rows = transaction.query_raw(&statement, params).await.map_err(failed)?;
+                    let mut rows = std::pin::pin!(rows);
+                    rows.try_next().await.map_err(failed)?.is_some()
+                }
+            };
+            transaction.commit().await.map_err(failed)?;
+            found
         };
-        transaction.commit().await.map_err(failed)?;
+        lease.give_back(connection);
         Ok(found)
     }
 
     /// Reads every section the kind's queries supply, in export order, in one snapshot, and
-    /// hands the rows to `out` (see [`RowsMessage`]): each section's rows, then its end. Stops when `out` is closed.
-    pub async fn read(self: Arc<Self>, kind: SubjectKind, values: Values, out: mpsc::Sender<RowsMessage>) {
+    /// hands the rows to `out` (see [`RowsMessage`]): each section's rows, then its end. Stops
+    /// when `out` is closed.
+    pub async fn read_into(&self, kind: SubjectKind, values: Values, out: mpsc::Sender<RowsMessage>) {
         let result = tokio::select! {
             result = self.read_all(kind, &values, &out) => result,
             () = out.closed() => return,
@@ -296,43 +357,67 @@ impl Postgres {
         out: &mpsc::Sender<RowsMessage>,
     ) -> Result<(), SourceError> {
         let gone = || self.error(Some(kind), None, "the build stopped reading".into());
-        let mut client = self.connect().await?;
-        let transaction = self.begin(&mut client, kind).await?;
-        // The sections this source supplies, in export order; the others are not its to end.
-        for query in self.spec.queries(kind).map(|q| q.sections.as_slice()).unwrap_or_default() {
-            self.stream(&transaction, kind, query, values, out).await?;
-            out.send(RowsMessage::End(query.name)).await.map_err(|_| gone())?;
+        let (mut connection, lease) = self.session().await?;
+        {
+            let Connection { client, prepared } = &mut connection;
+            let transaction = self.begin(client, kind).await?;
+            // The sections this source supplies, in export order; the others are not its to end.
+            for query in self.spec.queries(kind).map(|q| q.sections.as_slice()).unwrap_or_default() {
+                self.stream(&transaction, prepared, kind, query, values, out).await?;
+                out.send(RowsMessage::End(query.name)).await.map_err(|_| gone())?;
+            }
+            transaction
+                .commit()
+                .await
+                .map_err(|e| self.error(Some(kind), None, format!("could not end reading: {}", describe(&e))))?;
         }
-        transaction
-            .commit()
-            .await
-            .map_err(|e| self.error(Some(kind), None, format!("could not end reading: {}", describe(&e))))
+        // Only a connection whose read ended cleanly is kept; any other is closed.
+        lease.give_back(connection);
+        Ok(())
     }
 
     async fn stream(
         &self,
         transaction: &Transaction<'_>,
+        cache: &mut HashMap<(&'static str, String), Prepared>,
         kind: SubjectKind,
         query: &Query,
         values: &Values,
         out: &mpsc::Sender<RowsMessage>,
     ) -> Result<(), SourceError> {
         let failed = |what: String| self.error(Some(kind), Some(query.name), what);
-        let prepared = prepare(transaction, query).await.map_err(|problems| failed(problems.join("; ")))?;
+        let key = (query.name, query.sql.clone());
+        let prepared = match cache.get(&key) {
+            Some(known) => known.clone(),
+            None => {
+                let prepared = prepare(transaction, query)
+                    .await
+                    .map_err(|(problems, own)| failed(problems.join("; ")).permanent_if(own))?;
+                cache.insert(key, prepared.clone());
+                prepared
+            }
+        };
         let Some(params) = bind(query, &prepared.statement, values) else { return Ok(()) };
-        let portal = transaction.bind_raw(&prepared.statement, params).await.map_err(|e| failed(describe(&e)))?;
+        let portal = transaction
+            .bind_raw(&prepared.statement, params)
+            .await
+            .map_err(|e| failed(describe(&e)).permanent_if(refused(&e)))?;
         let width = prepared.columns.len();
         let mut batch = Vec::new();
         let mut bytes = 0;
         loop {
-            let rows = transaction.query_portal_raw(&portal, PAGE_ROWS).await.map_err(|e| failed(describe(&e)))?;
+            let rows = transaction
+                .query_portal_raw(&portal, PAGE_ROWS)
+                .await
+                .map_err(|e| failed(describe(&e)).permanent_if(refused(&e)))?;
             let mut rows = std::pin::pin!(rows);
             let mut count = 0;
-            while let Some(row) = rows.try_next().await.map_err(|e| failed(describe(&e)))? {
+            while let Some(row) = rows.try_next().await.map_err(|e| failed(describe(&e)).permanent_if(refused(&e)))? {
                 count += 1;
                 let mut values = Vec::with_capacity(width);
                 for i in 0..width {
-                    let Cell(value, size) = row.try_get::<_, Cell>(i).map_err(|e| failed(describe(&e)))?;
+                    let Cell(value, size) =
+                        row.try_get::<_, Cell>(i).map_err(|e| failed(describe(&e)).permanent_if(refused(&e)))?;
                     bytes += size;
                     values.push(value);
                 }
@@ -355,9 +440,11 @@ impl Postgres {
 
     /// Connects, prepares every query and reports each mistake: a query the server refuses
     /// (syntax, unknown table or column), a parameter compared with a type its value cannot
-    /// have, columns without a name or with the same name, a column that cannot be converted.
+    /// have, columns without a name or with the same name, a column that cannot be converted;
+    /// then runs each query that prepared once, in a read-only transaction with sample values
+    /// (what only running finds: a missing grant, a failing function).
     pub async fn check(&self) -> Vec<Mistake> {
-        let client = match self.connect().await {
+        let mut client = match self.connect().await {
             Ok(client) => client,
             Err(error) => return vec![Mistake::of_source(&self.spec.name, error.what)],
         };
@@ -370,12 +457,13 @@ impl Postgres {
                         .prepare(&query.sql)
                         .await
                         .map(|statement| Prepared { statement, columns: Arc::from([]) })
-                        .map_err(|e| vec![describe(&e)])
+                        .map_err(|e| (vec![in_user_words(&describe(&e), &query.params)], refused(&e)))
                 } else {
                     prepare(&client, query).await
                 };
                 match prepared {
                     Ok(prepared) => {
+                        let before = mistakes.len();
                         for (param, ty) in query.params.iter().zip(prepared.statement.params()) {
                             let numeric = *param != Param::Email;
                             if !convert::bindable(ty, numeric) {
@@ -386,12 +474,41 @@ impl Postgres {
                                 )));
                             }
                         }
+                        if mistakes.len() == before
+                            && let Err(error) = self.sample(&mut client, query, &prepared.statement).await
+                        {
+                            mistakes.push(mistake(describe(&error)));
+                        }
                     }
-                    Err(problems) => mistakes.extend(problems.into_iter().map(mistake)),
+                    Err((problems, _)) => mistakes.extend(problems.into_iter().map(mistake)),
                 }
             }
         }
         mistakes
+    }
+}
+
+impl Postgres {
+    /// Runs a prepared query once with sample values (account 1, id 1, an address of the
+    /// reserved `.invalid` domain) inside a read-only transaction that is rolled back, asking
+    /// for one row.
+    async fn sample(
+        &self,
+        client: &mut Client,
+        query: &Query,
+        statement: &Statement,
+    ) -> Result<(), tokio_postgres::Error> {
+        let values =
+            Values::sample(if query.params.contains(&Param::Email) { "check@datarequest.invalid" } else { "1" });
+        let Some(params) = bind(query, statement, &values) else { return Ok(()) };
+        let transaction = client.build_transaction().read_only(true).start().await?;
+        let millis = self.spec.statement_timeout.as_millis().max(1);
+        transaction.batch_execute(&format!("SET LOCAL statement_timeout = {millis}")).await?;
+        let portal = transaction.bind_raw(statement, params).await?;
+        let rows = transaction.query_portal_raw(&portal, 1).await?;
+        let mut rows = std::pin::pin!(rows);
+        while rows.try_next().await?.is_some() {}
+        transaction.rollback().await
     }
 }
 
@@ -414,7 +531,10 @@ fn bind<'v>(query: &Query, statement: &Statement, values: &'v Values) -> Option<
 /// (`SELECT r.c1, r.c2::text … FROM (query) AS r(c1, c2, …)`: a plain projection, which keeps
 /// the query's order).
 async fn prepare(client: &impl GenericClient, query: &Query) -> Result<Prepared, Problems> {
-    let statement = client.prepare(&query.sql).await.map_err(|e| vec![describe(&e)])?;
+    let statement = client
+        .prepare(&query.sql)
+        .await
+        .map_err(|e| (vec![in_user_words(&describe(&e), &query.params)], refused(&e)))?;
     let columns: Vec<String> = statement.columns().iter().map(|c| c.name().to_owned()).collect();
     let mut problems = Vec::new();
     for (i, name) in columns.iter().enumerate() {
@@ -425,7 +545,7 @@ async fn prepare(client: &impl GenericClient, query: &Query) -> Result<Prepared,
         }
     }
     if !problems.is_empty() {
-        return Err(problems);
+        return Err((problems, true));
     }
     let casts: Vec<Option<&str>> = statement.columns().iter().map(|c| convert::needs_text(c.type_())).collect();
     if casts.iter().all(Option::is_none) {
@@ -451,7 +571,7 @@ async fn prepare(client: &impl GenericClient, query: &Query) -> Result<Prepared,
                 .filter(|(_, cast)| cast.is_some())
                 .map(|(c, _)| format!("\"{}\" ({})", c.name(), c.type_().name()))
                 .collect();
-            Err(vec![format!("column {} cannot be converted to text: {}", odd.join(", "), describe(&error))])
+            Err((vec![format!("column {} cannot be converted to text: {}", odd.join(", "), describe(&error))], true))
         }
     }
 }
@@ -478,6 +598,7 @@ mod tests {
     fn spec() -> SourceSpec {
         SourceSpec {
             name: "shop".into(),
+            kind: crate::adapters::sources::mapping::SourceKind::Postgres,
             url_env: "SHOP_URL".into(),
             statement_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
@@ -487,17 +608,18 @@ mod tests {
 
     #[test]
     fn loopback_goes_without_tls_and_other_hosts_only_with_it_unless_told() {
-        let plain = Postgres::new(spec(), "postgres://u@127.0.0.1:5432/shop").unwrap();
+        let pool = SourcePool::default();
+        let plain = Postgres::new(spec(), "postgres://u@127.0.0.1:5432/shop", pool).unwrap();
         assert!(plain.tls.is_none());
         assert_eq!(plain.config.get_ssl_mode(), SslMode::Disable);
-        let remote = Postgres::new(spec(), "postgres://u@db.example/shop").unwrap();
+        let remote = Postgres::new(spec(), "postgres://u@db.example/shop", pool).unwrap();
         assert!(remote.tls.is_some());
         assert_eq!(remote.config.get_ssl_mode(), SslMode::Require);
-        let told = Postgres::new(spec(), "postgres://u@db.example/shop?sslmode=disable").unwrap();
+        let told = Postgres::new(spec(), "postgres://u@db.example/shop?sslmode=disable", pool).unwrap();
         assert!(told.tls.is_none());
-        let error = Postgres::new(spec(), "postgres://u:secret@db.example/shop?sslmode=allow").unwrap_err();
+        let error = Postgres::new(spec(), "postgres://u:secret@db.example/shop?sslmode=allow", pool).unwrap_err();
         assert!(!error.contains("secret"), "{error}");
-        let error = Postgres::new(spec(), "postgres://u:secret@db.example/shop?nonsense=1").unwrap_err();
+        let error = Postgres::new(spec(), "postgres://u:secret@db.example/shop?nonsense=1", pool).unwrap_err();
         assert!(!error.contains("secret") && error.contains("nonsense"), "{error}");
     }
 }

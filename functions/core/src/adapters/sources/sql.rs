@@ -6,6 +6,10 @@
 //! means a parameter: never inside a string ('…', E'…', $tag$…$tag$), a quoted identifier, a
 //! comment or square brackets (array slices such as `tags[1:n]`); `::` is a cast and `:=` a
 //! named argument. Any other `:name` is refused, so a typo cannot reach the database.
+//!
+//! For MySQL and MariaDB, [`rewrite_mysql`] reads the query as their lexer does ('…' and "…"
+//! strings with backslash escapes, `…` identifiers, `#`, `-- ` and `/* */` comments) and
+//! writes a `?` for each parameter, once per use.
 
 use std::fmt;
 
@@ -66,6 +70,9 @@ pub enum SqlError {
     /// `$1`: the numbering is ours.
     #[error("numbered placeholders ($1) are not allowed; use :account, :profile, :subprofile or :email")]
     Positional,
+    /// `?`: the placeholders are ours.
+    #[error("placeholders (?) are not allowed; use :account, :profile, :subprofile or :email")]
+    Question,
     /// A string, quoted identifier or comment that does not end.
     #[error("unterminated {0}")]
     Unterminated(&'static str),
@@ -190,6 +197,143 @@ pub fn rewrite(query: &str) -> Result<Rewritten, SqlError> {
     }
     let sql = out.trim_end().to_owned();
     Ok(Rewritten { sql, params })
+}
+
+/// A database's message about a query in the words of its mapping: each numbered placeholder
+/// (`$2`) becomes the parameter written there (`:profile`), and a parameter whose type the
+/// server cannot deduce (or deduces twice, differently) gets the advice to cast it.
+#[must_use]
+pub fn in_user_words(message: &str, params: &[Param]) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut named = None;
+    let mut rest = message;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        let param = rest[at + 1..at + 1 + digits].parse::<usize>().ok().and_then(|n| params.get(n.checked_sub(1)?));
+        match param {
+            Some(param) => {
+                out.push_str(&param.to_string());
+                named = named.or(Some(*param));
+            }
+            None => out.push_str(&rest[at..=at + digits]),
+        }
+        rest = &rest[at + 1 + digits..];
+    }
+    out.push_str(rest);
+    if let Some(param) = named
+        && (message.contains("could not determine data type of parameter")
+            || message.contains("inconsistent types deduced for parameter"))
+    {
+        let cast = if param == Param::Email { "text" } else { "bigint" };
+        out.push_str(&format!("; add a cast to say which type it is, such as {param}::{cast}"));
+    }
+    out
+}
+
+/// Rewrites the named parameters of a MySQL or MariaDB query into `?` placeholders, one per
+/// use: `params` holds the parameter of each `?` in order (a name used twice is there twice).
+///
+/// # Errors
+/// When the query uses an unknown `:name` or a `?`, holds a second statement, or leaves a
+/// string, identifier or comment open.
+pub fn rewrite_mysql(query: &str) -> Result<Rewritten, SqlError> {
+    let bytes = query.as_bytes();
+    let mut out = String::with_capacity(query.len());
+    let mut params = Vec::new();
+    let mut i = 0;
+    let mut start = 0;
+    let mut ended_at: Option<usize> = None;
+    let mut significant = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let next = bytes.get(i + 1).copied();
+        let line_comment =
+            b == b'#' || (b == b'-' && next == Some(b'-') && bytes.get(i + 2).is_none_or(u8::is_ascii_whitespace));
+        let comment = line_comment || (b == b'/' && next == Some(b'*'));
+        if ended_at.is_some() && !(b.is_ascii_whitespace() || comment || b == b';') {
+            return Err(SqlError::SeveralStatements);
+        }
+        match b {
+            b'\'' | b'"' => {
+                i = skip_escaped(bytes, i + 1, b).ok_or(SqlError::Unterminated("string"))?;
+                significant = true;
+                continue;
+            }
+            b'`' => {
+                i = skip_quoted(bytes, i + 1, b'`').ok_or(SqlError::Unterminated("quoted identifier"))?;
+                significant = true;
+                continue;
+            }
+            _ if line_comment => {
+                i = bytes[i..].iter().position(|&c| c == b'\n').map_or(bytes.len(), |n| i + n);
+                continue;
+            }
+            b'/' if next == Some(b'*') => {
+                i = bytes[i + 2..]
+                    .windows(2)
+                    .position(|w| w == b"*/")
+                    .map(|n| i + 2 + n + 2)
+                    .ok_or(SqlError::Unterminated("comment"))?;
+                continue;
+            }
+            b'?' => return Err(SqlError::Question),
+            b':' if matches!(next, Some(b':' | b'=')) => {
+                i += 2;
+                significant = true;
+                continue;
+            }
+            b':' if next.is_some_and(ident_start) => {
+                let name_end = bytes[i + 1..].iter().position(|&c| !ident_char(c)).map_or(bytes.len(), |n| i + 1 + n);
+                let name = &query[i + 1..name_end];
+                params.push(Param::named(name).ok_or_else(|| SqlError::UnknownParameter(name.to_owned()))?);
+                out.push_str(&query[start..i]);
+                out.push('?');
+                i = name_end;
+                start = i;
+                significant = true;
+                continue;
+            }
+            b';' if ended_at.is_none() => {
+                out.push_str(&query[start..i]);
+                ended_at = Some(i);
+                i += 1;
+                start = i;
+                continue;
+            }
+            b';' => {
+                i += 1;
+                start = i;
+                continue;
+            }
+            _ => {}
+        }
+        if !b.is_ascii_whitespace() {
+            significant = true;
+        }
+        i += 1;
+    }
+    if ended_at.is_none() {
+        out.push_str(&query[start..]);
+    }
+    if !significant {
+        return Err(SqlError::Empty);
+    }
+    Ok(Rewritten { sql: out.trim_end().to_owned(), params })
+}
+
+/// The end of a MySQL string that starts at `i` (after its `quote`): a backslash escapes the
+/// next character and a doubled quote stands for itself.
+fn skip_escaped(bytes: &[u8], mut i: usize, quote: u8) -> Option<usize> {
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b if b == quote && bytes.get(i + 1) == Some(&quote) => i += 2,
+            b if b == quote => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// The end of a '…' string that starts at `i` (after the quote): `''` is a quote; in E'…'
@@ -334,6 +478,42 @@ mod tests {
         assert_eq!(rewrite("SELECT 1 /* open"), Err(SqlError::Unterminated("comment")));
         assert_eq!(rewrite("SELECT $x$ open"), Err(SqlError::Unterminated("dollar-quoted string")));
         assert_eq!(rewrite("  -- nothing\n"), Err(SqlError::Empty));
+    }
+
+    #[test]
+    fn mysql_queries_get_a_question_mark_per_use_outside_strings_identifiers_and_comments() {
+        let rewritten = rewrite_mysql(
+            "SELECT ':email', \"it\\\" :x\", `a``:b` FROM t -- :nope\n# :no\n/* :none */ \
+             WHERE a = :account AND (p = :profile OR q = :profile) AND @v := 1;",
+        )
+        .expect("rewrites");
+        assert_eq!(
+            rewritten.sql,
+            "SELECT ':email', \"it\\\" :x\", `a``:b` FROM t -- :nope\n# :no\n/* :none */ \
+             WHERE a = ? AND (p = ? OR q = ?) AND @v := 1"
+        );
+        assert_eq!(rewritten.params, [Param::Account, Param::Profile, Param::Profile]);
+        assert_eq!(rewrite_mysql("SELECT 1 FROM t WHERE a = ?"), Err(SqlError::Question));
+        assert_eq!(rewrite_mysql("SELECT :who"), Err(SqlError::UnknownParameter("who".into())));
+        assert_eq!(rewrite_mysql("SELECT 1; DROP TABLE t"), Err(SqlError::SeveralStatements));
+        assert_eq!(rewrite_mysql("SELECT 'open"), Err(SqlError::Unterminated("string")));
+        assert_eq!(rewrite_mysql("SELECT 2--1 AS n").map(|r| r.sql), Ok("SELECT 2--1 AS n".to_owned()));
+    }
+
+    #[test]
+    fn database_messages_name_the_parameters_the_mapping_wrote() {
+        let params = [Param::Account, Param::Profile];
+        assert_eq!(
+            in_user_words("inconsistent types deduced for parameter $2 (SQLSTATE 42P08)", &params),
+            "inconsistent types deduced for parameter :profile (SQLSTATE 42P08); add a cast to say which type it is, \
+             such as :profile::bigint"
+        );
+        assert_eq!(
+            in_user_words("could not determine data type of parameter $1 (SQLSTATE 42P18)", &[Param::Email]),
+            "could not determine data type of parameter :email (SQLSTATE 42P18); add a cast to say which type it is, \
+             such as :email::text"
+        );
+        assert_eq!(in_user_words("costs $5 and $ more; $2 = $1", &params), "costs $5 and $ more; :profile = :account");
     }
 
     #[test]
