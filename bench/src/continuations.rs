@@ -89,8 +89,9 @@ async fn sha256(mut reader: impl tokio::io::AsyncRead + Unpin) -> anyhow::Result
 /// prints the figures as JSON.
 pub async fn child(megabytes: u64, work: &Path) -> anyhow::Result<()> {
     let mails = (megabytes * 1_000_000).div_ceil(MAIL);
-    let account = AccountId::try_from(1)?;
     let (app, queue) = datarequest::compose::aws_from_env().await?;
+    // The builder builds only the requests of an account that exists.
+    let account = app.create_account().await?.account;
     let local = datarequest::adapters::sqlite::SqliteStore::open(&work.join("continuations.sqlite3"))?;
     let started = Instant::now();
     let profile = crate::subject(account, 0).next().context("a profile")?;
