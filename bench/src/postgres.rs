@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use datarequest::adapters::sources::mapping;
-use datarequest::domain::SubjectKind;
+use datarequest::domain::{AccountId, Event, EventKind, Message, Profile, ProfileId, Record, SubjectKind, Timestamp};
 use futures_util::{SinkExt, TryStreamExt};
 use serde_json::Value;
 use tokio_postgres::NoTls;
@@ -132,9 +132,28 @@ impl Loader {
 
 const KINDS: [&str; 7] = ["open", "click", "delivery", "bounce", "complaint", "unsubscribe", "survey"];
 
+/// The `n`-th minute of the generated history.
+fn when(n: u64) -> Timestamp {
+    Timestamp::from_unix(1_700_000_000 + i64::try_from(n).unwrap_or(0) * 60)
+}
+
+/// [`when`] as PostgreSQL reads it.
 fn at(n: u64) -> String {
-    let seconds = 1_700_000_000 + i64::try_from(n).unwrap_or(0) * 60;
-    format!("{}+00", datarequest::domain::Timestamp::from_unix(seconds))
+    format!("{}+00", when(n))
+}
+
+/// Message `n` of customer `id`: its id and about `size` bytes of MIME.
+fn mail(id: u64, address: &str, n: u64, size: u64) -> (String, String) {
+    let lines = usize::try_from(size / 2 / (LINE.len() as u64 + 2)).unwrap_or(1).max(1);
+    let text: String = (0..lines).map(|i| format!("{LINE} {i}\r\n")).collect();
+    let html: String = (0..lines).map(|i| format!("<p>{LINE} {i}</p>\r\n")).collect();
+    let message = format!("c{id}-m{n:07}");
+    let mime = format!(
+        "From: Shop <news@shop.example>\r\nTo: {address}\r\nSubject: Mail {n}\r\nMessage-ID: <{message}@shop.example>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n--b\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n{text}--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}--b--\r\n"
+    );
+    (message, mime)
 }
 
 /// Customer `id` of tenant 1 with messages whose MIME is `size(n)` bytes and `events` events
@@ -163,15 +182,7 @@ async fn customer(
     let mut n = 0;
     while n < messages && written < bytes {
         n += 1;
-        let lines = usize::try_from(size(n) / 2 / (LINE.len() as u64 + 2)).unwrap_or(1).max(1);
-        let text: String = (0..lines).map(|i| format!("{LINE} {i}\r\n")).collect();
-        let html: String = (0..lines).map(|i| format!("<p>{LINE} {i}</p>\r\n")).collect();
-        let message = format!("c{id}-m{n:07}");
-        let mime = format!(
-            "From: Shop <news@shop.example>\r\nTo: {address}\r\nSubject: Mail {n}\r\nMessage-ID: <{message}@shop.example>\r\n\
-             MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n--b\r\n\
-             Content-Type: text/plain; charset=utf-8\r\n\r\n{text}--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}--b--\r\n"
-        );
+        let (message, mime) = mail(id, &address, n, size(n));
         written += mime.len() as u64 + 250 * events_per_message;
         let (mailing, subject, sent) = ((n % 40).to_string(), format!("Mail {n}"), at(n * 100));
         mails.push(&[&message, "1", &id_text, &address, &mailing, &subject, &sent, &mime]).await?;
@@ -308,56 +319,182 @@ async fn figures(
     // Fides' shape: 1 profile with 2,000 messages and 3,000 events, among 1,000 others.
     let name = format!("bench_fides_{}", std::process::id());
     let (client, url) = database(cluster, &name).await?;
-    customer(&client, 1, 2_000, u64::MAX, 0, &mut |_| 2_000).await?;
+    customer(&client, 1, FIDES_MESSAGES, u64::MAX, 0, &mut |_| FIDES_MAIL).await?;
     let mut events = Loader::start(
         &client,
         "COPY events (tenant, message_id, customer_id, address, kind, at, ip, user_agent, details) FROM STDIN",
     )
     .await?;
-    for e in 0..3_000u64 {
-        let (message, time) = (format!("c1-m{:07}", 1 + e % 2_000), at(e * 7 + 1));
+    for e in 0..FIDES_EVENTS {
+        let (message, time) = (format!("c1-m{:07}", 1 + e % FIDES_MESSAGES), at(e * 7 + 1));
         let kind = KINDS[usize::try_from(e % 7).unwrap_or(0)];
         events
             .push(&["1", &message, "1", "customer1@example.com", kind, &time, "198.51.100.23", "Mozilla/5.0", "{}"])
             .await?;
     }
     events.finish().await?;
-    for other in 2..=1_001 {
-        customer(&client, other, 2, u64::MAX, 1, &mut |_| 2_000).await?;
+    for other in 2..=1 + FIDES_OTHERS {
+        customer(&client, other, 2, u64::MAX, 1, &mut |_| FIDES_MAIL).await?;
     }
     client.batch_execute("ANALYZE").await?;
-    let median = post_to_available(release, work, &url).await?;
-    report.figure(
-        "PostgreSQL source, 1 profile + 2,000 messages + 3,000 events among 1,000: POST to available (median of 10)",
-        format!("{:.0} ms", median * 1000.0),
-        "Fides, same shape: 1.1 s".into(),
-        median / 1.1,
-    );
+    let source = [("DATAREQUEST_SOURCES_TOML", MAPPING), ("SHOP_DATABASE_URL", url.as_str())];
+    let pooled = post_to_available(release, &work.join("postgres-fides"), &source, |_| Ok(())).await?;
     drop(client);
     connect(cluster.admin.as_str()).await?.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await?;
+    // The same shape in the embedded store, served the same way.
+    let embedded = post_to_available(release, &work.join("embedded-fides"), &[], load_fides).await?;
+
+    report.row(
+        "PostgreSQL source, 1 profile + 2,000 messages + 3,000 events among 1,000: POST to available (median of 10)",
+        format!("{:.0} ms", pooled.available * 1000.0),
+        format!("the embedded store, same shape: {:.0} ms", embedded.available * 1000.0),
+        pooled.available / embedded.available,
+        "<= 1.5x the embedded store",
+        pooled.available <= 1.5 * embedded.available,
+    );
+    report.figure(
+        "PostgreSQL source, same shape: POST to available against Fides (median of 10)",
+        format!("{:.0} ms", pooled.available * 1000.0),
+        "Fides, same shape: 1.1 s".into(),
+        pooled.available / 1.1,
+    );
+    report.row(
+        "PostgreSQL source, same shape: profile POST (its `exists` query on a pooled connection; median of 10)",
+        format!("{:.1} ms", pooled.post * 1000.0),
+        "2 ms".into(),
+        pooled.post / 0.002,
+        "<= 2 ms",
+        pooled.post <= 0.002,
+    );
+    report.figure(
+        "the embedded store, same shape: profile POST (median of 10)",
+        format!("{:.1} ms", embedded.post * 1000.0),
+        format!("PostgreSQL source: {:.1} ms", pooled.post * 1000.0),
+        embedded.post / pooled.post,
+    );
     Ok(())
 }
 
-/// The local server reading the database at `url`: seconds from POST to `available`, median
-/// of 10.
-async fn post_to_available(release: &Path, work: &Path, url: &str) -> anyhow::Result<f64> {
-    let dir = work.join("postgres-fides");
+/// Fides' shape: the profile asked for, its messages and events, and the other customers.
+const FIDES_MESSAGES: u64 = 2_000;
+const FIDES_EVENTS: u64 = 3_000;
+const FIDES_OTHERS: u64 = 1_000;
+const FIDES_MAIL: u64 = 2_000;
+
+/// Fides' shape in the embedded store, for `account`: the customers, messages and events that
+/// [`figures`] loads into PostgreSQL, as records.
+fn fides_records(account: AccountId) -> impl Iterator<Item = Record> {
+    let event = move |message: String, customer: u64, kind: u64, time: Timestamp| {
+        let profile = ProfileId::try_from(customer).ok();
+        let data = serde_json::json!({"ip": "198.51.100.23", "useragent": "Mozilla/5.0"});
+        Record::Event(Event {
+            account,
+            id: None,
+            kind: EventKind::ALL[usize::try_from(kind % 7).unwrap_or(0)],
+            message: Some(message),
+            profile,
+            subprofile: None,
+            email: Some(format!("customer{customer}@example.com")),
+            time,
+            data: serde_json::from_value(data).unwrap_or_default(),
+        })
+    };
+    (1..=1 + FIDES_OTHERS).flat_map(move |customer| {
+        let address = format!("customer{customer}@example.com");
+        let profile = ProfileId::try_from(customer).ok();
+        let messages = if customer == 1 { FIDES_MESSAGES } else { 2 };
+        let head = profile.map(|id| {
+            Record::Profile(Profile {
+                account,
+                id,
+                database: 1,
+                email: Some(address.clone()),
+                fields: serde_json::from_value(serde_json::json!({"name": format!("Customer {customer}")}))
+                    .unwrap_or_default(),
+                interests: Vec::new(),
+                created: Timestamp::from_unix(1_700_000_000),
+                modified: Timestamp::from_unix(1_700_000_000),
+            })
+        });
+        let mails = (1..=messages).flat_map(move |n| {
+            let (id, mime) = mail(customer, &address, n, FIDES_MAIL);
+            let message = Record::Message(Message {
+                account,
+                id: id.clone(),
+                profile,
+                subprofile: None,
+                email: address.clone(),
+                mailing: (n % 40).to_string(),
+                subject: format!("Mail {n}"),
+                sent: when(n * 100),
+                mime,
+            });
+            // The others have one event a message; the subject's come after its messages.
+            let own = (customer != 1).then(|| event(id, customer, n, when(n * 100 + 1)));
+            std::iter::once(message).chain(own)
+        });
+        let events = (customer == 1)
+            .then_some(0..FIDES_EVENTS)
+            .into_iter()
+            .flatten()
+            .map(move |e| event(format!("c1-m{:07}", 1 + e % FIDES_MESSAGES), 1, e, when(e * 7 + 1)));
+        head.into_iter().chain(mails).chain(events)
+    })
+}
+
+/// Loads Fides' shape into the embedded store of `dir` for account 1.
+fn load_fides(dir: &Path) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let local = datarequest::compose::local(dir, &|_| None, Some("http://127.0.0.1:1".into()))?;
+        let subjects = datarequest::compose::ports(&local.app).subjects;
+        let mut batch = Vec::with_capacity(500);
+        for record in fides_records(AccountId::try_from(1)?) {
+            batch.push(record);
+            if batch.len() == batch.capacity() {
+                subjects.load(&batch).await?;
+                batch.clear();
+            }
+        }
+        subjects.load(&batch).await
+    })
+}
+
+/// Medians of 10 profile requests on the local server.
+struct Served {
+    /// Seconds from the POST to `available`.
+    available: f64,
+    /// Seconds the POST itself took.
+    post: f64,
+}
+
+/// The local server on a new data dir `dir` with account 1 (whose data `load` adds before it
+/// starts) and the variables `env`: POST for profile 1 to `available`, ten times.
+async fn post_to_available(
+    release: &Path,
+    dir: &Path,
+    env: &[(&str, &str)],
+    load: impl FnOnce(&Path) -> anyhow::Result<()> + Send + 'static,
+) -> anyhow::Result<Served> {
     let binary = release.join("datarequest");
-    let account = Command::new(&binary).args(["account", "create", "--data-dir"]).arg(&dir).output()?;
+    let account = Command::new(&binary).args(["account", "create", "--data-dir"]).arg(dir).output()?;
     anyhow::ensure!(account.status.success(), "account create failed");
-    let token = serde_json::from_slice::<Value>(&account.stdout)?["token"].as_str().context("token")?.to_owned();
+    let created: Value = serde_json::from_slice(&account.stdout)?;
+    anyhow::ensure!(created["account"] == 1, "a new data dir's first account is 1: {created}");
+    let token = created["token"].as_str().context("token")?.to_owned();
+    let owned = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || load(&owned)).await??;
     let mut serve = Command::new(&binary);
     serve
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
+        .arg(dir)
         .env("RUST_LOG", "warn")
         .env("DATAREQUEST_RATE_LIMIT_PER_MINUTE", "0")
-        .env("DATAREQUEST_SOURCES_TOML", MAPPING)
-        .env("SHOP_DATABASE_URL", url);
+        .envs(env.iter().copied());
     let (mut server, lines) = spawn_announcing(serve, "listening on")?;
     let base = lines.last().and_then(|l| l.strip_prefix("Datarequest listening on ")).context("address")?.to_owned();
     let client = reqwest::Client::new();
-    let mut times = Vec::new();
+    let (mut times, mut posts) = (Vec::new(), Vec::new());
     let result = async {
         for _ in 0..10 {
             let start = Instant::now();
@@ -369,6 +506,7 @@ async fn post_to_available(release: &Path, work: &Path, url: &str) -> anyhow::Re
                 .await?
                 .json()
                 .await?;
+            posts.push(start.elapsed().as_secs_f64());
             let id = created["id"].as_u64().context("no request id")?;
             loop {
                 let status: Value = client
@@ -378,6 +516,7 @@ async fn post_to_available(release: &Path, work: &Path, url: &str) -> anyhow::Re
                     .json()
                     .await?;
                 if status["status"] == "available" {
+                    anyhow::ensure!(status["records"]["destinations"] == FIDES_MESSAGES, "not the shape: {status}");
                     break;
                 }
                 anyhow::ensure!(status["state"] != "failed", "the build failed: {status}");
@@ -391,10 +530,14 @@ async fn post_to_available(release: &Path, work: &Path, url: &str) -> anyhow::Re
     .await;
     let _ = server.kill();
     let _ = server.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
     result?;
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok(Served { available: median(&mut times), post: median(&mut posts) })
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 #[cfg(test)]

@@ -469,18 +469,24 @@ exists = "SELECT 1 FROM customer WHERE tenant = :account AND id = :profile"
 profile = "SELEC id FROM customer WHERE id = :profile"
 subprofiles = "SELECT id FROM nosuch WHERE customer_id = :profile"
 destinations = "SELECT id, id FROM messages WHERE customer_id = :profile"
+clicks = "SELECT id FROM events WHERE address = :email"
 "#;
     let output = sources_check(broken, &shop.url);
     assert!(!output.status.success());
     let lines: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect();
-    assert_eq!(lines.len(), 3, "{lines:?}");
-    assert!(lines[0].starts_with(r#"source "shop", [source.profile] profile: You have an error in your SQL syntax"#));
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    // The file's own mistake comes in the same pass as the database's.
+    assert_eq!(
+        lines[0],
+        r#"source "shop", [source.profile] clicks: unknown parameter :email: the queries of [source.profile] may use :account and :profile"#
+    );
+    assert!(lines[1].starts_with(r#"source "shop", [source.profile] profile: You have an error in your SQL syntax"#));
     assert!(
-        lines[1].starts_with(r#"source "shop", [source.profile] subprofiles: Table '"#)
-            && lines[1].contains("nosuch' doesn't exist")
+        lines[2].starts_with(r#"source "shop", [source.profile] subprofiles: Table '"#)
+            && lines[2].contains("nosuch' doesn't exist")
     );
     assert_eq!(
-        lines[2],
+        lines[3],
         r#"source "shop", [source.profile] destinations: column "id" appears twice: give one of them another name with AS"#
     );
 }

@@ -430,24 +430,26 @@ async fn a_failing_query_fails_the_request_with_a_reason_naming_the_source() {
     assert_eq!(response.status, 404, "no export is complete with a source missing");
 }
 
-/// A TCP relay to a database server that can be cut, as a network or a server going away.
+/// A TCP relay to a database server that can be cut, as a network or a server going away, and
+/// opened again.
 pub struct Relay {
     /// Where the relay listens.
     pub port: u16,
-    stop: tokio::sync::watch::Sender<bool>,
+    open: tokio::sync::watch::Sender<bool>,
 }
 
 impl Relay {
     pub async fn to(target: SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("address").port();
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let (open, mut opened) = tokio::sync::watch::channel(true);
         tokio::spawn(async move {
             let mut links = tokio::task::JoinSet::new();
             loop {
                 tokio::select! {
                     accepted = listener.accept() => {
-                        if let Ok((mut inbound, _)) = accepted {
+                        // While cut, a connection is closed as soon as it is made.
+                        if let Ok((mut inbound, _)) = accepted && *opened.borrow() {
                             links.spawn(async move {
                                 if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
                                     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
@@ -455,17 +457,26 @@ impl Relay {
                             });
                         }
                     }
-                    _ = stopped.changed() => break,
+                    changed = opened.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        // Every open link is cut.
+                        links.abort_all();
+                    }
                 }
             }
-            // The listener closes and every open link is cut.
             links.abort_all();
         });
-        Self { port, stop }
+        Self { port, open }
     }
 
     pub fn cut(&self) {
-        let _ = self.stop.send(true);
+        let _ = self.open.send(false);
+    }
+
+    pub fn open(&self) {
+        let _ = self.open.send(true);
     }
 }
 
@@ -503,6 +514,32 @@ async fn an_unreachable_server_fails_the_build_and_the_existence_check_and_stops
     assert!(!served.status.success(), "serve must not start with a source it cannot reach");
     let printed = String::from_utf8_lossy(&served.stdout);
     assert!(printed.contains(r#"source "shop": could not connect"#), "{printed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_waiting_for_an_unreachable_server_shows_why_in_its_status_and_builds_once_it_is_back() {
+    let shop = Shop::new().await;
+    let relay = Relay::to(shop.address).await;
+    let through = shop.url.replace(&format!(":{}/", shop.address.port()), &format!(":{}/", relay.port));
+    let env = vec![("DATAREQUEST_SOURCES_TOML", MAPPING), ("SHOP_DATABASE_URL", through.as_str())];
+    let (app, account) = TestApp::start(&env);
+    relay.cut();
+
+    // An e-mail request asks no source whether its subject exists: it is accepted.
+    let id = app.submit("email/ana%40example.com", &account, None).await;
+    let waiting = app.wait_for(id, &account, |s| s["reason"].is_string()).await;
+
+    assert_eq!(waiting["state"], "building", "{waiting}");
+    assert_eq!(waiting["status"], "pending", "{waiting}");
+    let reason = waiting["reason"].as_str().expect("reason");
+    assert!(
+        reason.starts_with("the export could not be built yet; attempt 1 of 5 failed, trying again: source \"shop\"")
+            && reason.contains("could not connect"),
+        "{reason}"
+    );
+    relay.open();
+    let built = app.wait_for(id, &account, |s| s["state"] == "built").await;
+    assert!(built.get("reason").is_none_or(Value::is_null), "the reason goes once built: {built}");
 }
 
 /// `datarequest sources check` with a mapping and a connection string of its own.
@@ -552,14 +589,16 @@ destinations = "SELECT id FROM messages WHERE customer_id = :email"
     assert_eq!(lines, expected);
     assert!(String::from_utf8_lossy(&output.stderr).contains("6 mistakes"));
 
+    // A mistake in the file itself comes in the same pass, in its place; its query is not run.
     let unknown = broken.replace("WHERE customer_id = :email", "WHERE address = :profile");
     let output = sources_check(&unknown, &shop.url);
     assert!(!output.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
+    let lines: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect();
+    let mut together = expected[..5].to_vec();
+    together.push(
         r#"source "shop", [source.email] destinations: unknown parameter :profile: the queries of [source.email] may use :account and :email"#,
-        "a mistake in the file itself is found before connecting"
     );
+    assert_eq!(lines, together);
 }
 
 #[tokio::test]
@@ -622,7 +661,7 @@ async fn builds_and_existence_checks_reuse_one_pooled_postgres_connection() {
 }
 
 #[tokio::test]
-async fn sources_check_runs_every_query_and_reports_a_revoked_grant_an_unknown_table_and_a_bad_parameter_at_once() {
+async fn sources_check_reports_a_revoked_grant_an_unknown_table_a_bad_parameter_and_the_files_mistakes_at_once() {
     let shop = Shop::new().await;
     let role = cluster().1.split(':').next().expect("role").to_owned();
     shop.admin.batch_execute(&format!("REVOKE SELECT ON events FROM {role}")).await.expect("revoke");
@@ -637,6 +676,9 @@ profile = "SELECT id AS \"ID\" FROM customer WHERE tenant = :account AND id = :p
 clicks = "SELECT id AS \"ID\" FROM events WHERE customer_id = :profile"
 subprofiles = "SELECT id FROM nosuch WHERE customer_id = :profile"
 errors = "SELECT id FROM messages WHERE sent_at = :profile"
+opens = "SELECT id FROM events WHERE address = :email"
+[source.email]
+profile = "SELECT id FROM customer WHERE email = :email"
 "#;
 
     let output = sources_check(mapping, &shop.url);
@@ -646,11 +688,14 @@ errors = "SELECT id FROM messages WHERE sent_at = :profile"
     assert_eq!(
         lines,
         [
+            r#"source "shop", [source.profile] opens: unknown parameter :email: the queries of [source.profile] may use :account and :profile"#,
             r#"source "shop", [source.profile] subprofiles: relation "nosuch" does not exist at character 16 (SQLSTATE 42P01)"#,
             r#"source "shop", [source.profile] clicks: permission denied for table events (SQLSTATE 42501)"#,
             r#"source "shop", [source.profile] errors: parameter :profile is compared with a value of type timestamptz; it can only be an integer, numeric or text type"#,
+            r#"source "shop", [source.email] profile: an email export has no section profile; [source.email] takes exists, destinations, impressions, clicks, deliveries, errors, abuses, unsubscribes, surveys or sections of your own"#,
         ]
     );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("5 mistakes"));
 }
 
 #[tokio::test]

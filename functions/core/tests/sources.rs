@@ -123,6 +123,40 @@ async fn a_failing_source_fails_the_build_with_a_reason_naming_it_and_leaves_no_
 }
 
 #[tokio::test]
+async fn a_build_waiting_to_be_tried_again_shows_why_and_clears_it_once_built() {
+    let world = world().await;
+    world.fakes.sources.fail(SourceError {
+        source_name: "shop".into(),
+        kind: Some("profile"),
+        section: Some("clicks".into()),
+        what: "could not connect: connection refused".into(),
+        permanent: false,
+    });
+    let id = world.app.submit(world.account, profile("42"), None, &Origin::default()).await.expect("accepted");
+    let attempts = world.app.settings().build_attempts;
+    assert!(world.app.handle_message(id, 1).await.is_err(), "to be retried");
+
+    let requests = datarequest::compose::ports(&world.app).requests;
+    let waiting = requests.get(id).await.expect("store").expect("request");
+    assert_eq!(waiting.state, State::Building);
+    assert_eq!(
+        waiting.reason.as_deref(),
+        Some(
+            format!(
+                "the export could not be built yet; attempt 1 of {attempts} failed, trying again: source \"shop\" \
+                 (profile, clicks): could not connect: connection refused"
+            )
+            .as_str()
+        )
+    );
+
+    world.fakes.sources.recover();
+    world.app.handle_message(id, 2).await.expect("built at the second attempt");
+    let built = requests.get(id).await.expect("store").expect("request");
+    assert_eq!((built.state, built.reason), (State::Built, None));
+}
+
+#[tokio::test]
 async fn a_query_the_source_refuses_fails_the_build_at_its_first_attempt() {
     let world = world().await;
     world.fakes.sources.fail(SourceError {

@@ -18,14 +18,13 @@ pub async fn run(
     demo: bool,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<ExitCode> {
+    // A broken mapping would fail every build that reads it: refuse to start instead.
+    if let Some(refused) = crate::sources::check_before_serving(lookup).await? {
+        return Ok(refused);
+    }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr()?;
     let local = compose::local(data_dir, lookup, Some(format!("http://{address}")))?;
-    // A broken mapping would fail every build that reads it: refuse to start instead.
-    let mistakes = local.sources.check().await;
-    if !mistakes.is_empty() {
-        return Ok(crate::sources::report(&mistakes, datarequest::config::SOURCES));
-    }
     let workers = match datarequest::config::optional(lookup, config::WORKERS) {
         None => 2,
         Some(text) => text

@@ -805,6 +805,11 @@ impl MemorySources {
     pub fn fail(&self, error: SourceError) {
         lock(&self.0).failing = Some(error);
     }
+
+    /// Makes reads succeed again.
+    pub fn recover(&self) {
+        lock(&self.0).failing = None;
+    }
 }
 
 #[async_trait]

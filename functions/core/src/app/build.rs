@@ -54,7 +54,7 @@ impl App {
             return Ok(QueueOutcome::Done);
         }
         let request = match request.state {
-            State::Accepted | State::Building => match build(app, &request, stop_at).await {
+            State::Accepted | State::Building => match build(app, &request, receives, stop_at).await {
                 Ok(BuildStep::Held(until)) => {
                     return Ok(QueueOutcome::RetryAfter(RetryPolicy::while_held(app.now(), until)));
                 }
@@ -128,6 +128,21 @@ fn build_failure(error: &BuildError) -> String {
     }
 }
 
+/// What a request shows while its build waits to be tried again after `error` on its
+/// `receives`-th attempt: `None` when it will not be (the request fails instead) or the error
+/// is not a failure.
+fn retry_reason(error: &BuildError, receives: u32, attempts: u32) -> Option<String> {
+    if error.is_permanent() || receives >= attempts {
+        return None;
+    }
+    let attempt = format!("the export could not be built yet; attempt {receives} of {attempts} failed, trying again");
+    match error {
+        BuildError::Source(source) => Some(format!("{attempt}: {source}")),
+        BuildError::CheckpointGone | BuildError::Unexpected(_) => Some(attempt),
+        BuildError::LeaseLost | BuildError::Withdrawn => None,
+    }
+}
+
 /// How a build attempt ended.
 enum BuildStep {
     /// Built, or there was nothing to build any more.
@@ -144,7 +159,12 @@ fn lease_from(now: Timestamp) -> Timestamp {
     now.plus_seconds(i64::try_from(BUILD_LEASE.as_secs()).unwrap_or(i64::MAX))
 }
 
-async fn build(app: &App, request: &DataRequest, stop_at: Option<std::time::Instant>) -> Result<BuildStep, BuildError> {
+async fn build(
+    app: &App,
+    request: &DataRequest,
+    receives: u32,
+    stop_at: Option<std::time::Instant>,
+) -> Result<BuildStep, BuildError> {
     let now = app.now();
     let lease = lease_from(now);
     if !app.requests.update(request.id, &Transition::StartBuild { now, lease_until: lease }).await? {
@@ -179,7 +199,9 @@ async fn build(app: &App, request: &DataRequest, stop_at: Option<std::time::Inst
         // The next receive (or the continuation) may start at once rather than wait for the
         // lease to run out.
         let held = Timestamp::from_unix(held.load(Ordering::Relaxed));
-        if let Err(error) = app.requests.update(request.id, &Transition::Release { held }).await {
+        let retrying =
+            result.as_ref().err().and_then(|error| retry_reason(error, receives, app.settings.build_attempts));
+        if let Err(error) = app.requests.update(request.id, &Transition::Release { held, retrying }).await {
             tracing::warn!(error = format!("{error:#}"), "releasing the build lease failed");
         }
     }

@@ -74,11 +74,14 @@ pub enum Transition {
         /// The new end of the lease.
         lease_until: Timestamp,
     },
-    /// The build stopped with an error: the builder that holds the lease until `held` lets
-    /// the next receive take the build at once.
+    /// The build stopped (with an error, or at a checkpoint for a continuation): the builder
+    /// that holds the lease until `held` lets the next receive take the build at once.
     Release {
         /// The end of the lease this builder holds.
         held: Timestamp,
+        /// Why the build stopped when it will be tried again after an error: the request shows
+        /// it while it waits and while the next attempt runs (a build that completes clears it).
+        retrying: Option<String>,
     },
     /// The export is complete.
     Built {
@@ -182,8 +185,8 @@ impl Guard {
 pub struct Change {
     /// New state.
     pub state: Option<State>,
-    /// New reason.
-    pub reason: Option<String>,
+    /// New reason: `Some(None)` clears it.
+    pub reason: Option<Option<String>>,
     /// Bytes written so far.
     pub available: Option<u64>,
     /// When the export was complete.
@@ -210,7 +213,7 @@ impl Change {
             request.state = state;
         }
         if let Some(reason) = &self.reason {
-            request.reason = Some(reason.clone());
+            request.reason.clone_from(reason);
         }
         if let Some(available) = self.available {
             request.available = available;
@@ -257,7 +260,7 @@ impl Transition {
             Self::StartBuild { now, .. } | Self::Requeue { now } => {
                 Guard { lease_free_at: Some(*now), ..Guard::in_states(&[Accepted, Building]) }
             }
-            Self::Renew { held, .. } | Self::Release { held } | Self::Checkpoint { held, .. } => {
+            Self::Renew { held, .. } | Self::Release { held, .. } | Self::Checkpoint { held, .. } => {
                 Guard { lease_is: Some(*held), ..Guard::in_states(&[Building]) }
             }
             Self::Progress { .. } | Self::Built { .. } => Guard::in_states(&[Building]),
@@ -289,7 +292,11 @@ impl Transition {
                 Change { available: Some(*written), checkpoint: Some(Some(checkpoint.clone())), ..Change::default() }
             }
             Self::Renew { lease_until, .. } => Change { lease_until: Some(Some(*lease_until)), ..Change::default() },
-            Self::Release { .. } => Change { lease_until: Some(None), ..Change::default() },
+            Self::Release { retrying, .. } => Change {
+                lease_until: Some(None),
+                reason: retrying.as_ref().map(|reason| Some(reason.clone())),
+                ..Change::default()
+            },
             // A lease that ends now holds nothing, and dates the request's last sign of life.
             Self::Requeue { now } => Change { lease_until: Some(Some(*now)), ..Change::default() },
             Self::Built { bytes, completed, expires, records } => Change {
@@ -300,11 +307,13 @@ impl Transition {
                 lease_until: Some(None),
                 checkpoint: Some(None),
                 records: Some(records.clone()),
+                // What a failed attempt before it said is no longer so.
+                reason: Some(None),
                 ..Change::default()
             },
             Self::Fail { reason } => Change {
                 state: Some(State::Failed),
-                reason: Some(reason.clone()),
+                reason: Some(Some(reason.clone())),
                 lease_until: Some(None),
                 checkpoint: Some(None),
                 ..Change::default()
@@ -339,7 +348,7 @@ impl Transition {
             },
             Self::Expire => Change {
                 state: Some(State::Expired),
-                reason: Some("the export expired".into()),
+                reason: Some(Some("the export expired".into())),
                 available: Some(0),
                 records: Some(Vec::new()),
                 redact: true,
@@ -350,7 +359,7 @@ impl Transition {
             }
             Self::Erase => Change {
                 state: Some(State::Expired),
-                reason: Some("the subject's data was erased".into()),
+                reason: Some(Some("the subject's data was erased".into())),
                 available: Some(0),
                 lease_until: Some(None),
                 checkpoint: Some(None),
@@ -360,7 +369,7 @@ impl Transition {
             },
             Self::Cancel => Change {
                 state: Some(State::Cancelled),
-                reason: Some(CANCELLED.into()),
+                reason: Some(Some(CANCELLED.into())),
                 available: Some(0),
                 lease_until: Some(None),
                 records: Some(Vec::new()),
@@ -444,13 +453,30 @@ mod tests {
         assert!(!Transition::StartBuild { now: at(100), lease_until: at(160) }.apply(&mut r), "renewed");
         assert!(Transition::StartBuild { now: at(130), lease_until: at(190) }.apply(&mut r), "ran out");
         assert!(!Transition::Renew { held: at(130), lease_until: at(200) }.apply(&mut r), "taken over");
-        assert!(!Transition::Release { held: at(130) }.apply(&mut r), "taken over");
-        assert!(Transition::Release { held: at(190) }.apply(&mut r));
+        assert!(!Transition::Release { held: at(130), retrying: None }.apply(&mut r), "taken over");
+        assert!(Transition::Release { held: at(190), retrying: None }.apply(&mut r));
         assert!(Transition::StartBuild { now: at(131), lease_until: at(191) }.apply(&mut r), "released");
         let built = Transition::Built { bytes: 9, completed: at(140), expires: at(1_000), records: Vec::new() };
         assert!(built.apply(&mut r));
         assert_eq!((r.state, r.available, r.lease_until), (State::Built, 9, None));
         assert!(!built.apply(&mut r), "built once");
+    }
+
+    #[test]
+    fn a_build_retried_after_an_error_shows_why_until_it_is_built() {
+        let mut r = request(State::Accepted);
+        assert!(Transition::StartBuild { now: at(10), lease_until: at(70) }.apply(&mut r));
+        let why = "source \"shop\": could not connect; trying again";
+        assert!(Transition::Release { held: at(70), retrying: Some(why.into()) }.apply(&mut r));
+        assert_eq!((r.state, r.reason.as_deref(), r.lease_until), (State::Building, Some(why), None));
+        assert!(Transition::StartBuild { now: at(12), lease_until: at(72) }.apply(&mut r));
+        assert_eq!(r.reason.as_deref(), Some(why), "shown while the next attempt runs");
+        assert!(Transition::Release { held: at(72), retrying: None }.apply(&mut r));
+        assert_eq!(r.reason.as_deref(), Some(why), "a stop for a continuation keeps it");
+        assert!(Transition::StartBuild { now: at(13), lease_until: at(73) }.apply(&mut r));
+        let built = Transition::Built { bytes: 9, completed: at(14), expires: at(1_000), records: Vec::new() };
+        assert!(built.apply(&mut r));
+        assert_eq!(r.reason, None, "cleared once built");
     }
 
     #[test]
@@ -513,7 +539,10 @@ mod tests {
                 .prop_map(|(now, lease)| Transition::StartBuild { now, lease_until: now.plus_seconds(lease) }),
             (0u64..1_000).prop_map(|written| Transition::Progress { written }),
             (t(), t()).prop_map(|(held, lease_until)| Transition::Renew { held, lease_until }),
-            t().prop_map(|held| Transition::Release { held }),
+            (t(), any::<bool>()).prop_map(|(held, error)| Transition::Release {
+                held,
+                retrying: error.then(|| "source \"shop\": could not connect; trying again".into())
+            }),
             (t(), 0u64..1_000).prop_map(|(held, written)| Transition::Checkpoint {
                 held,
                 written,
@@ -570,6 +599,9 @@ mod tests {
                 }
                 if matches!(before.state, State::Failed | State::Expired | State::Cancelled) {
                     prop_assert_eq!(r.state, before.state);
+                }
+                if matches!(r.state, State::Built | State::Delivered) {
+                    prop_assert_eq!(&r.reason, &None, "a built request shows no reason of an attempt before");
                 }
                 if r.state == State::Cancelled {
                     prop_assert_eq!(r.lease_until, None);

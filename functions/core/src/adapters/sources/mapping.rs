@@ -19,6 +19,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::domain::SubjectKind;
+use crate::ports::SourceError;
 
 use super::sql::{self, Param};
 
@@ -159,6 +160,19 @@ pub struct SourceSpec {
 }
 
 impl SourceSpec {
+    /// An error of this source, where it happened (a transient one: see
+    /// [`SourceError::permanent_if`]).
+    #[must_use]
+    pub fn error(&self, kind: Option<SubjectKind>, section: Option<&str>, what: String) -> SourceError {
+        SourceError {
+            source_name: self.name.clone(),
+            kind: kind.map(SubjectKind::as_str),
+            section: section.map(str::to_owned),
+            what,
+            permanent: false,
+        }
+    }
+
     /// The queries for a kind of subject, if any.
     #[must_use]
     pub fn queries(&self, kind: SubjectKind) -> Option<&KindQueries> {
@@ -251,9 +265,22 @@ fn env_name(name: &str) -> bool {
 /// Every mistake found: TOML syntax, unknown or missing keys, unknown sections, queries that
 /// cannot be rewritten or use a parameter their kind of subject does not have.
 pub fn parse(text: &str) -> Result<Mapping, Vec<Mistake>> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| vec![Mistake::of_file(e.to_string())])?;
+    let (mapping, mistakes) = parse_all(text);
+    if mistakes.is_empty() { Ok(mapping) } else { Err(mistakes) }
+}
+
+/// Reads a mapping as far as it is right, for a check that goes on to the databases: the
+/// sources whose own settings (`name`, `kind`, `url_env`, timeouts) are right, each with the
+/// queries that are right, and every mistake found (those of [`parse`]).
+#[must_use]
+pub fn parse_all(text: &str) -> (Mapping, Vec<Mistake>) {
+    let table: toml::Table = match text.parse() {
+        Ok(table) => table,
+        Err(error) => return (Mapping::default(), vec![Mistake::of_file(error.to_string())]),
+    };
     let mut mistakes = Vec::new();
     let mut mapping = Mapping::default();
+    let mut names = Vec::new();
     for (key, value) in &table {
         if key != "source" {
             mistakes.push(Mistake::of_file(format!("unknown key `{key}`: the file holds [[source]] tables only")));
@@ -266,12 +293,15 @@ pub fn parse(text: &str) -> Result<Mapping, Vec<Mistake>> {
         for (n, item) in array.iter().enumerate() {
             match item.as_table() {
                 Some(source) => {
-                    if let Some(spec) = source_spec(source, n + 1, &mut mistakes) {
-                        if mapping.sources.iter().any(|s| s.name == spec.name) {
-                            mistakes.push(Mistake::of_source(&spec.name, "the name is used by another source"));
+                    let spec = source_spec(source, n + 1, &mut mistakes);
+                    if let Some(name) = source.get("name").and_then(toml::Value::as_str) {
+                        if names.contains(&name) {
+                            mistakes.push(Mistake::of_source(name, "the name is used by another source"));
+                            continue;
                         }
-                        mapping.sources.push(spec);
+                        names.push(name);
                     }
+                    mapping.sources.extend(spec);
                 }
                 None => mistakes.push(Mistake::of_source(&format!("#{}", n + 1), "must be a table")),
             }
@@ -280,9 +310,11 @@ pub fn parse(text: &str) -> Result<Mapping, Vec<Mistake>> {
     if mapping.sources.is_empty() && mistakes.is_empty() {
         mistakes.push(Mistake::of_file("no [[source]]"));
     }
-    if mistakes.is_empty() { Ok(mapping) } else { Err(mistakes) }
+    (mapping, mistakes)
 }
 
+/// A source's description, or `None` when its own settings are wrong (it cannot be reached
+/// as written); the mistakes go to `mistakes`.
 fn source_spec(table: &toml::Table, n: usize, mistakes: &mut Vec<Mistake>) -> Option<SourceSpec> {
     let before = mistakes.len();
     let name = match table.get("name").map(toml::Value::as_str) {
@@ -329,6 +361,7 @@ fn source_spec(table: &toml::Table, n: usize, mistakes: &mut Vec<Mistake>) -> Op
     };
     let statement_timeout = timeout("statement_timeout_secs", DEFAULT_STATEMENT_TIMEOUT);
     let connect_timeout = timeout("connect_timeout_secs", DEFAULT_CONNECT_TIMEOUT);
+    let settings_right = mistakes.len() == before;
     let mut kinds = Vec::new();
     for (key, value) in table {
         if matches!(key.as_str(), "name" | "kind" | "url_env" | "statement_timeout_secs" | "connect_timeout_secs") {
@@ -351,7 +384,7 @@ fn source_spec(table: &toml::Table, n: usize, mistakes: &mut Vec<Mistake>) -> Op
     if kinds.is_empty() && mistakes.len() == before {
         mistakes.push(mistake("supplies nothing: add [source.profile], [source.subprofile] or [source.email]".into()));
     }
-    Some(SourceSpec { name, kind: source_kind, url_env, statement_timeout, connect_timeout, kinds })
+    settings_right.then_some(SourceSpec { name, kind: source_kind, url_env, statement_timeout, connect_timeout, kinds })
 }
 
 fn kind_queries(
@@ -547,6 +580,38 @@ statement_timeout_secs = 0
         has("source \"shop\": `url_env` is missing");
         has("source \"shop\": `statement_timeout_secs` must be a number of seconds");
         has("source \"shop\": the name is used by another source");
+    }
+
+    #[test]
+    fn a_mapping_is_read_as_far_as_it_is_right_for_a_check_that_goes_on() {
+        let text = r#"
+[[source]]
+name = "shop"
+kind = "postgres"
+url_env = "SHOP_DATABASE_URL"
+[source.profile]
+profile = "SELECT * FROM customer WHERE id = :subprofile"
+clicks = "SELECT * FROM events WHERE customer_id = :profile"
+[source.email]
+profile = "SELECT * FROM customer WHERE email = :email"
+destinations = "SELECT * FROM messages WHERE address = :email"
+
+[[source]]
+name = "crm"
+kind = "oracle"
+url_env = "CRM_DATABASE_URL"
+[source.profile]
+profile = "SELECT 1"
+"#;
+        let (mapping, mistakes) = parse_all(text);
+        assert_eq!(mistakes.len(), 3, "{}", lines(&mistakes));
+        // The source whose settings are wrong is left out; the right one keeps its right queries.
+        assert_eq!(mapping.sources.len(), 1);
+        let shop = &mapping.sources[0];
+        let names = |kind| shop.queries(kind).map(|q| q.all().map(|q| q.name).collect::<Vec<_>>());
+        assert_eq!(names(SubjectKind::Profile), Some(vec!["clicks"]));
+        assert_eq!(names(SubjectKind::Email), Some(vec!["destinations"]));
+        assert_eq!(parse(text).expect_err("broken"), mistakes, "parse reports the same mistakes");
     }
 
     #[test]

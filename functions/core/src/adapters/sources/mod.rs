@@ -81,12 +81,20 @@ impl Source {
         }
     }
 
-    /// Reads every section of the kind into `out`, in one snapshot (see [`RowsMessage`]).
+    /// Reads every section of the kind into `out`, in one snapshot (see [`RowsMessage`]), then
+    /// `Done` or the failure. Stops when `out` is closed.
     pub async fn read(self: Arc<Self>, kind: SubjectKind, values: Values, out: mpsc::Sender<RowsMessage>) {
-        match &*self {
-            Self::Postgres(source) => source.read_into(kind, values, out).await,
-            Self::Mysql(source) => source.read_into(kind, values, out).await,
-        }
+        let read = async {
+            match &*self {
+                Self::Postgres(source) => source.read_all(kind, &values, &out).await,
+                Self::Mysql(source) => source.read_all(kind, &values, &out).await,
+            }
+        };
+        let result = tokio::select! {
+            result = read => result,
+            () = out.closed() => return,
+        };
+        let _ = out.send(result.map_or_else(RowsMessage::Failed, |()| RowsMessage::Done)).await;
     }
 
     /// Connects, prepares every query and reports each mistake.
@@ -117,10 +125,48 @@ impl Sources {
     /// # Errors
     /// Every mistake of the mapping, or of a connection string (never quoted).
     pub fn from_text(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, Vec<Mistake>> {
-        let mapping = mapping::parse(text)?;
-        let pool = SourcePool::from_lookup(lookup).map_err(|e| vec![Mistake::of_file(e.to_string())])?;
-        let mut sources = Vec::new();
         let mut mistakes = Vec::new();
+        let sources = Self::of(mapping::parse(text)?, lookup, &mut mistakes);
+        if mistakes.is_empty() { Ok(sources) } else { Err(mistakes) }
+    }
+
+    /// Every mistake of a mapping's text found in one pass: the file's own (syntax, keys,
+    /// sections, parameters), its connection strings, and what each database says when every
+    /// query that is right as written runs once (see [`Sources::check`]); by source, in file
+    /// order, and kind. The sources when there is none.
+    ///
+    /// # Errors
+    /// The mistakes, when there are any.
+    pub async fn check_text(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, Vec<Mistake>> {
+        let (mapping, mut mistakes) = mapping::parse_all(text);
+        let order: Vec<String> = mapping.sources.iter().map(|s| s.name.clone()).collect();
+        let sources = Self::of(mapping, lookup, &mut mistakes);
+        mistakes.extend(sources.check().await);
+        if mistakes.is_empty() {
+            return Ok(sources);
+        }
+        // The file's own mistakes first, then each source's, kind by kind (a stable sort keeps
+        // a query's mistakes in the order found: the file's before the database's).
+        let at = |m: &Mistake| {
+            let source =
+                m.source.as_ref().map_or(0, |name| 1 + order.iter().position(|n| n == name).unwrap_or(order.len()));
+            (source, m.kind.map(|kind| 1 + mapping::KINDS.iter().position(|k| *k == kind).unwrap_or(0)))
+        };
+        mistakes.sort_by_key(at);
+        Err(mistakes)
+    }
+
+    /// The sources of `mapping` whose connection strings are set and right; the mistakes of
+    /// the others go to `mistakes`.
+    fn of(mapping: Mapping, lookup: &dyn Fn(&str) -> Option<String>, mistakes: &mut Vec<Mistake>) -> Self {
+        let pool = match SourcePool::from_lookup(lookup) {
+            Ok(pool) => pool,
+            Err(error) => {
+                mistakes.push(Mistake::of_file(error.to_string()));
+                return Self::none();
+            }
+        };
+        let mut sources = Vec::new();
         for spec in mapping.sources {
             let Some(url) = lookup(&spec.url_env).filter(|url| !url.trim().is_empty()) else {
                 mistakes.push(Mistake::of_source(&spec.name, format!("{} (url_env) is not set", spec.url_env)));
@@ -131,7 +177,7 @@ impl Sources {
                 Err(message) => mistakes.push(Mistake::of_source(&spec.name, format!("{}: {message}", spec.url_env))),
             }
         }
-        if mistakes.is_empty() { Ok(Self { sources }) } else { Err(mistakes) }
+        Self { sources }
     }
 
     /// The sources named by `DATAREQUEST_SOURCES` (a file) or `DATAREQUEST_SOURCES_TOML` (the

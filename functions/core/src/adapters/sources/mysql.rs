@@ -166,13 +166,7 @@ impl Mysql {
     }
 
     fn error(&self, kind: Option<SubjectKind>, section: Option<&str>, what: String) -> SourceError {
-        SourceError {
-            source_name: self.spec.name.clone(),
-            kind: kind.map(SubjectKind::as_str),
-            section: section.map(str::to_owned),
-            what,
-            permanent: false,
-        }
+        self.spec.error(kind, section, what)
     }
 
     /// A new connection, its session in UTC with the statement time limit.
@@ -195,9 +189,7 @@ impl Mysql {
     /// A connection of the pool (a kept one checked first: nothing watches an idle one here, so
     /// it is pinged), or a new one.
     async fn session(&self) -> Result<(Conn, Lease<Conn>), SourceError> {
-        let lease = self.pool.lease(self.spec.connect_timeout).await.ok_or_else(|| {
-            self.error(None, None, "could not connect: every connection of the source stayed busy".into())
-        })?;
+        let lease = self.pool.lease_for(&self.spec).await?;
         while let Some((mut conn, _)) = lease.reuse() {
             if conn.ping().await.is_ok() {
                 return Ok((conn, lease));
@@ -238,16 +230,8 @@ impl Mysql {
     }
 
     /// Reads every section the kind's queries supply, in export order, in one snapshot, and
-    /// hands the rows to `out` (see [`RowsMessage`]). Stops when `out` is closed.
-    pub async fn read_into(&self, kind: SubjectKind, values: Values, out: mpsc::Sender<RowsMessage>) {
-        let result = tokio::select! {
-            result = self.read_all(kind, &values, &out) => result,
-            () = out.closed() => return,
-        };
-        let _ = out.send(result.map_or_else(RowsMessage::Failed, |()| RowsMessage::Done)).await;
-    }
-
-    async fn read_all(
+    /// hands the rows to `out` (see [`RowsMessage`]): each section's rows, then its end.
+    pub(super) async fn read_all(
         &self,
         kind: SubjectKind,
         values: &Values,

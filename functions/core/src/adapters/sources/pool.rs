@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::mapping::SourceSpec;
 use crate::config::SourcePool;
+use crate::ports::SourceError;
 
 /// A kept connection unused for less than this is reused without a check.
 pub const FRESH: Duration = Duration::from_secs(1);
@@ -60,6 +62,16 @@ impl<C: Send + 'static> Pool<C> {
     pub async fn lease(self: &Arc<Self>, wait: Duration) -> Option<Lease<C>> {
         let permit = tokio::time::timeout(wait, Arc::clone(&self.permits).acquire_owned()).await.ok()?.ok()?;
         Some(Lease { pool: Arc::clone(self), _permit: permit })
+    }
+
+    /// A lease for `spec`'s source, waiting at most its `connect_timeout_secs`.
+    ///
+    /// # Errors
+    /// When every connection stayed busy that long.
+    pub async fn lease_for(self: &Arc<Self>, spec: &SourceSpec) -> Result<Lease<C>, SourceError> {
+        self.lease(spec.connect_timeout).await.ok_or_else(|| {
+            spec.error(None, None, "could not connect: every connection of the source stayed busy".into())
+        })
     }
 
     /// How many connections are kept unused now.

@@ -245,13 +245,7 @@ impl Postgres {
     }
 
     fn error(&self, kind: Option<SubjectKind>, section: Option<&str>, what: String) -> SourceError {
-        SourceError {
-            source_name: self.spec.name.clone(),
-            kind: kind.map(SubjectKind::as_str),
-            section: section.map(str::to_owned),
-            what,
-            permanent: false,
-        }
+        self.spec.error(kind, section, what)
     }
 
     async fn connect(&self) -> Result<Client, SourceError> {
@@ -270,9 +264,7 @@ impl Postgres {
 
     /// A connection of the pool (a kept one checked first when it has sat unused), or a new one.
     async fn session(&self) -> Result<(Connection, Lease<Connection>), SourceError> {
-        let lease = self.pool.lease(self.spec.connect_timeout).await.ok_or_else(|| {
-            self.error(None, None, "could not connect: every connection of the source stayed busy".into())
-        })?;
+        let lease = self.pool.lease_for(&self.spec).await?;
         while let Some((connection, idle)) = lease.reuse() {
             let client = &connection.client;
             if !client.is_closed() && (idle < FRESH || client.check_connection().await.is_ok()) {
@@ -340,17 +332,8 @@ impl Postgres {
     }
 
     /// Reads every section the kind's queries supply, in export order, in one snapshot, and
-    /// hands the rows to `out` (see [`RowsMessage`]): each section's rows, then its end. Stops
-    /// when `out` is closed.
-    pub async fn read_into(&self, kind: SubjectKind, values: Values, out: mpsc::Sender<RowsMessage>) {
-        let result = tokio::select! {
-            result = self.read_all(kind, &values, &out) => result,
-            () = out.closed() => return,
-        };
-        let _ = out.send(result.map_or_else(RowsMessage::Failed, |()| RowsMessage::Done)).await;
-    }
-
-    async fn read_all(
+    /// hands the rows to `out` (see [`RowsMessage`]): each section's rows, then its end.
+    pub(super) async fn read_all(
         &self,
         kind: SubjectKind,
         values: &Values,

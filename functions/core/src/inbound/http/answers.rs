@@ -137,6 +137,8 @@ pub(super) struct StatusAnswer<'a> {
     id: u64,
     #[schema(required = false)]
     info: Info,
+    /// Why the request failed, expired or was cancelled; while a failed build waits to be tried
+    /// again, why its last attempt failed
     #[schema(value_type = Option<String>, required = false)]
     reason: &'a Option<String>,
     /// Once built (while the export can be fetched): each section of the export and its
