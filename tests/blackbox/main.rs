@@ -8,6 +8,7 @@ mod aws;
 mod bad_input;
 mod cancel;
 mod commands;
+mod databases;
 mod delivery;
 mod erasure;
 mod faults;

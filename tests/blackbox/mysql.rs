@@ -3,32 +3,21 @@
 //! (`examples/mysql/schema.sql`) into a database of its own and points the real binary at it
 //! with a mapping: the shipped one (`examples/mysql/sources.toml`) or one of its own.
 
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
 
-use crate::helpers::{Account, TestApp, binary, section};
-use crate::postgres::Relay;
+use crate::databases::{self, Relay, column, export, records, settle};
+use crate::helpers::{TestApp, section};
 
 const SCHEMA: &str = include_str!("../../examples/mysql/schema.sql");
 const MAPPING: &str = include_str!("../../examples/mysql/sources.toml");
 
 /// The server's superuser URL and the reading account (`user:password`).
 fn server() -> (reqwest::Url, String) {
-    let missing = |variable: &str| {
-        panic!(
-            "the MySQL source tests need a running server, and {variable} is not set: run ./infra/test.sh, \
-             or `./infra/mariadb.sh start` and export the lines it prints"
-        )
-    };
-    let admin =
-        std::env::var("DATAREQUEST_TEST_MARIADB_URL").unwrap_or_else(|_| missing("DATAREQUEST_TEST_MARIADB_URL"));
-    let reader =
-        std::env::var("DATAREQUEST_TEST_MARIADB_READER").unwrap_or_else(|_| missing("DATAREQUEST_TEST_MARIADB_READER"));
-    (reqwest::Url::parse(&admin).expect("DATAREQUEST_TEST_MARIADB_URL is a URL"), reader)
+    databases::server("DATAREQUEST_TEST_MARIADB_URL", "DATAREQUEST_TEST_MARIADB_READER", "MySQL", "mariadb.sh")
 }
 
 async fn connect(url: &str) -> mysql_async::Conn {
@@ -51,14 +40,8 @@ pub struct Shop {
 
 impl Shop {
     pub async fn new() -> Self {
-        static COUNT: AtomicU32 = AtomicU32::new(0);
         let (mut url, reader) = server();
-        let name = format!(
-            "shop_{}_{}_{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::SeqCst),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").subsec_nanos()
-        );
+        let name = databases::unique_name();
         connect(url.as_str()).await.query_drop(format!("CREATE DATABASE {name}")).await.expect("create database");
         url.set_path(&format!("/{name}"));
         let mut admin = connect(url.as_str()).await;
@@ -74,29 +57,6 @@ impl Shop {
     fn env<'a>(&'a self, mapping: &'a str) -> Vec<(&'a str, &'a str)> {
         vec![("DATAREQUEST_SOURCES_TOML", mapping), ("SHOP_MYSQL_URL", &self.url)]
     }
-}
-
-/// POSTs a data request and waits until it is built (or failed); returns its final status.
-async fn settle(app: &TestApp, account: &Account, subject: &str) -> (u64, Value) {
-    let id = app.submit(subject, account, None).await;
-    let status =
-        app.wait_for(id, account, |s| matches!(s["state"].as_str(), Some("built" | "delivered" | "failed"))).await;
-    (id, status)
-}
-
-/// The export of a new data request for `subject`.
-async fn export(app: &TestApp, account: &Account, subject: &str) -> Value {
-    let (id, status) = settle(app, account, subject).await;
-    assert_ne!(status["state"], "failed", "{subject}: {status}");
-    serde_json::from_slice(&app.data(id, account).await).expect("JSON")
-}
-
-fn records(export: &Value, name: &str) -> Vec<Value> {
-    section(export, name).unwrap_or_else(|| panic!("no section {name} in {export}"))
-}
-
-fn column(records: &[Value], name: &str) -> Vec<Value> {
-    records.iter().map(|r| r[name].clone()).collect()
 }
 
 #[tokio::test]
@@ -443,13 +403,7 @@ async fn an_unreachable_mysql_server_fails_the_build_and_the_existence_check_and
 }
 
 fn sources_check(mapping: &str, url: &str) -> Output {
-    Command::new(binary("datarequest"))
-        .env_clear()
-        .env("DATAREQUEST_SOURCES_TOML", mapping)
-        .env("SHOP_MYSQL_URL", url)
-        .args(["sources", "check"])
-        .output()
-        .expect("runs datarequest")
+    databases::sources_check(mapping, "SHOP_MYSQL_URL", url)
 }
 
 #[tokio::test]

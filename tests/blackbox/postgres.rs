@@ -4,31 +4,21 @@
 //! with a mapping: the shipped one (`examples/postgres/sources.toml`) or one of its own.
 
 use std::net::SocketAddr;
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio_postgres::NoTls;
 
-use crate::helpers::{Account, TestApp, binary, section};
+use crate::databases::{self, Relay, column, export, records, settle};
+use crate::helpers::{TestApp, section};
 
 const SCHEMA: &str = include_str!("../../examples/postgres/schema.sql");
 const MAPPING: &str = include_str!("../../examples/postgres/sources.toml");
 
 /// The cluster's superuser URL (database `postgres`) and the reading role (`user:password`).
 fn cluster() -> (reqwest::Url, String) {
-    let missing = |variable: &str| {
-        panic!(
-            "the PostgreSQL source tests need a running cluster, and {variable} is not set: run ./infra/test.sh, \
-             or `./infra/postgres.sh start` and export the lines it prints"
-        )
-    };
-    let admin =
-        std::env::var("DATAREQUEST_TEST_POSTGRES_URL").unwrap_or_else(|_| missing("DATAREQUEST_TEST_POSTGRES_URL"));
-    let reader = std::env::var("DATAREQUEST_TEST_POSTGRES_READER")
-        .unwrap_or_else(|_| missing("DATAREQUEST_TEST_POSTGRES_READER"));
-    (reqwest::Url::parse(&admin).expect("DATAREQUEST_TEST_POSTGRES_URL is a URL"), reader)
+    databases::server("DATAREQUEST_TEST_POSTGRES_URL", "DATAREQUEST_TEST_POSTGRES_READER", "PostgreSQL", "postgres.sh")
 }
 
 async fn connect(url: &str) -> tokio_postgres::Client {
@@ -51,14 +41,8 @@ pub struct Shop {
 
 impl Shop {
     pub async fn new() -> Self {
-        static COUNT: AtomicU32 = AtomicU32::new(0);
         let (mut url, reader) = cluster();
-        let name = format!(
-            "shop_{}_{}_{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::SeqCst),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").subsec_nanos()
-        );
+        let name = databases::unique_name();
         connect(url.as_str()).await.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
         url.set_path(&format!("/{name}"));
         let admin = connect(url.as_str()).await;
@@ -75,29 +59,6 @@ impl Shop {
     fn env<'a>(&'a self, mapping: &'a str) -> Vec<(&'a str, &'a str)> {
         vec![("DATAREQUEST_SOURCES_TOML", mapping), ("SHOP_DATABASE_URL", &self.url)]
     }
-}
-
-/// POSTs a data request and waits until it is built (or failed); returns its final status.
-async fn settle(app: &TestApp, account: &Account, subject: &str) -> (u64, Value) {
-    let id = app.submit(subject, account, None).await;
-    let status =
-        app.wait_for(id, account, |s| matches!(s["state"].as_str(), Some("built" | "delivered" | "failed"))).await;
-    (id, status)
-}
-
-/// The export of a new data request for `subject`.
-async fn export(app: &TestApp, account: &Account, subject: &str) -> Value {
-    let (id, status) = settle(app, account, subject).await;
-    assert_ne!(status["state"], "failed", "{subject}: {status}");
-    serde_json::from_slice(&app.data(id, account).await).expect("JSON")
-}
-
-fn records(export: &Value, name: &str) -> Vec<Value> {
-    section(export, name).unwrap_or_else(|| panic!("no section {name} in {export}"))
-}
-
-fn column(records: &[Value], name: &str) -> Vec<Value> {
-    records.iter().map(|r| r[name].clone()).collect()
 }
 
 #[tokio::test]
@@ -430,57 +391,6 @@ async fn a_failing_query_fails_the_request_with_a_reason_naming_the_source() {
     assert_eq!(response.status, 404, "no export is complete with a source missing");
 }
 
-/// A TCP relay to a database server that can be cut, as a network or a server going away, and
-/// opened again.
-pub struct Relay {
-    /// Where the relay listens.
-    pub port: u16,
-    open: tokio::sync::watch::Sender<bool>,
-}
-
-impl Relay {
-    pub async fn to(target: SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        let (open, mut opened) = tokio::sync::watch::channel(true);
-        tokio::spawn(async move {
-            let mut links = tokio::task::JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        // While cut, a connection is closed as soon as it is made.
-                        if let Ok((mut inbound, _)) = accepted && *opened.borrow() {
-                            links.spawn(async move {
-                                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                                }
-                            });
-                        }
-                    }
-                    changed = opened.changed() => {
-                        if changed.is_err() {
-                            break;
-                        }
-                        // Every open link is cut.
-                        links.abort_all();
-                    }
-                }
-            }
-            links.abort_all();
-        });
-        Self { port, open }
-    }
-
-    pub fn cut(&self) {
-        let _ = self.open.send(false);
-    }
-
-    pub fn open(&self) {
-        let _ = self.open.send(true);
-    }
-}
-
-// Two threads: the relay keeps relaying while the test waits for the server to start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_fails_the_build_and_the_existence_check_and_stops_serve_starting() {
     let shop = Shop::new().await;
@@ -544,13 +454,7 @@ async fn a_build_waiting_for_an_unreachable_server_shows_why_in_its_status_and_b
 
 /// `datarequest sources check` with a mapping and a connection string of its own.
 fn sources_check(mapping: &str, url: &str) -> Output {
-    Command::new(binary("datarequest"))
-        .env_clear()
-        .env("DATAREQUEST_SOURCES_TOML", mapping)
-        .env("SHOP_DATABASE_URL", url)
-        .args(["sources", "check"])
-        .output()
-        .expect("runs datarequest")
+    databases::sources_check(mapping, "SHOP_DATABASE_URL", url)
 }
 
 #[tokio::test]

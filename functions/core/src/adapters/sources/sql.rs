@@ -99,104 +99,135 @@ fn ident_char(b: u8) -> bool {
 /// When the query uses an unknown `:name` or a `$n`, holds a second statement, or leaves a
 /// string, identifier or comment open.
 pub fn rewrite(query: &str) -> Result<Rewritten, SqlError> {
-    let bytes = query.as_bytes();
-    let mut out = String::with_capacity(query.len() + 8);
-    let mut params: Vec<Param> = Vec::new();
-    let mut i = 0;
-    // Copied verbatim from `start` up to each point where the text changes.
-    let mut start = 0;
     let mut brackets = 0usize;
-    let mut ended_at: Option<usize> = None;
-    let mut significant = false;
-    while i < bytes.len() {
+    let lex = |bytes: &[u8], i: usize| {
         let b = bytes[i];
         let next = bytes.get(i + 1).copied();
-        let comment = matches!((b, next), (b'-', Some(b'-')) | (b'/', Some(b'*')));
-        if ended_at.is_some() && !(b.is_ascii_whitespace() || comment || b == b';') {
-            return Err(SqlError::SeveralStatements);
-        }
-        match b {
+        Ok(match b {
             b'\'' => {
                 let escapes = i > 0 && matches!(bytes[i - 1], b'e' | b'E') && (i < 2 || !ident_char(bytes[i - 2]));
-                i = skip_string(bytes, i + 1, escapes)?;
-                significant = true;
-                continue;
+                Lexeme::Quoted(skip_string(bytes, i + 1, escapes)?)
             }
-            b'"' => {
-                i = skip_quoted(bytes, i + 1, b'"').ok_or(SqlError::Unterminated("quoted identifier"))?;
-                significant = true;
-                continue;
-            }
-            b'-' if next == Some(b'-') => {
-                i = bytes[i..].iter().position(|&c| c == b'\n').map_or(bytes.len(), |n| i + n);
-                continue;
-            }
+            b'"' => Lexeme::Quoted(skip_quoted(bytes, i + 1, b'"').ok_or(SqlError::Unterminated("quoted identifier"))?),
+            b'-' if next == Some(b'-') => Lexeme::Comment(line_end(bytes, i)),
             b'/' if next == Some(b'*') => {
-                i = skip_comment(bytes, i + 2).ok_or(SqlError::Unterminated("comment"))?;
-                continue;
+                Lexeme::Comment(skip_comment(bytes, i + 2).ok_or(SqlError::Unterminated("comment"))?)
             }
             b'$' if i == 0 || !ident_char(bytes[i - 1]) => {
                 if next.is_some_and(|c| c.is_ascii_digit()) {
                     return Err(SqlError::Positional);
                 }
-                if let Some(end) = dollar_quote(bytes, i)? {
-                    i = end;
-                    significant = true;
-                    continue;
-                }
+                dollar_quote(bytes, i)?.map_or(Lexeme::Other(1), Lexeme::Quoted)
             }
-            b'[' => brackets += 1,
-            b']' => brackets = brackets.saturating_sub(1),
-            b':' if next == Some(b':') => {
-                i += 2;
-                continue;
+            b'[' => {
+                brackets += 1;
+                Lexeme::Other(1)
             }
-            b':' if brackets == 0 && next.is_some_and(ident_start) => {
-                let name_end = bytes[i + 1..].iter().position(|&c| !ident_char(c)).map_or(bytes.len(), |n| i + 1 + n);
-                let name = &query[i + 1..name_end];
-                let param = Param::named(name).ok_or_else(|| SqlError::UnknownParameter(name.to_owned()))?;
-                let number = match params.iter().position(|p| *p == param) {
-                    Some(n) => n + 1,
-                    None => {
-                        params.push(param);
-                        params.len()
-                    }
-                };
+            b']' => {
+                brackets = brackets.saturating_sub(1);
+                Lexeme::Other(1)
+            }
+            b':' if next == Some(b':') => Lexeme::Other(2),
+            b':' if brackets == 0 && next.is_some_and(ident_start) => Lexeme::Param(name_end(bytes, i)),
+            _ => Lexeme::Other(1),
+        })
+    };
+    let mut params: Vec<Param> = Vec::new();
+    let sql = scan(query, lex, |param, out| {
+        let number = match params.iter().position(|p| *p == param) {
+            Some(n) => n + 1,
+            None => {
+                params.push(param);
+                params.len()
+            }
+        };
+        out.push('$');
+        out.push_str(&number.to_string());
+    })?;
+    Ok(Rewritten { sql, params })
+}
+
+/// What a dialect's lexer finds at a byte of a query.
+enum Lexeme {
+    /// A string, a quoted identifier or any quoted text, ending before this index.
+    Quoted(usize),
+    /// A comment, ending before this index.
+    Comment(usize),
+    /// A named parameter (`:name`), whose name ends before this index.
+    Param(usize),
+    /// Anything else, this many bytes long.
+    Other(usize),
+}
+
+/// Walks a query with a dialect's lexer (`lex`, given the bytes and an index): copies it with
+/// each named parameter replaced by what `placeholder` writes, drops a trailing semicolon and
+/// what follows it (blanks and comments only), and refuses an empty query.
+fn scan(
+    query: &str,
+    mut lex: impl FnMut(&[u8], usize) -> Result<Lexeme, SqlError>,
+    mut placeholder: impl FnMut(Param, &mut String),
+) -> Result<String, SqlError> {
+    let bytes = query.as_bytes();
+    let mut out = String::with_capacity(query.len() + 8);
+    // Copied verbatim from `start` up to each point where the text changes.
+    let (mut i, mut start) = (0, 0);
+    let mut ended = false;
+    let mut significant = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b';' {
+            if !ended {
                 out.push_str(&query[start..i]);
-                out.push('$');
-                out.push_str(&number.to_string());
-                i = name_end;
+                ended = true;
+            }
+            i += 1;
+            start = i;
+            continue;
+        }
+        if b.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        match lex(bytes, i) {
+            Ok(Lexeme::Comment(end)) => i = end,
+            _ if ended => return Err(SqlError::SeveralStatements),
+            Err(error) => return Err(error),
+            Ok(Lexeme::Quoted(end)) => {
+                i = end;
+                significant = true;
+            }
+            Ok(Lexeme::Other(len)) => {
+                i += len;
+                significant = true;
+            }
+            Ok(Lexeme::Param(end)) => {
+                let name = &query[i + 1..end];
+                let param = Param::named(name).ok_or_else(|| SqlError::UnknownParameter(name.to_owned()))?;
+                out.push_str(&query[start..i]);
+                placeholder(param, &mut out);
+                i = end;
                 start = i;
                 significant = true;
-                continue;
             }
-            b';' if ended_at.is_none() => {
-                out.push_str(&query[start..i]);
-                ended_at = Some(i);
-                i += 1;
-                start = i;
-                continue;
-            }
-            b';' => {
-                i += 1;
-                start = i;
-                continue;
-            }
-            _ => {}
         }
-        if !b.is_ascii_whitespace() {
-            significant = true;
-        }
-        i += 1;
     }
-    if ended_at.is_none() {
+    if !ended {
         out.push_str(&query[start..]);
     }
     if !significant {
         return Err(SqlError::Empty);
     }
-    let sql = out.trim_end().to_owned();
-    Ok(Rewritten { sql, params })
+    Ok(out.trim_end().to_owned())
+}
+
+/// Where the line that `i` is on ends.
+fn line_end(bytes: &[u8], i: usize) -> usize {
+    bytes[i..].iter().position(|&c| c == b'\n').map_or(bytes.len(), |n| i + n)
+}
+
+/// Where the name of the parameter whose colon is at `i` ends.
+fn name_end(bytes: &[u8], i: usize) -> usize {
+    bytes[i + 1..].iter().position(|&c| !ident_char(c)).map_or(bytes.len(), |n| i + 1 + n)
 }
 
 /// A database's message about a query in the words of its mapping: each numbered placeholder
@@ -238,88 +269,35 @@ pub fn in_user_words(message: &str, params: &[Param]) -> String {
 /// When the query uses an unknown `:name` or a `?`, holds a second statement, or leaves a
 /// string, identifier or comment open.
 pub fn rewrite_mysql(query: &str) -> Result<Rewritten, SqlError> {
-    let bytes = query.as_bytes();
-    let mut out = String::with_capacity(query.len());
-    let mut params = Vec::new();
-    let mut i = 0;
-    let mut start = 0;
-    let mut ended_at: Option<usize> = None;
-    let mut significant = false;
-    while i < bytes.len() {
+    let lex = |bytes: &[u8], i: usize| {
         let b = bytes[i];
         let next = bytes.get(i + 1).copied();
-        let line_comment =
-            b == b'#' || (b == b'-' && next == Some(b'-') && bytes.get(i + 2).is_none_or(u8::is_ascii_whitespace));
-        let comment = line_comment || (b == b'/' && next == Some(b'*'));
-        if ended_at.is_some() && !(b.is_ascii_whitespace() || comment || b == b';') {
-            return Err(SqlError::SeveralStatements);
-        }
-        match b {
-            b'\'' | b'"' => {
-                i = skip_escaped(bytes, i + 1, b).ok_or(SqlError::Unterminated("string"))?;
-                significant = true;
-                continue;
+        Ok(match b {
+            b'#' => Lexeme::Comment(line_end(bytes, i)),
+            b'-' if next == Some(b'-') && bytes.get(i + 2).is_none_or(u8::is_ascii_whitespace) => {
+                Lexeme::Comment(line_end(bytes, i))
             }
-            b'`' => {
-                i = skip_quoted(bytes, i + 1, b'`').ok_or(SqlError::Unterminated("quoted identifier"))?;
-                significant = true;
-                continue;
-            }
-            _ if line_comment => {
-                i = bytes[i..].iter().position(|&c| c == b'\n').map_or(bytes.len(), |n| i + n);
-                continue;
-            }
-            b'/' if next == Some(b'*') => {
-                i = bytes[i + 2..]
+            b'/' if next == Some(b'*') => Lexeme::Comment(
+                bytes[i + 2..]
                     .windows(2)
                     .position(|w| w == b"*/")
                     .map(|n| i + 2 + n + 2)
-                    .ok_or(SqlError::Unterminated("comment"))?;
-                continue;
-            }
+                    .ok_or(SqlError::Unterminated("comment"))?,
+            ),
+            b'\'' | b'"' => Lexeme::Quoted(skip_escaped(bytes, i + 1, b).ok_or(SqlError::Unterminated("string"))?),
+            b'`' => Lexeme::Quoted(skip_quoted(bytes, i + 1, b'`').ok_or(SqlError::Unterminated("quoted identifier"))?),
             b'?' => return Err(SqlError::Question),
-            b':' if matches!(next, Some(b':' | b'=')) => {
-                i += 2;
-                significant = true;
-                continue;
-            }
-            b':' if next.is_some_and(ident_start) => {
-                let name_end = bytes[i + 1..].iter().position(|&c| !ident_char(c)).map_or(bytes.len(), |n| i + 1 + n);
-                let name = &query[i + 1..name_end];
-                params.push(Param::named(name).ok_or_else(|| SqlError::UnknownParameter(name.to_owned()))?);
-                out.push_str(&query[start..i]);
-                out.push('?');
-                i = name_end;
-                start = i;
-                significant = true;
-                continue;
-            }
-            b';' if ended_at.is_none() => {
-                out.push_str(&query[start..i]);
-                ended_at = Some(i);
-                i += 1;
-                start = i;
-                continue;
-            }
-            b';' => {
-                i += 1;
-                start = i;
-                continue;
-            }
-            _ => {}
-        }
-        if !b.is_ascii_whitespace() {
-            significant = true;
-        }
-        i += 1;
-    }
-    if ended_at.is_none() {
-        out.push_str(&query[start..]);
-    }
-    if !significant {
-        return Err(SqlError::Empty);
-    }
-    Ok(Rewritten { sql: out.trim_end().to_owned(), params })
+            b':' if matches!(next, Some(b':' | b'=')) => Lexeme::Other(2),
+            b':' if next.is_some_and(ident_start) => Lexeme::Param(name_end(bytes, i)),
+            _ => Lexeme::Other(1),
+        })
+    };
+    let mut params = Vec::new();
+    let sql = scan(query, lex, |param, out| {
+        params.push(param);
+        out.push('?');
+    })?;
+    Ok(Rewritten { sql, params })
 }
 
 /// The end of a MySQL string that starts at `i` (after its `quote`): a backslash escapes the

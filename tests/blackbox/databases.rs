@@ -1,0 +1,123 @@
+//! What the source tests on a real database server (`postgres`, `mysql`) share: a database
+//! name of each test's own, the requests and exports they settle, `sources check` run with a
+//! mapping of the test's, and a relay that can cut the server off.
+
+use std::net::SocketAddr;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+use crate::helpers::{Account, TestApp, binary, section};
+
+/// A database name no other test (of this run or another) uses.
+pub fn unique_name() -> String {
+    static COUNT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "shop_{}_{}_{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::SeqCst),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").subsec_nanos()
+    )
+}
+
+/// The server's superuser URL and the reading account (`user:password`), from the variables
+/// `url` and `reader` that `script start` printed.
+pub fn server(url: &str, reader: &str, what: &str, script: &str) -> (reqwest::Url, String) {
+    let missing = |variable: &str| {
+        panic!(
+            "the {what} source tests need a running server, and {variable} is not set: run ./infra/test.sh, \
+             or `./infra/{script} start` and export the lines it prints"
+        )
+    };
+    let admin = std::env::var(url).unwrap_or_else(|_| missing(url));
+    let reader = std::env::var(reader).unwrap_or_else(|_| missing(reader));
+    (reqwest::Url::parse(&admin).unwrap_or_else(|_| panic!("{url} is a URL")), reader)
+}
+
+/// POSTs a data request and waits until it is built (or failed); returns its final status.
+pub async fn settle(app: &TestApp, account: &Account, subject: &str) -> (u64, Value) {
+    let id = app.submit(subject, account, None).await;
+    let status =
+        app.wait_for(id, account, |s| matches!(s["state"].as_str(), Some("built" | "delivered" | "failed"))).await;
+    (id, status)
+}
+
+/// The export of a new data request for `subject`.
+pub async fn export(app: &TestApp, account: &Account, subject: &str) -> Value {
+    let (id, status) = settle(app, account, subject).await;
+    assert_ne!(status["state"], "failed", "{subject}: {status}");
+    serde_json::from_slice(&app.data(id, account).await).expect("JSON")
+}
+
+pub fn records(export: &Value, name: &str) -> Vec<Value> {
+    section(export, name).unwrap_or_else(|| panic!("no section {name} in {export}"))
+}
+
+pub fn column(records: &[Value], name: &str) -> Vec<Value> {
+    records.iter().map(|r| r[name].clone()).collect()
+}
+
+/// `datarequest sources check` with a mapping and, in the variable `url_env`, a connection
+/// string of its own.
+pub fn sources_check(mapping: &str, url_env: &str, url: &str) -> Output {
+    Command::new(binary("datarequest"))
+        .env_clear()
+        .env("DATAREQUEST_SOURCES_TOML", mapping)
+        .env(url_env, url)
+        .args(["sources", "check"])
+        .output()
+        .expect("runs datarequest")
+}
+
+/// A TCP relay to a database server that can be cut, as a network or a server going away, and
+/// opened again.
+pub struct Relay {
+    /// Where the relay listens.
+    pub port: u16,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    pub async fn to(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let (open, mut opened) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            let mut links = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        // While cut, a connection is closed as soon as it is made.
+                        if let Ok((mut inbound, _)) = accepted && *opened.borrow() {
+                            links.spawn(async move {
+                                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                                }
+                            });
+                        }
+                    }
+                    changed = opened.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        // Every open link is cut.
+                        links.abort_all();
+                    }
+                }
+            }
+            links.abort_all();
+        });
+        Self { port, open }
+    }
+
+    pub fn cut(&self) {
+        let _ = self.open.send(false);
+    }
+
+    pub fn open(&self) {
+        let _ = self.open.send(true);
+    }
+}
+
+// Two threads: the relay keeps relaying while the test waits for the server to start.
