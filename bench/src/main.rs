@@ -26,6 +26,7 @@ mod faults;
 mod ingest;
 mod mysql;
 mod postgres;
+mod shop;
 mod webhook;
 
 use std::io::Write;

@@ -17,47 +17,21 @@ use datarequest::domain::SubjectKind;
 use mysql_async::Value;
 use mysql_async::prelude::Queryable;
 
-use crate::{LINE, Lcg, MB, Report};
+use crate::shop::{self, Limit, Server};
+use crate::{Lcg, MB, Report};
 
 const SCHEMA: &str = include_str!("../../examples/mysql/schema.sql");
 const MAPPING: &str = include_str!("../../examples/mysql/sources.toml");
-
-/// The server: its superuser URL, the reading account (`user:password`), and whether this run
-/// started it.
-struct Server {
-    admin: reqwest::Url,
-    reader: String,
-    started: bool,
-}
-
-fn server(root: &Path) -> anyhow::Result<Server> {
-    if let (Ok(admin), Ok(reader)) =
-        (std::env::var("DATAREQUEST_TEST_MARIADB_URL"), std::env::var("DATAREQUEST_TEST_MARIADB_READER"))
-    {
-        return Ok(Server { admin: admin.parse()?, reader, started: false });
-    }
-    let output = Command::new(root.join("infra/mariadb.sh")).arg("start").stderr(Stdio::inherit()).output()?;
-    anyhow::ensure!(output.status.success(), "infra/mariadb.sh start failed");
-    let text = String::from_utf8(output.stdout)?;
-    let get =
-        |key: &str| text.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('='))).map(str::to_owned);
-    Ok(Server {
-        admin: get("DATAREQUEST_TEST_MARIADB_URL").context("no server URL")?.parse()?,
-        reader: get("DATAREQUEST_TEST_MARIADB_READER").context("no reader")?,
-        started: true,
-    })
-}
 
 /// `bench mysql [MB]`: only these figures.
 pub async fn only(bytes: u64) -> anyhow::Result<()> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let (release, work) = crate::release_and_work()?;
     println!("{}", crate::HEADER);
-    let server = server(&root)?;
+    let server =
+        Server::new(&root, "infra/mariadb.sh", "DATAREQUEST_TEST_MARIADB_URL", "DATAREQUEST_TEST_MARIADB_READER")?;
     let result = figures(&server, &release, &work, &mut Report { rows: Vec::new() }, bytes).await;
-    if server.started {
-        let _ = Command::new(root.join("infra/mariadb.sh")).arg("stop").status();
-    }
+    drop(server);
     let _ = std::fs::remove_dir_all(&work);
     result
 }
@@ -103,10 +77,9 @@ async fn figures(server: &Server, release: &Path, work: &Path, report: &mut Repo
     let mut conn = mysql_async::Conn::from_url(url.as_str()).await?;
     conn.query_drop(SCHEMA).await?;
     conn.query_drop("DELETE FROM events; DELETE FROM messages; DELETE FROM contact; DELETE FROM customer").await?;
-    let user = server.reader.split(':').next().unwrap_or("datarequest");
-    conn.query_drop(format!("GRANT SELECT ON {name}.* TO '{user}'@'127.0.0.1'")).await?;
+    conn.query_drop(format!("GRANT SELECT ON {name}.* TO '{}'@'127.0.0.1'", server.reader_user())).await?;
     let (host, port) = (url.host_str().unwrap_or("127.0.0.1").to_owned(), url.port().unwrap_or(3306));
-    let reader_url = format!("mysql://{}@{host}:{port}/{name}", server.reader);
+    let reader_url = server.reader_url(&name);
 
     let start = Instant::now();
     conn.query_drop(
@@ -121,15 +94,7 @@ async fn figures(server: &Server, release: &Path, work: &Path, report: &mut Repo
     while written < bytes {
         n += 1;
         let size = 15_000 + rng.next() % 105_000;
-        let lines = usize::try_from(size / 2 / (LINE.len() as u64 + 2)).unwrap_or(1).max(1);
-        let body: String = (0..lines).map(|i| format!("{LINE} {i}\r\n")).collect();
-        let html: String = (0..lines).map(|i| format!("<p>{LINE} {i}</p>\r\n")).collect();
-        let id = format!("c1-m{n:07}");
-        let mime = format!(
-            "From: Shop <news@shop.example>\r\nTo: {address}\r\nSubject: Mail {n}\r\nMessage-ID: <{id}@shop.example>\r\n\
-             MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n--b\r\n\
-             Content-Type: text/plain; charset=utf-8\r\n\r\n{body}--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}--b--\r\n"
-        );
+        let (id, mime) = shop::mail(1, address, n, size);
         written += mime.len() as u64 + 250 * 20;
         let sent = datarequest::domain::Timestamp::from_unix(1_700_000_000 + i64::try_from(n * 6000).unwrap_or(0));
         messages.push(vec![
@@ -195,39 +160,11 @@ async fn figures(server: &Server, release: &Path, work: &Path, report: &mut Repo
     let client_time = start.elapsed();
     anyhow::ensure!(status.success(), "the mariadb client failed");
 
-    let dir = work.join("mysql-large");
-    // The build is for account 1, the first one made in the folder.
-    let account =
-        Command::new(release.join("datarequest")).args(["account", "create", "--data-dir"]).arg(&dir).output()?;
-    anyhow::ensure!(account.status.success(), "account create failed");
-    let built = crate::spawn_child(
-        &dir,
-        None,
-        &[("DATAREQUEST_SOURCES_TOML".into(), MAPPING.into()), ("SHOP_MYSQL_URL".into(), reader_url)],
-    )?;
-    let size = built["bytes"].as_f64().unwrap_or(0.0);
-    let seconds = built["seconds"].as_f64().unwrap_or(1.0);
-    let rss = built["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0;
-    let ours = size / MB / seconds;
-    let limit = size / MB / client_time.as_secs_f64();
-    let label = format!("{:.0} MB", bytes as f64 / MB);
-    report.row(
-        &format!("MySQL source (MariaDB) into its export, {label} subject"),
-        format!("{seconds:.1} s for {:.0} MB of export", size / MB),
-        format!("mariadb --quick, same queries into /dev/null: {:.1} s", client_time.as_secs_f64()),
-        ours / limit,
-        ">= 0.5 of the limit",
-        ours / limit >= 0.5,
-    );
-    report.row(
-        &format!("MySQL source build peak RSS, {label} subject"),
-        format!("{rss:.1} MB"),
-        "64 MB".into(),
-        rss / 64.0,
-        "flat, <= 64 MB",
-        rss <= 64.0,
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    let env = [("DATAREQUEST_SOURCES_TOML".into(), MAPPING.into()), ("SHOP_MYSQL_URL".into(), reader_url)];
+    let what = format!("MySQL source (MariaDB), {:.0} MB subject", bytes as f64 / MB);
+    let limit_text = format!("mariadb --quick, same queries into /dev/null: {:.1} s", client_time.as_secs_f64());
+    let limit = (Limit::Seconds(client_time.as_secs_f64()), limit_text);
+    shop::build_and_report(release, &work.join("mysql-large"), &env, report, &what, limit)?;
     drop(conn);
     admin.query_drop(format!("DROP DATABASE IF EXISTS {name}")).await?;
     Ok(())

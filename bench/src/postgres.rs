@@ -11,7 +11,7 @@
 //! makes one (and it is stopped again at the end).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -21,36 +21,15 @@ use futures_util::{SinkExt, TryStreamExt};
 use serde_json::Value;
 use tokio_postgres::NoTls;
 
-use crate::{LINE, Lcg, MB, Report, spawn_announcing};
+use crate::shop::{self, Limit, Server};
+use crate::{Lcg, MB, Report, spawn_announcing};
 
 const SCHEMA: &str = include_str!("../../examples/postgres/schema.sql");
 const MAPPING: &str = include_str!("../../examples/postgres/sources.toml");
 
-/// The cluster: its superuser URL, the reading role (`user:password`), and whether this run
-/// started it.
-struct Cluster {
-    admin: reqwest::Url,
-    reader: String,
-    started: bool,
-}
-
-fn cluster(root: &Path) -> anyhow::Result<Cluster> {
-    if let (Ok(admin), Ok(reader)) =
-        (std::env::var("DATAREQUEST_TEST_POSTGRES_URL"), std::env::var("DATAREQUEST_TEST_POSTGRES_READER"))
-    {
-        return Ok(Cluster { admin: admin.parse()?, reader, started: false });
-    }
-    let output = Command::new(root.join("infra/postgres.sh")).arg("start").stderr(Stdio::inherit()).output()?;
-    anyhow::ensure!(output.status.success(), "infra/postgres.sh start failed");
-    let text = String::from_utf8(output.stdout)?;
-    let get =
-        |key: &str| text.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('='))).map(str::to_owned);
-    let admin = get("DATAREQUEST_TEST_POSTGRES_URL").context("no cluster URL")?;
-    Ok(Cluster {
-        admin: admin.parse()?,
-        reader: get("DATAREQUEST_TEST_POSTGRES_READER").context("no reader")?,
-        started: true,
-    })
+/// The cluster `DATAREQUEST_TEST_POSTGRES_URL` names, else a private one.
+fn cluster(root: &Path) -> anyhow::Result<Server> {
+    Server::new(root, "infra/postgres.sh", "DATAREQUEST_TEST_POSTGRES_URL", "DATAREQUEST_TEST_POSTGRES_READER")
 }
 
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
@@ -61,7 +40,7 @@ async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
 
 /// A fresh database with the sample schema (and no rows): the superuser's client and the
 /// reading role's URL.
-async fn database(cluster: &Cluster, name: &str) -> anyhow::Result<(tokio_postgres::Client, String)> {
+async fn database(cluster: &Server, name: &str) -> anyhow::Result<(tokio_postgres::Client, String)> {
     let admin = connect(cluster.admin.as_str()).await?;
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await?;
     admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
@@ -70,10 +49,8 @@ async fn database(cluster: &Cluster, name: &str) -> anyhow::Result<(tokio_postgr
     let client = connect(url.as_str()).await?;
     client.batch_execute(SCHEMA).await?;
     client.batch_execute("TRUNCATE customer, contact, messages, events").await?;
-    let role = cluster.reader.split(':').next().unwrap_or("datarequest");
-    client.batch_execute(&format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")).await?;
-    let (host, port) = (url.host_str().unwrap_or("127.0.0.1").to_owned(), url.port().unwrap_or(5432));
-    Ok((client, format!("postgres://{}@{host}:{port}/{name}", cluster.reader)))
+    client.batch_execute(&format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}", cluster.reader_user())).await?;
+    Ok((client, cluster.reader_url(name)))
 }
 
 /// Appends a field in COPY's text format.
@@ -142,20 +119,6 @@ fn at(n: u64) -> String {
     format!("{}+00", when(n))
 }
 
-/// Message `n` of customer `id`: its id and about `size` bytes of MIME.
-fn mail(id: u64, address: &str, n: u64, size: u64) -> (String, String) {
-    let lines = usize::try_from(size / 2 / (LINE.len() as u64 + 2)).unwrap_or(1).max(1);
-    let text: String = (0..lines).map(|i| format!("{LINE} {i}\r\n")).collect();
-    let html: String = (0..lines).map(|i| format!("<p>{LINE} {i}</p>\r\n")).collect();
-    let message = format!("c{id}-m{n:07}");
-    let mime = format!(
-        "From: Shop <news@shop.example>\r\nTo: {address}\r\nSubject: Mail {n}\r\nMessage-ID: <{message}@shop.example>\r\n\
-         MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n--b\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\r\n{text}--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}--b--\r\n"
-    );
-    (message, mime)
-}
-
 /// Customer `id` of tenant 1 with messages whose MIME is `size(n)` bytes and `events` events
 /// per message, until `bytes` of history or `messages` messages.
 async fn customer(
@@ -182,7 +145,7 @@ async fn customer(
     let mut n = 0;
     while n < messages && written < bytes {
         n += 1;
-        let (message, mime) = mail(id, &address, n, size(n));
+        let (message, mime) = shop::mail(id, &address, n, size(n));
         written += mime.len() as u64 + 250 * events_per_message;
         let (mailing, subject, sent) = ((n % 40).to_string(), format!("Mail {n}"), at(n * 100));
         mails.push(&[&message, "1", &id_text, &address, &mailing, &subject, &sent, &mime]).await?;
@@ -230,24 +193,6 @@ async fn copy_limit(url: &str, profile: u64) -> anyhow::Result<(u64, Duration)> 
     Ok((bytes, start.elapsed()))
 }
 
-/// The build of profile `profile` of account 1 from the sources, in a child process.
-fn build_child(release: &Path, dir: &Path, url: &str) -> anyhow::Result<Value> {
-    // The build is for account 1, the first one made in the folder.
-    let account =
-        Command::new(release.join("datarequest")).args(["account", "create", "--data-dir"]).arg(dir).output()?;
-    anyhow::ensure!(account.status.success(), "account create failed");
-    let output = Command::new(std::env::current_exe()?)
-        .args(["build-child"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .env("DATAREQUEST_SOURCES_TOML", MAPPING)
-        .env("SHOP_DATABASE_URL", url)
-        .stderr(Stdio::inherit())
-        .output()?;
-    anyhow::ensure!(output.status.success(), "the build child failed");
-    Ok(serde_json::from_slice(&output.stdout)?)
-}
-
 /// `bench postgres [MB]`: only these figures.
 pub async fn only(bytes: u64) -> anyhow::Result<()> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -260,21 +205,10 @@ pub async fn only(bytes: u64) -> anyhow::Result<()> {
 
 /// Every figure; `bytes` is the size of the large subject.
 pub async fn run(root: &Path, release: &Path, work: &Path, report: &mut Report, bytes: u64) -> anyhow::Result<()> {
-    let cluster = cluster(root)?;
-    let result = figures(&cluster, release, work, report, bytes).await;
-    if cluster.started {
-        let _ = Command::new(root.join("infra/postgres.sh")).arg("stop").status();
-    }
-    result
+    figures(&cluster(root)?, release, work, report, bytes).await
 }
 
-async fn figures(
-    cluster: &Cluster,
-    release: &Path,
-    work: &Path,
-    report: &mut Report,
-    bytes: u64,
-) -> anyhow::Result<()> {
+async fn figures(cluster: &Server, release: &Path, work: &Path, report: &mut Report, bytes: u64) -> anyhow::Result<()> {
     // The large subject: customer 1, about `bytes` of history.
     let name = format!("bench_large_{}", std::process::id());
     let (client, url) = database(cluster, &name).await?;
@@ -288,31 +222,18 @@ async fn figures(
         start.elapsed().as_secs_f64()
     );
     let (copied, copy_time) = copy_limit(&url, 1).await?;
-    let dir = work.join("postgres-large");
-    let built = build_child(release, &dir, &url)?;
-    let size = built["bytes"].as_f64().unwrap_or(0.0);
-    let seconds = built["seconds"].as_f64().unwrap_or(1.0);
-    let rss = built["peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0;
-    let ours = size / MB / seconds;
     let limit = copied as f64 / MB / copy_time.as_secs_f64();
-    let label = format!("{:.0} MB", bytes as f64 / MB);
-    report.row(
-        &format!("PostgreSQL source into its export, {label} subject"),
-        format!("{ours:.0} MB/s ({:.0} MB in {seconds:.1} s)", size / MB),
-        format!("COPY of the same queries into a sink: {limit:.0} MB/s ({:.0} MB)", copied as f64 / MB),
-        ours / limit,
-        ">= 0.5 of the limit",
-        ours / limit >= 0.5,
-    );
-    report.row(
-        &format!("PostgreSQL source build peak RSS, {label} subject"),
-        format!("{rss:.1} MB"),
-        "64 MB".into(),
-        rss / 64.0,
-        "flat, <= 64 MB",
-        rss <= 64.0,
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    let env = [("DATAREQUEST_SOURCES_TOML".into(), MAPPING.into()), ("SHOP_DATABASE_URL".into(), url.clone())];
+    let what = format!("PostgreSQL source, {:.0} MB subject", bytes as f64 / MB);
+    let limit_text = format!("COPY of the same queries into a sink: {limit:.0} MB/s ({:.0} MB)", copied as f64 / MB);
+    shop::build_and_report(
+        release,
+        &work.join("postgres-large"),
+        &env,
+        report,
+        &what,
+        (Limit::Pace(limit), limit_text),
+    )?;
     drop(client);
     connect(cluster.admin.as_str()).await?.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await?;
 
@@ -417,7 +338,7 @@ fn fides_records(account: AccountId) -> impl Iterator<Item = Record> {
             })
         });
         let mails = (1..=messages).flat_map(move |n| {
-            let (id, mime) = mail(customer, &address, n, FIDES_MAIL);
+            let (id, mime) = shop::mail(customer, &address, n, FIDES_MAIL);
             let message = Record::Message(Message {
                 account,
                 id: id.clone(),
