@@ -38,10 +38,7 @@ pub async fn cancel(
     headers: HeaderMap,
 ) -> Response {
     let answer = async {
-        let Path(RequestPath { version, id }) =
-            path.map_err(|_| ApiError::bad("The path is not valid UTF-8 after percent-decoding"))?;
-        let version = params::version(&version)?;
-        let query = params::query(query.as_deref(), &["access_token"])?;
+        let (version, id, query) = params::request_call(path, query.as_deref())?;
         let (account, token) = params::authenticate_fresh(&app, &query, &headers).await?;
         let id = RequestId::parse(&id).map_err(|_| ApiError::bad(NO_ENTITY))?;
         let origin = Origin { key: None, version, token: Some(token) };

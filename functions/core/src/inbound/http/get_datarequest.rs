@@ -42,10 +42,7 @@ async fn authorize(
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<(AccountId, String), ApiError> {
-    let Path(RequestPath { version, id }) =
-        path.map_err(|_| ApiError::bad("The path is not valid UTF-8 after percent-decoding"))?;
-    params::version(&version)?;
-    let query = params::query(query, &["access_token"])?;
+    let (_, id, query) = params::request_call(path, query)?;
     let account = params::authenticate(app, &query, headers).await?;
     Ok((account, id))
 }

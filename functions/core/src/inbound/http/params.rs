@@ -67,6 +67,21 @@ pub struct RequestPath {
     pub id: String,
 }
 
+/// A call about one request (`/vN/datarequest/{id}…`), checked in Copernica's order: the path
+/// (its version and id as written) and the query's known pairs (`access_token`).
+///
+/// # Errors
+/// A path that is not UTF-8 after percent-decoding, an unknown version, or a bad query.
+pub fn request_call(
+    path: Result<axum::extract::Path<RequestPath>, axum::extract::rejection::PathRejection>,
+    query: Option<&str>,
+) -> Result<(&'static str, String, HashMap<&'static str, String>), ApiError> {
+    let axum::extract::Path(RequestPath { version, id }) =
+        path.map_err(|_| ApiError::bad("The path is not valid UTF-8 after percent-decoding"))?;
+    let version = self::version(&version)?;
+    Ok((version, id, self::query(query, &["access_token"])?))
+}
+
 /// The `format` parameter that [`format`] reads from the query string.
 pub struct FormatQuery;
 
