@@ -229,8 +229,7 @@ async fn write(
         checkpoints,
         next_checkpoint: every,
         due: false,
-        record_started: None,
-        slowest_record: std::time::Duration::ZERO,
+        pace: sink::Pace::default(),
         runs: 1,
     };
     let account = request.account;

@@ -149,11 +149,32 @@ pub(super) struct Sink<'a> {
     pub(super) next_checkpoint: u64,
     /// Whether a checkpoint is due at the next record's end.
     pub(super) due: bool,
-    /// When the record being written started (for a run that must stop).
-    pub(super) record_started: Option<Instant>,
-    /// The longest a record of this run took to write.
-    pub(super) slowest_record: Duration,
+    /// How long this run's records take (for a run that must stop).
+    pub(super) pace: Pace,
     pub(super) runs: u32,
+}
+
+/// How long the records of a run take to write, for a run that must stop in time.
+#[derive(Debug, Default)]
+pub(super) struct Pace {
+    /// When the record being written started.
+    started: Option<Instant>,
+    /// The longest a record of this run took.
+    slowest: Duration,
+}
+
+impl Pace {
+    /// At `now`, the end of a record: whether the run must stop here to stop by `stop_at`. It
+    /// must when its time is up, or when the next record would end after it if it took as
+    /// long as the slowest of this run did: a record cannot be cut, so the time left after the
+    /// stop is kept for the checkpoint, not for a record.
+    pub(super) fn stops(&mut self, now: Instant, stop_at: Instant) -> bool {
+        if let Some(started) = self.started {
+            self.slowest = self.slowest.max(now.saturating_duration_since(started));
+        }
+        self.started = Some(now);
+        now.checked_add(self.slowest).is_none_or(|next_ends| next_ends >= stop_at)
+    }
 }
 
 impl Sink<'_> {
@@ -200,17 +221,10 @@ impl Sink<'_> {
         self.checkpoint(stop).await
     }
 
-    /// Whether the run must stop at the end of this record: its time is up, or the next record
-    /// would end after it if it takes as long as the slowest of this run did (a record cannot
-    /// be cut, so the time after the stop is kept for the checkpoint, not for a record).
+    /// Whether the run must stop at the end of this record (see [`Pace::stops`]).
     fn time_to_stop(&mut self) -> bool {
         let Some(stop_at) = self.checkpoints.as_ref().and_then(|plan| plan.stop_at) else { return false };
-        let now = Instant::now();
-        if let Some(started) = self.record_started {
-            self.slowest_record = self.slowest_record.max(now.saturating_duration_since(started));
-        }
-        self.record_started = Some(now);
-        now.checked_add(self.slowest_record).is_none_or(|next_ends| next_ends >= stop_at)
+        self.pace.stops(Instant::now(), stop_at)
     }
 
     /// Takes a checkpoint where the writing stands (without a plan of checkpoints: none), and
@@ -504,5 +518,29 @@ impl ExportWriter for NoWriter {
 
     async fn discard(self: Box<Self>) -> Result<(), WriteError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_stops_one_record_early_when_the_next_could_end_after_its_time() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let stop_at = at(100);
+        let mut pace = Pace::default();
+        assert!(!pace.stops(at(0), stop_at), "the first record starts");
+        assert!(!pace.stops(at(10), stop_at), "10 ms a record: the next ends at 20 ms");
+        // A slow record: the next could take as long and end at 110 ms, after the stop, though
+        // the time is not up yet.
+        assert!(pace.stops(at(60), stop_at));
+        let mut fast = Pace::default();
+        for ms in [0, 10, 20, 30, 40, 50, 60, 70, 80] {
+            assert!(!fast.stops(at(ms), stop_at), "{ms} ms: the next ends at {} ms", ms + 10);
+        }
+        assert!(fast.stops(at(90), stop_at), "the next would end just at the stop");
+        assert!(Pace::default().stops(at(100), stop_at), "the time is up");
     }
 }
