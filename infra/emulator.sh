@@ -27,9 +27,9 @@ PY
   fi
 }
 
-running() {
-  [ -f "$state/pid" ] && kill -0 "$(cat "$state/pid")" 2>/dev/null
-}
+name="the emulator"
+# shellcheck source=infra/private-server.sh
+. "$root/infra/private-server.sh"
 
 provision() {
   "$python" "$root/infra/provision.py" --endpoint "http://127.0.0.1:$(cat "$state/port")" --suffix "$1"
@@ -69,11 +69,7 @@ case "${1:-}" in
     provision "${2:?a suffix}"
     ;;
   stop)
-    if running; then
-      kill "$(cat "$state/pid")"
-      for _ in $(seq 1 50); do running || break; sleep 0.1; done
-    fi
-    rm -rf "$state"
+    stop_server
     ;;
   *)
     echo "usage: $0 start|env|provision SUFFIX|stop" >&2

@@ -1,6 +1,6 @@
 # What infra/postgres.sh and infra/mariadb.sh share, sourced by both: a private database server
 # in a temporary directory, run by an unprivileged user on a free loopback port, and stopped by
-# its process id. A script sets `name` (for messages), `state` (the folder of its bookkeeping)
+# its process id (infra/emulator.sh takes `running` and `stop_server` from here too). A script sets `name` (for messages), `state` (the folder of its bookkeeping)
 # and `stop_signal`, defines `start_server` (which writes the environment to "$state/env"),
 # and ends with `main "$@"`.
 
@@ -59,6 +59,21 @@ new_server() {
   echo "$port" > "$state/port"
 }
 
+# Stops the server by its process id (with `stop_signal`, waiting up to 20 s) and deletes its
+# data directory and bookkeeping.
+stop_server() {
+  if running; then
+    local pid
+    pid=$(cat "$state/pid")
+    kill "-${stop_signal:-TERM}" "$pid"
+    for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  if [ -f "$state/dir" ]; then
+    rm -rf "$(cat "$state/dir")"
+  fi
+  rm -rf "$state"
+}
+
 main() {
   case "${1:-}" in
     start)
@@ -72,16 +87,7 @@ main() {
       cat "$state/env"
       ;;
     stop)
-      if running; then
-        local pid
-        pid=$(cat "$state/pid")
-        kill "-$stop_signal" "$pid"
-        for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      fi
-      if [ -f "$state/dir" ]; then
-        rm -rf "$(cat "$state/dir")"
-      fi
-      rm -rf "$state"
+      stop_server
       ;;
     *)
       echo "usage: $0 start|env|stop" >&2
