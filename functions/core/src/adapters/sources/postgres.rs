@@ -342,11 +342,30 @@ impl Postgres {
         let gone = || self.error(Some(kind), None, "the build stopped reading".into());
         let (mut connection, lease) = self.session().await?;
         {
-            let Connection { client, prepared } = &mut connection;
+            let Connection { client, prepared: cache } = &mut connection;
             let transaction = self.begin(client, kind).await?;
             // The sections this source supplies, in export order; the others are not its to end.
-            for query in self.spec.queries(kind).map(|q| q.sections.as_slice()).unwrap_or_default() {
-                self.stream(&transaction, prepared, kind, query, values, out).await?;
+            let queries = self.spec.queries(kind).map(|q| q.sections.as_slice()).unwrap_or_default();
+            let mut statements = Vec::with_capacity(queries.len());
+            for query in queries {
+                statements.push(self.prepared(&transaction, cache, kind, query).await?);
+            }
+            // Every section's portal is bound at once (the binds go out together and their
+            // answers come back together: one round trip, not one a section); each is read
+            // when its section's turn comes.
+            let portals =
+                futures_util::future::try_join_all(queries.iter().zip(&statements).map(|(query, prepared)| async {
+                    let Some(params) = bind(query, &prepared.statement, values) else { return Ok(None) };
+                    let failed = |e: tokio_postgres::Error| {
+                        self.error(Some(kind), Some(query.name), describe(&e)).permanent_if(refused(&e))
+                    };
+                    transaction.bind_raw(&prepared.statement, params).await.map(Some).map_err(failed)
+                }))
+                .await?;
+            for ((query, prepared), portal) in queries.iter().zip(&statements).zip(portals) {
+                if let Some(portal) = portal {
+                    self.stream(&transaction, prepared, &portal, kind, query, out).await?;
+                }
                 out.send(RowsMessage::End(query.name)).await.map_err(|_| gone())?;
             }
             transaction
@@ -359,38 +378,43 @@ impl Postgres {
         Ok(())
     }
 
-    async fn stream(
+    /// The prepared statement of a section's query: the connection's, or prepared now.
+    async fn prepared(
         &self,
         transaction: &Transaction<'_>,
         cache: &mut HashMap<(&'static str, String), Prepared>,
         kind: SubjectKind,
         query: &Query,
-        values: &Values,
+    ) -> Result<Prepared, SourceError> {
+        let key = (query.name, query.sql.clone());
+        if let Some(known) = cache.get(&key) {
+            return Ok(known.clone());
+        }
+        let prepared = prepare(transaction, query).await.map_err(|(problems, own)| {
+            self.error(Some(kind), Some(query.name), problems.join("; ")).permanent_if(own)
+        })?;
+        cache.insert(key, prepared.clone());
+        Ok(prepared)
+    }
+
+    /// Reads a section's rows from its bound portal, a page at a time, and hands them to
+    /// `out` in batches.
+    async fn stream(
+        &self,
+        transaction: &Transaction<'_>,
+        prepared: &Prepared,
+        portal: &tokio_postgres::Portal,
+        kind: SubjectKind,
+        query: &Query,
         out: &mpsc::Sender<RowsMessage>,
     ) -> Result<(), SourceError> {
         let failed = |what: String| self.error(Some(kind), Some(query.name), what);
-        let key = (query.name, query.sql.clone());
-        let prepared = match cache.get(&key) {
-            Some(known) => known.clone(),
-            None => {
-                let prepared = prepare(transaction, query)
-                    .await
-                    .map_err(|(problems, own)| failed(problems.join("; ")).permanent_if(own))?;
-                cache.insert(key, prepared.clone());
-                prepared
-            }
-        };
-        let Some(params) = bind(query, &prepared.statement, values) else { return Ok(()) };
-        let portal = transaction
-            .bind_raw(&prepared.statement, params)
-            .await
-            .map_err(|e| failed(describe(&e)).permanent_if(refused(&e)))?;
         let width = prepared.columns.len();
         let mut batch = Vec::new();
         let mut bytes = 0;
         loop {
             let rows = transaction
-                .query_portal_raw(&portal, PAGE_ROWS)
+                .query_portal_raw(portal, PAGE_ROWS)
                 .await
                 .map_err(|e| failed(describe(&e)).permanent_if(refused(&e)))?;
             let mut rows = std::pin::pin!(rows);
