@@ -5,7 +5,8 @@
 //!   export in a child process (time, peak RSS), against `COPY (the same queries) TO STDOUT`
 //!   into a sink: the limit;
 //! - the shape Fides was measured with: one customer with 2,000 messages and 3,000 events among
-//!   1,000 others; POST to `available` on the local server, median of 10.
+//!   1,000 others; POST to `available` on the local server, median of 10, against the same
+//!   shape in the embedded store (the two servers asked in turn).
 //!
 //! The cluster is the one `DATAREQUEST_TEST_POSTGRES_URL` names, else `infra/postgres.sh start`
 //! makes one (and it is stopped again at the end).
@@ -259,11 +260,35 @@ async fn figures(cluster: &Server, release: &Path, work: &Path, report: &mut Rep
     }
     client.batch_execute("ANALYZE").await?;
     let source = [("DATAREQUEST_SOURCES_TOML", MAPPING), ("SHOP_DATABASE_URL", url.as_str())];
-    let pooled = post_to_available(release, &work.join("postgres-fides"), &source, |_| Ok(())).await?;
+    let mut servers = [
+        LocalServer::start(release, &work.join("postgres-fides"), &source, |_| Ok(())).await?,
+        // The same shape in the embedded store, served the same way.
+        LocalServer::start(release, &work.join("embedded-fides"), &[], load_fides).await?,
+    ];
+    // One request to each in turn, so what the machine does meanwhile weighs on both alike.
+    let measured = async {
+        let client = reqwest::Client::new();
+        let mut times = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+        for _ in 0..10 {
+            for (server, (posts, totals)) in servers.iter().zip(&mut times) {
+                let (post, total) = server.post_to_available(&client).await?;
+                posts.push(post);
+                totals.push(total);
+            }
+        }
+        let [(mut posts, mut totals), (mut embedded_posts, mut embedded_totals)] = times;
+        anyhow::Ok([
+            Served { available: median(&mut totals), post: median(&mut posts) },
+            Served { available: median(&mut embedded_totals), post: median(&mut embedded_posts) },
+        ])
+    }
+    .await;
+    for server in &mut servers {
+        server.stop();
+    }
+    let [pooled, embedded] = measured?;
     drop(client);
     connect(cluster.admin.as_str()).await?.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await?;
-    // The same shape in the embedded store, served the same way.
-    let embedded = post_to_available(release, &work.join("embedded-fides"), &[], load_fides).await?;
 
     report.row(
         "PostgreSQL source, 1 profile + 2,000 messages + 3,000 events among 1,000: POST to available (median of 10)",
@@ -389,71 +414,81 @@ struct Served {
     post: f64,
 }
 
-/// The local server on a new data dir `dir` with account 1 (whose data `load` adds before it
-/// starts) and the variables `env`: POST for profile 1 to `available`, ten times.
-async fn post_to_available(
-    release: &Path,
-    dir: &Path,
-    env: &[(&str, &str)],
-    load: impl FnOnce(&Path) -> anyhow::Result<()> + Send + 'static,
-) -> anyhow::Result<Served> {
-    let binary = release.join("datarequest");
-    let account = Command::new(&binary).args(["account", "create", "--data-dir"]).arg(dir).output()?;
-    anyhow::ensure!(account.status.success(), "account create failed");
-    let created: Value = serde_json::from_slice(&account.stdout)?;
-    anyhow::ensure!(created["account"] == 1, "a new data dir's first account is 1: {created}");
-    let token = created["token"].as_str().context("token")?.to_owned();
-    let owned = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || load(&owned)).await??;
-    let mut serve = Command::new(&binary);
-    serve
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .env("DATAREQUEST_RATE_LIMIT_PER_MINUTE", "0")
-        .envs(env.iter().copied());
-    let (mut server, lines) = spawn_announcing(serve, "listening on")?;
-    let base = lines.last().and_then(|l| l.strip_prefix("Datarequest listening on ")).context("address")?.to_owned();
-    let client = reqwest::Client::new();
-    let (mut times, mut posts) = (Vec::new(), Vec::new());
-    let result = async {
-        for _ in 0..10 {
-            let start = Instant::now();
-            let created: Value = client
-                .post(format!("{base}/v1/profile/1/datarequest?access_token={token}"))
-                .header("content-type", "application/json")
-                .body("[]")
+/// The local server on a data dir of its own, with account 1.
+struct LocalServer {
+    process: std::process::Child,
+    dir: std::path::PathBuf,
+    base: String,
+    token: String,
+}
+
+impl LocalServer {
+    /// Serves a new data dir `dir` with account 1 (whose data `load` adds before it starts) and
+    /// the variables `env`.
+    async fn start(
+        release: &Path,
+        dir: &Path,
+        env: &[(&str, &str)],
+        load: impl FnOnce(&Path) -> anyhow::Result<()> + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        let binary = release.join("datarequest");
+        let account = Command::new(&binary).args(["account", "create", "--data-dir"]).arg(dir).output()?;
+        anyhow::ensure!(account.status.success(), "account create failed");
+        let created: Value = serde_json::from_slice(&account.stdout)?;
+        anyhow::ensure!(created["account"] == 1, "a new data dir's first account is 1: {created}");
+        let token = created["token"].as_str().context("token")?.to_owned();
+        let owned = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || load(&owned)).await??;
+        let mut serve = Command::new(&binary);
+        serve
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .env("DATAREQUEST_RATE_LIMIT_PER_MINUTE", "0")
+            .envs(env.iter().copied());
+        let (process, lines) = spawn_announcing(serve, "listening on")?;
+        let base =
+            lines.last().and_then(|l| l.strip_prefix("Datarequest listening on ")).context("address")?.to_owned();
+        Ok(Self { process, dir: dir.to_path_buf(), base, token })
+    }
+
+    /// POSTs a request for profile 1 and polls its status until it is `available`: seconds the
+    /// POST took, and seconds to `available`.
+    async fn post_to_available(&self, client: &reqwest::Client) -> anyhow::Result<(f64, f64)> {
+        let (base, token) = (&self.base, &self.token);
+        let start = Instant::now();
+        let created: Value = client
+            .post(format!("{base}/v1/profile/1/datarequest?access_token={token}"))
+            .header("content-type", "application/json")
+            .body("[]")
+            .send()
+            .await?
+            .json()
+            .await?;
+        let post = start.elapsed().as_secs_f64();
+        let id = created["id"].as_u64().context("no request id")?;
+        loop {
+            let status: Value = client
+                .get(format!("{base}/v1/datarequest/{id}/status?access_token={token}"))
                 .send()
                 .await?
                 .json()
                 .await?;
-            posts.push(start.elapsed().as_secs_f64());
-            let id = created["id"].as_u64().context("no request id")?;
-            loop {
-                let status: Value = client
-                    .get(format!("{base}/v1/datarequest/{id}/status?access_token={token}"))
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                if status["status"] == "available" {
-                    anyhow::ensure!(status["records"]["destinations"] == FIDES_MESSAGES, "not the shape: {status}");
-                    break;
-                }
-                anyhow::ensure!(status["state"] != "failed", "the build failed: {status}");
-                anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "never available");
-                tokio::time::sleep(Duration::from_millis(2)).await;
+            if status["status"] == "available" {
+                anyhow::ensure!(status["records"]["destinations"] == FIDES_MESSAGES, "not the shape: {status}");
+                return Ok((post, start.elapsed().as_secs_f64()));
             }
-            times.push(start.elapsed().as_secs_f64());
+            anyhow::ensure!(status["state"] != "failed", "the build failed: {status}");
+            anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "never available");
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        anyhow::Ok(())
     }
-    .await;
-    let _ = server.kill();
-    let _ = server.wait();
-    let _ = std::fs::remove_dir_all(dir);
-    result?;
-    Ok(Served { available: median(&mut times), post: median(&mut posts) })
+
+    fn stop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn median(values: &mut [f64]) -> f64 {
