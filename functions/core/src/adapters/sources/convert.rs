@@ -148,8 +148,9 @@ fn timestamp(micros: i64) -> Value {
         _ => {}
     }
     let seconds = micros.div_euclid(1_000_000).saturating_add(PG_EPOCH);
+    // The store's own writing of a time (no format string to read for every value).
     match DateTime::from_timestamp(seconds, 0) {
-        Some(t) => Value::String(t.format("%Y-%m-%d %H:%M:%S").to_string()),
+        Some(_) => Value::String(crate::domain::Timestamp::from_unix(seconds).to_string()),
         None => Value::Null,
     }
 }

@@ -28,8 +28,10 @@ use mapping::{SourceKind, SourceSpec};
 use mysql::Mysql;
 use postgres::{Postgres, RowsMessage, Values};
 
-/// Batches of rows waiting between a source's task and the export, per source.
-const QUEUE: usize = 2;
+/// Batches of rows waiting between a source's task and the export, per source: enough for a
+/// source to read the small rows of its next sections (events) while the export writes the
+/// large ones before them (mails), within about 2 MB of values (see `BATCH_BYTES`).
+const QUEUE: usize = 8;
 
 /// One source of the mapping, of its kind.
 #[derive(Debug)]

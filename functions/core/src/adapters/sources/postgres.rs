@@ -31,7 +31,7 @@ const PAGE_ROWS: i32 = 1000;
 /// Rows handed to the export at a time, at most.
 pub(super) const BATCH_ROWS: usize = 256;
 /// Bytes of values handed to the export at a time, about.
-pub(super) const BATCH_BYTES: usize = 1024 * 1024;
+pub(super) const BATCH_BYTES: usize = 256 * 1024;
 
 /// The values of a request's parameters, as text.
 #[derive(Debug, Clone)]
