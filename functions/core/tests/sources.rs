@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::{section, world};
 use datarequest::app::{Origin, SubmitError};
-use datarequest::domain::{ProfileId, State, Subject};
+use datarequest::domain::{ProfileId, RequestId, State, Subject};
 use datarequest::ports::{ExportFormat, SourceError, SourceRow};
 use serde_json::json;
 
@@ -95,17 +95,22 @@ async fn a_subject_only_a_source_knows_is_accepted_and_an_unknown_one_is_not() {
     assert!(matches!(unknown, Err(SubmitError::NoSuchProfile)), "{unknown:?}");
 }
 
-#[tokio::test]
-async fn a_failing_source_fails_the_build_with_a_reason_naming_it_and_leaves_no_export() {
-    let world = world().await;
+/// Makes the shop's clicks of profiles fail with `what` and submits a request for profile 42.
+async fn failing_clicks(world: &common::World, what: &str, permanent: bool) -> RequestId {
     world.fakes.sources.fail(SourceError {
         source_name: "shop".into(),
         kind: Some("profile"),
         section: Some("clicks".into()),
-        what: "canceling statement due to statement timeout (SQLSTATE 57014)".into(),
-        permanent: false,
+        what: what.into(),
+        permanent,
     });
-    let id = world.app.submit(world.account, profile("42"), None, &Origin::default()).await.expect("accepted");
+    world.app.submit(world.account, profile("42"), None, &Origin::default()).await.expect("accepted")
+}
+
+#[tokio::test]
+async fn a_failing_source_fails_the_build_with_a_reason_naming_it_and_leaves_no_export() {
+    let world = world().await;
+    let id = failing_clicks(&world, "canceling statement due to statement timeout (SQLSTATE 57014)", false).await;
     let attempts = world.app.settings().build_attempts;
     assert!(world.app.handle_message(id, 1).await.is_err(), "an early attempt fails, to be retried");
     world.app.handle_message(id, attempts).await.expect("the last attempt settles the request");
@@ -125,14 +130,7 @@ async fn a_failing_source_fails_the_build_with_a_reason_naming_it_and_leaves_no_
 #[tokio::test]
 async fn a_build_waiting_to_be_tried_again_shows_why_and_clears_it_once_built() {
     let world = world().await;
-    world.fakes.sources.fail(SourceError {
-        source_name: "shop".into(),
-        kind: Some("profile"),
-        section: Some("clicks".into()),
-        what: "could not connect: connection refused".into(),
-        permanent: false,
-    });
-    let id = world.app.submit(world.account, profile("42"), None, &Origin::default()).await.expect("accepted");
+    let id = failing_clicks(&world, "could not connect: connection refused", false).await;
     let attempts = world.app.settings().build_attempts;
     assert!(world.app.handle_message(id, 1).await.is_err(), "to be retried");
 
@@ -159,14 +157,7 @@ async fn a_build_waiting_to_be_tried_again_shows_why_and_clears_it_once_built() 
 #[tokio::test]
 async fn a_query_the_source_refuses_fails_the_build_at_its_first_attempt() {
     let world = world().await;
-    world.fakes.sources.fail(SourceError {
-        source_name: "shop".into(),
-        kind: Some("profile"),
-        section: Some("clicks".into()),
-        what: "permission denied for table events (SQLSTATE 42501)".into(),
-        permanent: true,
-    });
-    let id = world.app.submit(world.account, profile("42"), None, &Origin::default()).await.expect("accepted");
+    let id = failing_clicks(&world, "permission denied for table events (SQLSTATE 42501)", true).await;
 
     world.app.handle_message(id, 1).await.expect("the first attempt settles the request");
 
