@@ -35,6 +35,7 @@ start_server() {
   reader=$(secret)
   as_owner mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
     --skip-test-db > "$state/install.log" 2>&1 || { cat "$state/install.log" >&2; exit 1; }
+  free_port
   as_owner "$(server)" --no-defaults --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 \
     --socket="$dir/mariadb.sock" --pid-file="$dir/mariadb.pid" --skip-name-resolve --max-connections=300 \
     --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 --character-set-server=utf8mb4 \

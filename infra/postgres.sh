@@ -39,6 +39,7 @@ start_server() {
   as_owner sh -c "umask 077; printf '%s\n' '$password' > '$dir/pwfile'"
   as_owner "$bin/initdb" -D "$dir/data" -U postgres --pwfile="$dir/pwfile" --auth-local=trust --auth-host=scram-sha-256 \
     -E UTF8 --locale=C.UTF-8 > "$state/initdb.log" 2>&1 || { cat "$state/initdb.log" >&2; exit 1; }
+  free_port
   as_owner "$bin/postgres" -D "$dir/data" -p "$port" -c listen_addresses=127.0.0.1 -c unix_socket_directories="$dir" \
     -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
     > "$dir/postgres.log" 2>&1 &

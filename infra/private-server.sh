@@ -31,8 +31,12 @@ install_package() {
   if [ ! -e "$policy" ] && [ -w /usr/sbin ]; then
     printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && added=1
   fi
-  apt-get install -y -qq "$package" > /dev/null || { apt-get update -qq && apt-get install -y -qq "$package" > /dev/null; }
+  local status=0
+  apt-get install -y -qq "$package" > /dev/null \
+    || { apt-get update -qq && apt-get install -y -qq "$package" > /dev/null; } || status=$?
+  # Removed whatever the install did, or later installs would start no service either.
   if [ -n "$added" ]; then rm -f "$policy"; fi
+  return "$status"
 }
 
 # A random secret, in hex.
@@ -41,8 +45,7 @@ secret() {
 }
 
 # Sets `dir` to a new temporary data directory (owned by an unprivileged user when run as
-# root: the servers refuse to run as root) and `port` to a free loopback port, and starts the
-# bookkeeping in "$state".
+# root: the servers refuse to run as root) and starts the bookkeeping in "$state".
 new_server() {
   rm -rf "$state"
   mkdir -p "$state"
@@ -55,6 +58,10 @@ new_server() {
     chown "$owner" "$dir"
   fi
   echo "$owner" > "$state/owner"
+}
+
+# Sets `port` to a free loopback port, chosen just before the server starts.
+free_port() {
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   echo "$port" > "$state/port"
 }

@@ -78,7 +78,7 @@ async fn figures(server: &Server, release: &Path, work: &Path, report: &mut Repo
     conn.query_drop(SCHEMA).await?;
     conn.query_drop("DELETE FROM events; DELETE FROM messages; DELETE FROM contact; DELETE FROM customer").await?;
     conn.query_drop(format!("GRANT SELECT ON {name}.* TO '{}'@'127.0.0.1'", server.reader_user())).await?;
-    let (host, port) = (url.host_str().unwrap_or("127.0.0.1").to_owned(), url.port().unwrap_or(3306));
+    let (host, port) = (url.host_str().unwrap_or("127.0.0.1").to_owned(), shop::port_of(&url));
     let reader_url = server.reader_url(&name);
 
     let start = Instant::now();

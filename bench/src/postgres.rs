@@ -491,6 +491,13 @@ impl LocalServer {
     }
 }
 
+impl Drop for LocalServer {
+    /// A server is stopped whatever ends the run (stopping twice does no harm).
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]

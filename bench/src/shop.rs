@@ -16,6 +16,12 @@ pub struct Server {
     started: Option<PathBuf>,
 }
 
+/// The port of a server URL, or its kind's default (`postgres://` and `mysql://` URLs have none
+/// of their own).
+pub fn port_of(url: &reqwest::Url) -> u16 {
+    url.port().unwrap_or(if url.scheme() == "mysql" { 3306 } else { 5432 })
+}
+
 impl Server {
     /// The server the variables `url` and `reader` name, else a private one from `script`
     /// (`infra/postgres.sh`, `infra/mariadb.sh`).
@@ -39,7 +45,7 @@ impl Server {
 
     /// The reading account's URL of database `name`.
     pub fn reader_url(&self, name: &str) -> String {
-        let (host, port) = (self.admin.host_str().unwrap_or("127.0.0.1"), self.admin.port().unwrap_or(0));
+        let (host, port) = (self.admin.host_str().unwrap_or("127.0.0.1"), port_of(&self.admin));
         format!("{}://{}@{host}:{port}/{name}", self.admin.scheme(), self.reader)
     }
 

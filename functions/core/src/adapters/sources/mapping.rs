@@ -265,22 +265,35 @@ fn env_name(name: &str) -> bool {
 /// Every mistake found: TOML syntax, unknown or missing keys, unknown sections, queries that
 /// cannot be rewritten or use a parameter their kind of subject does not have.
 pub fn parse(text: &str) -> Result<Mapping, Vec<Mistake>> {
-    let (mapping, mistakes) = parse_all(text);
+    let Partial { mapping, mistakes, .. } = parse_all(text);
     if mistakes.is_empty() { Ok(mapping) } else { Err(mistakes) }
+}
+
+/// A mapping read as far as it is right (see [`parse_all`]).
+#[derive(Debug, Default)]
+pub struct Partial {
+    /// The sources whose own settings are right, each with the queries that are right.
+    pub mapping: Mapping,
+    /// Every mistake found.
+    pub mistakes: Vec<Mistake>,
+    /// The name of every `[[source]]` in file order (`#n` for the n-th without one), those
+    /// left out included: the order to report mistakes in.
+    pub order: Vec<String>,
 }
 
 /// Reads a mapping as far as it is right, for a check that goes on to the databases: the
 /// sources whose own settings (`name`, `kind`, `url_env`, timeouts) are right, each with the
 /// queries that are right, and every mistake found (those of [`parse`]).
 #[must_use]
-pub fn parse_all(text: &str) -> (Mapping, Vec<Mistake>) {
+pub fn parse_all(text: &str) -> Partial {
     let table: toml::Table = match text.parse() {
         Ok(table) => table,
-        Err(error) => return (Mapping::default(), vec![Mistake::of_file(error.to_string())]),
+        Err(error) => return Partial { mistakes: vec![Mistake::of_file(error.to_string())], ..Partial::default() },
     };
     let mut mistakes = Vec::new();
     let mut mapping = Mapping::default();
     let mut names = Vec::new();
+    let mut order = Vec::new();
     for (key, value) in &table {
         if key != "source" {
             mistakes.push(Mistake::of_file(format!("unknown key `{key}`: the file holds [[source]] tables only")));
@@ -294,7 +307,9 @@ pub fn parse_all(text: &str) -> (Mapping, Vec<Mistake>) {
             match item.as_table() {
                 Some(source) => {
                     let spec = source_spec(source, n + 1, &mut mistakes);
-                    if let Some(name) = source.get("name").and_then(toml::Value::as_str) {
+                    let label = source.get("name").and_then(toml::Value::as_str);
+                    order.push(label.map_or_else(|| format!("#{}", n + 1), str::to_owned));
+                    if let Some(name) = label {
                         if names.contains(&name) {
                             mistakes.push(Mistake::of_source(name, "the name is used by another source"));
                             continue;
@@ -303,14 +318,17 @@ pub fn parse_all(text: &str) -> (Mapping, Vec<Mistake>) {
                     }
                     mapping.sources.extend(spec);
                 }
-                None => mistakes.push(Mistake::of_source(&format!("#{}", n + 1), "must be a table")),
+                None => {
+                    order.push(format!("#{}", n + 1));
+                    mistakes.push(Mistake::of_source(&format!("#{}", n + 1), "must be a table"));
+                }
             }
         }
     }
     if mapping.sources.is_empty() && mistakes.is_empty() {
         mistakes.push(Mistake::of_file("no [[source]]"));
     }
-    (mapping, mistakes)
+    Partial { mapping, mistakes, order }
 }
 
 /// A source's description, or `None` when its own settings are wrong (it cannot be reached
@@ -603,8 +621,9 @@ url_env = "CRM_DATABASE_URL"
 [source.profile]
 profile = "SELECT 1"
 "#;
-        let (mapping, mistakes) = parse_all(text);
+        let Partial { mapping, mistakes, order } = parse_all(text);
         assert_eq!(mistakes.len(), 3, "{}", lines(&mistakes));
+        assert_eq!(order, ["shop", "crm"], "every source, the one left out included");
         // The source whose settings are wrong is left out; the right one keeps its right queries.
         assert_eq!(mapping.sources.len(), 1);
         let shop = &mapping.sources[0];

@@ -140,8 +140,7 @@ impl Sources {
     /// # Errors
     /// The mistakes, when there are any.
     pub async fn check_text(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, Vec<Mistake>> {
-        let (mapping, mut mistakes) = mapping::parse_all(text);
-        let order: Vec<String> = mapping.sources.iter().map(|s| s.name.clone()).collect();
+        let mapping::Partial { mapping, mut mistakes, order } = mapping::parse_all(text);
         let sources = Self::of(mapping, lookup, &mut mistakes);
         mistakes.extend(sources.check().await);
         if mistakes.is_empty() {
@@ -347,5 +346,43 @@ impl SourceReader for Reading {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_check_lists_every_mistake_by_source_in_file_order_the_files_first() {
+        let text = r#"
+[[source]]
+name = "crm"
+kind = "oracle"
+url_env = "CRM_DATABASE_URL"
+[source.profile]
+profile = "SELECT 1 WHERE :email = ''"
+
+[[source]]
+name = "shop"
+kind = "postgres"
+url_env = "SHOP_DATABASE_URL"
+[source.email]
+destinations = "SELECT 1 WHERE :profile = 1"
+clicks = "SELECT 1 WHERE :email = ''"
+"#;
+        let mistakes = Sources::check_text(text, &|_| None).await.expect_err("broken");
+        let lines: Vec<String> = mistakes.iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        // crm is left out of the check (its kind is wrong) but keeps its place before shop.
+        assert!(lines[0].starts_with("source \"crm\": `kind` must be"), "{lines:#?}");
+        assert!(
+            lines[1].starts_with("source \"crm\", [source.profile] profile: unknown parameter :email"),
+            "{lines:#?}"
+        );
+        assert_eq!(lines[2], "source \"shop\": SHOP_DATABASE_URL (url_env) is not set");
+        assert!(lines[3].starts_with("source \"shop\", [source.email] destinations: unknown parameter"), "{lines:#?}");
     }
 }

@@ -190,6 +190,8 @@ fn scan(
         }
         match lex(bytes, i) {
             Ok(Lexeme::Comment(end)) => i = end,
+            // A comment after the statement may follow; one left open is still an open comment.
+            Err(error @ SqlError::Unterminated("comment")) => return Err(error),
             _ if ended => return Err(SqlError::SeveralStatements),
             Err(error) => return Err(error),
             Ok(Lexeme::Quoted(end)) => {
@@ -445,6 +447,9 @@ mod tests {
         assert_eq!(ok("SELECT 1 WHERE :account > 0 ;  -- done\n").0, "SELECT 1 WHERE $1 > 0");
         assert_eq!(rewrite("SELECT 1; DROP TABLE customer"), Err(SqlError::SeveralStatements));
         assert_eq!(ok("SELECT ';'").0, "SELECT ';'");
+        assert_eq!(rewrite("SELECT 1; /* open"), Err(SqlError::Unterminated("comment")));
+        assert_eq!(rewrite_mysql("SELECT 1; /* open"), Err(SqlError::Unterminated("comment")));
+        assert_eq!(rewrite_mysql("SELECT 1; 'open"), Err(SqlError::SeveralStatements));
     }
 
     #[test]
