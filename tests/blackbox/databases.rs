@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use serde_json::Value;
+use std::time::Duration;
+
+use serde_json::{Value, json};
 
 use crate::helpers::{Account, TestApp, binary, section};
 
@@ -56,6 +58,91 @@ pub fn records(export: &Value, name: &str) -> Vec<Value> {
 
 pub fn column(records: &[Value], name: &str) -> Vec<Value> {
     records.iter().map(|r| r[name].clone()).collect()
+}
+
+/// After a concurrent transaction changed Ana's name and first subject and added a mail while
+/// build `id` was under way: the build holds the rows of its snapshot, the next the new ones.
+pub async fn assert_snapshot_held(app: &TestApp, account: &Account, id: u64) {
+    let status = app.wait_for(id, account, |s| matches!(s["state"].as_str(), Some("built" | "failed"))).await;
+    assert_eq!(status["state"], "built", "{status}");
+    let during: Value = serde_json::from_slice(&app.data(id, account).await).expect("JSON");
+
+    assert_eq!(column(&records(&during, "profile"), "name"), [json!("Ana Silva")]);
+    assert_eq!(
+        records(&during, "destinations"),
+        [
+            json!({"ID": "shop-7001-1", "subject": "Spring sale: 20% off"}),
+            json!({"ID": "shop-7001-2", "subject": "Your invoice 2025-114"})
+        ],
+        "the snapshot of the build's start, not the rows committed during it"
+    );
+
+    let after = export(app, account, "profile/7001").await;
+    assert_eq!(column(&records(&after, "profile"), "name"), [json!("Ana Changed")]);
+    assert_eq!(
+        column(&records(&after, "destinations"), "subject"),
+        [json!("New"), json!("Changed"), json!("Your invoice 2025-114")]
+    );
+}
+
+/// An e-mail request for `subject` (an address that is SQL if pasted) finds no record.
+pub async fn assert_finds_nothing(app: &TestApp, account: &Account, subject: &str) -> Value {
+    let export = export(app, account, subject).await;
+    for name in ["destinations", "impressions", "clicks", "deliveries", "errors", "abuses", "unsubscribes", "surveys"] {
+        assert_eq!(records(&export, name), Vec::<Value>::new(), "{subject} {name}");
+    }
+    export
+}
+
+/// The request for Ana failed at its one attempt because a query ran past its time limit
+/// (the server's words for it hold `limit`); no export is served.
+pub async fn assert_timed_out(app: &TestApp, account: &Account, limit: &str) {
+    let (id, status) = settle(app, account, "profile/7001").await;
+    assert_eq!(status["state"], "failed", "{status}");
+    let reason = status["reason"].as_str().expect("reason");
+    assert!(reason.contains(r#"source "shop" (profile, destinations)"#) && reason.contains(limit), "{reason}");
+    let response = app.get(&format!("/v1/datarequest/{id}/data?access_token={}", account.token)).await;
+    assert_eq!(response.status, 404, "no export is complete with a source missing");
+}
+
+/// Three exports of Ana by a mapping whose profile query selects its connection's id as
+/// `connection`: the POSTs' existence checks and the builds all used one pooled connection.
+pub async fn assert_one_pooled_connection(app: &TestApp, account: &Account) {
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let export = export(app, account, "profile/7001").await;
+        seen.extend(column(&records(&export, "profile"), "connection"));
+    }
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|c| *c == seen[0]), "one connection served every POST and build: {seen:?}");
+}
+
+/// A server reading the shop through `relay` (with one build attempt) once the relay is cut:
+/// builds fail naming the source, a POST that must ask the source whether its subject exists
+/// gets a 500, and `serve` refuses to start.
+pub async fn assert_cut_off(app: &TestApp, account: &Account, relay: &Relay) {
+    assert_eq!(records(&export(app, account, "profile/7001").await, "profile").len(), 1, "reachable at first");
+
+    relay.cut();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let (_, status) = settle(app, account, "profile/42").await;
+    assert_eq!(status["state"], "failed", "{status}");
+    let reason = status["reason"].as_str().expect("reason");
+    assert!(reason.contains(r#"source "shop""#) && reason.contains("could not connect"), "{reason}");
+    let path = format!("/v1/profile/7001/datarequest?access_token={}", account.token);
+    let response = app.request("POST", &path, &[("content-type", "application/json")], Some(b"[]")).await;
+    assert_eq!(
+        response.status,
+        500,
+        "whether a subject exists cannot be known: {}",
+        String::from_utf8_lossy(&response.bytes)
+    );
+
+    let served = app.cli(&["serve", "--listen", "127.0.0.1:0"]);
+    assert!(!served.status.success(), "serve must not start with a source it cannot reach");
+    let printed = String::from_utf8_lossy(&served.stdout);
+    assert!(printed.contains(r#"source "shop": could not connect"#), "{printed}");
 }
 
 /// `datarequest sources check` with a mapping and, in the variable `url_env`, a connection

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
 
-use crate::databases::{self, Relay, column, export, records, settle};
+use crate::databases::{
+    self, Relay, assert_cut_off, assert_finds_nothing, assert_one_pooled_connection, assert_snapshot_held,
+    assert_timed_out, column, export, records, settle,
+};
 use crate::helpers::{TestApp, section};
 
 const SCHEMA: &str = include_str!("../../examples/mysql/schema.sql");
@@ -233,12 +236,7 @@ async fn a_hostile_address_is_bound_as_a_value_and_finds_nothing_in_mysql() {
     // x'OR'1'='1@example.com and x'OR'1'='1'#@example.com: valid addresses, and SQL if pasted
     // into the query (the second with a comment that ends the statement there).
     for subject in ["email/x%27OR%271%27%3D%271%40example.com", "email/x%27OR%271%27%3D%271%27%23%40example.com"] {
-        let export = export(&app, &account, subject).await;
-        for name in
-            ["destinations", "impressions", "clicks", "deliveries", "errors", "abuses", "unsubscribes", "surveys"]
-        {
-            assert_eq!(records(&export, name), Vec::<Value>::new(), "{subject} {name}");
-        }
+        assert_finds_nothing(&app, &account, subject).await;
     }
 }
 
@@ -289,26 +287,7 @@ async fn rows_changed_while_a_mysql_build_runs_do_not_tear_its_export() {
         )
         .await
         .expect("concurrent change");
-    let status = app.wait_for(id, &account, |s| matches!(s["state"].as_str(), Some("built" | "failed"))).await;
-    assert_eq!(status["state"], "built", "{status}");
-    let during: Value = serde_json::from_slice(&app.data(id, &account).await).expect("JSON");
-
-    assert_eq!(column(&records(&during, "profile"), "name"), [json!("Ana Silva")]);
-    assert_eq!(
-        records(&during, "destinations"),
-        [
-            json!({"ID": "shop-7001-1", "subject": "Spring sale: 20% off"}),
-            json!({"ID": "shop-7001-2", "subject": "Your invoice 2025-114"})
-        ],
-        "the snapshot of the build's start, not the rows committed during it"
-    );
-
-    let after = export(&app, &account, "profile/7001").await;
-    assert_eq!(column(&records(&after, "profile"), "name"), [json!("Ana Changed")]);
-    assert_eq!(
-        column(&records(&after, "destinations"), "subject"),
-        [json!("New"), json!("Changed"), json!("Your invoice 2025-114")]
-    );
+    assert_snapshot_held(&app, &account, id).await;
 }
 
 const TIMING_OUT: &str = r#"
@@ -332,17 +311,8 @@ async fn a_mysql_query_past_its_time_limit_fails_the_request_with_a_reason_namin
     let (app, account) = TestApp::start(&env);
 
     let started = Instant::now();
-    let (id, status) = settle(&app, &account, "profile/7001").await;
-
-    assert_eq!(status["state"], "failed", "{status}");
-    let reason = status["reason"].as_str().expect("reason");
-    assert!(
-        reason.contains(r#"source "shop" (profile, destinations)"#) && reason.contains("max_statement_time"),
-        "{reason}"
-    );
+    assert_timed_out(&app, &account, "max_statement_time").await;
     assert!(started.elapsed() < Duration::from_secs(20), "stopped by the limit, not run to its end");
-    let response = app.get(&format!("/v1/datarequest/{id}/data?access_token={}", account.token)).await;
-    assert_eq!(response.status, 404, "no export is complete with a source missing");
 }
 
 const CONNECTION: &str = r#"
@@ -361,14 +331,7 @@ async fn builds_and_existence_checks_reuse_one_pooled_mysql_connection() {
     let shop = Shop::new().await;
     let (app, account) = TestApp::start(&shop.env(CONNECTION));
 
-    let mut seen = Vec::new();
-    for _ in 0..3 {
-        let export = export(&app, &account, "profile/7001").await;
-        seen.extend(column(&records(&export, "profile"), "connection"));
-    }
-
-    assert_eq!(seen.len(), 3);
-    assert!(seen.iter().all(|c| *c == seen[0]), "one connection served every POST and build: {seen:?}");
+    assert_one_pooled_connection(&app, &account).await;
 }
 
 // Two threads: the relay keeps relaying while the test waits for the server to start.
@@ -383,23 +346,7 @@ async fn an_unreachable_mysql_server_fails_the_build_and_the_existence_check_and
         ("DATAREQUEST_BUILD_ATTEMPTS", "1"),
     ];
     let (app, account) = TestApp::start(&env);
-    assert_eq!(records(&export(&app, &account, "profile/7001").await, "profile").len(), 1, "reachable at first");
-
-    relay.cut();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-
-    let (_, status) = settle(&app, &account, "profile/42").await;
-    assert_eq!(status["state"], "failed", "{status}");
-    let reason = status["reason"].as_str().expect("reason");
-    assert!(reason.contains(r#"source "shop""#) && reason.contains("could not connect"), "{reason}");
-    let path = format!("/v1/profile/7001/datarequest?access_token={}", account.token);
-    let response = app.request("POST", &path, &[("content-type", "application/json")], Some(b"[]")).await;
-    assert_eq!(response.status, 500, "whether a subject exists cannot be known");
-
-    let served = app.cli(&["serve", "--listen", "127.0.0.1:0"]);
-    assert!(!served.status.success(), "serve must not start with a source it cannot reach");
-    let printed = String::from_utf8_lossy(&served.stdout);
-    assert!(printed.contains(r#"source "shop": could not connect"#), "{printed}");
+    assert_cut_off(&app, &account, &relay).await;
 }
 
 fn sources_check(mapping: &str, url: &str) -> Output {

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio_postgres::NoTls;
 
-use crate::databases::{self, Relay, column, export, records, settle};
+use crate::databases::{
+    self, Relay, assert_cut_off, assert_finds_nothing, assert_one_pooled_connection, assert_snapshot_held,
+    assert_timed_out, column, export, records, settle,
+};
 use crate::helpers::{TestApp, section};
 
 const SCHEMA: &str = include_str!("../../examples/postgres/schema.sql");
@@ -278,12 +281,9 @@ async fn a_hostile_address_is_bound_as_a_value_and_finds_nothing() {
     let (app, account) = TestApp::start(&shop.env(MAPPING));
 
     // x'OR'1'='1@example.com: a valid address, and SQL if it were pasted into the query.
-    let export = export(&app, &account, "email/x%27OR%271%27%3D%271%40example.com").await;
+    let export = assert_finds_nothing(&app, &account, "email/x%27OR%271%27%3D%271%40example.com").await;
 
     assert_eq!(export["info"]["id"], "x'OR'1'='1@example.com");
-    for name in ["destinations", "impressions", "clicks", "deliveries", "errors", "abuses", "unsubscribes", "surveys"] {
-        assert_eq!(records(&export, name), Vec::<Value>::new(), "{name}");
-    }
 }
 
 const SLOW: &str = r#"
@@ -337,26 +337,7 @@ async fn rows_changed_while_a_build_runs_do_not_tear_its_export() {
         )
         .await
         .expect("concurrent change");
-    let status = app.wait_for(id, &account, |s| matches!(s["state"].as_str(), Some("built" | "failed"))).await;
-    assert_eq!(status["state"], "built", "{status}");
-    let during: Value = serde_json::from_slice(&app.data(id, &account).await).expect("JSON");
-
-    assert_eq!(column(&records(&during, "profile"), "name"), [json!("Ana Silva")]);
-    assert_eq!(
-        records(&during, "destinations"),
-        [
-            json!({"ID": "shop-7001-1", "subject": "Spring sale: 20% off"}),
-            json!({"ID": "shop-7001-2", "subject": "Your invoice 2025-114"})
-        ],
-        "the snapshot of the build's start, not the rows committed during it"
-    );
-
-    let after = export(&app, &account, "profile/7001").await;
-    assert_eq!(column(&records(&after, "profile"), "name"), [json!("Ana Changed")]);
-    assert_eq!(
-        column(&records(&after, "destinations"), "subject"),
-        [json!("New"), json!("Changed"), json!("Your invoice 2025-114")]
-    );
+    assert_snapshot_held(&app, &account, id).await;
 }
 
 const TIMING_OUT: &str = r#"
@@ -379,16 +360,7 @@ async fn a_failing_query_fails_the_request_with_a_reason_naming_the_source() {
     env.push(("DATAREQUEST_BUILD_ATTEMPTS", "1"));
     let (app, account) = TestApp::start(&env);
 
-    let (id, status) = settle(&app, &account, "profile/7001").await;
-
-    assert_eq!(status["state"], "failed", "{status}");
-    let reason = status["reason"].as_str().expect("reason");
-    assert!(
-        reason.contains(r#"source "shop" (profile, destinations)"#) && reason.contains("statement timeout"),
-        "{reason}"
-    );
-    let response = app.get(&format!("/v1/datarequest/{id}/data?access_token={}", account.token)).await;
-    assert_eq!(response.status, 404, "no export is complete with a source missing");
+    assert_timed_out(&app, &account, "statement timeout").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,28 +374,7 @@ async fn an_unreachable_server_fails_the_build_and_the_existence_check_and_stops
         ("DATAREQUEST_BUILD_ATTEMPTS", "1"),
     ];
     let (app, account) = TestApp::start(&env);
-    assert_eq!(records(&export(&app, &account, "profile/7001").await, "profile").len(), 1, "reachable at first");
-
-    relay.cut();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-
-    let (_, status) = settle(&app, &account, "profile/42").await;
-    assert_eq!(status["state"], "failed", "{status}");
-    let reason = status["reason"].as_str().expect("reason");
-    assert!(reason.contains(r#"source "shop""#) && reason.contains("could not connect"), "{reason}");
-    let path = format!("/v1/profile/7001/datarequest?access_token={}", account.token);
-    let response = app.request("POST", &path, &[("content-type", "application/json")], Some(b"[]")).await;
-    assert_eq!(
-        response.status,
-        500,
-        "whether a subject exists cannot be known: {}",
-        String::from_utf8_lossy(&response.bytes)
-    );
-
-    let served = app.cli(&["serve", "--listen", "127.0.0.1:0"]);
-    assert!(!served.status.success(), "serve must not start with a source it cannot reach");
-    let printed = String::from_utf8_lossy(&served.stdout);
-    assert!(printed.contains(r#"source "shop": could not connect"#), "{printed}");
+    assert_cut_off(&app, &account, &relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -554,14 +505,7 @@ async fn builds_and_existence_checks_reuse_one_pooled_postgres_connection() {
     let shop = Shop::new().await;
     let (app, account) = TestApp::start(&shop.env(BACKEND));
 
-    let mut seen = Vec::new();
-    for _ in 0..3 {
-        let export = export(&app, &account, "profile/7001").await;
-        seen.extend(column(&records(&export, "profile"), "connection"));
-    }
-
-    assert_eq!(seen.len(), 3);
-    assert!(seen.iter().all(|c| *c == seen[0]), "one connection served every POST and build: {seen:?}");
+    assert_one_pooled_connection(&app, &account).await;
 }
 
 #[tokio::test]

@@ -580,17 +580,16 @@ async fn a_store_failing_after_the_first_page_fails_the_build_and_shows_no_parti
     assert_eq!(more.len(), 4);
     datarequest::compose::ports(&world.app).subjects.load(&more).await.expect("loads");
     let id = accept(&world, profile("42"), None).await;
-    let pages = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let subjects = std::sync::Arc::new(FailingLaterPages {
-        inner: datarequest::compose::ports(&world.app).subjects.clone(),
-        pages: pages.clone(),
-    });
+    let subjects = std::sync::Arc::new(common::Watched::new(
+        datarequest::compose::ports(&world.app).subjects.clone(),
+        FailingLaterPages,
+    ));
     let broken = datarequest::compose::rewire(
         &world.app,
-        datarequest::compose::Ports { subjects, ..datarequest::compose::ports(&world.app) },
+        datarequest::compose::Ports { subjects: subjects.clone(), ..datarequest::compose::ports(&world.app) },
     );
     assert!(broken.handle_message(id, 1).await.is_err(), "the failed read fails the attempt");
-    assert!(pages.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the first page was read and written");
+    assert!(subjects.pages() >= 2, "the first page was read and written, the second failed");
     assert!(world.fakes.exports.bytes(id).is_none(), "no partial export is visible");
     let request = datarequest::compose::ports(&world.app).requests.get(id).await.expect("store").expect("request");
     assert_ne!(request.state, State::Built);
@@ -600,64 +599,14 @@ async fn a_store_failing_after_the_first_page_fails_the_build_and_shows_no_parti
     assert!(section(&world.export(id), "destinations").is_some_and(|d| d.len() == 6), "every page");
 }
 
-/// The real (in-memory) subject data, except that every page of messages after the first fails.
-struct FailingLaterPages {
-    inner: std::sync::Arc<dyn datarequest::ports::SubjectData>,
-    pages: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
+/// Every page of messages after the first fails.
+struct FailingLaterPages;
 
 #[async_trait::async_trait]
-impl datarequest::ports::SubjectData for FailingLaterPages {
-    async fn profile(
-        &self,
-        account: datarequest::domain::AccountId,
-        id: ProfileId,
-    ) -> anyhow::Result<Option<datarequest::domain::Profile>> {
-        self.inner.profile(account, id).await
-    }
-    async fn subprofile(
-        &self,
-        account: datarequest::domain::AccountId,
-        id: SubprofileId,
-    ) -> anyhow::Result<Option<datarequest::domain::Subprofile>> {
-        self.inner.subprofile(account, id).await
-    }
-    async fn subprofiles(
-        &self,
-        account: datarequest::domain::AccountId,
-        id: ProfileId,
-        cursor: Option<&str>,
-    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Subprofile>> {
-        self.inner.subprofiles(account, id, cursor).await
-    }
-    async fn messages(
-        &self,
-        account: datarequest::domain::AccountId,
-        subject: &Subject,
-        cursor: Option<&str>,
-    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Message<datarequest::domain::Mime>>> {
+impl common::Watch for FailingLaterPages {
+    async fn before_messages(&self, _: usize, cursor: Option<&str>) -> anyhow::Result<()> {
         anyhow::ensure!(cursor.is_none(), "the subject store went down");
-        self.pages.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.messages(account, subject, cursor).await
-    }
-    async fn mime(&self, body: &datarequest::domain::MimeRef) -> anyhow::Result<datarequest::ports::MimeChunks> {
-        self.inner.mime(body).await
-    }
-    async fn events(
-        &self,
-        account: datarequest::domain::AccountId,
-        subject: &Subject,
-        kind: datarequest::domain::EventKind,
-        cursor: Option<&str>,
-    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Event>> {
-        self.inner.events(account, subject, kind, cursor).await
-    }
-    async fn load(&self, records: &[datarequest::domain::Record]) -> anyhow::Result<()> {
-        self.inner.load(records).await
-    }
-
-    async fn erase(&self, erasure: &datarequest::domain::Erasure) -> anyhow::Result<()> {
-        self.inner.erase(erasure).await
+        Ok(())
     }
 }
 

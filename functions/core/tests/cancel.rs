@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::world;
 use datarequest::app::{Origin, QueueOutcome as Outcome};
 use datarequest::domain::{
-    AccessToken, AccountId, AuditEvent, DeliveryStatus, EmailAddress, EventKind, ProfileId, Report, RequestId, State,
-    Subject, SubprofileId, Transition, WebAddress, WebPolicy,
+    AccessToken, AuditEvent, DeliveryStatus, EmailAddress, ProfileId, Report, RequestId, State, Subject, Transition,
+    WebAddress, WebPolicy,
 };
 use datarequest::ports::{ExportFormat, RequestStore, SubjectData};
 
@@ -148,69 +148,28 @@ async fn a_request_that_failed_stays_failed_when_cancelled() {
     assert!(cancellations(&world, id).await.is_empty());
 }
 
-/// The in-memory subject data, counting the message bodies the builder streams (each one it
-/// writes), and cancelling the request when the builder's reader fetches the `cancel_at`-th
-/// page of messages.
+/// Counts the message bodies the builder streams (each one it writes), and cancels the
+/// request when the builder's reader fetches the `cancel_at`-th page of messages.
 struct CancelAtPage {
-    inner: Arc<dyn SubjectData>,
     requests: Arc<dyn RequestStore>,
     id: RequestId,
     cancel_at: usize,
-    pages: AtomicUsize,
     bodies: AtomicUsize,
     bodies_at_cancel: AtomicUsize,
 }
 
 #[async_trait::async_trait]
-impl SubjectData for CancelAtPage {
-    async fn profile(&self, account: AccountId, id: ProfileId) -> anyhow::Result<Option<datarequest::domain::Profile>> {
-        self.inner.profile(account, id).await
-    }
-    async fn subprofile(
-        &self,
-        account: AccountId,
-        id: SubprofileId,
-    ) -> anyhow::Result<Option<datarequest::domain::Subprofile>> {
-        self.inner.subprofile(account, id).await
-    }
-    async fn subprofiles(
-        &self,
-        account: AccountId,
-        id: ProfileId,
-        cursor: Option<&str>,
-    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Subprofile>> {
-        self.inner.subprofiles(account, id, cursor).await
-    }
-    async fn messages(
-        &self,
-        account: AccountId,
-        subject: &Subject,
-        cursor: Option<&str>,
-    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Message<datarequest::domain::Mime>>> {
-        if self.pages.fetch_add(1, Ordering::SeqCst) + 1 == self.cancel_at {
+impl common::Watch for CancelAtPage {
+    async fn before_messages(&self, page: usize, _: Option<&str>) -> anyhow::Result<()> {
+        if page == self.cancel_at {
             self.bodies_at_cancel.store(self.bodies.load(Ordering::SeqCst), Ordering::SeqCst);
             assert!(self.requests.update(self.id, &Transition::Cancel).await.expect("store"), "cancelled mid-build");
         }
-        self.inner.messages(account, subject, cursor).await
+        Ok(())
     }
-    async fn mime(&self, body: &datarequest::domain::MimeRef) -> anyhow::Result<datarequest::ports::MimeChunks> {
+
+    fn on_body(&self) {
         self.bodies.fetch_add(1, Ordering::SeqCst);
-        self.inner.mime(body).await
-    }
-    async fn events(
-        &self,
-        account: AccountId,
-        subject: &Subject,
-        kind: EventKind,
-        cursor: Option<&str>,
-    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Event>> {
-        self.inner.events(account, subject, kind, cursor).await
-    }
-    async fn load(&self, records: &[datarequest::domain::Record]) -> anyhow::Result<()> {
-        self.inner.load(records).await
-    }
-    async fn erase(&self, erasure: &datarequest::domain::Erasure) -> anyhow::Result<()> {
-        self.inner.erase(erasure).await
     }
 }
 
@@ -234,25 +193,24 @@ async fn cancelled_at_the_sixth_page(checkpoint_every: u64) -> (common::World, R
     world.fakes.subjects.load(&records).await.expect("loads");
     let id = accept(&world, Subject::Email(EmailAddress::parse("long@example.com").expect("address")), mail_to()).await;
     let ports = datarequest::compose::ports(&world.app);
-    let subjects = Arc::new(CancelAtPage {
-        inner: ports.subjects.clone(),
+    let watch = CancelAtPage {
         requests: ports.requests.clone(),
         id,
         cancel_at: 6,
-        pages: AtomicUsize::new(0),
         bodies: AtomicUsize::new(0),
         bodies_at_cancel: AtomicUsize::new(0),
-    });
+    };
+    let subjects = Arc::new(common::Watched::new(ports.subjects.clone(), watch));
     let app =
         datarequest::compose::rewire(&world.app, datarequest::compose::Ports { subjects: subjects.clone(), ..ports });
 
     assert_eq!(app.handle_message(id, 1).await.expect("handled"), Outcome::Done);
 
-    assert!(subjects.pages.load(Ordering::SeqCst) <= 6 + 2, "the reader stopped too");
+    assert!(subjects.pages() <= 6 + 2, "the reader stopped too");
     assert!(world.fakes.mailer.sent().is_empty(), "nothing is delivered");
     assert_eq!(stored(&world, id).await.state, State::Cancelled);
     let (at_cancel, written) =
-        (subjects.bodies_at_cancel.load(Ordering::SeqCst), subjects.bodies.load(Ordering::SeqCst));
+        (subjects.watch.bodies_at_cancel.load(Ordering::SeqCst), subjects.watch.bodies.load(Ordering::SeqCst));
     (world, id, at_cancel, written)
 }
 

@@ -67,3 +67,88 @@ pub async fn second_account(world: &World) -> AccountId {
     let token = AccessToken::generate();
     world.fakes.accounts.create(&token.hash(), &WebhookSecret::generate()).await.expect("account")
 }
+
+/// What a test watches in the subject data the builder reads (see [`Watched`]).
+#[async_trait::async_trait]
+pub trait Watch: Send + Sync {
+    /// Before the `page`-th page of messages is read (from 1); an error fails the read.
+    async fn before_messages(&self, _page: usize, _cursor: Option<&str>) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// A message body is about to be streamed.
+    fn on_body(&self) {}
+}
+
+/// The real (in-memory) subject data, with a [`Watch`] on the reads of messages.
+pub struct Watched<W> {
+    pub inner: std::sync::Arc<dyn datarequest::ports::SubjectData>,
+    pub watch: W,
+    pages: std::sync::atomic::AtomicUsize,
+}
+
+impl<W> Watched<W> {
+    pub fn new(inner: std::sync::Arc<dyn datarequest::ports::SubjectData>, watch: W) -> Self {
+        Self { inner, watch, pages: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    /// The pages of messages asked for so far.
+    pub fn pages(&self) -> usize {
+        self.pages.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl<W: Watch> datarequest::ports::SubjectData for Watched<W> {
+    async fn profile(
+        &self,
+        account: AccountId,
+        id: datarequest::domain::ProfileId,
+    ) -> anyhow::Result<Option<datarequest::domain::Profile>> {
+        self.inner.profile(account, id).await
+    }
+    async fn subprofile(
+        &self,
+        account: AccountId,
+        id: datarequest::domain::SubprofileId,
+    ) -> anyhow::Result<Option<datarequest::domain::Subprofile>> {
+        self.inner.subprofile(account, id).await
+    }
+    async fn subprofiles(
+        &self,
+        account: AccountId,
+        id: datarequest::domain::ProfileId,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Subprofile>> {
+        self.inner.subprofiles(account, id, cursor).await
+    }
+    async fn messages(
+        &self,
+        account: AccountId,
+        subject: &datarequest::domain::Subject,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Message<datarequest::domain::Mime>>> {
+        let page = self.pages.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        self.watch.before_messages(page, cursor).await?;
+        self.inner.messages(account, subject, cursor).await
+    }
+    async fn mime(&self, body: &datarequest::domain::MimeRef) -> anyhow::Result<datarequest::ports::MimeChunks> {
+        self.watch.on_body();
+        self.inner.mime(body).await
+    }
+    async fn events(
+        &self,
+        account: AccountId,
+        subject: &datarequest::domain::Subject,
+        kind: datarequest::domain::EventKind,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<datarequest::ports::Page<datarequest::domain::Event>> {
+        self.inner.events(account, subject, kind, cursor).await
+    }
+    async fn load(&self, records: &[Record]) -> anyhow::Result<()> {
+        self.inner.load(records).await
+    }
+    async fn erase(&self, erasure: &datarequest::domain::Erasure) -> anyhow::Result<()> {
+        self.inner.erase(erasure).await
+    }
+}

@@ -57,10 +57,7 @@ impl Source {
     /// The source's name.
     #[must_use]
     pub fn name(&self) -> &str {
-        match self {
-            Self::Postgres(source) => source.name(),
-            Self::Mysql(source) => source.name(),
-        }
+        &self.spec().name
     }
 
     /// The mapping's description of this source.

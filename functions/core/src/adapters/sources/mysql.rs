@@ -153,12 +153,6 @@ impl Mysql {
         })
     }
 
-    /// The source's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The mapping's description of this source.
     #[must_use]
     pub fn spec(&self) -> &SourceSpec {

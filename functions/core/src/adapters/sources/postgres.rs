@@ -232,12 +232,6 @@ impl Postgres {
         Ok(Self { name: Arc::from(spec.name.as_str()), spec, config, tls, pool: Pool::new(pool) })
     }
 
-    /// The source's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The mapping's description of this source.
     #[must_use]
     pub fn spec(&self) -> &SourceSpec {
